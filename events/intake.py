@@ -1,0 +1,41 @@
+"""The ingest gateway's reply shape, shared by the gateway and the office client."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    path: str | None
+
+
+class IntakeResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``{"ok": true, "event_id", "seq", "duplicate"[, "version"]}`` or ``{"ok": false, "event_id", "error"}``."""
+
+    ok: bool
+    event_id: str | None
+    seq: int | None = None
+    duplicate: bool | None = None
+    version: int | None = None
+    error: ErrorDetail | None = None
+
+
+def refused(code: str, message: str, path: str | None = None, event_id: str | None = None) -> IntakeResult:
+    return IntakeResult(ok=False, event_id=event_id, error=ErrorDetail(code=code, message=message, path=path))
+
+
+class RejectedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``ANTQ_REJECTED`` keeps of a refused submission: nothing an office sent is lost."""
+
+    office: str
+    received_at: str
+    error: ErrorDetail
+    sha256: str
+    size: int
+    truncated: bool
+    raw: bytes
+
+
+decode_results = msgspec.json.Decoder(IntakeResult | list[IntakeResult]).decode

@@ -1,0 +1,148 @@
+"""Event catalogue v1: frozen, keyword-only msgspec Structs in one tagged union (tag field ``type``).
+
+Evolution rule: fields are only ever added, with defaults; a breaking change gets a new tag.
+Events are past-tense facts. They carry no personal data: the log can never be erased.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal, TypeAlias
+
+import msgspec
+
+WardCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$", description="official 2025 GSO ward code")]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Positive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+Version = Annotated[int, msgspec.Meta(ge=0)]
+
+Channel = Literal["in_person", "phone", "hotline", "online", "letter", "other"]
+TipCategory = Literal["security_order", "border_security", "drugs", "crime", "social_evils", "other"]
+TipSource = Literal["resident", "institution", "mass_organisation", "anonymous"]
+SessionLevel = Literal["commune", "hamlet", "institution"]
+Topic = Literal[
+    "law",
+    "drugs",
+    "traffic_safety",
+    "fire_prevention",
+    "weapons",
+    "school_violence",
+    "crime_prevention",
+    "epidemic",
+    "other",
+]
+Signer = Literal["household", "individual", "institution"]
+Outcome = Literal["successful", "unsuccessful", "referred"]
+Dispute = Literal["land", "family", "neighbours", "debt", "other"]
+WeaponKind = Literal[
+    "military_firearm", "homemade_firearm", "air_gun", "ammunition", "explosive", "support_tool", "other"
+]
+
+SESSION_LEVELS: tuple[SessionLevel, ...] = ("commune", "hamlet", "institution")
+SIGNERS: tuple[Signer, ...] = ("household", "individual", "institution")
+WEAPON_KINDS: tuple[WeaponKind, ...] = (
+    "military_firearm",
+    "homemade_firearm",
+    "air_gun",
+    "ammunition",
+    "explosive",
+    "support_tool",
+    "other",
+)
+
+
+class Locality(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where an event happened: a scheme and a code in it (codes are reused across schemes)."""
+
+    scheme: Literal["gso-2025"]
+    ward: WardCode
+
+
+class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: WeaponKind
+    quantity: Positive
+
+
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key."""
+
+    event_id: uuid.UUID
+    occurred_on: dt.date
+    locality: Locality
+    hamlet: ShortText | None = None
+    note: Note | None = None
+
+
+class TipReceived(BaseEvent, frozen=True, kw_only=True, tag="tip.received"):
+    tip_id: uuid.UUID
+    channel: Channel
+    category: TipCategory
+    source: TipSource
+
+
+class TipAssessed(BaseEvent, frozen=True, kw_only=True, tag="tip.assessed"):
+    tip_id: uuid.UUID
+    valuable: bool
+    expected_version: Version | None = None
+
+
+class SessionHeld(BaseEvent, frozen=True, kw_only=True, tag="session.held"):
+    level: SessionLevel
+    topics: Annotated[tuple[Topic, ...], msgspec.Meta(min_length=1, max_length=9)]
+    attendance: Count
+
+
+class PledgeSigned(BaseEvent, frozen=True, kw_only=True, tag="pledge.signed"):
+    signer: Signer
+    signatures: Positive
+
+
+class MediationConcluded(BaseEvent, frozen=True, kw_only=True, tag="mediation.concluded"):
+    case_id: uuid.UUID
+    outcome: Outcome
+    dispute: Dispute
+
+
+class WeaponsSurrendered(BaseEvent, frozen=True, kw_only=True, tag="weapons.surrendered"):
+    items: Annotated[tuple[WeaponItem, ...], msgspec.Meta(min_length=1, max_length=50)]
+
+
+class EntryRetracted(BaseEvent, frozen=True, kw_only=True, tag="entry.retracted"):
+    target_event_id: uuid.UUID
+    reason: Reason
+
+
+Event: TypeAlias = (
+    TipReceived
+    | TipAssessed
+    | SessionHeld
+    | PledgeSigned
+    | MediationConcluded
+    | WeaponsSurrendered
+    | EntryRetracted
+)
+
+EVENT_TYPES: tuple[type[BaseEvent], ...] = (
+    TipReceived,
+    TipAssessed,
+    SessionHeld,
+    PledgeSigned,
+    MediationConcluded,
+    WeaponsSurrendered,
+    EntryRetracted,
+)
+TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``ANTQ_EVENTS`` stores: the normalised event plus the office that sent it.
+
+    ``office`` comes only from the intake subject, never from the payload.
+    """
+
+    office: str
+    event: Event

@@ -1,0 +1,60 @@
+"""Subjects of the event log: ``antq.events.<province>.<ward>.<rest>`` with 2025 codes.
+
+A lifecycle entity (a tip, a mediation case, the retraction of one entry) has a subject of its own, so that
+``Nats-Expected-Last-Subject-Sequence`` can guard it.
+"""
+
+from __future__ import annotations
+
+from events.schema import (
+    EntryRetracted,
+    Event,
+    MediationConcluded,
+    PledgeSigned,
+    SessionHeld,
+    TipAssessed,
+    TipReceived,
+    WeaponsSurrendered,
+)
+
+EVENTS_PREFIX = "antq.events"
+INTAKE_PREFIX = "antq.intake"
+REJECTED_PREFIX = "antq.rejected"
+UPDATES_PREFIX = "antq.updates.stats"
+SEALS_SUBJECT = "antq.seals"
+QUERY_SUBJECT = "antq.query.stats"
+
+
+def rest_of(event: Event) -> str:
+    match event:
+        case TipReceived(tip_id=tip_id) | TipAssessed(tip_id=tip_id):
+            return f"tip.{tip_id}"
+        case MediationConcluded(case_id=case_id):
+            return f"mediation.{case_id}"
+        case EntryRetracted(target_event_id=target):
+            return f"retraction.{target}"
+        case SessionHeld():
+            return "session"
+        case PledgeSigned():
+            return "pledge"
+        case WeaponsSurrendered():
+            return "weapons"
+    raise AssertionError(f"no subject for {type(event).__name__}")  # pragma: no cover
+
+
+def event_subject(event: Event, province: str) -> str:
+    return f"{EVENTS_PREFIX}.{province}.{event.locality.ward}.{rest_of(event)}"
+
+
+def ward_filter(province: str, ward: str | None = None) -> str:
+    """Subject filter for one province or one ward."""
+    return f"{EVENTS_PREFIX}.{province}.{ward or '*'}.>"
+
+
+def updates_subject(province: str, ward: str, year: int) -> str:
+    return f"{UPDATES_PREFIX}.{province}.{ward}.{year}"
+
+
+def office_of_intake(subject: str) -> str | None:
+    head, _, office = subject.rpartition(".")
+    return office if head == INTAKE_PREFIX and office else None

@@ -1,0 +1,38 @@
+"""Settings from the environment. Unset URLs mean: start the embedded servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    nats_url: str | None = None
+    nats_creds: Path | None = None
+    database_url: str | None = None
+    offices_path: Path | None = None
+    data_dir: Path | None = None
+    dedup_window_s: float = DAY
+    intake_queue: str = "antq-gateway"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def path(name: str) -> Path | None:
+            value = env.get(name)
+            return Path(value) if value else None
+
+        return cls(
+            nats_url=env.get("ANTQ_NATS_URL") or None,
+            nats_creds=path("ANTQ_NATS_CREDS"),
+            database_url=env.get("ANTQ_DATABASE_URL") or None,
+            offices_path=path("ANTQ_OFFICES"),
+            data_dir=path("ANTQ_DATA_DIR"),
+            dedup_window_s=float(env.get("ANTQ_DEDUP_WINDOW_S", DAY)),
+        )
