@@ -31,7 +31,9 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, t
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmbeddedError(f"{what} exited with {proc.returncode}; log: {log.read_text(errors='replace')}")
+            raise EmbeddedError(
+                f"{what} exited with {proc.returncode}; log: {log.read_text(errors='replace')}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -147,7 +149,16 @@ class EmbeddedPostgres:
         user = _prepare_root(self.data_dir)
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
-                [str(_pg_bin() / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                [
+                    str(_pg_bin() / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ],
                 check=True,
                 capture_output=True,
                 user=user,

@@ -26,7 +26,9 @@ class StreamLimits:
     updates_per_subject: int = 100
 
 
-def events_config(limits: StreamLimits, name: str = EVENTS, subjects: list[str] | None = None) -> StreamConfig:
+def events_config(
+    limits: StreamLimits, name: str = EVENTS, subjects: list[str] | None = None
+) -> StreamConfig:
     """The immutable event log: file storage, no expiry, no deletes, no purges, no rollups."""
     return StreamConfig(
         name=name,

@@ -35,6 +35,7 @@ import sqlite3
 import sys
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -119,7 +120,9 @@ def source_files(source: Path | None) -> tuple[Path, Path, Path]:
         except PackageNotFoundError:
             sys.exit(f"{SOURCE_DIST} is not installed: pip install {SOURCE_DIST}=={SOURCE_VERSION}")
         if dist.version != SOURCE_VERSION:
-            print(f"warning: {SOURCE_DIST} {dist.version} installed, expected {SOURCE_VERSION}", file=sys.stderr)
+            print(
+                f"warning: {SOURCE_DIST} {dist.version} installed, expected {SOURCE_VERSION}", file=sys.stderr
+            )
         data = Path(str(dist.locate_file(f"{SOURCE_DIST}/data")))
         licences = [f for f in dist.files or () if f.name.upper().startswith(("LICENSE", "LICENCE"))]
         if not licences:
@@ -206,7 +209,7 @@ def join(
     return pairs
 
 
-def write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def write_tsv(path: Path, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
 
@@ -254,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     assert per_unit_defaults == Counter(dict.fromkeys(per_unit, 1)), "not exactly one default per legacy unit"
 
     args.out.mkdir(parents=True, exist_ok=True)
-    ward_rows = [(w.code, w.name, w.province, w.province_name) for w in sorted(new.values(), key=lambda w: w.code)]
+    ward_rows = [
+        (w.code, w.name, w.province, w.province_name) for w in sorted(new.values(), key=lambda w: w.code)
+    ]
     write_tsv(args.out / "wards_2025.tsv", WARDS_HEADER, ward_rows)
 
     pairs.sort(key=lambda p: (p.legacy.province, p.legacy.district, p.legacy.ward, not p.is_default, p.ward))

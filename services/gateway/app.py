@@ -1,0 +1,76 @@
+"""Composition root of the ingest gateway: a FastStream app answering ``antq.intake.<office_id>``.
+
+Core NATS request/reply in a queue group, so several copies share the load. The handler takes the raw
+``NatsMessage`` (no pydantic casting) and always answers, whatever happens inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import nats
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client
+
+from events.codec import encode
+from events.intake import refused
+from events.localities import Localities
+from events.subjects import INTAKE_PREFIX, office_of_intake
+from infra.db import create_pool
+from infra.streams import StreamLimits, ensure_streams
+from services.gateway.catch_up import catch_up
+from services.gateway.index import EventIndex
+from services.gateway.offices import OfficeRegistry
+from services.gateway.pipeline import Clock, IntakePipeline, utc_now
+from services.gateway.publisher import JetStreamPublisher
+
+
+@dataclass
+class GatewayConfig:
+    nats_url: str
+    database_url: str
+    offices_path: Path
+    queue: str = "antq-gateway"
+    limits: StreamLimits = field(default_factory=StreamLimits)
+    clock: Clock = utc_now
+    localities: Localities | None = None
+
+
+class Gateway:
+    """One gateway copy: its connections live here, created at start and closed at stop."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self._config = config
+        self._localities = config.localities or Localities.load()
+        self._offices = OfficeRegistry.load(config.offices_path, self._localities)  # fail early
+        self._nc: Client | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._pipeline: IntakePipeline | None = None
+        broker = NatsBroker(config.nats_url, logger=None)
+        broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue)(self._intake)
+        self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
+
+    async def _connect(self) -> None:
+        self._nc = await nats.connect(self._config.nats_url, max_reconnect_attempts=-1)
+        js = self._nc.jetstream(publish_async_max_pending=4000)
+        await ensure_streams(js, self._config.limits)
+        self._pool = await create_pool(self._config.database_url, max_size=8)
+        index = EventIndex(self._pool)
+        await catch_up(js, index)
+        self._pipeline = IntakePipeline(
+            js, JetStreamPublisher(self._nc), index, self._localities, self._offices, self._config.clock
+        )
+
+    async def _intake(self, msg: NatsMessage) -> bytes:
+        if self._pipeline is None:
+            return encode(refused("unavailable", "the gateway is starting; retry"))
+        return await self._pipeline.handle(office_of_intake(msg.raw_message.subject), msg.body)
+
+    async def _close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        if self._nc is not None:
+            await self._nc.drain()

@@ -1,0 +1,106 @@
+"""The gateway's own index of the log in PostgreSQL: event_id -> seq and body hash, and entity claims.
+
+It answers duplicates after JetStream's dedup window has passed, and lets the gateway check targets and
+entities before publishing. Rows are written after the stream acknowledged an event; on start the index is
+caught up by reading the stream in order from its checkpoint, so a crash between publish and insert loses
+nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    event_id: uuid.UUID
+    seq: int
+    body_hash: bytes
+    type: str
+    ward: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    entity: str
+    event_id: uuid.UUID
+    ward: str
+    subject: str
+
+
+class EventIndex:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def lookup(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, IndexRow]:
+        ids = list(set(event_ids))
+        if not ids:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT event_id, seq, body_hash, type, ward, subject FROM event_index WHERE event_id = ANY($1)",
+            ids,
+        )
+        return {r["event_id"]: IndexRow(**dict(r)) for r in rows}
+
+    async def record(self, rows: Sequence[IndexRow]) -> None:
+        if not rows:
+            return
+        await self._pool.executemany(
+            """INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            [(r.event_id, r.seq, r.body_hash, r.type, r.ward, r.subject) for r in rows],
+        )
+
+    async def claim(self, claims: Sequence[Claim]) -> dict[str, Claim]:
+        """Claim entities for their creating events; return every entity's owner (first claim wins)."""
+        if not claims:
+            return {}
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO entity_claims (entity, event_id, ward, subject)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
+                   ON CONFLICT DO NOTHING""",
+                [c.entity for c in claims],
+                [c.event_id for c in claims],
+                [c.ward for c in claims],
+                [c.subject for c in claims],
+            )
+            rows = await conn.fetch(
+                "SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = ANY($1)",
+                [c.entity for c in claims],
+            )
+        return {r["entity"]: Claim(**dict(r)) for r in rows}
+
+    async def claims(self, entities: Iterable[str]) -> dict[str, Claim]:
+        keys = list(set(entities))
+        if not keys:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = ANY($1)", keys
+        )
+        return {r["entity"]: Claim(**dict(r)) for r in rows}
+
+    async def checkpoint(self) -> int:
+        return int(await self._pool.fetchval("SELECT seq FROM event_index_checkpoint"))
+
+    async def record_caught_up(self, rows: Sequence[IndexRow], claims: Sequence[Claim], seq: int) -> None:
+        """Store rows read from the stream in order, with the sequence read up to, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if rows:
+                await conn.executemany(
+                    """INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
+                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                    [(r.event_id, r.seq, r.body_hash, r.type, r.ward, r.subject) for r in rows],
+                )
+            if claims:
+                await conn.executemany(
+                    """INSERT INTO entity_claims (entity, event_id, ward, subject)
+                       VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+                    [(c.entity, c.event_id, c.ward, c.subject) for c in claims],
+                )
+            await conn.execute("UPDATE event_index_checkpoint SET seq = greatest(seq, $1)", seq)

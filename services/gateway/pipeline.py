@@ -1,0 +1,382 @@
+"""The intake pipeline: validate, check against the index, publish in order, answer every event.
+
+Events of one request are published with ``publish_async`` and awaited together; an event that depends on
+one still in flight (same entity subject, a retraction of it, the same event_id) waits for it first, so a
+request is processed as if its events came one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from nats.js import JetStreamContext
+
+from events.codec import (
+    body_hash,
+    decode_event,
+    decode_recorded,
+    encode,
+    encode_recorded,
+    split_body,
+    vietnam_today,
+)
+from events.errors import EventError, UnknownLocality
+from events.intake import IntakeResult, refused
+from events.localities import Localities
+from events.schema import (
+    EntryRetracted,
+    Event,
+    MediationConcluded,
+    Recorded,
+    TipAssessed,
+    TipReceived,
+)
+from events.subjects import event_subject
+from infra.streams import EVENTS
+from services.gateway.errors import (
+    Conflict,
+    GatewayError,
+    IdReused,
+    OutOfJurisdiction,
+    Unavailable,
+    UnknownOffice,
+    UnknownTarget,
+)
+from services.gateway.index import Claim, EventIndex, IndexRow
+from services.gateway.offices import Office, OfficeRegistry
+from services.gateway.publisher import MSG_ID, JetStreamPublisher, Outcome
+
+log = logging.getLogger("antq.gateway")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _IdOnly(msgspec.Struct):
+    event_id: str | None = None
+
+
+_id_only = msgspec.json.Decoder(_IdOnly)
+
+
+def guess_event_id(raw: bytes) -> str | None:
+    """The event_id of a document that failed validation, when it can be read at all."""
+    try:
+        value = _id_only.decode(raw).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return value if value is not None and len(value) <= 64 else None
+
+
+def entity_of(event: Event) -> str | None:
+    """The entity a creating event claims."""
+    match event:
+        case TipReceived(tip_id=tip_id):
+            return f"tip:{tip_id}"
+        case MediationConcluded(case_id=case_id):
+            return f"case:{case_id}"
+    return None
+
+
+def is_lifecycle(event_type: str) -> bool:
+    return event_type in ("tip.received", "tip.assessed", "mediation.concluded")
+
+
+def event_type(event: Event) -> str:
+    return str(type(event).__struct_config__.tag)
+
+
+@dataclass
+class _Candidate:
+    slot: int
+    event: Event
+    subject: str
+    hash: bytes
+
+
+@dataclass
+class _Batch:
+    """What one request knows while it is processed: index rows, claims, and publishes in flight."""
+
+    known: dict[uuid.UUID, IndexRow]
+    claims: dict[str, Claim]
+    inflight: list[tuple[_Candidate, asyncio.Task[Outcome], int | None]] = field(default_factory=list)
+    inflight_keys: set[str] = field(default_factory=set)
+
+
+class IntakePipeline:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        publisher: JetStreamPublisher,
+        index: EventIndex,
+        localities: Localities,
+        offices: OfficeRegistry,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._js = js
+        self._publisher = publisher
+        self._index = index
+        self._localities = localities
+        self._offices = offices
+        self._clock = clock
+
+    async def handle(self, office_id: str | None, body: bytes) -> bytes:
+        """Answer one intake request; never raises (a request that raises would get no reply)."""
+        try:
+            results, is_array = await self.submit(office_id, body)
+        except Exception:
+            log.exception("intake failed")
+            results, is_array = [refused("unavailable", "the gateway failed; retry the same request")], False
+        return encode(results if is_array else results[0])
+
+    async def submit(self, office_id: str | None, body: bytes) -> tuple[list[IntakeResult], bool]:
+        now = self._clock()
+        office_name = office_id or "_unknown"
+        try:
+            raws, is_array = split_body(body)
+        except EventError as exc:
+            result = refused(exc.code, exc.message, exc.path)
+            await self._keep_rejected(office_name, [(body, result)], now)
+            return [result], False
+        raw_items = [bytes(r) for r in raws]
+        office = self._offices.get(office_id or "")
+        if office is None:
+            err = UnknownOffice(f"office {office_id!r} is not in the offices registry; ask the administrator")
+            results = [self._refuse(err, guess_event_id(raw)) for raw in raw_items]
+        else:
+            results = await self._process(office, raw_items, vietnam_today(now))
+        refused_items = [(raw, res) for raw, res in zip(raw_items, results, strict=True) if not res.ok]
+        await self._keep_rejected(office_name, refused_items, now)
+        return results, is_array
+
+    @staticmethod
+    def _refuse(exc: EventError | GatewayError, event_id: str | None) -> IntakeResult:
+        return refused(exc.code, exc.message, exc.path, event_id)
+
+    async def _keep_rejected(
+        self, office: str, items: list[tuple[bytes, IntakeResult]], now: dt.datetime
+    ) -> None:
+        futures = []
+        for raw, result in items:
+            assert result.error is not None
+            futures.append(await self._publisher.keep_rejected(office, raw, result.error, now))
+        for future in futures:
+            outcome = await future
+            if outcome.seq is None:
+                log.error("could not keep a rejected submission: %s", outcome.failure)
+
+    def _validate(self, office: Office, raw: bytes, today: dt.date) -> tuple[Event, str]:
+        event = decode_event(raw, today=today)
+        ward = self._localities.ward(event.locality.ward)
+        if ward is None:
+            raise UnknownLocality(
+                f"ward {event.locality.ward} is not an official 2025 ward code", "$.locality.ward"
+            )
+        if not office.covers(ward.code, ward.province):
+            raise OutOfJurisdiction(
+                f"office {office.id} may not publish for ward {ward.code} ({ward.name}, {ward.province_name})",
+                "$.locality.ward",
+            )
+        return event, ward.province
+
+    async def _process(self, office: Office, raws: list[bytes], today: dt.date) -> list[IntakeResult]:
+        results: list[IntakeResult | None] = [None] * len(raws)
+        candidates: list[_Candidate] = []
+        for slot, raw in enumerate(raws):
+            try:
+                event, province = self._validate(office, raw, today)
+            except (EventError, GatewayError) as exc:
+                results[slot] = self._refuse(exc, guess_event_id(raw))
+                continue
+            candidates.append(_Candidate(slot, event, event_subject(event, province), body_hash(event)))
+
+        if candidates:
+            batch = await self._prefetch(candidates)
+            for cand in candidates:
+                if self._depends_on_inflight(batch, cand):
+                    await self._drain(batch, results)
+                try:
+                    early = self._check(batch, cand)
+                except GatewayError as exc:
+                    results[cand.slot] = self._refuse(exc, str(cand.event.event_id))
+                    continue
+                if early is not None:
+                    results[cand.slot] = early
+                    continue
+                await self._publish(office, batch, cand)
+            await self._drain(batch, results)
+        return [r if r is not None else refused("unavailable", "not processed; retry") for r in results]
+
+    async def _prefetch(self, candidates: list[_Candidate]) -> _Batch:
+        ids: set[uuid.UUID] = set()
+        new_claims: list[Claim] = []
+        referenced: set[str] = set()
+        for cand in candidates:
+            ev = cand.event
+            ids.add(ev.event_id)
+            if isinstance(ev, EntryRetracted):
+                ids.add(ev.target_event_id)
+            if isinstance(ev, TipAssessed):
+                referenced.add(f"tip:{ev.tip_id}")
+            entity = entity_of(ev)
+            if entity is not None:
+                new_claims.append(Claim(entity, ev.event_id, ev.locality.ward, cand.subject))
+        known = await self._index.lookup(ids)
+        # an event already in the log keeps its claim; claim only for events not yet known
+        claims = await self._index.claim([c for c in new_claims if c.event_id not in known])
+        claims.update(await self._index.claims(referenced - claims.keys()))
+        tip_events = {c.event_id for c in claims.values()} - known.keys()
+        known.update(await self._index.lookup(tip_events))
+        return _Batch(known=known, claims=claims)
+
+    @staticmethod
+    def _depends_on_inflight(batch: _Batch, cand: _Candidate) -> bool:
+        if not batch.inflight:
+            return False
+        ev = cand.event
+        keys = {cand.subject, str(ev.event_id)}
+        if isinstance(ev, EntryRetracted):
+            keys.add(str(ev.target_event_id))
+        return not keys.isdisjoint(batch.inflight_keys)
+
+    def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
+        """An answer without publishing (duplicate), an error, or None: publish it."""
+        ev = cand.event
+        row = batch.known.get(ev.event_id)
+        if row is not None:
+            if row.body_hash != cand.hash:
+                raise IdReused(
+                    f"event_id {ev.event_id} was already used for a different event (seq {row.seq}); "
+                    "give this event a new event_id",
+                    "$.event_id",
+                )
+            return self._accepted(ev, row.seq, duplicate=True)
+        match ev:
+            case TipReceived() | MediationConcluded():
+                claim = batch.claims.get(entity_of(ev) or "")
+                if claim is not None and claim.event_id != ev.event_id:
+                    if isinstance(ev, TipReceived):
+                        raise Conflict(
+                            f"tip_id {ev.tip_id} was already received (event {claim.event_id})", "$.tip_id"
+                        )
+                    raise Conflict(
+                        f"case {ev.case_id} was already concluded (event {claim.event_id})", "$.case_id"
+                    )
+            case TipAssessed(tip_id=tip_id):
+                claim = batch.claims.get(f"tip:{tip_id}")
+                if claim is None or claim.event_id not in batch.known:
+                    raise GatewayInvalid(
+                        f"no tip {tip_id} has been received; publish tip.received first", "$.tip_id"
+                    )
+                if claim.ward != ev.locality.ward:
+                    raise GatewayInvalid(
+                        f"tip {tip_id} was received in ward {claim.ward}: an assessment carries its tip's locality",
+                        "$.locality.ward",
+                    )
+            case EntryRetracted(target_event_id=target_id):
+                target = batch.known.get(target_id)
+                if target is None:
+                    raise UnknownTarget(f"no event {target_id} is in the log", "$.target_event_id")
+                if target.type == "entry.retracted":
+                    raise Conflict("a retraction cannot be retracted", "$.target_event_id")
+                if target.ward != ev.locality.ward:
+                    raise GatewayInvalid(
+                        f"the target was recorded for ward {target.ward}: a retraction carries its target's locality",
+                        "$.locality.ward",
+                    )
+        return None
+
+    @staticmethod
+    def _accepted(ev: Event, seq: int, *, duplicate: bool) -> IntakeResult:
+        version = seq if is_lifecycle(event_type(ev)) else None
+        return IntakeResult(ok=True, event_id=str(ev.event_id), seq=seq, duplicate=duplicate, version=version)
+
+    async def _publish(self, office: Office, batch: _Batch, cand: _Candidate) -> None:
+        ev = cand.event
+        expected: int | None = None
+        match ev:
+            case TipReceived() | MediationConcluded() | EntryRetracted():
+                expected = 0
+            case TipAssessed(expected_version=version):
+                expected = version
+        data = encode_recorded(Recorded(office=office.id, event=ev))
+        future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
+        batch.inflight.append((cand, future, expected))
+        batch.inflight_keys.update((cand.subject, str(ev.event_id)))
+
+    async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
+        new_rows: list[IndexRow] = []
+        for cand, future, expected in batch.inflight:
+            ev = cand.event
+            outcome = await future
+            try:
+                if outcome.seq is not None:
+                    seq = outcome.seq
+                    if outcome.duplicate:
+                        await self._check_stored_hash(seq, cand)
+                elif outcome.wrong_last_seq:
+                    seq = await self._resolve_wrong_last(cand, expected)
+                else:
+                    raise Unavailable(
+                        outcome.failure or "the event log is unavailable; retry the same request"
+                    )
+            except GatewayError as exc:
+                results[cand.slot] = self._refuse(exc, str(ev.event_id))
+                continue
+            row = IndexRow(ev.event_id, seq, cand.hash, event_type(ev), ev.locality.ward, cand.subject)
+            batch.known[ev.event_id] = row
+            new_rows.append(row)
+            duplicate = outcome.seq is None or outcome.duplicate
+            results[cand.slot] = self._accepted(ev, seq, duplicate=duplicate)
+        batch.inflight.clear()
+        batch.inflight_keys.clear()
+        await self._index.record(new_rows)
+
+    async def _check_stored_hash(self, seq: int, cand: _Candidate) -> None:
+        stored = await self._js.get_msg(EVENTS, seq)
+        if body_hash(decode_recorded(stored.data or b"").event) != cand.hash:
+            raise IdReused(
+                f"event_id {cand.event.event_id} was already used for a different event (seq {seq})",
+                "$.event_id",
+            )
+
+    async def _resolve_wrong_last(self, cand: _Candidate, expected: int | None) -> int:
+        """'Wrong last sequence': a retry of our own earlier publish (a duplicate), or a real conflict."""
+        ev = cand.event
+        row = (await self._index.lookup([ev.event_id])).get(ev.event_id)
+        if row is not None:
+            if row.body_hash != cand.hash:
+                raise IdReused(f"event_id {ev.event_id} was already used for a different event", "$.event_id")
+            return row.seq
+        last = await self._js.get_last_msg(EVENTS, cand.subject)
+        if last.headers and last.headers.get(MSG_ID) == str(ev.event_id) and last.seq is not None:
+            await self._check_stored_hash(last.seq, cand)
+            return int(last.seq)
+        match ev:
+            case TipAssessed():
+                raise Conflict(
+                    f"tip {ev.tip_id} is at version {last.seq}, not {expected}: read it again and resubmit",
+                    "$.expected_version",
+                )
+            case EntryRetracted():
+                raise Conflict(f"event {ev.target_event_id} was already retracted", "$.target_event_id")
+            case TipReceived():
+                raise Conflict(f"tip_id {ev.tip_id} was already received", "$.tip_id")
+            case MediationConcluded():
+                raise Conflict(f"case {ev.case_id} was already concluded", "$.case_id")
+        raise Conflict("the entity changed concurrently; retry")  # pragma: no cover
+
+
+class GatewayInvalid(GatewayError):
+    """A well-formed event that contradicts the log (wire code ``invalid``)."""
+
+    code = "invalid"

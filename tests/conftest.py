@@ -1,0 +1,148 @@
+"""Session-wide real servers and per-test isolation (fresh streams, a fresh database cloned from a template)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+from hypothesis import HealthCheck, settings
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from events.localities import Localities
+from infra.streams import StreamLimits, ensure_streams
+from services.client import OfficeClient
+from services.gateway.app import Gateway, GatewayConfig
+from tests.servers import Servers, drop_streams, fresh_database, prepare_template, start_servers, wait_for
+
+settings.register_profile(
+    "ci", max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+OFFICES_TOML = """
+[[office]]
+id = "ca-tra-linh"
+name = "Công an xã Trà Lĩnh"
+jurisdiction = ["ward:01447"]
+
+[[office]]
+id = "ca-cao-bang"
+name = "Công an tỉnh Cao Bằng"
+jurisdiction = ["province:04"]
+
+[[office]]
+id = "ca-bac-ninh"
+name = "Công an tỉnh Bắc Ninh"
+jurisdiction = ["province:24"]
+""" + "".join(
+    f'\n[[office]]\nid = "office-{i}"\nname = "Office {i}"\njurisdiction = ["province:04", "province:24"]\n'
+    for i in range(10)
+)
+
+
+@dataclass
+class FixedClock:
+    """An injectable clock; tests move it instead of waiting."""
+
+    now: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC))
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@dataclass
+class Stack:
+    servers: Servers
+    nc: Client
+    js: JetStreamContext
+    database_url: str
+    limits: StreamLimits
+
+
+@pytest.fixture(scope="session")
+def localities() -> Localities:
+    return Localities.load()
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    srv = start_servers()
+    yield srv
+    if srv.nats:
+        srv.nats.stop()
+    if srv.postgres:
+        srv.postgres.stop()
+
+
+@pytest.fixture(scope="session")
+async def template(servers: Servers) -> Servers:
+    await prepare_template(servers)
+    return servers
+
+
+@pytest.fixture(scope="session")
+def offices_file(servers: Servers) -> Path:
+    path = servers.workdir / "offices.toml"
+    path.write_text(OFFICES_TOML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def stack(template: Servers) -> AsyncIterator[Stack]:
+    nc = await nats.connect(template.nats_url)
+    js = nc.jetstream()
+    await drop_streams(js)
+    limits = StreamLimits(dedup_window_s=3600.0)
+    await ensure_streams(js, limits)
+    url = await fresh_database(template)
+    yield Stack(template, nc, js, url, limits)
+    await nc.drain()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+async def gateway(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> AsyncIterator[Gateway]:
+    config = GatewayConfig(
+        nats_url=stack.servers.nats_url,
+        database_url=stack.database_url,
+        offices_path=offices_file,
+        limits=stack.limits,
+        clock=clock,
+        localities=localities,
+    )
+    gw = Gateway(config)
+    async with gw.app:
+        await wait_until_answering(stack.nc, "antq.intake._probe")
+        yield gw
+
+
+async def wait_until_answering(nc: Client, subject: str) -> None:
+    """A subscription is live once the server routes a request to it (its SUB may still be in flight)."""
+
+    async def probe() -> bool:
+        try:
+            await nc.request(subject, b"{}", timeout=1.0)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return False
+        return True
+
+    await wait_for(probe, what=f"a responder on {subject}")
+
+
+@pytest.fixture
+def office(stack: Stack, gateway: Gateway) -> OfficeClient:
+    return OfficeClient(stack.nc, "ca-cao-bang", timeout=20)

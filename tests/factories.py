@@ -1,0 +1,55 @@
+"""Builders of intake documents (plain dicts, as an office would send them)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def base(kind: str, ward: str = "01447", day: str = "2018-05-10", **fields: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": kind,
+        "event_id": new_id(),
+        "occurred_on": day,
+        "locality": {"scheme": "gso-2025", "ward": ward},
+    }
+    doc.update(fields)
+    return doc
+
+
+def tip(ward: str = "01447", tip_id: str | None = None, **kw: Any) -> dict[str, Any]:
+    fields = {"tip_id": tip_id or new_id(), "channel": "phone", "category": "drugs", "source": "resident"}
+    return base("tip.received", ward, **{**fields, **kw})
+
+
+def assessment(tip_doc: dict[str, Any], valuable: bool = True, **kw: Any) -> dict[str, Any]:
+    return base(
+        "tip.assessed", tip_doc["locality"]["ward"], tip_id=tip_doc["tip_id"], valuable=valuable, **kw
+    )
+
+
+def session(ward: str = "01447", level: str = "commune", attendance: int = 40, **kw: Any) -> dict[str, Any]:
+    return base("session.held", ward, level=level, topics=["law"], attendance=attendance, **kw)
+
+
+def pledge(ward: str = "01447", signatures: int = 10, signer: str = "household", **kw: Any) -> dict[str, Any]:
+    return base("pledge.signed", ward, signer=signer, signatures=signatures, **kw)
+
+
+def mediation(ward: str = "01447", outcome: str = "successful", **kw: Any) -> dict[str, Any]:
+    fields = {"case_id": new_id(), "outcome": outcome, "dispute": "land"}
+    return base("mediation.concluded", ward, **{**fields, **kw})
+
+
+def weapons(ward: str = "01447", items: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
+    return base("weapons.surrendered", ward, items=items or [{"kind": "air_gun", "quantity": 1}], **kw)
+
+
+def retraction(target: dict[str, Any], reason: str = "entered twice", **kw: Any) -> dict[str, Any]:
+    return base(
+        "entry.retracted", target["locality"]["ward"], target_event_id=target["event_id"], reason=reason, **kw
+    )

@@ -1,0 +1,98 @@
+"""Real servers for the test session: the embedded nats-server and PostgreSQL, or ANTQ_NATS_URL/ANTQ_DATABASE_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from infra.db import migrate
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+
+TEMPLATE_DB = "antq_template"
+_db_counter = itertools.count(1)
+T = TypeVar("T")
+
+
+@dataclass
+class Servers:
+    nats_url: str
+    database_url: str
+    workdir: Path
+    nats: EmbeddedNats | None = None
+    postgres: EmbeddedPostgres | None = None
+
+    def database(self, name: str) -> str:
+        base, _, _ = self.database_url.rpartition("/")
+        return f"{base}/{name}"
+
+
+def start_servers() -> Servers:
+    workdir = Path(tempfile.mkdtemp(prefix="antq-test-"))
+    nats_url = os.environ.get("ANTQ_NATS_URL")
+    db_url = os.environ.get("ANTQ_DATABASE_URL")
+    nats_srv = pg_srv = None
+    if not nats_url:
+        nats_srv = EmbeddedNats(workdir / "nats", sync_always=False)
+        nats_url = nats_srv.start()
+    if not db_url:
+        pg_srv = EmbeddedPostgres(workdir / "pg", durable=False)
+        db_url = pg_srv.start()
+    return Servers(nats_url, db_url, workdir, nats_srv, pg_srv)
+
+
+async def prepare_template(servers: Servers) -> None:
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(servers.database(TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+async def fresh_database(servers: Servers) -> str:
+    """A new database cloned from the migrated template."""
+    name = f"antq_t{os.getpid()}_{next(_db_counter)}"
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    return servers.database(name)
+
+
+async def drop_streams(js: JetStreamContext) -> None:
+    for name in (EVENTS, REJECTED, UPDATES, SEALS):
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(name)
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+        await asyncio.sleep(delay)  # wait-ok: back-off between polls of a condition
+        delay = min(delay * 2, 0.1)
