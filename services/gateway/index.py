@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -33,6 +34,23 @@ class Claim:
     subject: str
 
 
+_INSERT_ROWS = """
+    INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::text[], $5::text[], $6::text[])
+    ON CONFLICT DO NOTHING"""
+
+
+def _columns(rows: Sequence[IndexRow]) -> tuple[list[Any], ...]:
+    return (
+        [r.event_id for r in rows],
+        [r.seq for r in rows],
+        [r.body_hash for r in rows],
+        [r.type for r in rows],
+        [r.ward for r in rows],
+        [r.subject for r in rows],
+    )
+
+
 class EventIndex:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -50,11 +68,7 @@ class EventIndex:
     async def record(self, rows: Sequence[IndexRow]) -> None:
         if not rows:
             return
-        await self._pool.executemany(
-            """INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-            [(r.event_id, r.seq, r.body_hash, r.type, r.ward, r.subject) for r in rows],
-        )
+        await self._pool.execute(_INSERT_ROWS, *_columns(rows))
 
     async def claim(self, claims: Sequence[Claim]) -> dict[str, Claim]:
         """Claim entities for their creating events; return every entity's owner (first claim wins)."""
@@ -92,11 +106,7 @@ class EventIndex:
         """Store rows read from the stream in order, with the sequence read up to, in one transaction."""
         async with self._pool.acquire() as conn, conn.transaction():
             if rows:
-                await conn.executemany(
-                    """INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
-                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-                    [(r.event_id, r.seq, r.body_hash, r.type, r.ward, r.subject) for r in rows],
-                )
+                await conn.execute(_INSERT_ROWS, *_columns(rows))
             if claims:
                 await conn.executemany(
                     """INSERT INTO entity_claims (entity, event_id, ward, subject)

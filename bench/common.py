@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmarks: embedded servers in a temp dir, event generators, RSS, printing."""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
+
+WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
+PROVINCE_OF = {"01447": "04", "01456": "04", "01465": "04"}
+
+
+def province_of(ward: str) -> str:
+    return PROVINCE_OF.get(ward, "24")
+
+
+def start_servers(
+    *, sync_always: bool, durable_pg: bool = True
+) -> tuple[EmbeddedNats, EmbeddedPostgres, Path]:
+    base = Path(tempfile.mkdtemp(prefix="antq-bench-"))
+    nats_srv = EmbeddedNats(base / "nats", sync_always=sync_always)
+    nats_srv.start()
+    pg = EmbeddedPostgres(base / "pg", durable=durable_pg)
+    pg.start()
+    return nats_srv, pg, base
+
+
+def simple_events(n: int, *, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """Independent events (sessions, pledges, weapons, tips) over the bench wards, 2024."""
+    for i in range(n):
+        ward = WARDS[i % len(WARDS)]
+        doc: dict[str, Any] = {
+            "event_id": str(uuid.UUID(int=(seed << 64) | i | (1 << 127))),
+            "occurred_on": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            "locality": {"scheme": "gso-2025", "ward": ward},
+        }
+        match i % 4:
+            case 0:
+                doc.update(type="session.held", level="hamlet", topics=["law"], attendance=30 + i % 50)
+            case 1:
+                doc.update(type="pledge.signed", signer="household", signatures=1 + i % 9)
+            case 2:
+                doc.update(type="weapons.surrendered", items=[{"kind": "support_tool", "quantity": 1}])
+            case _:
+                tip_id = str(uuid.UUID(int=(seed << 64) | i | (1 << 126)))
+                doc.update(
+                    type="tip.received", tip_id=tip_id, channel="phone", category="drugs", source="resident"
+                )
+        yield doc
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def report(title: str, project: float, raw: float, unit: str = "events/s") -> None:
+    ratio = project / raw if raw else float("nan")
+    print(f"{title}: project {project:,.0f} {unit} | raw {raw:,.0f} {unit} | ratio {ratio:.2f}", flush=True)

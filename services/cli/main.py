@@ -1,0 +1,147 @@
+"""The ``antq`` command line. Thin: each command delegates to a module that holds its logic."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import msgspec
+import nats
+import typer
+from rich.console import Console
+
+from infra.db import migrate
+from infra.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="ANTQ Ledger: the movement's event log and its statistics.")
+dev = typer.Typer(no_args_is_help=True, help="The embedded development stack.")
+db = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
+app.add_typer(dev, name="dev")
+app.add_typer(db, name="db")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _require(url: str | None, name: str) -> str:
+    if not url:
+        err.print(f"[red]{name} is not set: start `antq dev up` and export the URL it prints[/red]")
+        raise typer.Exit(2)
+    return url
+
+
+@dev.command("up")
+def dev_up(
+    offices: Annotated[Path | None, typer.Option(help="offices registry (TOML)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="keep server data here (default: a temp dir)")] = None,
+) -> None:
+    """Start embedded NATS and PostgreSQL (unless URLs are set), the streams and every service."""
+    from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
+
+    settings = _settings()
+    registry = offices or settings.offices_path or DEMO_OFFICES
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with embedded_servers(settings, data_dir or settings.data_dir) as urls:
+            async with running_services(urls, settings, registry):
+                print(
+                    msgspec.json.encode(
+                        {"nats_url": urls.nats_url, "database_url": urls.database_url}
+                    ).decode(),
+                    flush=True,
+                )
+                await stop.wait()
+
+    asyncio.run(serve())
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations to ANTQ_DATABASE_URL."""
+    url = _require(_settings().database_url, "ANTQ_DATABASE_URL")
+
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines, one event per line")],
+    office: Annotated[str, typer.Option(help="your office id")],
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
+) -> None:
+    """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code."""
+    from services.cli.publish import publish_documents, read_lines, summary_table
+
+    url = _require(_settings().nats_url, "ANTQ_NATS_URL")
+    total = sum(1 for _ in read_lines(file))
+    summary = asyncio.run(
+        publish_documents(url, office, read_lines(file), batch_size=batch_size, total=total)
+    )
+    console.print(summary_table(summary))
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    year: Annotated[int, typer.Option(help="statistics year")],
+    ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
+    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
+) -> None:
+    """Print one ward's or one province's figures for a year."""
+    from services.cli.stats_view import QueryFailed, query_stats, stats_table
+
+    url = _require(_settings().nats_url, "ANTQ_NATS_URL")
+    if (ward is None) == (province is None):
+        err.print("[red]give exactly one of --ward or --province[/red]")
+        raise typer.Exit(2)
+    request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
+
+    async def run() -> dict[str, object]:
+        nc = await nats.connect(url)
+        try:
+            return await query_stats(nc, request)
+        finally:
+            await nc.drain()
+
+    try:
+        reply = asyncio.run(run())
+    except QueryFailed as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Embedded stack + the Trà Lĩnh 2018 demo set; prints the district's table next to the article's."""
+    from services.demo.run import run_demo
+
+    ok = asyncio.run(run_demo(_settings(), console))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,90 @@
+"""``antq publish``: send a JSON-lines file of events to the gateway in batches, with a progress bar."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import nats
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services.client import OfficeClient
+
+
+@dataclass
+class PublishSummary:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    last_seq: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.duplicate + sum(self.rejected.values())
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield line.strip()
+
+
+def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def publish_documents(
+    nats_url: str, office: str, docs: Iterable[bytes], *, batch_size: int = 500, total: int | None = None
+) -> PublishSummary:
+    summary = PublishSummary()
+    nc = await nats.connect(nats_url)
+    client = OfficeClient(nc, office, timeout=60)
+    try:
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task(f"publishing as {office}", total=total)
+            for batch in batches(docs, batch_size):
+                body = b"[" + b",".join(batch) + b"]"
+                result = await client.send_raw(body)
+                results = result if isinstance(result, list) else [result] * len(batch)
+                for res in results:
+                    if res.ok and res.duplicate:
+                        summary.duplicate += 1
+                    elif res.ok:
+                        summary.accepted += 1
+                    else:
+                        summary.rejected[res.error.code if res.error else "unknown"] += 1
+                    summary.last_seq = max(summary.last_seq, res.seq or 0)
+                progress.advance(task, len(batch))
+    finally:
+        await nc.drain()
+    return summary
+
+
+def summary_table(summary: PublishSummary) -> Table:
+    table = Table(title="published")
+    table.add_column("outcome")
+    table.add_column("events", justify="right")
+    table.add_row("accepted", str(summary.accepted))
+    table.add_row("duplicate", str(summary.duplicate))
+    for code, count in sorted(summary.rejected.items()):
+        table.add_row(f"rejected: {code}", str(count))
+    table.add_row("total", str(summary.total), style="bold")
+    return table
+
+
+def encode_all(docs: Iterable[object]) -> list[bytes]:
+    encoder = msgspec.json.Encoder()
+    return [encoder.encode(doc) for doc in docs]

@@ -1,0 +1,47 @@
+"""Rendering statistics replies as rich tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from rich.table import Table
+
+from events.subjects import QUERY_SUBJECT
+
+
+class QueryFailed(Exception):
+    """The query service answered with an error."""
+
+
+async def query_stats(nc: Client, request: Mapping[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    reply = await nc.request(QUERY_SUBJECT, msgspec.json.encode(request), timeout=timeout)
+    body: dict[str, Any] = msgspec.json.decode(reply.data)
+    if "error" in body:
+        err = body["error"]
+        raise QueryFailed(f"{err['code']}: {err['message']} (at {err.get('path')})")
+    return body
+
+
+def stats_table(title: str, reply: Mapping[str, Any], reference: Mapping[str, int] | None = None) -> Table:
+    table = Table(
+        title=title, caption=f"as of stream seq {reply['as_of_seq']}" + (" — STALE" if reply["stale"] else "")
+    )
+    table.add_column("metric")
+    table.add_column("ledger", justify="right")
+    if reference is not None:
+        table.add_column("article", justify="right")
+        table.add_column("", justify="center")
+    metrics: dict[str, int] = reply["metrics"]
+    for name in sorted(metrics, key=lambda m: (m.split(".")[0], "." in m, m)):
+        row = [("  " if "." in name else "") + name, f"{metrics[name]:,}"]
+        if reference is not None:
+            expected = reference.get(name)
+            row += [
+                "" if expected is None else f"{expected:,}",
+                "" if expected is None else ("✓" if expected == metrics[name] else "✗"),
+            ]
+        table.add_row(*row, style=None if "." in name else "bold")
+    return table

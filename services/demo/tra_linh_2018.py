@@ -1,0 +1,164 @@
+"""The demo set: Trà Lĩnh district (Cao Bằng), 2018, as the articles report it.
+
+The district was merged away in 2020 and its communes went to three 2025 wards; each event names the 2025 ward
+its commune went to. Event ids are deterministic (uuid5), so publishing the set twice counts nothing twice.
+The set also shows the correction workflow: a session entered with the wrong attendance is retracted and
+entered again, and a tip first judged of no value is re-assessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from events.localities import Localities
+
+NAMESPACE = uuid.UUID("5b7f2c64-9a51-4b8e-9d0c-2f1d8c3e7a10")
+DISTRICT = "046"  # Huyện Trà Lĩnh (legacy code)
+YEAR = 2018
+# The district's ten communes in 2018 (legacy codes; events/data/lineage.tsv maps them to 2025 wards).
+COMMUNES_2018 = ("01447", "01450", "01453", "01456", "01459", "01462", "01465", "01468", "01471", "01474")
+
+# What the article reports for 2018 (../shared/DOMAIN.md), by our metric names.
+ARTICLE: dict[str, int] = {
+    "sessions_held.commune": 38,
+    "session_attendance.commune": 1546,
+    "sessions_held.hamlet": 156,
+    "session_attendance.hamlet": 5558,
+    "sessions_held": 38 + 156,
+    "session_attendance": 1546 + 5558,
+    "tips_received": 312,
+    "tips_valuable": 270,
+    "weapons_surrendered.homemade_firearm": 1,
+    "weapons_surrendered.support_tool": 6,
+    "weapons_surrendered": 7,
+}
+NOT_IN_CATALOGUE_V1 = [
+    "10/10 communes registered for 'An toàn về ANTT'",
+    "10 security councils; 123 self-managed security teams in 123 hamlets",
+    "inter-household model in Lũng Tung hamlet (Xuân Nội); drug-free commune model in Cô Mười, Quang Vinh, Lưu Ngọc",
+]
+
+
+def _id(*parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, "/".join(map(str, parts))))
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _day(i: int, n: int) -> str:
+    """Spread n events over 2018 (1 Jan .. 14 Dec, so the calendar and reporting years agree)."""
+    return (dt.date(YEAR, 1, 2) + dt.timedelta(days=(i * 346) // max(n, 1))).isoformat()
+
+
+class DemoSet:
+    def __init__(self, localities: Localities) -> None:
+        self._wards = list(localities.district_wards(DISTRICT))
+        self._localities = localities
+
+    def commune_wards(self) -> list[tuple[str, str]]:
+        """(old commune name, 2025 ward) for each 2018 commune of the district."""
+        pairs = []
+        for code in COMMUNES_2018:
+            successors = self._localities.successors(code)
+            pairs.append((code, successors[0]))
+        return pairs
+
+    def district_wards(self) -> list[str]:
+        return self._wards
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        communes = self.commune_wards()
+        n = len(communes)
+
+        def base(
+            kind: str, key: str, i: int, total: int, commune: tuple[str, str], **fields: Any
+        ) -> dict[str, Any]:
+            old, ward = commune
+            doc = {
+                "type": kind,
+                "event_id": _id(kind, key),
+                "occurred_on": _day(i, total),
+                "locality": {"scheme": "gso-2025", "ward": ward},
+                "note": f"xã cũ {old}, huyện Trà Lĩnh",
+            }
+            doc.update(fields)
+            return doc
+
+        for level, count, attendance in (("commune", 38, 1546), ("hamlet", 156, 5558)):
+            for i, people in enumerate(_split(attendance, count)):
+                commune = communes[i % n]
+                topics = ["law", "drugs"] if i % 2 else ["crime_prevention"]
+                hamlet = {"hamlet": f"Xóm {1 + i % 12}"} if level == "hamlet" else {}
+                yield base(
+                    "session.held",
+                    f"{level}-{i}",
+                    i,
+                    count,
+                    commune,
+                    level=level,
+                    topics=topics,
+                    attendance=people,
+                    **hamlet,
+                )
+        # a correction: entered with a typo, retracted, entered again (net effect: nothing)
+        typo = base(
+            "session.held", "typo", 5, 10, communes[0], level="commune", topics=["law"], attendance=4600
+        )
+        yield typo
+        yield base(
+            "entry.retracted",
+            "typo-retraction",
+            5,
+            10,
+            communes[0],
+            target_event_id=typo["event_id"],
+            reason="attendance typed with an extra digit; entered again",
+        )
+
+        tips = 312
+        for i in range(tips):
+            commune = communes[i % n]
+            tip_id = _id("tip", i)
+            channel = ("in_person", "phone", "hotline", "letter")[i % 4]
+            category = ("security_order", "drugs", "border_security", "crime", "social_evils")[i % 5]
+            tip = base(
+                "tip.received",
+                f"tip-{i}",
+                i,
+                tips,
+                commune,
+                tip_id=tip_id,
+                channel=channel,
+                category=category,
+                source="resident",
+            )
+            yield tip
+            valuable = i < 270
+            if i in (3, 7):  # first judged of no value, then re-assessed after verification
+                yield base(
+                    "tip.assessed", f"assess-{i}-first", i, tips, commune, tip_id=tip_id, valuable=False
+                )
+            yield base("tip.assessed", f"assess-{i}", i, tips, commune, tip_id=tip_id, valuable=valuable)
+
+        yield base(
+            "weapons.surrendered",
+            "weapons-1",
+            100,
+            346,
+            communes[2],
+            items=[{"kind": "homemade_firearm", "quantity": 1}],
+        )
+        yield base(
+            "weapons.surrendered",
+            "weapons-2",
+            200,
+            346,
+            communes[5],
+            items=[{"kind": "support_tool", "quantity": 6}],
+        )

@@ -1,0 +1,37 @@
+"""Run one gateway copy: ``python -m services.gateway [--offices FILE]`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+from infra.settings import Settings
+from infra.streams import StreamLimits
+from services.gateway.app import Gateway, GatewayConfig
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m services.gateway")
+    parser.add_argument("--nats-url", default=settings.nats_url)
+    parser.add_argument("--database-url", default=settings.database_url)
+    parser.add_argument("--offices", type=Path, default=settings.offices_path)
+    args = parser.parse_args()
+    if not (args.nats_url and args.database_url and args.offices):
+        parser.error(
+            "need --nats-url, --database-url and --offices (or ANTQ_NATS_URL, ANTQ_DATABASE_URL, ANTQ_OFFICES)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = GatewayConfig(
+        nats_url=args.nats_url,
+        database_url=args.database_url,
+        offices_path=args.offices,
+        limits=StreamLimits(dedup_window_s=settings.dedup_window_s),
+    )
+    asyncio.run(Gateway(config).app.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The statistics query: request and reply shapes, and the request's validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from events.localities import Localities
+
+WardCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$")]
+ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
+Period = Literal["calendar", "reporting"]
+
+
+class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+    ward: WardCode | None = None
+    province: ProvinceCode | None = None
+    wards: Annotated[list[WardCode], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    period: Period = "calendar"
+    min_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
+
+
+class QueryError(Exception):
+    """Root of the query service's errors; ``code`` goes on the wire."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class BadRequest(QueryError):
+    code = "bad_request"
+
+
+class UnknownLocality(QueryError):
+    code = "unknown_locality"
+
+
+class NotCaughtUp(QueryError):
+    code = "timeout"
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    path: str | None
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
+    error: ErrorBody
+
+
+class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    year: int
+    period: str
+    metrics: dict[str, int]
+    as_of_seq: int
+    stale: bool
+    fold_version: int
+    ward: str | None = None
+    province: str | None = None
+    wards: list[str] | None = None
+
+
+_decoder = msgspec.json.Decoder(StatsQuery)
+
+
+def parse_query(body: bytes) -> StatsQuery:
+    try:
+        query = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        message, _, path = text.partition(" - at `")
+        raise BadRequest(message, path.rstrip("`") or None) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the request is not valid JSON: {exc}") from None
+    given = [name for name in ("ward", "province", "wards") if getattr(query, name) is not None]
+    if len(given) != 1:
+        raise BadRequest("give exactly one of `ward`, `province` or `wards`", "$")
+    return query
+
+
+def resolve_wards(query: StatsQuery, localities: Localities) -> list[str]:
+    """The 2025 wards the query sums over; unknown codes are refused, not answered with zeros."""
+    if query.province is not None:
+        wards = list(localities.wards_of(query.province))
+        if not wards:
+            raise UnknownLocality(
+                f"province {query.province} is not an official 2025 province code", "$.province"
+            )
+        return wards
+    if query.ward is not None:
+        if localities.ward(query.ward) is None:
+            raise UnknownLocality(f"ward {query.ward} is not an official 2025 ward code", "$.ward")
+        return [query.ward]
+    assert query.wards is not None
+    for i, ward in enumerate(query.wards):
+        if localities.ward(ward) is None:
+            raise UnknownLocality(f"ward {ward} is not an official 2025 ward code", f"$.wards[{i}]")
+    return sorted(set(query.wards))
