@@ -1,0 +1,322 @@
+"""PostgreSQL side of the statistics projection (asyncpg, no ORM).
+
+Writes: one transaction per batch applies the deltas, the fold state, the checkpoint and the outbox rows
+(``commit_batch``). Reads: ``read_stats`` / ``read_province_stats`` answer from the active copy, together with
+the checkpoint, in one REPEATABLE READ snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from projections.folds import Deltas, Key, StateUpdate
+from projections.metrics import FOLD_VERSION, complete
+from projections.periods import CALENDAR, PERIODS, Period
+
+NAME: Final = "stats"
+_LOCK_CLASS: Final = 0x414E5453  # 'ANTS': one runner per (projection, copy)
+
+_encoder = msgspec.json.Encoder()
+
+
+class StatsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Summed figures of some wards for one year: every base metric, breakdowns when non-zero."""
+
+    metrics: dict[str, int]
+    as_of_seq: int
+    stale: bool
+    fold_version: int
+
+
+class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """What ANTQ_UPDATES carries for one ward-year (calendar): shaped like the query reply."""
+
+    ward: str
+    year: int
+    period: Period
+    metrics: dict[str, int]
+    as_of_seq: int
+    stale: bool = False
+
+
+class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    province: str
+    ward: str
+    year: int
+    seq: int
+    payload: bytes
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.ward}:{self.year}:{self.seq}"
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    copy: int
+    seq: int
+    fold_version: int
+    halted: str | None
+
+
+class CheckpointMoved(Exception):
+    """The checkpoint is not where this runner left it: another runner writes the same copy."""
+
+
+async def active_copy(conn: asyncpg.Connection, name: str = NAME) -> int:
+    copy = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1", name)
+    if copy is None:
+        raise LookupError(f"no active copy for projection {name!r}: run the migrations")
+    return int(copy)
+
+
+async def try_lock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> bool:
+    """Session advisory lock held by the one runner of (name, copy) for as long as its connection lives."""
+    return bool(
+        await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2) # $3)", _LOCK_CLASS, name, copy)
+    )
+
+
+async def open_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME) -> Checkpoint:
+    """The copy's checkpoint, created at 0 with the current fold version if it has none."""
+    await conn.execute(
+        "INSERT INTO projection_checkpoint (name, copy, seq, fold_version) VALUES ($1, $2, 0, $3)"
+        " ON CONFLICT (name, copy) DO NOTHING",
+        name,
+        copy,
+        FOLD_VERSION,
+    )
+    return await read_checkpoint(conn, copy, name)
+
+
+async def read_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME) -> Checkpoint:
+    row = await conn.fetchrow(
+        "SELECT seq, fold_version, halted FROM projection_checkpoint WHERE name = $1 AND copy = $2",
+        name,
+        copy,
+    )
+    if row is None:
+        raise LookupError(f"no checkpoint for projection {name!r} copy {copy}")
+    return Checkpoint(copy=copy, seq=row["seq"], fold_version=row["fold_version"], halted=row["halted"])
+
+
+async def load_state(conn: asyncpg.Connection, copy: int, keys: Collection[Key]) -> dict[Key, bytes]:
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT key, value FROM stats_fold_state WHERE copy = $1 AND key = ANY($2::bytea[])", copy, list(keys)
+    )
+    return {bytes(r["key"]): bytes(r["value"]) for r in rows}
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def _apply_deltas(
+    conn: asyncpg.Connection, copy: int, deltas: Deltas, provinces: Mapping[str, str]
+) -> None:
+    if not deltas:
+        return
+    rows = sorted((p, provinces[w], w, y, metric, v) for (p, w, y, metric), v in deltas.items())
+    period, province, ward, year, metric, value = _columns(rows, 6)
+    await conn.execute(
+        """INSERT INTO stats AS s (copy, period, province, ward, year, metric, value)
+           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[])
+           ON CONFLICT (copy, period, ward, year, metric) DO UPDATE SET value = s.value + EXCLUDED.value""",
+        copy,
+        period,
+        province,
+        ward,
+        year,
+        metric,
+        value,
+    )
+
+
+async def _save_state(conn: asyncpg.Connection, copy: int, update: StateUpdate) -> None:
+    upserts = sorted((k, v) for k, v in update.items() if v is not None)
+    deletes = sorted(k for k, v in update.items() if v is None)
+    if upserts:
+        await conn.execute(
+            """INSERT INTO stats_fold_state AS f (copy, key, value)
+               SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])
+               ON CONFLICT (copy, key) DO UPDATE SET value = EXCLUDED.value""",
+            copy,
+            [k for k, _ in upserts],
+            [v for _, v in upserts],
+        )
+    if deletes:
+        await conn.execute(
+            "DELETE FROM stats_fold_state WHERE copy = $1 AND key = ANY($2::bytea[])", copy, deletes
+        )
+
+
+async def _write_outbox(
+    conn: asyncpg.Connection, copy: int, seq: int, deltas: Deltas, provinces: Mapping[str, str]
+) -> list[OutboxRow]:
+    changed = sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
+    if not changed:
+        return []
+    rows = await conn.fetch(
+        """SELECT s.ward, s.year, s.metric, s.value FROM stats s
+           JOIN unnest($2::text[], $3::int[]) AS c(ward, year) ON s.ward = c.ward AND s.year = c.year
+           WHERE s.copy = $1 AND s.period = 'calendar'""",
+        copy,
+        [w for w, _ in changed],
+        [y for _, y in changed],
+    )
+    figures: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        figures[(r["ward"], r["year"])][r["metric"]] = r["value"]
+    out = [
+        OutboxRow(
+            province=provinces[w],
+            ward=w,
+            year=y,
+            seq=seq,
+            payload=_encoder.encode(
+                StatsUpdate(ward=w, year=y, period=CALENDAR, metrics=complete(figures[(w, y)]), as_of_seq=seq)
+            ),
+        )
+        for w, y in changed
+    ]
+    await conn.executemany(
+        "INSERT INTO stats_outbox (copy, province, ward, year, seq, payload) VALUES ($1, $2, $3, $4, $5, $6)",
+        [(copy, r.province, r.ward, r.year, r.seq, r.payload) for r in out],
+    )
+    return out
+
+
+async def commit_batch(
+    conn: asyncpg.Connection,
+    *,
+    copy: int,
+    from_seq: int,
+    to_seq: int,
+    update: StateUpdate,
+    deltas: Deltas,
+    provinces: Mapping[str, str],
+    outbox: bool,
+    name: str = NAME,
+) -> list[OutboxRow]:
+    """One transaction: deltas, fold state, checkpoint from_seq → to_seq, outbox rows (returned).
+
+    Raises ``CheckpointMoved`` (and writes nothing) if the checkpoint is not at ``from_seq``.
+    """
+    async with conn.transaction():
+        moved = await conn.execute(
+            """UPDATE projection_checkpoint SET seq = $3, halted = NULL, halted_seq = NULL, updated_at = now()
+               WHERE name = $1 AND copy = $2 AND seq = $4""",
+            name,
+            copy,
+            to_seq,
+            from_seq,
+        )
+        if moved != "UPDATE 1":
+            raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
+        await _apply_deltas(conn, copy, deltas, provinces)
+        await _save_state(conn, copy, update)
+        return await _write_outbox(conn, copy, to_seq, deltas, provinces) if outbox else []
+
+
+async def mark_halted(conn: asyncpg.Connection, copy: int, seq: int, reason: str, name: str = NAME) -> None:
+    await conn.execute(
+        """UPDATE projection_checkpoint SET halted = $3, halted_seq = $4, updated_at = now()
+           WHERE name = $1 AND copy = $2""",
+        name,
+        copy,
+        reason,
+        seq,
+    )
+
+
+async def pending_outbox(conn: asyncpg.Connection, copy: int) -> list[OutboxRow]:
+    rows = await conn.fetch(
+        "SELECT province, ward, year, seq, payload FROM stats_outbox WHERE copy = $1 ORDER BY seq, ward, year",
+        copy,
+    )
+    return [
+        OutboxRow(province=r["province"], ward=r["ward"], year=r["year"], seq=r["seq"], payload=r["payload"])
+        for r in rows
+    ]
+
+
+async def delete_outbox(conn: asyncpg.Connection, copy: int, rows: Sequence[OutboxRow]) -> None:
+    if rows:
+        await conn.execute(
+            """DELETE FROM stats_outbox o USING unnest($2::bigint[], $3::text[], $4::int[]) AS d(seq, ward, year)
+               WHERE o.copy = $1 AND o.seq = d.seq AND o.ward = d.ward AND o.year = d.year""",
+            copy,
+            [r.seq for r in rows],
+            [r.ward for r in rows],
+            [r.year for r in rows],
+        )
+
+
+_SNAPSHOT_HEAD = """
+SELECT a.copy, c.seq, c.fold_version, c.halted
+FROM projection_active a
+LEFT JOIN projection_checkpoint c ON c.name = a.name AND c.copy = a.copy
+WHERE a.name = $1"""
+
+
+def _check_period(period: str) -> None:
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {PERIODS}, not {period!r}")
+
+
+async def _snapshot(conn: asyncpg.Connection, sums_sql: str, *args: Any) -> StatsSnapshot:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        head = await conn.fetchrow(_SNAPSHOT_HEAD, NAME)
+        if head is None:
+            raise LookupError(f"no active copy for projection {NAME!r}: run the migrations")
+        rows = await conn.fetch(sums_sql, head["copy"], *args)
+    return StatsSnapshot(
+        metrics=complete({r["metric"]: int(r["value"]) for r in rows}),
+        as_of_seq=head["seq"] or 0,
+        stale=head["halted"] is not None,
+        fold_version=head["fold_version"] or FOLD_VERSION,
+    )
+
+
+async def read_stats(
+    conn: asyncpg.Connection, *, wards: Sequence[str], year: int, period: str
+) -> StatsSnapshot:
+    """The sum of the figures of ``wards`` (2025 codes) for ``year`` of ``period`` ('calendar'|'reporting')."""
+    _check_period(period)
+    return await _snapshot(
+        conn,
+        """SELECT metric, sum(value) AS value FROM stats
+           WHERE copy = $1 AND period = $2 AND year = $3 AND ward = ANY($4::text[]) GROUP BY metric""",
+        period,
+        year,
+        list(wards),
+    )
+
+
+async def read_province_stats(
+    conn: asyncpg.Connection, *, province: str, year: int, period: str
+) -> StatsSnapshot:
+    """The province's figures: the sum over its wards (2025 codes)."""
+    _check_period(period)
+    return await _snapshot(
+        conn,
+        """SELECT metric, sum(value) AS value FROM stats
+           WHERE copy = $1 AND period = $2 AND year = $3 AND province = $4 GROUP BY metric""",
+        period,
+        year,
+        province,
+    )
+
+
+async def all_figures(conn: asyncpg.Connection, copy: int) -> dict[tuple[str, str, int, str], int]:
+    """Every non-zero figure of a copy, keyed (period, ward, year, metric): for checks and audits."""
+    rows = await conn.fetch(
+        "SELECT period, ward, year, metric, value FROM stats WHERE copy = $1 AND value <> 0", copy
+    )
+    return {(r["period"], r["ward"], r["year"], r["metric"]): int(r["value"]) for r in rows}
