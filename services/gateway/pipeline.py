@@ -56,6 +56,10 @@ log = logging.getLogger("antq.gateway")
 Clock = Callable[[], dt.datetime]
 
 
+# Events on a subject of their own entity: the order on that subject matters.
+ENTITY_EVENTS = (TipReceived, TipAssessed, MediationConcluded, EntryRetracted)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -243,7 +247,9 @@ class IntakePipeline:
         if not batch.inflight:
             return False
         ev = cand.event
-        keys = {cand.subject, str(ev.event_id)}
+        keys = {str(ev.event_id)}
+        if isinstance(ev, ENTITY_EVENTS):
+            keys.add(cand.subject)
         if isinstance(ev, EntryRetracted):
             keys.add(str(ev.target_event_id))
         return not keys.isdisjoint(batch.inflight_keys)
@@ -311,7 +317,9 @@ class IntakePipeline:
         data = encode_recorded(Recorded(office=office.id, event=ev))
         future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
         batch.inflight.append((cand, future, expected))
-        batch.inflight_keys.update((cand.subject, str(ev.event_id)))
+        batch.inflight_keys.add(str(ev.event_id))
+        if isinstance(ev, ENTITY_EVENTS):  # plain subjects (…session) are shared by independent events
+            batch.inflight_keys.add(cand.subject)
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
         new_rows: list[IndexRow] = []
