@@ -112,7 +112,7 @@ class _Batch:
 
     known: dict[uuid.UUID, IndexRow]
     claims: dict[str, Claim]
-    inflight: list[tuple[_Candidate, asyncio.Task[Outcome], int | None]] = field(default_factory=list)
+    inflight: list[tuple[_Candidate, asyncio.Future[Outcome], int | None]] = field(default_factory=list)
     inflight_keys: set[str] = field(default_factory=set)
 
 
@@ -173,8 +173,7 @@ class IntakePipeline:
         for raw, result in items:
             assert result.error is not None
             futures.append(await self._publisher.keep_rejected(office, raw, result.error, now))
-        for future in futures:
-            outcome = await future
+        for outcome in await self._publisher.settle(futures):
             if outcome.seq is None:
                 log.error("could not keep a rejected submission: %s", outcome.failure)
 
@@ -323,9 +322,9 @@ class IntakePipeline:
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
         new_rows: list[IndexRow] = []
-        for cand, future, expected in batch.inflight:
+        outcomes = await self._publisher.settle([future for _, future, _ in batch.inflight])
+        for (cand, _, expected), outcome in zip(batch.inflight, outcomes, strict=True):
             ev = cand.event
-            outcome = await future
             try:
                 if outcome.seq is not None:
                     seq = outcome.seq
