@@ -1,0 +1,66 @@
+"""``python -m projections --nats-url URL --database-url URL``: the statistics projection in the foreground.
+
+Runs until SIGTERM/SIGINT. A halt (an event the fold cannot apply) stops consuming but keeps the process up,
+so the halt stays visible (logs, ``stale`` in replies) until an operator acts; an unexpected error exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+
+from projections.service import Projector
+
+log = logging.getLogger("projections")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
+    parser.add_argument("--nats-url", default=os.environ.get("ANTQ_NATS_URL"), required=False)
+    parser.add_argument("--database-url", default=os.environ.get("ANTQ_DATABASE_URL"), required=False)
+    parser.add_argument("--copy", type=int, default=None, help="copy to build (default: the active one)")
+    parser.add_argument("--no-publish", action="store_true", help="publish no updates (for rebuilds)")
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args(argv)
+    if not args.nats_url or not args.database_url:
+        parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
+    return args
+
+
+async def _main(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    projector = Projector(
+        nats_url=args.nats_url,
+        database_url=args.database_url,
+        copy=args.copy,
+        publish=False if args.no_publish else None,
+        batch=args.batch,
+    )
+    await projector.start()
+    runner_done = asyncio.create_task(projector.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if runner_done.done() and runner_done.exception() is not None:
+        code = 1
+    elif projector.halted is not None and not stop.is_set():
+        log.error("halted; waiting for SIGTERM: %s", projector.halted)
+        await stopped
+    stopped.cancel()
+    await projector.stop()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_main(_parse(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

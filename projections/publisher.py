@@ -1,0 +1,127 @@
+"""Publishes outbox rows to ANTQ_UPDATES after their commit, then deletes them.
+
+Each row is a JetStream publish sent as a plain request (nats-py 2.16's ``publish_async`` never resolves the
+future of an error ack), all rows of a commit concurrently; the ``Nats-Msg-Id`` (ward:year:seq) makes a
+re-publish after a crash harmless. Rows of one commit are published before those of the next, so a subject's
+updates arrive in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+
+from events.subjects import updates_subject
+from infra.streams import UPDATES
+from projections import store
+from projections.store import OutboxRow
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    seq: int | None = None
+    error: _ApiError | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+class PublishFailed(Exception):
+    """ANTQ_UPDATES did not store an update."""
+
+
+class UpdatePublisher:
+    """A background task that drains a queue of committed outbox rows; rows left by a crash come first."""
+
+    def __init__(
+        self, nc: Client, database_url: str, copy: int, *, timeout: float = 10.0, max_in_flight: int = 2000
+    ) -> None:
+        self._nc = nc
+        self._database_url = database_url
+        self._copy = copy
+        self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._queue: asyncio.Queue[list[OutboxRow] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        """Connect and queue the rows a previous run committed but did not publish."""
+        self._conn = await asyncpg.connect(self._database_url)
+        leftover = await store.pending_outbox(self._conn, self._copy)
+        if leftover:
+            log.info("publishing %d updates left in the outbox", len(leftover))
+            self._queue.put_nowait(leftover)
+        self._task = asyncio.create_task(self._run(), name=f"stats-updates-{self._copy}")
+
+    def submit(self, rows: list[OutboxRow]) -> None:
+        if rows:
+            self._queue.put_nowait(rows)
+
+    async def idle(self) -> None:
+        """Wait until everything submitted so far is published."""
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        """Publish what is queued, then stop."""
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _run(self) -> None:
+        while True:
+            rows = await self._queue.get()
+            try:
+                if rows is None:
+                    return
+                await self._publish_until_done(rows)
+            finally:
+                self._queue.task_done()
+
+    async def _publish_until_done(self, rows: list[OutboxRow]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                for start in range(0, len(rows), self._max_in_flight):
+                    chunk = rows[start : start + self._max_in_flight]
+                    await asyncio.gather(*(self._publish(row) for row in chunk))
+                assert self._conn is not None
+                await store.delete_outbox(self._conn, self._copy, rows)
+                self.published += len(rows)
+                return
+            except (PublishFailed, nats.errors.Error, TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                log.warning("publishing %d updates failed (%s); retrying in %.1fs", len(rows), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _publish(self, row: OutboxRow) -> None:
+        reply = await self._nc.request(
+            updates_subject(row.province, row.ward, row.year),
+            row.payload,
+            timeout=self._timeout,
+            headers={MSG_ID: row.msg_id, EXPECTED_STREAM: UPDATES},
+        )
+        ack = _ack_decoder.decode(reply.data)
+        if ack.error is not None or ack.seq is None:
+            raise PublishFailed(f"{row.msg_id}: {ack.error.description if ack.error else 'no sequence'}")

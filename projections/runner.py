@@ -1,0 +1,290 @@
+"""The checkpointed runner of the statistics projection (nats-py, asyncpg).
+
+A durable pull consumer on ANTQ_EVENTS with ``AckPolicy.ALL``: the runner folds and commits whole batches in
+stream order, so one ack of a batch's last message after its commit acknowledges the batch (1 ack per batch
+instead of 1000), and nothing is ever acked before the commit that contains it.
+
+Per fetched batch: skip events at or below the checkpoint (redeliveries), load the fold state the batch needs,
+fold, then ONE PostgreSQL transaction (deltas + state + checkpoint + outbox rows), then ack, then hand the
+outbox rows to the publisher. PostgreSQL's checkpoint is the truth: on start, a durable whose position
+disagrees with it (unacked deliveries after a crash) is recreated at checkpoint + 1, so a restart does not
+wait for ``ack_wait`` before the redelivery.
+
+An event the fold cannot apply halts the projection: logged at ERROR, ``halted`` set in the checkpoint (query
+replies say ``stale``), the batch's events before it committed, the event itself never acked, consumption
+stops. Only one runner writes a copy: it holds a PostgreSQL advisory lock on its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from events.codec import decode_recorded
+from events.localities import Localities
+from events.schema import Recorded
+from infra.stream_reader import parse_ack_reply
+from infra.streams import EVENTS
+from projections import store
+from projections.errors import FoldError, ProjectionError
+from projections.folds import Deltas, Key, StateUpdate, fold, keys_needed
+from projections.publisher import UpdatePublisher
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str, int], Awaitable[None]]
+"""Called at named points of a batch (``before_commit``, ``during_commit``, ``after_commit``, ``after_ack``)
+with the batch's last seq; tests inject crashes here."""
+
+
+class UnknownWard(ProjectionError):
+    """An event names a ward the locality table does not know."""
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(f"seq {seq}: {message}")
+        self.seq = seq
+
+
+class AlreadyRunning(ProjectionError):
+    """Another runner holds this copy."""
+
+
+@dataclass
+class RunnerStats:
+    batches: int = 0
+    events: int = 0
+    redelivered_skipped: int = 0
+    halts: int = 0
+
+
+@dataclass(kw_only=True)
+class RunnerConfig:
+    database_url: str
+    copy: int | None = None
+    """The copy to build; default: the active one."""
+    publish: bool | None = None
+    """Publish updates; default: only when building the active copy."""
+    batch: int = 1000
+    fetch_timeout: float = 0.5
+    ack_wait: float = 60.0
+    hook: Hook | None = None
+    localities: Localities | None = None
+
+
+@dataclass
+class _Batch:
+    records: list[tuple[int, Recorded]] = field(default_factory=list)
+    last: Msg | None = None
+    unreadable: tuple[int, str] | None = None
+    """The first message that is not a Recorded: the batch ends before it."""
+
+
+class StatsRunner:
+    """Runs until ``stop`` is set, the projection halts (``halted`` is then set) or an error escapes."""
+
+    def __init__(self, nc: Client, config: RunnerConfig) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._config = config
+        self._localities = config.localities or Localities.load()
+        self._conn: asyncpg.Connection | None = None
+        self._publisher: UpdatePublisher | None = None
+        self.copy = 0
+        self.seq = 0
+        self.halted: str | None = None
+        self.stats = RunnerStats()
+        self.ready = asyncio.Event()
+
+    @property
+    def durable(self) -> str:
+        return f"{store.NAME}-{self.copy}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._conn = await asyncpg.connect(self._config.database_url)
+        try:
+            await self._run(self._conn, stop)
+        finally:
+            if self._publisher is not None:
+                await self._publisher.stop()
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+
+    async def _run(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        active = await store.active_copy(conn)
+        self.copy = self._config.copy if self._config.copy is not None else active
+        if not await store.try_lock(conn, self.copy):
+            raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}")
+        checkpoint = await store.open_checkpoint(conn, self.copy)
+        self.seq = checkpoint.seq
+        publish = self._config.publish if self._config.publish is not None else self.copy == active
+        if publish:
+            self._publisher = UpdatePublisher(self._nc, self._config.database_url, self.copy)
+            await self._publisher.start()
+        sub = await self._subscribe()
+        log.info("stats projection copy %d starts after seq %d", self.copy, self.seq)
+        self.ready.set()
+        try:
+            while not stop.is_set():
+                batch = await self._fetch(sub)
+                if batch is None:
+                    continue
+                if not batch.records and batch.unreadable is None:
+                    if batch.last is not None:
+                        await batch.last.ack()  # only redeliveries at or below the checkpoint
+                    continue
+                if not await self._process(conn, batch):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        keep = False
+        with contextlib.suppress(NotFoundError):
+            info = await self._js.consumer_info(EVENTS, self.durable)
+            keep = info.num_ack_pending == 0 and info.ack_floor.stream_seq == self.seq
+            if not keep:
+                log.info(
+                    "consumer %s is at %d with %d unacked; recreating it after checkpoint %d",
+                    self.durable,
+                    info.ack_floor.stream_seq,
+                    info.num_ack_pending,
+                    self.seq,
+                )
+                await self._js.delete_consumer(EVENTS, self.durable)
+        if not keep:
+            await self._js.add_consumer(
+                EVENTS,
+                ConsumerConfig(
+                    durable_name=self.durable,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=self.seq + 1,
+                    ack_policy=AckPolicy.ALL,
+                    ack_wait=self._config.ack_wait,
+                    max_ack_pending=self._config.batch * 4,
+                    max_deliver=-1,
+                ),
+            )
+        return await self._js.pull_subscribe_bind(
+            durable=self.durable,
+            stream=EVENTS,
+            pending_msgs_limit=self._config.batch * 4,
+            pending_bytes_limit=-1,
+        )
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> _Batch | None:
+        try:
+            msgs = await sub.fetch(self._config.batch, timeout=self._config.fetch_timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return None
+        batch = _Batch()
+        for msg in msgs:
+            seq = parse_ack_reply(msg.reply)[0]
+            batch.last = msg
+            if seq <= self.seq or (batch.records and seq <= batch.records[-1][0]):
+                self.stats.redelivered_skipped += 1
+                continue
+            try:
+                batch.records.append((seq, decode_recorded(msg.data)))
+            except msgspec.DecodeError as exc:
+                batch.unreadable = (seq, f"unreadable record: {exc}")
+                break
+        return batch
+
+    async def _process(self, conn: asyncpg.Connection, batch: _Batch) -> bool:
+        """Fold and commit a batch; False if the projection halted on one of its events."""
+        records = batch.records
+        failure = batch.unreadable
+        try:
+            update, deltas, provinces = await self._fold(conn, records)
+        except (FoldError, UnknownWard) as exc:
+            failure = (exc.seq, f"{type(exc).__name__}: {exc}")
+            records = [r for r in records if r[0] < exc.seq]
+            update, deltas, provinces = await self._fold(conn, records)  # the valid prefix
+        if records:
+            await self._commit(conn, records[-1][0], update, deltas, provinces)
+            if failure is None and batch.last is not None:
+                await batch.last.ack()
+            await self._at("after_ack", records[-1][0])
+        if failure is not None:
+            await self._halt(conn, *failure)
+            return False
+        return True
+
+    async def _fold(
+        self, conn: asyncpg.Connection, records: Sequence[tuple[int, Recorded]]
+    ) -> tuple[StateUpdate, Deltas, dict[str, str]]:
+        state: dict[Key, bytes] = {}
+        asked: set[Key] = set()
+        while need := keys_needed(records, state) - asked:
+            state.update(await store.load_state(conn, self.copy, need))
+            asked |= need
+        update, deltas = fold(state, records)
+        provinces: dict[str, str] = {}
+        for _, ward, _, _ in deltas:
+            if ward not in provinces:
+                found = self._localities.ward(ward)
+                if found is None:
+                    seq = next(s for s, r in records if r.event.locality.ward == ward)
+                    raise UnknownWard(f"ward {ward} is not a 2025 ward", seq)
+                provinces[ward] = found.province
+        return update, deltas, provinces
+
+    async def _commit(
+        self,
+        conn: asyncpg.Connection,
+        to_seq: int,
+        update: StateUpdate,
+        deltas: Deltas,
+        provinces: dict[str, str],
+    ) -> None:
+        await self._at("before_commit", to_seq)
+        outbox = await store.commit_batch(
+            conn,
+            copy=self.copy,
+            from_seq=self.seq,
+            to_seq=to_seq,
+            update=update,
+            deltas=deltas,
+            provinces=provinces,
+            outbox=self._publisher is not None,
+            during=(lambda: self._at("during_commit", to_seq)) if self._config.hook else None,
+        )
+        self.stats.batches += 1
+        self.stats.events += to_seq - self.seq
+        self.seq = to_seq
+        await self._at("after_commit", to_seq)
+        if self._publisher is not None:
+            self._publisher.submit(outbox)
+
+    async def _halt(self, conn: asyncpg.Connection, seq: int, reason: str) -> None:
+        self.halted = reason
+        self.stats.halts += 1
+        log.error(
+            "stats projection copy %d HALTED at seq %d: %s; figures stay at seq %d and are reported stale",
+            self.copy,
+            seq,
+            reason,
+            self.seq,
+        )
+        await store.mark_halted(conn, self.copy, seq, reason)
+
+    async def _at(self, point: str, seq: int) -> None:
+        if self._config.hook is not None:
+            await self._config.hook(point, seq)
+
+    async def publisher_idle(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.idle()

@@ -1,0 +1,78 @@
+"""``Projector``: the statistics projection as a start/stop component (embedded by ``antq dev up``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats
+from nats.aio.client import Client
+
+from events.localities import Localities
+from projections.runner import Hook, RunnerConfig, StatsRunner
+
+log = logging.getLogger(__name__)
+
+
+class Projector:
+    """Owns its NATS connection and the runner task; the runner owns its PostgreSQL connections."""
+
+    def __init__(
+        self,
+        *,
+        nats_url: str,
+        database_url: str,
+        copy: int | None = None,
+        publish: bool | None = None,
+        batch: int = 1000,
+        localities: Localities | None = None,
+        hook: Hook | None = None,
+    ) -> None:
+        self._nats_url = nats_url
+        self._config = RunnerConfig(
+            database_url=database_url,
+            copy=copy,
+            publish=publish,
+            batch=batch,
+            localities=localities,
+            hook=hook,
+        )
+        self._nc: Client | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.runner: StatsRunner | None = None
+
+    async def start(self) -> None:
+        """Connect and start consuming; returns once the runner is subscribed (or has failed)."""
+        self._nc = await nats.connect(self._nats_url, max_reconnect_attempts=-1)
+        self._stop.clear()
+        self.runner = StatsRunner(self._nc, self._config)
+        self._task = asyncio.create_task(self.runner.run(self._stop), name="stats-projection")
+        ready = asyncio.create_task(self.runner.ready.wait())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._task.done():
+            await self._task  # raises why it could not start
+
+    @property
+    def halted(self) -> str | None:
+        return self.runner.halted if self.runner is not None else None
+
+    async def wait(self) -> None:
+        """Until the runner ends: stopped, halted, or failed (raises)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:
+                log.exception("the stats projection ended with an error")
+            self._task = None
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            self._nc = None

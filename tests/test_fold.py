@@ -1,0 +1,102 @@
+"""The pure fold against the independent reference (tests/test_fold_model.py), and its refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.schema import Event, Recorded, TipReceived
+from projections import folds
+from projections.errors import DuplicateEntity, FoldError, UnknownTarget, UnknownTip, WardMismatch
+from projections.periods import reporting_range, reporting_year
+from tests.test_fold_model import Figures, _assess, _retract, _tip, histories, recorded, reference
+
+
+def fold_all(events: list[tuple[int, Recorded]], cuts: list[int]) -> tuple[dict[bytes, bytes], Figures]:
+    """Fold in batches split at ``cuts``, as a runner would: each batch sees only the keys it asks for."""
+    state: dict[bytes, bytes] = {}
+    totals: Counter[tuple[str, str, int, str]] = Counter()
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(events)), len(events)]
+    for lo, hi in itertools.pairwise(bounds):
+        batch = events[lo:hi]
+        view: dict[bytes, bytes] = {}
+        asked: set[bytes] = set()
+        while need := folds.keys_needed(batch, view) - asked:
+            view.update({k: state[k] for k in need if k in state})
+            asked |= need
+        update, deltas = folds.fold(view, batch)
+        folds.apply_update(state, update)
+        totals.update(deltas)
+    return state, {k: v for k, v in totals.items() if v}
+
+
+@settings(max_examples=300)
+@given(histories(max_size=60), st.lists(st.integers(0, 60), max_size=8))
+def test_fold_equals_reference_whatever_the_batches(events: list[folds.Event], cuts: list[int]) -> None:  # type: ignore[name-defined]
+    state, figures = fold_all(recorded(events), cuts)
+    assert figures == reference(events)
+    # state stays small: retracted non-tip entries leave nothing behind
+    assert len(state) <= len(events) + sum(
+        1 for e in events if hasattr(e, "tip_id") and type(e).__name__ == "TipReceived"
+    )
+
+
+def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
+    tip = _tip()
+    state: dict[bytes, bytes] = {}
+    update, deltas = folds.fold(state, recorded([tip]))
+    assert state == {}
+    folds.apply_update(state, update)
+    snapshot = dict(state)
+    update2, deltas2 = folds.fold(state, [(2, Recorded(office="x", event=_retract(tip)))])
+    assert state == snapshot
+    assert deltas == {k: 1 for k in deltas2} and all(v == -1 for v in deltas2.values()) and len(deltas2) == 2
+    assert update2[folds.event_key(tip.event_id.bytes)] is None
+    _, nothing = folds.fold(state, [(2, Recorded(office="x", event=_assess(tip, False)))])
+    assert nothing == {}  # a tip never assessed valuable: the 'not valuable' assessment changes no figure
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda t: [_assess(t, True)], UnknownTip),
+        (lambda t: [_retract(t)], UnknownTarget),
+        (lambda t: [t, _retract(t), _retract(t)], UnknownTarget),
+        (lambda t: [t, _retract(_retract(t))], UnknownTarget),
+        (lambda t: [t, t], DuplicateEntity),
+        (
+            lambda t: [t, msgspec.structs.replace(_assess(t, True), locality=_tip(ward="01273").locality)],
+            WardMismatch,
+        ),
+    ],
+)
+def test_fold_refuses_what_the_gateway_should_not_have_let_in(
+    make: Callable[[TipReceived], list[Event]], error: type[FoldError]
+) -> None:
+    events = make(_tip())
+    with pytest.raises(error) as info:
+        folds.fold({}, recorded(events))
+    assert isinstance(info.value, FoldError)
+    assert info.value.seq == len(events)
+
+
+def test_reporting_year_runs_from_15_december() -> None:
+    assert reporting_year(dt.date(2018, 12, 14)) == 2018
+    assert reporting_year(dt.date(2018, 12, 15)) == 2019
+    assert reporting_year(dt.date(2019, 1, 1)) == 2019
+    assert reporting_range(2019) == (dt.date(2018, 12, 15), dt.date(2019, 12, 14))
+
+
+def test_state_values_are_small() -> None:
+    tip = _tip()
+    update, _ = folds.fold({}, recorded([tip, _assess(tip, True), _assess(tip, False)]))
+    assert all(v is not None and len(v) < 80 for v in update.values())
+    assert len(folds.tip_key(uuid.uuid4().bytes)) == 17
