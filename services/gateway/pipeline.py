@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
 
 from events.codec import (
     body_hash,
@@ -356,6 +358,25 @@ class IntakePipeline:
                 "$.event_id",
             )
 
+    async def _own_seq_on_subject(self, cand: _Candidate, last: RawStreamMsg) -> int | None:
+        """Where the log holds this event on its entity subject: usually the last message, but a retry whose
+        index row was lost in a crash may find later events of the entity after it (all are scanned)."""
+        event_id = str(cand.event.event_id)
+        if last.headers and last.headers.get(MSG_ID) == event_id and last.seq is not None:
+            return int(last.seq)
+        seq = 1
+        while last.seq is not None and seq < last.seq:
+            try:
+                msg = await self._js.get_msg(EVENTS, seq, subject=cand.subject, next=True)
+            except NotFoundError:
+                return None
+            if msg.seq is None or msg.seq >= last.seq:
+                return None
+            if msg.headers and msg.headers.get(MSG_ID) == event_id:
+                return int(msg.seq)
+            seq = msg.seq + 1
+        return None
+
     async def _resolve_wrong_last(self, cand: _Candidate, expected: int | None) -> int:
         """'Wrong last sequence': a retry of our own earlier publish (a duplicate), or a real conflict."""
         ev = cand.event
@@ -365,9 +386,10 @@ class IntakePipeline:
                 raise IdReused(f"event_id {ev.event_id} was already used for a different event", "$.event_id")
             return row.seq
         last = await self._js.get_last_msg(EVENTS, cand.subject)
-        if last.headers and last.headers.get(MSG_ID) == str(ev.event_id) and last.seq is not None:
-            await self._check_stored_hash(last.seq, cand)
-            return int(last.seq)
+        own = await self._own_seq_on_subject(cand, last)
+        if own is not None:
+            await self._check_stored_hash(own, cand)
+            return own
         match ev:
             case TipAssessed():
                 raise Conflict(

@@ -1,0 +1,252 @@
+"""The gateway under faults, against real servers: lost index rows, the dedup window passing, restarts,
+the event log or the index going away, refused submissions kept in ANTQ_REJECTED, mixed batches.
+
+Nothing here waits for time to pass: the dedup window is made tiny (100 ms, JetStream's minimum) and the
+tests wait on the condition "JetStream has forgotten this Nats-Msg-Id", probed without storing anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from nats.aio.client import Client
+
+from events.codec import decode_event, decode_recorded, encode_recorded, vietnam_today
+from events.intake import IntakeResult
+from events.localities import Localities
+from events.schema import Recorded
+from events.subjects import event_subject
+from infra.stream_reader import read_stream
+from infra.streams import EVENTS, StreamLimits
+from services.client import OfficeClient
+from services.gateway.app import Gateway, GatewayConfig
+from tests import factories as f
+from tests.conftest import FixedClock, Stack, wait_until_answering
+from tests.servers import wait_for
+
+pytestmark = pytest.mark.servers
+
+TINY_WINDOW = StreamLimits(dedup_window_s=0.1)  # JetStream refuses anything below 100 ms
+OFFICE = "ca-cao-bang"
+
+
+def gateway_config(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities, limits: StreamLimits
+) -> GatewayConfig:
+    return GatewayConfig(
+        nats_url=stack.servers.nats_url,
+        database_url=stack.database_url,
+        offices_path=offices_file,
+        limits=limits,
+        clock=clock,
+        localities=localities,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(config: GatewayConfig, nc: Client) -> AsyncIterator[Gateway]:
+    gw = Gateway(config)
+    async with gw.app:
+        await wait_until_answering(nc, "antq.intake._probe")
+        yield gw
+
+
+async def jetstream_remembers(nc: Client, subject: str, msg_id: str) -> bool:
+    """Whether ANTQ_EVENTS still deduplicates ``msg_id``, asked without ever storing a message.
+
+    The server checks dedup before ``Nats-Expected-Last-Msg-Id``: a remembered id is answered "duplicate";
+    a forgotten one fails the (impossible) expectation and nothing is stored.
+    """
+    headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Msg-Id": f"never-{uuid.uuid4()}"}
+    reply = await nc.request(subject, b"probe", headers=headers, timeout=5)
+    ack = msgspec.json.decode(reply.data)
+    if ack.get("duplicate"):
+        return True
+    assert ack["error"]["err_code"] == 10070, ack  # wrong last msg ID: nothing stored
+    return False
+
+
+async def wait_until_forgotten(nc: Client, subject: str, msg_id: str) -> None:
+    async def forgotten() -> bool:
+        return not await jetstream_remembers(nc, subject, msg_id)
+
+    await wait_for(forgotten, timeout=10, what=f"JetStream to forget Nats-Msg-Id {msg_id}")
+
+
+async def stored(stack: Stack) -> list[tuple[int, str, Recorded]]:
+    out: list[tuple[int, str, Recorded]] = []
+    async for batch in read_stream(stack.js, EVENTS):
+        out.extend((m.seq, m.subject, decode_recorded(m.data)) for m in batch)
+    return out
+
+
+async def count(stack: Stack, stream: str = EVENTS) -> int:
+    return int((await stack.js.stream_info(stream)).state.messages)
+
+
+async def index_seq(database_url: str, event_id: str) -> int | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        seq = await conn.fetchval("SELECT seq FROM event_index WHERE event_id = $1", uuid.UUID(event_id))
+    finally:
+        await conn.close()
+    return None if seq is None else int(seq)
+
+
+async def forget_index_row(database_url: str, event_id: str) -> None:
+    """What a crash between the stream's ack and the index insert leaves behind."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        status = await conn.execute("DELETE FROM event_index WHERE event_id = $1", uuid.UUID(event_id))
+    finally:
+        await conn.close()
+    assert status == "DELETE 1"
+
+
+def subject_of(doc: dict[str, Any], clock: FixedClock, localities: Localities) -> str:
+    event = decode_event(msgspec.json.encode(doc), today=vietnam_today(clock.now))
+    ward = localities.ward(event.locality.ward)
+    assert ward is not None
+    return event_subject(event, ward.province)
+
+
+def accepted(result: IntakeResult) -> int:
+    assert result.ok, result
+    assert result.seq is not None
+    return result.seq
+
+
+def refused_with(result: IntakeResult, code: str) -> None:
+    assert not result.ok, result
+    assert result.error is not None and result.error.code == code, result
+    assert result.error.message
+
+
+# --- dedup: within JetStream's window, after it, and across a crash between publish and index insert ----
+
+
+async def test_retry_within_window_with_index_row_lost_is_a_duplicate(
+    stack: Stack, office: OfficeClient
+) -> None:
+    doc = f.session()
+    seq = accepted(await office.submit_one(doc))
+    await forget_index_row(stack.database_url, doc["event_id"])
+    again = await office.submit_one(doc)
+    assert again.ok and again.duplicate and again.seq == seq  # JetStream's dedup answered
+    assert await count(stack) == 1
+    assert await index_seq(stack.database_url, doc["event_id"]) == seq  # and the index is whole again
+    changed = await office.submit_one({**doc, "attendance": 41})
+    refused_with(changed, "id_reused")  # the stored body is checked even when JetStream says duplicate
+    assert await count(stack) == 1
+
+
+@pytest.mark.parametrize("scenario", ["tip", "assessment", "retraction", "mediation"])
+async def test_lifecycle_retry_with_index_row_lost_is_a_duplicate(
+    stack: Stack, office: OfficeClient, scenario: str
+) -> None:
+    """An entity event is published with an expected subject sequence, so the server answers its retry
+    'wrong last sequence' (10071), not 'duplicate': the gateway must recognise its own event in the log
+    even when later events followed it on the entity's subject and its index row was never written."""
+    tip = f.tip()
+    tip_version = accepted(await office.submit_one(tip))
+    if scenario == "tip":
+        retried = tip
+        later = [f.assessment(tip)]
+    elif scenario == "assessment":
+        retried = f.assessment(tip, expected_version=tip_version)
+        later = [f.assessment(tip, valuable=False)]
+    elif scenario == "retraction":
+        target = f.pledge()
+        accepted(await office.submit_one(target))
+        retried = f.retraction(target)
+        later = []
+    else:
+        retried = f.mediation()
+        later = []
+    seq = accepted(await office.submit_one(retried))
+    for doc in later:
+        accepted(await office.submit_one(doc))
+    before = await count(stack)
+    await forget_index_row(stack.database_url, retried["event_id"])
+
+    again = await office.submit_one(retried)
+    assert again.ok, again
+    assert again.duplicate and again.seq == seq
+    assert again.version == (None if scenario == "retraction" else seq)
+    assert await count(stack) == before
+    assert await index_seq(stack.database_url, retried["event_id"]) == seq
+
+
+async def test_retry_after_the_dedup_window_is_answered_from_the_index(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> None:
+    config = gateway_config(stack, offices_file, clock, localities, TINY_WINDOW)
+    async with running(config, stack.nc):
+        assert (await stack.js.stream_info(EVENTS)).config.duplicate_window == pytest.approx(0.1)
+        office = OfficeClient(stack.nc, OFFICE, timeout=20)
+        docs = [f.session(), f.pledge(), f.tip()]
+        seqs = [accepted(r) for r in await office.submit(docs)]
+        for doc in docs:
+            await wait_until_forgotten(stack.nc, subject_of(doc, clock, localities), doc["event_id"])
+        again = await office.submit(docs)
+        assert [(r.ok, r.duplicate, r.seq) for r in again] == [(True, True, s) for s in seqs]
+        reused = await office.submit_one({**docs[0], "attendance": 7})
+        refused_with(reused, "id_reused")
+        assert await count(stack) == 3
+
+
+async def test_restart_catches_the_index_up_from_the_stream(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> None:
+    """A copy publishes and dies before writing its index row; the dedup window passes; after a restart the
+    index is caught up from the stream, so the retry is still a duplicate and the tip is still claimed."""
+    config = gateway_config(stack, offices_file, clock, localities, TINY_WINDOW)
+    async with running(config, stack.nc):
+        office = OfficeClient(stack.nc, OFFICE, timeout=20)
+        before = f.session()
+        accepted(await office.submit_one(before))
+
+    # "the crashed copy": exactly the bytes and headers the gateway publishes, and nothing in PostgreSQL
+    today = vietnam_today(clock.now)
+    lost = [f.pledge(), f.tip()]
+    lost_seqs = []
+    for doc in lost:
+        event = decode_event(msgspec.json.encode(doc), today=today)
+        subject = subject_of(doc, clock, localities)
+        headers = {"Nats-Msg-Id": doc["event_id"], "Nats-Expected-Stream": EVENTS}
+        ack = await stack.js.publish(
+            subject, encode_recorded(Recorded(office=OFFICE, event=event)), headers=headers
+        )
+        lost_seqs.append(ack.seq)
+        await wait_until_forgotten(stack.nc, subject, doc["event_id"])
+    assert [await index_seq(stack.database_url, d["event_id"]) for d in lost] == [None, None]
+
+    async with running(config, stack.nc):
+        assert [await index_seq(stack.database_url, d["event_id"]) for d in lost] == lost_seqs
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            checkpoint = await conn.fetchval("SELECT seq FROM event_index_checkpoint")
+            owner = await conn.fetchval(
+                "SELECT event_id FROM entity_claims WHERE entity = $1", f"tip:{lost[1]['tip_id']}"
+            )
+        finally:
+            await conn.close()
+        assert checkpoint == lost_seqs[-1]
+        assert str(owner) == lost[1]["event_id"]
+
+        office = OfficeClient(stack.nc, OFFICE, timeout=20)
+        again = await office.submit([before, *lost])
+        assert all(r.ok and r.duplicate for r in again), again
+        assert [r.seq for r in again[1:]] == lost_seqs
+        rival = await office.submit_one(f.tip(tip_id=lost[1]["tip_id"]))
+        refused_with(rival, "conflict")
+        assessed = await office.submit_one(f.assessment(lost[1], expected_version=lost_seqs[1]))
+        assert assessed.ok and not assessed.duplicate
+        assert await count(stack) == 4
