@@ -80,6 +80,9 @@ class RunnerConfig:
     fetch_timeout: float = 0.5
     ack_wait: float = 60.0
     hook: Hook | None = None
+    keep_consumer: bool = False
+    """Keep an existing durable whatever its position: its unacked messages then come back after ack_wait
+    (and are skipped by seq). By default a durable that disagrees with the checkpoint is recreated."""
     localities: Localities | None = None
 
 
@@ -154,7 +157,9 @@ class StatsRunner:
         keep = False
         with contextlib.suppress(NotFoundError):
             info = await self._js.consumer_info(EVENTS, self.durable)
-            keep = info.num_ack_pending == 0 and info.ack_floor.stream_seq == self.seq
+            keep = self._config.keep_consumer or (
+                info.num_ack_pending == 0 and info.ack_floor.stream_seq == self.seq
+            )
             if not keep:
                 log.info(
                     "consumer %s is at %d with %d unacked; recreating it after checkpoint %d",
