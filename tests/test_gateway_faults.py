@@ -8,6 +8,7 @@ tests wait on the condition "JetStream has forgotten this Nats-Msg-Id", probed w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,12 +20,12 @@ import pytest
 from nats.aio.client import Client
 
 from events.codec import decode_event, decode_recorded, encode_recorded, vietnam_today
-from events.intake import IntakeResult
+from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
 from events.schema import Recorded
 from events.subjects import event_subject
 from infra.stream_reader import read_stream
-from infra.streams import EVENTS, StreamLimits
+from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT, StreamLimits, ensure_streams
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from tests import factories as f
@@ -250,3 +251,179 @@ async def test_restart_catches_the_index_up_from_the_stream(
         assessed = await office.submit_one(f.assessment(lost[1], expected_version=lost_seqs[1]))
         assert assessed.ok and not assessed.duplicate
         assert await count(stack) == 4
+
+
+# --- unavailable: a well-formed answer, never a time-out --------------------------------------------------
+
+
+def all_unavailable(results: list[IntakeResult], docs: list[dict[str, Any]]) -> None:
+    assert [r.event_id for r in results] == [d["event_id"] for d in docs]
+    for result in results:
+        refused_with(result, "unavailable")
+
+
+async def test_event_stream_missing_is_unavailable(stack: Stack, office: OfficeClient) -> None:
+    await stack.js.delete_stream(EVENTS)
+    doc = f.session()
+    one = await office.submit_one(doc)
+    refused_with(one, "unavailable")
+    assert one.event_id == doc["event_id"]
+    docs = [f.session(), f.tip(), f.mediation()]
+    all_unavailable(await office.submit(docs), docs)
+    bad = {**f.session(), "attendance": -1}
+    mixed = await office.submit([doc, bad])
+    refused_with(mixed[0], "unavailable")
+    refused_with(mixed[1], "invalid")  # validation still answers for itself
+
+    await ensure_streams(stack.js, stack.limits)  # the log is back: the same requests now succeed
+    again = await office.submit([doc, *docs])
+    assert [r.ok and not r.duplicate for r in again] == [True] * 4, again
+    assert await count(stack) == 4
+
+
+async def test_event_stream_sealed_is_unavailable(stack: Stack, office: OfficeClient) -> None:
+    info = await stack.js.stream_info(EVENTS)
+    info.config.sealed = True
+    await stack.js.update_stream(info.config)
+    docs = [f.pledge(), f.tip()]
+    all_unavailable(await office.submit(docs), docs)
+    assert await count(stack) == 0
+
+
+@contextlib.asynccontextmanager
+async def database_down(stack: Stack) -> AsyncIterator[None]:
+    """The gateway's database refuses connections and its open ones are cut."""
+    name = stack.database_url.rpartition("/")[2]
+    admin = await asyncpg.connect(stack.servers.database_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_index_database_down_is_unavailable(stack: Stack, office: OfficeClient) -> None:
+    async with database_down(stack):
+        doc = f.session()
+        one = await office.submit_one(doc)
+        refused_with(one, "unavailable")
+        docs = [f.session(), f.pledge(), f.tip()]
+        many = await office.submit(docs)
+        assert len(many) == 3, many  # a batch is answered with a batch, one result per event
+        all_unavailable(many, docs)
+    assert await count(stack) == 0
+    again = await office.submit([doc, *docs])  # the pool reconnects once the database is back
+    assert all(r.ok and not r.duplicate for r in again), again
+
+
+# --- ANTQ_REJECTED: nothing a field office sent is lost ---------------------------------------------------
+
+
+async def rejected_records(stack: Stack) -> list[tuple[str, RejectedRecord]]:
+    out: list[tuple[str, RejectedRecord]] = []
+    async for batch in read_stream(stack.js, REJECTED):
+        out.extend((m.subject, msgspec.json.decode(m.data, type=RejectedRecord)) for m in batch)
+    return [(subject, rec) for subject, rec in out if rec.office != "_probe"]  # the fixture's readiness probe
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_rejected_submissions_are_kept_with_office_error_hash_and_body(
+    stack: Stack, office: OfficeClient, clock: FixedClock
+) -> None:
+    invalid = msgspec.json.encode({**f.session(), "attendance": -3})
+    garbage = b"\x00\xffnot json at all"
+    stranger = msgspec.json.encode(f.pledge())
+    r1 = await office.send_raw(invalid)
+    r2 = await office.send_raw(garbage)
+    r3 = await OfficeClient(stack.nc, "nobody", timeout=20).send_raw(stranger)
+    replies = [r1, r2, r3]
+    assert all(isinstance(r, IntakeResult) and not r.ok for r in replies)
+
+    records = await rejected_records(stack)
+    assert [subject for subject, _ in records] == [
+        "antq.rejected.ca-cao-bang",
+        "antq.rejected.ca-cao-bang",
+        "antq.rejected.nobody",
+    ]
+    for (_, rec), body, reply, who in zip(
+        records, [invalid, garbage, stranger], replies, [OFFICE, OFFICE, "nobody"], strict=True
+    ):
+        assert isinstance(reply, IntakeResult)
+        assert rec.office == who
+        assert rec.error == reply.error
+        assert rec.raw == body and rec.size == len(body) and not rec.truncated
+        assert rec.sha256 == sha256(body)
+        assert rec.received_at == clock.now.isoformat()
+    assert [rec.error.code for _, rec in records] == ["invalid", "malformed", "unknown_office"]
+    assert await count(stack) == 0
+
+
+@pytest.mark.parametrize("size", [100_000, 2 * 1024 * 1024])
+async def test_oversize_body_is_kept_truncated_with_the_full_hash(
+    stack: Stack, office: OfficeClient, size: int
+) -> None:
+    doc = f.session()
+    body = msgspec.json.encode({**doc, "note": "x" * size})  # over the event limit, or over the body limit
+    reply = await office.send_raw(body)
+    assert isinstance(reply, IntakeResult)
+    refused_with(reply, "too_large")
+    [(_, rec)] = await rejected_records(stack)
+    assert rec.truncated and rec.size == len(body)
+    assert len(rec.raw) == REJECTED_RAW_LIMIT == 64 * 1024 and rec.raw == body[:REJECTED_RAW_LIMIT]
+    assert rec.sha256 == sha256(body)
+    assert rec.error.code == "too_large"
+    assert await count(stack) == 0
+
+
+# --- a batch mixing valid and invalid events --------------------------------------------------------------
+
+
+async def test_mixed_batch_stores_the_valid_refuses_the_invalid_in_order(
+    stack: Stack, office: OfficeClient
+) -> None:
+    tip = f.tip()
+    target = f.pledge()
+    items: list[tuple[Any, str | None]] = [
+        (f.session(), None),
+        ({**f.session(), "attendance": -1}, "invalid"),
+        (tip, None),
+        ({**f.pledge(), "type": "pledge.broken"}, "unknown_type"),
+        (target, None),
+        (42, "malformed"),
+        (f.session(ward="09454"), "out_of_jurisdiction"),
+        (f.assessment(tip), None),  # depends on the tip earlier in the batch
+        (f.assessment(f.tip()), "invalid"),  # no such tip
+        (f.retraction(f.session()), "unknown_target"),
+        (f.session(ward="99999"), "unknown_locality"),
+        (f.retraction(target), None),
+        (f.tip(tip_id=tip["tip_id"]), "conflict"),
+        ({**f.weapons(), "items": []}, "invalid"),
+        (f.weapons(), None),
+    ]
+    results = await office.submit([doc for doc, _ in items])
+    assert len(results) == len(items)
+    for (doc, code), result in zip(items, results, strict=True):
+        if code is None:
+            assert result.ok and not result.duplicate, result
+            assert result.event_id == doc["event_id"]
+        else:
+            refused_with(result, code)
+            assert result.event_id == (doc["event_id"] if isinstance(doc, dict) else None)
+
+    valid = [doc["event_id"] for doc, code in items if code is None]
+    in_log = await stored(stack)
+    assert [str(rec.event.event_id) for _, _, rec in in_log] == valid  # stored once each, in request order
+    assert [seq for seq, _, _ in in_log] == [r.seq for r in results if r.ok]
+
+    records = await rejected_records(stack)
+    refused_raw = sorted(msgspec.json.encode(doc) for doc, code in items if code is not None)
+    assert sorted(rec.raw for _, rec in records) == refused_raw  # each refused item kept as sent
+    assert all(rec.sha256 == sha256(rec.raw) for _, rec in records)

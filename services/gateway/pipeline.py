@@ -141,8 +141,19 @@ class IntakePipeline:
             results, is_array = await self.submit(office_id, body)
         except Exception:
             log.exception("intake failed")
-            results, is_array = [refused("unavailable", "the gateway failed; retry the same request")], False
+            results, is_array = self._failed(body)
         return encode(results if is_array else results[0])
+
+    @staticmethod
+    def _failed(body: bytes) -> tuple[list[IntakeResult], bool]:
+        """``unavailable`` for every event of a request that failed inside the gateway, in the request's own
+        shape: an array is answered with an array of the same length, in order."""
+        try:
+            raws, is_array = split_body(body)
+        except EventError:
+            raws, is_array = [msgspec.Raw(body)], False
+        message = "the gateway failed; retry the same request"
+        return [refused("unavailable", message, None, guess_event_id(bytes(r))) for r in raws], is_array
 
     async def submit(self, office_id: str | None, body: bytes) -> tuple[list[IntakeResult], bool]:
         now = self._clock()
