@@ -1,0 +1,36 @@
+"""Business time for auditors: keep only facts that occurred on or before a date. Pure.
+
+A fact (a tip received, a session held, …) is kept when its ``occurred_on`` is at most the cut-off. An
+assessment or a retraction is kept when its target is kept, whatever its own date: it speaks about the target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from events.schema import EntryRetracted, Recorded, TipAssessed, TipReceived
+
+
+class OccurredOnOrBefore:
+    """A stateful filter over events in stream order."""
+
+    def __init__(self, cutoff: dt.date) -> None:
+        self._cutoff = cutoff
+        self._dropped_events: set[uuid.UUID] = set()
+        self._dropped_tips: set[uuid.UUID] = set()
+
+    def keep(self, recorded: Recorded) -> bool:
+        event = recorded.event
+        match event:
+            case TipAssessed(tip_id=tip_id):
+                kept = tip_id not in self._dropped_tips
+            case EntryRetracted(target_event_id=target):
+                kept = target not in self._dropped_events
+            case _:
+                kept = event.occurred_on <= self._cutoff
+                if not kept and isinstance(event, TipReceived):
+                    self._dropped_tips.add(event.tip_id)
+        if not kept:
+            self._dropped_events.add(event.event_id)
+        return kept

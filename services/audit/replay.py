@@ -1,0 +1,100 @@
+"""``antq audit replay``: statistics recomputed straight from ANTQ_EVENTS, no PostgreSQL.
+
+Two time axes: record time (only what the stream had stored by an instant: resolved once to a sequence, and
+reading stops there) and business time (only facts that occurred on or before a date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+
+from events.codec import decode_recorded
+from events.localities import Localities
+from events.subjects import ward_filter
+from infra.stream_reader import last_sequence, read_stream
+from infra.streams import EVENTS
+from projections.asof import OccurredOnOrBefore
+from projections.periods import Period
+from projections.replay import InMemoryReplay
+from services.audit.timeline import sequence_known_on
+
+
+class AuditError(Exception):
+    """Root of the auditors' errors: a scope that names nothing, a history that cannot be folded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayScope:
+    ward: str | None = None
+    province: str | None = None
+    year: int | None = None
+    period: Period = "calendar"
+    as_of_occurred: dt.date | None = None
+    as_known_on: dt.datetime | None = None
+    stop_seq: int | None = None
+
+    def wards(self, localities: Localities) -> list[str] | None:
+        if self.ward is not None:
+            if localities.ward(self.ward) is None:
+                raise AuditError(f"ward {self.ward} is not an official 2025 ward code")
+            return [self.ward]
+        if self.province is not None:
+            wards = list(localities.wards_of(self.province))
+            if not wards:
+                raise AuditError(f"province {self.province} is not an official 2025 province code")
+            return wards
+        return None
+
+    def subject(self, localities: Localities) -> str | None:
+        """Filter by subject, so that one ward does not read the country."""
+        if self.ward is not None:
+            found = localities.ward(self.ward)
+            assert found is not None
+            return ward_filter(found.province, self.ward)
+        if self.province is not None:
+            return ward_filter(self.province)
+        return None
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replay: InMemoryReplay
+    as_of_seq: int
+    wards: list[str] | None
+
+
+Progress = Callable[[int, int], None]
+"""(sequence reached, last sequence to read)"""
+
+
+async def replay(
+    nc: Client,
+    scope: ReplayScope,
+    localities: Localities,
+    *,
+    stream: str = EVENTS,
+    progress: Progress | None = None,
+    batch: int = 2000,
+) -> ReplayResult:
+    wards = scope.wards(localities)
+    js = nc.jetstream()
+    stop = scope.stop_seq
+    if scope.as_known_on is not None:
+        known = await sequence_known_on(nc, stream, scope.as_known_on)
+        stop = known if stop is None else min(stop, known)
+    if stop is None:
+        stop = await last_sequence(js, stream)
+    result = InMemoryReplay()
+    keep = OccurredOnOrBefore(scope.as_of_occurred).keep if scope.as_of_occurred else None
+    async for msgs in read_stream(js, stream, stop_seq=stop, subject=scope.subject(localities), batch=batch):
+        records = [(msg.seq, decode_recorded(msg.data)) for msg in msgs]
+        if keep is not None:
+            records = [(seq, rec) for seq, rec in records if keep(rec)]
+        result.feed(records)
+        if progress is not None:
+            progress(msgs[-1].seq, stop)
+    return ReplayResult(result, stop, wards)
