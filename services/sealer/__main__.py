@@ -1,0 +1,58 @@
+"""Run the sealer: ``python -m services.sealer`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from infra.settings import Settings
+from services.sealer.app import SealerSetupError, build_sealer
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> None:
+    sealer = build_sealer(
+        settings,
+        nats_url=args.nats_url,
+        database_url=args.database_url,
+        seed_file=args.seed_file,
+        data_dir=args.data_dir,
+        every_events=args.every_events,
+        every_seconds=args.every_seconds,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sealer.start()
+    try:
+        await stop.wait()
+    finally:
+        await sealer.stop()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m services.sealer")
+    parser.add_argument("--nats-url", default=settings.nats_url)
+    parser.add_argument("--database-url", default=settings.database_url)
+    parser.add_argument(
+        "--seed-file", type=Path, default=None, help="nkey seed (default: ANTQ_SEAL_SEED_FILE)"
+    )
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir, help="where to generate a seed")
+    parser.add_argument("--every-events", type=int, default=10_000)
+    parser.add_argument("--every-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    if not (args.nats_url and args.database_url):
+        parser.error("need --nats-url and --database-url (or ANTQ_NATS_URL, ANTQ_DATABASE_URL)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(serve(args, settings))
+    except SealerSetupError as exc:
+        parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""The sealing service: every N events or T seconds, append a signed seal of the next range to ANTQ_SEALS.
+
+Only one sealer can extend a chain: each seal is published with ``Nats-Expected-Last-Sequence`` set to the
+seals stream's last sequence as this sealer last read it. A concurrent sealer that got there first makes the
+server refuse the publish (err_code 10071); this sealer then reads the seals it missed and starts over from
+the new tip, so the chain never forks. Every seal is also stored in PostgreSQL (after NATS; a seal missing
+there is copied over on start), so the seals outlive a deleted and recreated seals stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import asyncpg
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.errors import APIError
+
+from events.subjects import SEALS_SUBJECT
+from infra.db import create_pool
+from infra.seal_keys import Signer
+from infra.stream_reader import read_stream
+from infra.streams import EVENTS, SEALS
+from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
+from services.sealer.log import LoggedSeal, SealLog
+from services.sealer.store import SealConflict, insert_seal, latest_seal
+
+log = logging.getLogger("antq.sealer")
+
+WRONG_LAST_SEQUENCE = 10071
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SealingHalted(Exception):
+    """The sealer refuses to extend the chain: a human must look (``antq audit seals``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealerConfig:
+    nats_url: str
+    database_url: str
+    signer: Signer
+    stream: str = EVENTS
+    seals_stream: str = SEALS
+    seals_subject: str = SEALS_SUBJECT
+    every_events: int = 10_000  # N: seal as soon as this many events wait; also the most one seal covers
+    every_seconds: float = 60.0  # T: seal whatever waits once this long has passed since the last seal
+    poll_seconds: float = 1.0
+    max_attempts: int = 20
+    publish_timeout: float = 5.0
+    nats_creds: Path | None = None
+    clock: Callable[[], dt.datetime] = utcnow
+    before_publish: Callable[[Seal], Awaitable[None]] | None = None  # test hook: make two sealers race
+
+
+@dataclass
+class _Conn:
+    nc: Client
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    log: SealLog
+
+
+@dataclass
+class Sealer:
+    config: SealerConfig
+    conflicts: int = 0  # publishes refused because another sealer extended the chain first
+    _conn: _Conn | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _last_sealed_at: dt.datetime | None = field(default=None, init=False)
+    _halted: str | None = field(default=None, init=False)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        cfg = self.config
+        options: dict[str, object] = {"name": f"antq-sealer-{cfg.stream}"}
+        if cfg.nats_creds:
+            options["user_credentials"] = str(cfg.nats_creds)
+        nc = await nats.connect(cfg.nats_url, **options)
+        try:
+            pool = await create_pool(cfg.database_url, min_size=1, max_size=2)
+        except BaseException:
+            await nc.close()
+            raise
+        js = nc.jetstream()
+        self._conn = _Conn(nc, js, pool, SealLog(js, cfg.seals_stream, cfg.stream))
+        self._last_sealed_at = cfg.clock()
+        await self._load()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.pool.close()
+            await conn.nc.drain()
+
+    async def start(self) -> None:
+        """Connect and seal in the background until ``stop()``."""
+        await self.connect()
+        self._stop.clear()
+        self._task = asyncio.create_task(self._run(), name=f"sealer-{self.config.stream}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.close()
+
+    async def __aenter__(self) -> Sealer:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def public_key(self) -> str:
+        return self.config.signer.public_key
+
+    @property
+    def halted(self) -> str | None:
+        return self._halted
+
+    def _c(self) -> _Conn:
+        if self._conn is None:
+            raise RuntimeError("the sealer is not connected")
+        return self._conn
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.tick()
+            except SealingHalted as exc:
+                log.error("sealing halted for %s: %s", self.config.stream, exc)
+            except Exception:
+                log.exception("sealing %s failed; retrying", self.config.stream)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.poll_seconds)
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        """Read the chain from NATS and make PostgreSQL hold every seal of it (copying any it lacks)."""
+        c = self._c()
+        await c.log.refresh()
+        stored = await latest_seal(c.pool, self.config.stream)
+        nats_tip = c.log.tip
+        if stored is not None and (nats_tip is None or stored.number > nats_tip.number):
+            self._halted = (
+                f"PostgreSQL holds seals of {self.config.stream} up to #{stored.number} but "
+                f"{self.config.seals_stream} only up to #{nats_tip.number if nats_tip else 0}: "
+                "the seals stream lost seals (deleted and recreated?); run `antq audit seals`"
+            )
+            log.error("%s", self._halted)
+            return
+        start = stored.number if stored is not None else 0
+        try:
+            for logged in c.log.seals:
+                if logged.seal.number >= start:
+                    await insert_seal(c.pool, logged.seal, logged.seals_seq)
+        except SealConflict as exc:
+            self._halted = f"{exc}: the two stores disagree; run `antq audit seals`"
+            log.error("%s", self._halted)
+
+    async def pending(self) -> int:
+        """Events stored after the last sealed sequence."""
+        c = self._c()
+        info = await c.js.stream_info(self.config.stream)
+        tip = c.log.tip
+        return max(0, int(info.state.last_seq) - (tip.last_seq if tip else 0))
+
+    # -- sealing ---------------------------------------------------------------------------------------
+
+    async def tick(self) -> list[Seal]:
+        """Apply the policy once: seal every full N events waiting, and the rest once T has passed."""
+        made: list[Seal] = []
+        cfg = self.config
+        while True:
+            waiting = await self.pending()
+            due = self._last_sealed_at is None or (
+                cfg.clock() - self._last_sealed_at >= dt.timedelta(seconds=cfg.every_seconds)
+            )
+            if waiting == 0 or (waiting < cfg.every_events and not due):
+                return made
+            seal = await self.seal_once()
+            if seal is None:
+                return made
+            made.append(seal)
+
+    async def seal_once(self) -> Seal | None:
+        """Seal the next range (up to N events) now, whatever the policy; None when nothing waits."""
+        if self._halted:
+            raise SealingHalted(self._halted)
+        c, cfg = self._c(), self.config
+        for _ in range(cfg.max_attempts):
+            seal = await self._next_seal(c)
+            if seal is None:
+                return None
+            if cfg.before_publish is not None:
+                await cfg.before_publish(seal)
+            seals_seq = await self._publish(c, seal)
+            if seals_seq is None:
+                continue
+            if not (c.log.seals and c.log.seals[-1].seal == seal):  # a re-read after a lost ack has it
+                c.log.seals.append(LoggedSeal(seals_seq, seal))
+            c.log.last_seq = max(c.log.last_seq, seals_seq)
+            try:
+                await insert_seal(c.pool, seal, seals_seq)
+            except SealConflict as exc:
+                self._halted = f"{exc}: the two stores disagree; run `antq audit seals`"
+                raise SealingHalted(self._halted) from exc
+            self._last_sealed_at = cfg.clock()
+            log.info(
+                "sealed %s #%d: seqs %d..%d (%d events), digest %s",
+                seal.stream,
+                seal.number,
+                seal.first_seq,
+                seal.last_seq,
+                seal.count,
+                seal.digest,
+            )
+            return seal
+        raise SealingHalted(f"gave up after {cfg.max_attempts} attempts: other sealers keep winning")
+
+    async def _next_seal(self, c: _Conn) -> Seal | None:
+        cfg = self.config
+        info = await c.js.stream_info(cfg.stream)
+        if info.created is None:
+            raise SealingHalted(f"the server does not report when {cfg.stream} was created")
+        created = utc(info.created)
+        tip = c.log.tip
+        if tip is not None and tip.stream_created != created:
+            self._halted = (
+                f"{cfg.stream} was created at {created.isoformat()} but seal #{tip.number} sealed the stream "
+                f"created at {tip.stream_created.isoformat()}: it was deleted and recreated"
+            )
+            raise SealingHalted(self._halted)
+        first = tip.last_seq + 1 if tip is not None else 1
+        last = min(int(info.state.last_seq), first + cfg.every_events - 1)
+        if last < first:
+            return None
+        hasher = RangeHasher(first)
+        async for batch in read_stream(c.js, cfg.stream, start_seq=first, stop_seq=last):
+            for msg in batch:
+                hasher.add(msg.seq, msg.timestamp_ns, msg.subject, msg.data)
+        hasher.finish(last)
+        return make_seal(
+            number=tip.number + 1 if tip is not None else 1,
+            stream=cfg.stream,
+            first_seq=first,
+            last_seq=last,
+            count=hasher.count,
+            stream_created=created,
+            prev_digest=tip.digest if tip is not None else GENESIS,
+            range_digest=hasher.range_digest,
+            content_digest=hasher.content_digest,
+            sealed_at=cfg.clock(),
+            signer=cfg.signer,
+        )
+
+    async def _publish(self, c: _Conn, seal: Seal) -> int | None:
+        """The seal's sequence in the seals stream, or None if another sealer won (the log is then re-read)."""
+        headers = {
+            Header.EXPECTED_LAST_SEQUENCE.value: str(c.log.last_seq),
+            Header.EXPECTED_STREAM.value: self.config.seals_stream,
+        }
+        try:
+            ack = await c.js.publish(
+                self.config.seals_subject,
+                encode_seal(seal),
+                timeout=self.config.publish_timeout,
+                headers=headers,
+            )
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            self.conflicts += 1
+            log.info("seal #%d of %s lost a race; re-reading the chain", seal.number, seal.stream)
+            await c.log.refresh()
+            return None
+        except (TimeoutError, nats.errors.TimeoutError):
+            # The ack may have been lost after the seal was stored: the re-read log tells.
+            await c.log.refresh()
+            tip = c.log.seals[-1] if c.log.seals else None
+            if tip is not None and tip.seal == seal:
+                return tip.seals_seq
+            return None
+        return int(ack.seq)

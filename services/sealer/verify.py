@@ -1,0 +1,402 @@
+"""Verify a stream against its seals: read-only (stream info, an ephemeral consumer, SELECTs), no pause.
+
+Both stores' chains are checked on their own (numbering, seal digest, signature, prev digest, contiguous
+ranges), then against each other, then every range of a sound seal is recomputed from the stored events in
+one ordered pass and compared (gaps, altered content, re-recorded timestamps), and the stream's creation
+time is compared with the one the seals recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from infra.stream_reader import read_stream
+from services.sealer.chain import GENESIS, RangeHasher, Seal, recompute_digest, signature_valid, utc
+from services.sealer.log import SealLog
+from services.sealer.store import fetch_seals
+
+Kind = Literal[
+    "stream_missing",  # the sealed stream does not exist
+    "stream_recreated",  # its creation time differs from the one the seals recorded
+    "stream_truncated",  # it ends before the last sealed sequence
+    "gap",  # sealed sequences are missing (deleted messages)
+    "range_altered",  # a range's recomputed content differs from its seal: an altered or substituted event
+    "range_rerecorded",  # same facts, other timestamps: the range was written again (recreated stream)
+    "seal_altered",  # a seal's fields do not hash to its digest
+    "bad_signature",  # the signature does not verify with the seal's signer key
+    "untrusted_signer",  # signed by a key not among the trusted ones
+    "signer_changed",  # consecutive seals by different keys (no trusted keys given)
+    "chain_broken",  # prev digest is not the previous seal's digest
+    "range_not_contiguous",  # a seal's range does not start right after the previous one
+    "seal_missing",  # seal numbers skipped in a store
+    "seal_forked",  # two seals with the same number in a store
+    "malformed_seal",  # a seals-stream message that is not a seal
+    "store_missing_seal",  # a seal held by one store only
+    "stores_disagree",  # NATS and PostgreSQL hold different seals under one number
+]
+Store = Literal["nats", "postgres"]
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Kind
+    detail: str
+    store: Store | None = None
+    seal: int | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    seqs: tuple[int, ...] = ()
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    stream: str
+    seals_nats: int
+    seals_postgres: int
+    sealed_through: int  # the last sequence the latest sound seal covers
+    stream_last_seq: int | None
+    stream_created: dt.datetime | None
+    events_checked: int
+    unsealed: int  # events after the latest seal (not a finding: the sealer seals them later)
+    latest: Seal | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def first_mismatch(self) -> Finding | None:
+        """The first seal range whose recomputed events no longer match."""
+        ranges = [f for f in self.findings if f.kind in ("gap", "range_altered", "range_rerecorded")]
+        return min(ranges, key=lambda f: f.first_seq or 0) if ranges else None
+
+
+@dataclass(frozen=True)
+class _Chain:
+    findings: list[Finding]
+    sound: list[Seal]  # digest and signature verify
+
+
+def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | None) -> _Chain:
+    """Each seal on its own and against the one before it, in number order."""
+    findings: list[Finding] = []
+    sound: list[Seal] = []
+    prev: Seal | None = None
+    expected = 1
+    seen: set[int] = set()
+    for seal in sorted(seals, key=lambda s: s.number):
+        n = seal.number
+        if n in seen:
+            findings.append(
+                Finding(kind="seal_forked", store=store, seal=n, detail=f"two seals numbered #{n}: a fork")
+            )
+            continue
+        seen.add(n)
+        if n > expected:
+            missing = tuple(range(expected, n))
+            findings.append(
+                Finding(
+                    kind="seal_missing",
+                    store=store,
+                    seal=expected,
+                    detail=f"seals #{expected}..#{n - 1} are missing",
+                    seqs=missing[:1000],
+                )
+            )
+        digest_ok = recompute_digest(seal) == seal.digest
+        if not digest_ok:
+            findings.append(
+                Finding(
+                    kind="seal_altered",
+                    store=store,
+                    seal=n,
+                    first_seq=seal.first_seq,
+                    last_seq=seal.last_seq,
+                    detail=f"seal #{n}'s fields do not hash to its digest {seal.digest[:16]}…",
+                )
+            )
+        sig_ok = signature_valid(seal)
+        if not sig_ok:
+            findings.append(
+                Finding(
+                    kind="bad_signature",
+                    store=store,
+                    seal=n,
+                    detail=f"seal #{n}'s signature does not verify with its signer {seal.signer}",
+                )
+            )
+        if trusted is not None and seal.signer not in trusted:
+            findings.append(
+                Finding(
+                    kind="untrusted_signer",
+                    store=store,
+                    seal=n,
+                    detail=f"seal #{n} is signed by {seal.signer}, not a trusted key",
+                )
+            )
+        elif trusted is None and prev is not None and prev.signer != seal.signer:
+            findings.append(
+                Finding(
+                    kind="signer_changed",
+                    store=store,
+                    seal=n,
+                    detail=f"seal #{n} is signed by {seal.signer}, #{prev.number} by {prev.signer}",
+                )
+            )
+        want_prev = (
+            GENESIS if n == 1 else (prev.digest if prev is not None and prev.number == n - 1 else None)
+        )
+        if want_prev is not None and seal.prev_digest != want_prev:
+            findings.append(
+                Finding(
+                    kind="chain_broken",
+                    store=store,
+                    seal=n,
+                    detail=f"seal #{n}'s prev digest {seal.prev_digest[:16]}… is not #{n - 1}'s {want_prev[:16]}…",
+                )
+            )
+        want_first = 1 if n == 1 else (prev.last_seq + 1 if prev is not None else None)
+        if want_first is not None and seal.first_seq != want_first:
+            findings.append(
+                Finding(
+                    kind="range_not_contiguous",
+                    store=store,
+                    seal=n,
+                    first_seq=seal.first_seq,
+                    last_seq=seal.last_seq,
+                    detail=f"seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should start at {want_first}",
+                )
+            )
+        if prev is not None and prev.stream_created != seal.stream_created:
+            findings.append(
+                Finding(
+                    kind="stream_recreated",
+                    store=store,
+                    seal=n,
+                    detail=(
+                        f"seal #{n} sealed a stream created {seal.stream_created.isoformat()}, "
+                        f"#{prev.number} one created {prev.stream_created.isoformat()}"
+                    ),
+                )
+            )
+        if digest_ok and sig_ok:
+            sound.append(seal)
+        prev, expected = seal, n + 1
+    return _Chain(findings, sound)
+
+
+def _differing_fields(a: Seal, b: Seal) -> list[str]:
+    return [name for name in a.__struct_fields__ if getattr(a, name) != getattr(b, name)]
+
+
+def cross_check(nats_seals: Iterable[Seal], pg_seals: Iterable[Seal]) -> list[Finding]:
+    """Both stores must hold the same seals."""
+    in_nats: dict[int, Seal] = {}
+    in_pg: dict[int, Seal] = {}
+    for seal in nats_seals:
+        in_nats.setdefault(seal.number, seal)
+    for seal in pg_seals:
+        in_pg.setdefault(seal.number, seal)
+    findings: list[Finding] = []
+    for store, have, other in (("postgres", in_pg, in_nats), ("nats", in_nats, in_pg)):
+        missing = sorted(set(other) - set(have))
+        if missing:
+            findings.append(
+                Finding(
+                    kind="store_missing_seal",
+                    store=store,  # type: ignore[arg-type]
+                    seal=missing[0],
+                    detail=f"{len(missing)} seal(s) missing from {store}: #{', #'.join(map(str, missing[:20]))}",
+                    seqs=tuple(missing[:1000]),
+                )
+            )
+    for number in sorted(set(in_nats) & set(in_pg)):
+        a, b = in_nats[number], in_pg[number]
+        if a != b:
+            findings.append(
+                Finding(
+                    kind="stores_disagree",
+                    seal=number,
+                    first_seq=a.first_seq,
+                    last_seq=a.last_seq,
+                    detail=f"seal #{number} differs between NATS and PostgreSQL in {', '.join(_differing_fields(a, b))}",
+                )
+            )
+    return findings
+
+
+def _unique_ranges(seals: Iterable[Seal]) -> list[Seal]:
+    seen: dict[tuple[int, int, int, str, str], Seal] = {}
+    for s in seals:
+        seen.setdefault((s.first_seq, s.last_seq, s.count, s.range_digest, s.content_digest), s)
+    return sorted(seen.values(), key=lambda s: (s.first_seq, s.last_seq, s.number))
+
+
+async def hash_ranges(
+    js: JetStreamContext, stream: str, seals: Sequence[Seal], stream_last_seq: int
+) -> tuple[dict[tuple[int, int], RangeHasher], int]:
+    """Recompute every seal range in one ordered read of the stream; (hashers by (first, last), events read)."""
+    keys = sorted({(s.first_seq, s.last_seq) for s in seals})
+    hashers = {key: RangeHasher(key[0]) for key in keys}
+    read = 0
+    if keys:
+        lo, hi = keys[0][0], min(max(k[1] for k in keys), stream_last_seq)
+        i = 0
+        active: list[tuple[int, int]] = []
+        if hi >= lo:
+            async for batch in read_stream(js, stream, start_seq=lo, stop_seq=hi):
+                for msg in batch:
+                    read += 1
+                    while i < len(keys) and keys[i][0] <= msg.seq:
+                        active.append(keys[i])
+                        i += 1
+                    if active and active[0][1] < msg.seq:
+                        active = [k for k in active if k[1] >= msg.seq]
+                    for key in active:
+                        if key[1] >= msg.seq:
+                            hashers[key].add(msg.seq, msg.timestamp_ns, msg.subject, msg.data)
+    for (_, last), hasher in hashers.items():
+        hasher.finish(last)
+    return hashers, read
+
+
+def compare_ranges(seals: Sequence[Seal], hashers: dict[tuple[int, int], RangeHasher]) -> list[Finding]:
+    findings: list[Finding] = []
+    rerecorded: list[Seal] = []
+    for seal in seals:
+        h = hashers[(seal.first_seq, seal.last_seq)]
+        span = f"{seal.first_seq}..{seal.last_seq}"
+        if h.count < seal.count:
+            listed = seal.count == seal.last_seq - seal.first_seq + 1
+            findings.append(
+                Finding(
+                    kind="gap",
+                    seal=seal.number,
+                    first_seq=seal.first_seq,
+                    last_seq=seal.last_seq,
+                    seqs=tuple(h.missing) if listed else (),
+                    detail=(
+                        f"seal #{seal.number} ({span}) covered {seal.count} events, the stream now holds "
+                        f"{h.count}" + (f"; missing: {', '.join(map(str, h.missing[:20]))}" if listed else "")
+                    ),
+                )
+            )
+        elif h.count > seal.count or h.content_digest != seal.content_digest:
+            findings.append(
+                Finding(
+                    kind="range_altered",
+                    seal=seal.number,
+                    first_seq=seal.first_seq,
+                    last_seq=seal.last_seq,
+                    detail=(
+                        f"seal #{seal.number} ({span}): the stored events no longer match "
+                        f"({h.count} events now, {seal.count} sealed): altered or substituted"
+                    ),
+                )
+            )
+        elif h.range_digest != seal.range_digest:
+            rerecorded.append(seal)
+    if rerecorded:
+        first = rerecorded[0]
+        findings.append(
+            Finding(
+                kind="range_rerecorded",
+                seal=first.number,
+                first_seq=first.first_seq,
+                last_seq=first.last_seq,
+                detail=(
+                    f"seal #{first.number} ({first.first_seq}..{first.last_seq})"
+                    + (f" and {len(rerecorded) - 1} later range(s)" if len(rerecorded) > 1 else "")
+                    + ": same subjects and bytes, other stream timestamps: written again"
+                ),
+            )
+        )
+    return findings
+
+
+async def verify_seals(
+    js: JetStreamContext,
+    conn: asyncpg.Connection,
+    *,
+    stream: str,
+    seals_stream: str,
+    trusted_keys: frozenset[str] | None = None,
+) -> Report:
+    """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only."""
+    log = SealLog(js, seals_stream, stream)
+    await log.refresh()
+    nats_seals = [logged.seal for logged in log.seals]
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        pg_seals = await fetch_seals(conn, stream)
+
+    findings: list[Finding] = [
+        Finding(kind="malformed_seal", store="nats", detail=f"message {seq} of {seals_stream} is not a seal")
+        for seq in log.malformed
+    ]
+    nats_chain = check_chain("nats", nats_seals, trusted_keys)
+    pg_chain = check_chain("postgres", pg_seals, trusted_keys)
+    findings += nats_chain.findings + pg_chain.findings
+    findings += cross_check(nats_seals, pg_seals)
+
+    sound = _unique_ranges(nats_chain.sound + pg_chain.sound)
+    latest = max(sound, key=lambda s: (s.number, s in nats_chain.sound), default=None)
+    sealed_through = max((s.last_seq for s in sound), default=0)
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        findings.append(Finding(kind="stream_missing", detail=f"stream {stream} does not exist"))
+        return Report(
+            stream=stream,
+            seals_nats=len(nats_seals),
+            seals_postgres=len(pg_seals),
+            sealed_through=sealed_through,
+            stream_last_seq=None,
+            stream_created=None,
+            events_checked=0,
+            unsealed=0,
+            latest=latest,
+            findings=tuple(findings),
+        )
+    created = utc(info.created) if info.created is not None else None
+    last_seq = int(info.state.last_seq)
+    if latest is not None and created != latest.stream_created:
+        findings.append(
+            Finding(
+                kind="stream_recreated",
+                seal=latest.number,
+                detail=(
+                    f"{stream} was created {created.isoformat() if created else '?'}, but the seals sealed "
+                    f"the stream created {latest.stream_created.isoformat()}: deleted and recreated"
+                ),
+            )
+        )
+    if last_seq < sealed_through:
+        findings.append(
+            Finding(
+                kind="stream_truncated",
+                first_seq=last_seq + 1,
+                last_seq=sealed_through,
+                detail=f"{stream} ends at sequence {last_seq}; the seals cover up to {sealed_through}",
+            )
+        )
+    hashers, read = await hash_ranges(js, stream, sound, last_seq)
+    findings += compare_ranges(sound, hashers)
+    return Report(
+        stream=stream,
+        seals_nats=len(nats_seals),
+        seals_postgres=len(pg_seals),
+        sealed_through=sealed_through,
+        stream_last_seq=last_seq,
+        stream_created=created,
+        events_checked=read,
+        unsealed=max(0, last_seq - sealed_through),
+        latest=latest,
+        findings=tuple(findings),
+    )
