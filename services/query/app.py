@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
 from faststream import FastStream
@@ -79,7 +80,8 @@ class StatsQueries:
 
     async def _read(self, wards: list[str], query: StatsQuery) -> StatsSnapshot:
         async with self._pool.acquire() as conn:
-            return await read_stats(conn, wards=wards, year=query.year, period=query.period)
+            connection = cast(asyncpg.Connection, conn)  # a pooled connection proxies a Connection
+            return await read_stats(connection, wards=wards, year=query.year, period=query.period)
 
     async def _wait_for_seq(self, wards: list[str], query: StatsQuery, min_seq: int) -> StatsSnapshot:
         """Read-your-writes: answer once the projection has folded ``min_seq`` in, or time out."""
