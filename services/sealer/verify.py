@@ -15,6 +15,7 @@ from typing import Literal
 
 import asyncpg
 import msgspec
+import nats
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -73,8 +74,16 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def first_mismatch(self) -> Finding | None:
-        """The first seal range whose recomputed events no longer match."""
-        ranges = [f for f in self.findings if f.kind in ("gap", "range_altered", "range_rerecorded")]
+        """The first seal range whose recomputed events no longer match (timestamps included)."""
+        return self._first(("gap", "range_altered", "range_rerecorded"))
+
+    @property
+    def first_altered(self) -> Finding | None:
+        """The first seal range whose facts changed: an event missing, altered or substituted."""
+        return self._first(("gap", "range_altered"))
+
+    def _first(self, kinds: tuple[str, ...]) -> Finding | None:
+        ranges = [f for f in self.findings if f.kind in kinds]
         return min(ranges, key=lambda f: f.first_seq or 0) if ranges else None
 
 
@@ -400,3 +409,29 @@ async def verify_seals(
         latest=latest,
         findings=tuple(findings),
     )
+
+
+async def verify_at(
+    *,
+    nats_url: str,
+    database_url: str,
+    stream: str,
+    seals_stream: str,
+    nats_creds: str | None = None,
+    trusted_keys: frozenset[str] | None = None,
+) -> Report:
+    """Connect (read-only use), verify, disconnect."""
+    options: dict[str, object] = {"name": "antq-audit-seals"}
+    if nats_creds:
+        options["user_credentials"] = nats_creds
+    nc = await nats.connect(nats_url, **options)
+    try:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await verify_seals(
+                nc.jetstream(), conn, stream=stream, seals_stream=seals_stream, trusted_keys=trusted_keys
+            )
+        finally:
+            await conn.close()
+    finally:
+        await nc.close()
