@@ -94,12 +94,18 @@ def kinds(report: Report) -> set[str]:
     return {finding.kind for finding in report.findings}
 
 
-async def test_seal_ranges_are_contiguous_chained_and_stored_twice(stack: Stack, office: OfficeClient) -> None:
+async def test_seal_ranges_are_contiguous_chained_and_stored_twice(
+    stack: Stack, office: OfficeClient
+) -> None:
     await publish(office, 25)
     async with Sealer(config(stack)) as sealer:
         seals = [await sealer.seal_once() for _ in range(3)]
         assert await sealer.seal_once() is None
-    assert [(s.first_seq, s.last_seq, s.count) for s in seals if s] == [(1, 10, 10), (11, 20, 10), (21, 25, 5)]
+    assert [(s.first_seq, s.last_seq, s.count) for s in seals if s] == [
+        (1, 10, 10),
+        (11, 20, 10),
+        (21, 25, 5),
+    ]
     assert [s.prev_digest for s in seals if s] == [GENESIS, seals[0].digest, seals[1].digest]  # type: ignore[union-attr]
     in_nats = [msgspec.json.decode(m.data, type=Seal) for m in await stored(stack, SEALS)]
     assert in_nats == seals
@@ -156,7 +162,9 @@ async def test_two_racing_sealers_keep_one_chain(stack: Stack, office: OfficeCli
     assert report.ok, report.findings
 
 
-async def test_intact_copy_verifies_and_a_deleted_message_is_a_gap(stack: Stack, office: OfficeClient) -> None:
+async def test_intact_copy_verifies_and_a_deleted_message_is_a_gap(
+    stack: Stack, office: OfficeClient
+) -> None:
     _, seals = await sealed_copy(stack, office)
     assert len(seals) == 3
     before = await verify(stack)
@@ -189,7 +197,9 @@ async def test_recreated_copy_with_one_altered_event(stack: Stack, office: Offic
             await sealer.seal_once()
 
 
-async def test_an_edited_or_deleted_seal_row_in_postgres_is_reported(stack: Stack, office: OfficeClient) -> None:
+async def test_an_edited_or_deleted_seal_row_in_postgres_is_reported(
+    stack: Stack, office: OfficeClient
+) -> None:
     _, seals = await sealed_copy(stack, office)
     conn = await asyncpg.connect(stack.database_url)
     try:
@@ -207,7 +217,9 @@ async def test_an_edited_or_deleted_seal_row_in_postgres_is_reported(stack: Stac
     assert ("stores_disagree", None, 2) in by_kind
     assert ("seal_altered", "postgres", 2) in by_kind
     assert ("store_missing_seal", "postgres", 3) in by_kind
-    assert not {"range_altered", "gap"} & kinds(report)  # the events are intact; the NATS seals vouch for them
+    assert not {"range_altered", "gap"} & kinds(
+        report
+    )  # the events are intact; the NATS seals vouch for them
     disagree = next(x.detail for x in report.findings if x.kind == "stores_disagree")
     assert "range_digest" in disagree and seals[1].number == 2
 

@@ -38,6 +38,10 @@ CREATED = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 SEALED = dt.datetime(2026, 1, 2, 4, 0, 0, 1, tzinfo=dt.UTC)
 
 
+def micros(moment: dt.datetime) -> int:
+    return (moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
 def by_hand_range(events: list[tuple[int, int, str, bytes]], *, with_time: bool) -> str:
     h = hashlib.sha256(b"ANTQ-SEAL-RANGE/v1\x00" if with_time else b"ANTQ-SEAL-CONTENT/v1\x00")
     for seq, stamp, subject, data in events:
@@ -78,7 +82,6 @@ def test_seal_digest_follows_the_documented_layout_and_signature_verifies() -> N
         sealed_at=SEALED,
         signer=signer,
     )
-    micros = lambda t: (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)  # noqa: E731
     stream, key = b"ANTQ_EVENTS", signer.public_key.encode()
     expected = hashlib.sha256(
         b"ANTQ-SEAL/v1\x00"
@@ -102,7 +105,9 @@ def test_seal_digest_follows_the_documented_layout_and_signature_verifies() -> N
         assert recompute_digest(msgspec.structs.replace(seal, **change)) != seal.digest
     forged = msgspec.structs.replace(seal, signature=signer_from_seed(generate_seed()).sign(bytes(32)).hex())
     assert not signature_valid(forged)
-    assert not signature_valid(msgspec.structs.replace(seal, signer=signer_from_seed(generate_seed()).public_key))
+    assert not signature_valid(
+        msgspec.structs.replace(seal, signer=signer_from_seed(generate_seed()).public_key)
+    )
 
 
 def test_seed_file_is_private_and_reloads(tmp_path: Path) -> None:

@@ -214,13 +214,17 @@ def cross_check(nats_seals: Iterable[Seal], pg_seals: Iterable[Seal]) -> list[Fi
     for seal in pg_seals:
         in_pg.setdefault(seal.number, seal)
     findings: list[Finding] = []
-    for store, have, other in (("postgres", in_pg, in_nats), ("nats", in_nats, in_pg)):
+    sides: tuple[tuple[Store, dict[int, Seal], dict[int, Seal]], ...] = (
+        ("postgres", in_pg, in_nats),
+        ("nats", in_nats, in_pg),
+    )
+    for store, have, other in sides:
         missing = sorted(set(other) - set(have))
         if missing:
             findings.append(
                 Finding(
                     kind="store_missing_seal",
-                    store=store,  # type: ignore[arg-type]
+                    store=store,
                     seal=missing[0],
                     detail=f"{len(missing)} seal(s) missing from {store}: #{', #'.join(map(str, missing[:20]))}",
                     seqs=tuple(missing[:1000]),
