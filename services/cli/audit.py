@@ -9,7 +9,9 @@ import asyncio
 import os
 from typing import Annotated
 
+import asyncpg
 import msgspec
+import nats.errors
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -79,8 +81,8 @@ def _findings(report: Report) -> Table:
 
 def _export_table(record: dict[str, object]) -> Table:
     table = Table(title="latest seal (for the printed report)", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("", overflow="fold")  # a digest is printed whole, folded if the terminal is narrow
     for key, value in record.items():
         table.add_row(key, str(value))
     return table
@@ -120,7 +122,7 @@ def seals(
                 trusted_keys=frozenset(keys) if keys else None,
             )
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, nats.errors.Error, asyncpg.PostgresError) as exc:
         err.print(f"[red]cannot reach the stack: {exc}[/red]")
         raise typer.Exit(2) from None
     if output == "json":

@@ -425,7 +425,18 @@ async def verify_at(
     trusted_keys: frozenset[str] | None = None,
 ) -> Report:
     """Connect (read-only use), verify, disconnect."""
-    options: dict[str, object] = {"name": "antq-audit-seals"}
+
+    async def quiet(exc: Exception) -> None:  # the failure surfaces as the connect exception
+        return None
+
+    options: dict[str, object] = {
+        "name": "antq-audit-seals",
+        "connect_timeout": 5,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0.2,
+        "error_cb": quiet,
+    }
     if nats_creds:
         options["user_credentials"] = nats_creds
     nc = await nats.connect(nats_url, **options)
