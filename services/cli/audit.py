@@ -141,3 +141,80 @@ def seals(
             console.print("[green bold]intact: every sealed range matches its seal[/green bold]")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit.command("replay")
+def replay_command(
+    ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
+    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    year: Annotated[int | None, typer.Option(help="one year (default: every year with figures)")] = None,
+    as_of_occurred: Annotated[
+        str | None, typer.Option(help="business time: only facts that occurred on or before this date")
+    ] = None,
+    as_known_on: Annotated[
+        str | None, typer.Option(help="record time: only what the log had stored by this instant (ISO 8601)")
+    ] = None,
+    period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
+    output: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+) -> None:
+    """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
+    import datetime as dt
+
+    from services.audit.replay import AuditError, ReplayScope
+    from services.cli.audit_replay import as_csv, replies, run_replay
+    from services.cli.stats_view import stats_table
+
+    if (ward is not None and province is not None) or output not in ("table", "json", "csv"):
+        err.print("[red]give at most one of --ward / --province; --format is table, json or csv[/red]")
+        raise typer.Exit(2)
+    if period not in ("calendar", "reporting"):
+        err.print("[red]--period is calendar or reporting[/red]")
+        raise typer.Exit(2)
+    try:
+        occurred = dt.date.fromisoformat(as_of_occurred) if as_of_occurred else None
+        known = dt.datetime.fromisoformat(as_known_on) if as_known_on else None
+        if known is not None and known.tzinfo is None:
+            known = known.replace(tzinfo=dt.timezone(dt.timedelta(hours=7)))  # Vietnam time when not given
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    settings = Settings.from_env()
+    url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    scope = ReplayScope(
+        ward=ward,
+        province=province,
+        year=year,
+        period="reporting" if period == "reporting" else "calendar",
+        as_of_occurred=occurred,
+        as_known_on=known,
+    )
+    try:
+        result = asyncio.run(run_replay(settings, url, scope, err))
+    except AuditError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    rows = replies(result, scope)
+    if output == "json":
+        print(msgspec.json.encode(rows[0] if year is not None else rows).decode())
+    elif output == "csv":
+        print(as_csv(rows), end="")
+    else:
+        for reply in rows:
+            place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
+            console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
+
+
+@audit.command("verify")
+def verify_command() -> None:
+    """Replay the whole log in memory and compare every figure with the live read model at the same seq."""
+    from services.cli.audit_replay import differences_table, run_verify
+
+    settings = Settings.from_env()
+    nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
+    result = asyncio.run(run_verify(settings, nats_url, database_url, err))
+    if result.differences:
+        console.print(differences_table(result))
+        console.print(f"[red bold]{len(result.differences)} figure(s) differ[/red bold]")
+        raise typer.Exit(1)
+    console.print(f"[green]{result.figures} figures match the replay at seq {result.as_of_seq}[/green]")

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import asyncpg
 import nats
-from projections.service import Projector
 
 from events.localities import Localities
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.settings import Settings
 from infra.streams import StreamLimits, ensure_streams
+from projections.service import Projector
 from services.gateway.app import Gateway, GatewayConfig
 from services.query.app import QueryConfig, QueryService
+from services.sealer.app import build_sealer
 
 DEMO_OFFICES = Path(__file__).resolve().parent.parent / "demo" / "offices.toml"
 
@@ -27,6 +28,7 @@ DEMO_OFFICES = Path(__file__).resolve().parent.parent / "demo" / "offices.toml"
 class StackUrls:
     nats_url: str
     database_url: str
+    data_dir: Path
 
 
 @contextlib.contextmanager
@@ -45,7 +47,7 @@ def embedded_servers(settings: Settings, data_dir: Path | None) -> Iterator[Stac
             srv_p = EmbeddedPostgres(base / "pg")
             started.append(srv_p)
             db_url = srv_p.start()
-        yield StackUrls(nats_url, db_url)
+        yield StackUrls(nats_url, db_url, base)
     finally:
         for srv in reversed(started):
             srv.stop()
@@ -85,9 +87,14 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
         QueryConfig(nats_url=urls.nats_url, database_url=urls.database_url, localities=localities)
     )
     projector = Projector(nats_url=urls.nats_url, database_url=urls.database_url)
+    sealer = build_sealer(
+        settings, nats_url=urls.nats_url, database_url=urls.database_url, data_dir=urls.data_dir
+    )
     async with gateway.app, query.app:
         await projector.start()
+        await sealer.start()
         try:
             yield
         finally:
+            await sealer.stop()
             await projector.stop()

@@ -15,12 +15,14 @@ from rich.console import Console
 
 from infra.db import migrate
 from infra.settings import Settings
+from services.cli.audit import audit
 
 app = typer.Typer(no_args_is_help=True, help="ANTQ Ledger: the movement's event log and its statistics.")
 dev = typer.Typer(no_args_is_help=True, help="The embedded development stack.")
 db = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
 app.add_typer(dev, name="dev")
 app.add_typer(db, name="db")
+app.add_typer(audit, name="audit")
 console = Console()
 err = Console(stderr=True)
 

@@ -15,12 +15,12 @@ from typing import cast
 import asyncpg
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
-from projections.store import StatsSnapshot, read_stats
 
 from events.codec import encode
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
 from infra.db import create_pool
+from projections.store import StatsSnapshot, read_stats
 from services.query.request import (
     ErrorBody,
     ErrorReply,

@@ -1,0 +1,104 @@
+"""The query service over request/reply: ward, province and ward-list sums, read-your-writes, clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from events.localities import Localities
+from events.subjects import QUERY_SUBJECT
+from projections.metrics import BASE_METRICS
+from projections.service import Projector
+from services.client import OfficeClient
+from services.query.app import QueryConfig, QueryService
+from tests import factories as f
+from tests.conftest import Stack, wait_until_answering
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture
+async def query(stack: Stack, localities: Localities) -> AsyncIterator[QueryService]:
+    service = QueryService(
+        QueryConfig(nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities)
+    )
+    async with service.app:
+        await wait_until_answering(stack.nc, QUERY_SUBJECT)
+        yield service
+
+
+async def ask(stack: Stack, body: Any) -> dict[str, Any]:
+    raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
+    reply = await stack.nc.request(QUERY_SUBJECT, raw, timeout=30)
+    result: dict[str, Any] = msgspec.json.decode(reply.data)
+    return result
+
+
+async def test_known_ward_without_events_answers_zeros(stack: Stack, query: QueryService) -> None:
+    reply = await ask(stack, {"ward": "01447", "year": 2018})
+    assert reply["metrics"] == dict.fromkeys(BASE_METRICS, 0)
+    assert (reply["ward"], reply["year"], reply["period"], reply["as_of_seq"], reply["stale"]) == (
+        "01447",
+        2018,
+        "calendar",
+        0,
+        False,
+    )
+
+
+async def test_ward_province_and_ward_list_sums_with_read_your_writes(
+    stack: Stack, query: QueryService, office: OfficeClient, localities: Localities
+) -> None:
+    docs = [
+        f.session(ward="01447", attendance=10),
+        f.session(ward="01456", attendance=20, day="2018-12-20"),
+        f.pledge(ward="01465", signatures=3),
+    ]
+    results = await office.submit(docs)
+    last = max(r.seq or 0 for r in results)
+    too_early = await ask(stack, {"ward": "01447", "year": 2018, "min_seq": last, "timeout_ms": 50})
+    assert too_early["error"]["code"] == "timeout"
+    projector = Projector(
+        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+    )
+    await projector.start()
+    try:
+        ward = await ask(stack, {"ward": "01447", "year": 2018, "min_seq": last, "timeout_ms": 20_000})
+        assert ward["as_of_seq"] >= last
+        assert ward["metrics"]["session_attendance"] == 10, ward
+        both = await ask(stack, {"wards": ["01447", "01456"], "year": 2018})
+        assert both["metrics"]["session_attendance"] == 30
+        assert both["wards"] == ["01447", "01456"]
+        reporting = await ask(stack, {"wards": ["01447", "01456"], "year": 2018, "period": "reporting"})
+        assert reporting["metrics"]["session_attendance"] == 10  # 20 December counts in reporting year 2019
+        province = await ask(stack, {"province": "04", "year": 2018})
+        assert province["metrics"]["session_attendance"] == 30
+        assert province["metrics"]["pledge_signatures"] == 3
+        assert province["metrics"]["sessions_held.commune"] == 2
+    finally:
+        await projector.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "path"),
+    [
+        (b"{nope", "bad_request", None),
+        ({"year": 2018}, "bad_request", "$"),
+        ({"ward": "01447", "province": "04", "year": 2018}, "bad_request", "$"),
+        ({"ward": "1447", "year": 2018}, "bad_request", "$.ward"),
+        ({"ward": "01447", "year": 1900}, "bad_request", "$.year"),
+        ({"ward": "01447", "year": 2018, "period": "fiscal"}, "bad_request", "$.period"),
+        ({"ward": "99999", "year": 2018}, "unknown_locality", "$.ward"),
+        ({"province": "99", "year": 2018}, "unknown_locality", "$.province"),
+        ({"wards": ["01447", "00000"], "year": 2018}, "unknown_locality", "$.wards[1]"),
+    ],
+)
+async def test_query_errors(
+    stack: Stack, query: QueryService, body: Any, code: str, path: str | None
+) -> None:
+    reply = await ask(stack, body)
+    assert (reply["error"]["code"], reply["error"]["path"]) == (code, path)
+    assert reply["error"]["message"]
