@@ -8,7 +8,7 @@ the checkpoint, in one REPEATABLE READ snapshot.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -203,6 +203,7 @@ async def commit_batch(
     provinces: Mapping[str, str],
     outbox: bool,
     name: str = NAME,
+    during: Callable[[], Awaitable[None]] | None = None,
 ) -> list[OutboxRow]:
     """One transaction: deltas, fold state, checkpoint from_seq → to_seq, outbox rows (returned).
 
@@ -220,6 +221,8 @@ async def commit_batch(
         if moved != "UPDATE 1":
             raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
         await _apply_deltas(conn, copy, deltas, provinces)
+        if during is not None:
+            await during()  # a crash here rolls the whole batch back
         await _save_state(conn, copy, update)
         return await _write_outbox(conn, copy, to_seq, deltas, provinces) if outbox else []
 
