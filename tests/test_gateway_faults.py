@@ -427,3 +427,19 @@ async def test_mixed_batch_stores_the_valid_refuses_the_invalid_in_order(
     refused_raw = sorted(msgspec.json.encode(doc) for doc, code in items if code is not None)
     assert sorted(rec.raw for _, rec in records) == refused_raw  # each refused item kept as sent
     assert all(rec.sha256 == sha256(rec.raw) for _, rec in records)
+
+
+async def test_invalid_utf8_inside_a_string_is_malformed(stack: Stack, office: OfficeClient) -> None:
+    """Found by the fuzz test: msgspec raises UnicodeDecodeError (not DecodeError) for bad UTF-8 inside a
+    string; the request must still get a well-formed answer, in time."""
+    doc = f.session()
+    bad = msgspec.json.encode({**doc, "hamlet": "X"}).replace(b"X", b"\xa9\xff")
+    one = await office.send_raw(bad)
+    assert isinstance(one, IntakeResult)
+    refused_with(one, "malformed")
+    good = f.pledge()
+    many = await office.send_raw(b"[" + bad + b"," + msgspec.json.encode(good) + b"]")
+    assert isinstance(many, list) and len(many) == 2
+    refused_with(many[0], "malformed")
+    assert many[1].ok and many[1].event_id == good["event_id"]
+    assert await count(stack) == 1

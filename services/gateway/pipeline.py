@@ -28,7 +28,7 @@ from events.codec import (
     split_body,
     vietnam_today,
 )
-from events.errors import EventError, UnknownLocality
+from events.errors import EventError, Malformed, UnknownLocality
 from events.intake import IntakeResult, refused
 from events.localities import Localities
 from events.schema import (
@@ -77,7 +77,7 @@ def guess_event_id(raw: bytes) -> str | None:
     """The event_id of a document that failed validation, when it can be read at all."""
     try:
         value = _id_only.decode(raw).event_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None
     return value if value is not None and len(value) <= 64 else None
 
@@ -148,12 +148,12 @@ class IntakePipeline:
     def _failed(body: bytes) -> tuple[list[IntakeResult], bool]:
         """``unavailable`` for every event of a request that failed inside the gateway, in the request's own
         shape: an array is answered with an array of the same length, in order."""
+        message = "the gateway failed; retry the same request"
         try:
             raws, is_array = split_body(body)
-        except EventError:
-            raws, is_array = [msgspec.Raw(body)], False
-        message = "the gateway failed; retry the same request"
-        return [refused("unavailable", message, None, guess_event_id(bytes(r))) for r in raws], is_array
+            return [refused("unavailable", message, None, guess_event_id(bytes(r))) for r in raws], is_array
+        except Exception:  # answer whatever happens: a request without a reply times out at the office
+            return [refused("unavailable", message)], False
 
     async def submit(self, office_id: str | None, body: bytes) -> tuple[list[IntakeResult], bool]:
         now = self._clock()
@@ -191,7 +191,10 @@ class IntakePipeline:
                 log.error("could not keep a rejected submission: %s", outcome.failure)
 
     def _validate(self, office: Office, raw: bytes, today: dt.date) -> tuple[Event, str]:
-        event = decode_event(raw, today=today)
+        try:
+            event = decode_event(raw, today=today)
+        except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 in a string
+            raise Malformed(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
         ward = self._localities.ward(event.locality.ward)
         if ward is None:
             raise UnknownLocality(
