@@ -138,11 +138,15 @@ class StatsRunner:
         sub = await self._subscribe()
         log.info("stats projection copy %d starts after seq %d", self.copy, self.seq)
         self.ready.set()
+        fetching = asyncio.create_task(self._fetch(sub))
         try:
             while not stop.is_set():
-                batch = await self._fetch(sub)
-                if batch is None:
+                msgs = await fetching
+                # Fetch the next batch while this one is folded and committed.
+                fetching = asyncio.create_task(self._fetch(sub))
+                if not msgs:
                     continue
+                batch = self._prepare(msgs)
                 if not batch.records and batch.unreadable is None:
                     if batch.last is not None:
                         await batch.last.ack()  # only redeliveries at or below the checkpoint
@@ -150,6 +154,9 @@ class StatsRunner:
                 if not await self._process(conn, batch):
                     return
         finally:
+            fetching.cancel()
+            with contextlib.suppress(BaseException):
+                await fetching
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -189,11 +196,15 @@ class StatsRunner:
             pending_bytes_limit=-1,
         )
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> _Batch | None:
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         try:
-            msgs = await sub.fetch(self._config.batch, timeout=self._config.fetch_timeout)
+            msgs: list[Msg] = await sub.fetch(self._config.batch, timeout=self._config.fetch_timeout)
         except (TimeoutError, nats.errors.TimeoutError):
-            return None
+            return []
+        return msgs
+
+    def _prepare(self, msgs: list[Msg]) -> _Batch:
+        """Decode a fetched batch, leaving out redeliveries at or below the checkpoint."""
         batch = _Batch()
         for msg in msgs:
             seq = parse_ack_reply(msg.reply)[0]

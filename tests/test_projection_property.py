@@ -62,7 +62,8 @@ async def test_figures_equal_the_reference_through_crashes_and_redeliveries(
     if first:
         await run_through_crashes(stack.nc, config, first)
     resent = [events[i] for i in resend if i < len(events)]
-    last = await publish_events(stack.nc, localities, [*events[cut:], *resent])  # re-sends are deduplicated
+    second = await publish_events(stack.nc, localities, [*events[cut:], *resent])  # re-sends are deduplicated
+    last = max(first, second)
     assert last == len(events)
     if last:
         await run_through_crashes(stack.nc, config, last)

@@ -1,0 +1,265 @@
+"""``python -m bench.projection``: the statistics projection from empty to caught up, against a raw read.
+
+Starts embedded servers, preloads N realistic events straight into ANTQ_EVENTS (pipelined JetStream
+publishes), times (1) a raw nats-py pull-fetch-and-decode of the stream and (2) the projection (a runner in
+this process, updates published) from empty to caught up, and prints both rates, their ratio and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import resource
+import time
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from bench.common import start_servers
+from events.codec import decode_recorded, encode_recorded
+from events.localities import Localities
+from events.schema import (
+    EntryRetracted,
+    Event,
+    Locality,
+    MediationConcluded,
+    PledgeSigned,
+    Recorded,
+    SessionHeld,
+    TipAssessed,
+    TipReceived,
+    WeaponItem,
+    WeaponsSurrendered,
+)
+from events.subjects import event_subject
+from infra.db import migrate
+from infra.stream_reader import parse_ack_reply
+from infra.streams import EVENTS, StreamLimits, ensure_streams
+from projections import store
+from projections.runner import RunnerConfig, StatsRunner
+
+START = dt.date(2016, 1, 1)
+END = dt.date(2025, 6, 30)
+
+
+def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Event]:
+    """A history as offices would file it, roughly in date order: ~1/3 tips (most assessed, some twice), sessions,
+    pledges, mediations, weapons (with ammunition), and a few % retractions of recent entries."""
+    rnd = random.Random(seed)
+    span = (END - START).days
+    out: list[Event] = []
+    open_tips: list[TipReceived] = []
+    recent: list[Event] = []
+
+    def new_id() -> uuid.UUID:
+        return uuid.UUID(int=rnd.getrandbits(128), version=4)
+
+    for i in range(n):
+        day = START + dt.timedelta(days=span * i // max(n, 1))
+        ward = rnd.choice(wards)
+        loc = Locality(scheme="gso-2025", ward=ward)
+        roll = rnd.random()
+        event: Event
+        if roll < 0.17 and open_tips:
+            tip = (
+                open_tips.pop(rnd.randrange(len(open_tips))) if rnd.random() < 0.9 else rnd.choice(open_tips)
+            )
+            event = TipAssessed(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=tip.locality,
+                tip_id=tip.tip_id,
+                valuable=rnd.random() < 0.85,
+            )
+        elif roll < 0.20 and recent:
+            target = recent.pop(rnd.randrange(len(recent)))
+            event = EntryRetracted(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=target.locality,
+                target_event_id=target.event_id,
+                reason="entered twice",
+            )
+        elif roll < 0.38:
+            event = TipReceived(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=loc,
+                tip_id=new_id(),
+                channel="phone",
+                category="drugs",
+                source="resident",
+            )
+            open_tips.append(event)
+        elif roll < 0.65:
+            event = SessionHeld(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=loc,
+                level=rnd.choice(("commune", "hamlet", "institution")),
+                topics=("law",),
+                attendance=rnd.randint(10, 300),
+            )
+        elif roll < 0.82:
+            event = PledgeSigned(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=loc,
+                signer=rnd.choice(("household", "individual", "institution")),
+                signatures=rnd.randint(1, 200),
+            )
+        elif roll < 0.94:
+            event = MediationConcluded(
+                event_id=new_id(),
+                occurred_on=day,
+                locality=loc,
+                case_id=new_id(),
+                outcome=rnd.choice(("successful", "successful", "unsuccessful", "referred")),
+                dispute="land",
+            )
+        else:
+            items = [
+                WeaponItem(
+                    kind=rnd.choice(("homemade_firearm", "support_tool", "explosive")),
+                    quantity=rnd.randint(1, 6),
+                )
+            ]
+            if rnd.random() < 0.3:
+                items.append(WeaponItem(kind="ammunition", quantity=rnd.randint(5, 100)))
+            event = WeaponsSurrendered(event_id=new_id(), occurred_on=day, locality=loc, items=tuple(items))
+        out.append(event)
+        if not isinstance(event, EntryRetracted):
+            recent.append(event)
+            if len(recent) > 2000:
+                recent.pop(0)
+        if len(open_tips) > 5000:
+            open_tips.pop(0)
+    return out
+
+
+async def preload(nc: Client, localities: Localities, events: Sequence[Event], *, window: int = 2000) -> int:
+    """Publish to ANTQ_EVENTS as the gateway does (subject, Recorded, Nats-Msg-Id); returns the last seq."""
+    slots = asyncio.Semaphore(window)
+    last = 0
+
+    async def one(event: Event) -> None:
+        nonlocal last
+        try:
+            ward = localities.ward(event.locality.ward)
+            assert ward is not None
+            reply = await nc.request(
+                event_subject(event, ward.province),
+                encode_recorded(Recorded(office="bench", event=event)),
+                timeout=30,
+                headers={"Nats-Msg-Id": str(event.event_id), "Nats-Expected-Stream": EVENTS},
+            )
+            seq = msgspec.json.decode(reply.data).get("seq", 0)
+            last = max(last, int(seq))
+        finally:
+            slots.release()
+
+    tasks = []
+    for event in events:
+        await slots.acquire()
+        tasks.append(asyncio.ensure_future(one(event)))
+    await asyncio.gather(*tasks)
+    return last
+
+
+async def raw_read(nc: Client, last: int, batch: int = 1000) -> float:
+    """Seconds to pull-fetch and decode every event (ephemeral consumer, AckPolicy.NONE)."""
+    js = nc.jetstream()
+    t0 = time.perf_counter()
+    sub = await js.pull_subscribe(
+        "",
+        stream=EVENTS,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
+        pending_msgs_limit=batch * 4,
+        pending_bytes_limit=-1,
+    )
+    seen = 0
+    while seen < last:
+        msgs = await sub.fetch(batch, timeout=5)
+        for msg in msgs:
+            decode_recorded(msg.data)
+            seen = parse_ack_reply(msg.reply)[0]
+    elapsed = time.perf_counter() - t0
+    await sub.unsubscribe()
+    return elapsed
+
+
+async def project(
+    nc: Client, database_url: str, localities: Localities, last: int, batch: int
+) -> tuple[float, int]:
+    """Seconds from empty to caught up (checkpoint = last, outbox published); updates published."""
+    stop = asyncio.Event()
+    runner = StatsRunner(nc, RunnerConfig(database_url=database_url, localities=localities, batch=batch))
+    t0 = time.perf_counter()
+    task = asyncio.create_task(runner.run(stop))
+    while runner.seq < last and not task.done():
+        await asyncio.sleep(0.01)  # polling the runner's progress for the measurement
+    await runner.publisher_idle()
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await task
+    return elapsed, runner.stats.batches
+
+
+async def main(n: int, batch: int, wards_n: int) -> None:
+    nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
+    print("servers: nats-server sync_interval default, PostgreSQL durable=False (fsync off)")
+    try:
+        conn = await asyncpg.connect(pg.url)
+        await migrate(conn)
+        nc = await nats.connect(nats_srv.url, pending_size=256 * 1024 * 1024)
+        await ensure_streams(nc.jetstream(), StreamLimits())
+        localities = Localities.load()
+        provinces = [p for p in localities.provinces() if p.code in ("04", "24", "01", "38")]
+        all_wards = [w for p in provinces for w in p.wards]
+        wards = random.Random(7).sample(all_wards, min(wards_n, len(all_wards)))
+        t0 = time.perf_counter()
+        events = realistic_events(n, wards)
+        last = await preload(nc, localities, events)
+        print(f"preloaded {last:,} events over {len(wards)} wards in {time.perf_counter() - t0:.1f}s")
+        raw_s = await raw_read(nc, last)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        proj_s, batches = await project(nc, pg.url, localities, last, batch)
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        updates = (await nc.jetstream().stream_info("ANTQ_UPDATES")).state.messages
+        raw_rate, proj_rate = last / raw_s, last / proj_s
+        print(f"raw pull-fetch-and-decode: {raw_rate:,.0f} events/s ({raw_s:.2f}s)")
+        print(
+            f"projection empty -> caught up: {proj_rate:,.0f} events/s ({proj_s:.2f}s, {batches} commits, {updates:,} updates)"
+        )
+        print(f"ratio projection/raw: {proj_rate / raw_rate:.2f}")
+        print(
+            f"peak RSS of this process: {rss_after:.0f} MB (before projecting: {rss_before:.0f} MB, incl. the {n:,} generated events)"
+        )
+        snap = await store.read_province_stats(conn, province="04", year=2020, period="calendar")
+        print(f"sample: province 04, 2020: {snap.metrics}")
+        await conn.close()
+        await nc.drain()
+    finally:
+        nats_srv.stop()
+        pg.stop()
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.projection")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--wards", type=int, default=300)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.batch, args.wards))
+
+
+if __name__ == "__main__":
+    cli()
