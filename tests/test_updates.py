@@ -1,0 +1,114 @@
+"""The update feed on ANTQ_UPDATES: a late durable subscriber gets every change; crashes lose none."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from events.localities import Localities
+from infra.streams import UPDATES
+from projections import store
+from projections.runner import RunnerConfig
+from projections.service import Projector
+from services.client import OfficeClient
+from tests import factories as f
+from tests.conftest import Stack
+from tests.servers import wait_for
+from tests.test_projection import InjectedCrash, as_event, publish_events, run_until
+
+pytestmark = pytest.mark.servers
+
+
+async def outbox_rows(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM stats_outbox"))
+    finally:
+        await conn.close()
+
+
+async def test_a_late_durable_subscriber_receives_every_change_of_its_province(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    projector = Projector(
+        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+    )
+    await projector.start()
+    conn = await asyncpg.connect(stack.database_url)
+    seen: list[dict[str, int]] = []
+    try:
+        for round_ in range(4):
+            docs = [f.session(attendance=10 + round_), f.pledge(signatures=3), f.session(ward="07210")]
+            results = await office.submit(docs)
+            last = max(r.seq or 0 for r in results)
+
+            async def caught_up(last: int = last) -> store.StatsSnapshot | None:
+                snap = await store.read_stats(conn, wards=["01447"], year=2018, period="calendar")
+                return snap if snap.as_of_seq >= last else None
+
+            seen.append((await wait_for(caught_up, what="the projection")).metrics)
+        assert projector.runner is not None
+        await projector.runner.publisher_idle()
+    finally:
+        await conn.close()
+        await projector.stop()
+
+    # attached only now, filtered by province, from the start of the stream
+    sub = await stack.js.pull_subscribe(
+        "antq.updates.stats.04.>",
+        durable="dashboard-04",
+        stream=UPDATES,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT),
+    )
+    received: list[tuple[str, dict[str, object]]] = []
+    while (await stack.js.consumer_info(UPDATES, "dashboard-04")).num_pending > 0:
+        for msg in await sub.fetch(100, timeout=2):
+            received.append((msg.subject, msgspec.json.decode(msg.data)))
+            await msg.ack()
+    assert received and all(subject.startswith("antq.updates.stats.04.") for subject, _ in received)
+    assert await stack.js.get_last_msg(
+        UPDATES, "antq.updates.stats.24.07210.2018"
+    )  # filtered out, not missing
+    ours = [body for subject, body in received if subject == "antq.updates.stats.04.01447.2018"]
+    assert [body["metrics"] for body in ours][-1] == seen[-1]
+    it = iter(body["metrics"] for body in ours)
+    assert all(any(m == want for m in it) for want in seen)  # every figure the queries saw came as an update
+    seqs = [int(str(body["as_of_seq"])) for body in ours]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(body["stale"] is False and body["period"] == "calendar" for body in ours)
+
+
+async def test_updates_committed_before_a_crash_are_published_on_restart(
+    stack: Stack, localities: Localities
+) -> None:
+    events = [as_event(f.session(attendance=5)) for _ in range(6)]
+    last = await publish_events(stack.nc, localities, events)
+
+    async def crash_after_commit(point: str, seq: int) -> None:
+        if point == "after_commit":
+            raise InjectedCrash
+
+    config = RunnerConfig(database_url=stack.database_url, localities=localities, hook=crash_after_commit)
+    with pytest.raises(InjectedCrash):
+        await run_until(stack.nc, config, last)
+    assert await outbox_rows(stack.database_url) == 1  # committed, never handed to the publisher
+    assert (await stack.js.stream_info(UPDATES)).state.messages == 0
+
+    await run_until(stack.nc, RunnerConfig(database_url=stack.database_url, localities=localities), last)
+
+    async def published() -> bool:
+        return await outbox_rows(stack.database_url) == 0
+
+    await wait_for(published, what="the outbox to drain")
+    msg = await stack.js.get_last_msg(UPDATES, "antq.updates.stats.04.01447.2018")
+    body = msgspec.json.decode(msg.data or b"")
+    assert body["metrics"]["sessions_held"] == 6 and body["as_of_seq"] == last
+    assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == f"01447:2018:{last}"
+    # a re-publish of the same row is a duplicate, not a second update
+    reply = await stack.nc.request(
+        "antq.updates.stats.04.01447.2018", msg.data or b"", headers={"Nats-Msg-Id": f"01447:2018:{last}"}
+    )
+    assert msgspec.json.decode(reply.data).get("duplicate") is True
+    assert (await stack.js.stream_info(UPDATES)).state.messages == 1
