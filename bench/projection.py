@@ -204,8 +204,8 @@ async def project(
     runner = StatsRunner(nc, RunnerConfig(database_url=database_url, localities=localities, batch=batch))
     t0 = time.perf_counter()
     task = asyncio.create_task(runner.run(stop))
-    while runner.seq < last and not task.done():
-        await asyncio.sleep(0.01)  # polling the runner's progress for the measurement
+    while runner.seq < last and not task.done():  # noqa: ASYNC110 - polling the runner's progress
+        await asyncio.sleep(0.01)
     await runner.publisher_idle()
     elapsed = time.perf_counter() - t0
     stop.set()
