@@ -8,6 +8,7 @@ tests wait on the condition "JetStream has forgotten this Nats-Msg-Id", probed w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
@@ -24,6 +27,7 @@ from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
 from events.schema import Recorded
 from events.subjects import event_subject
+from infra.embedded import EmbeddedNats
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT, StreamLimits, ensure_streams
 from services.client import OfficeClient
@@ -443,3 +447,46 @@ async def test_invalid_utf8_inside_a_string_is_malformed(stack: Stack, office: O
     refused_with(many[0], "malformed")
     assert many[1].ok and many[1].event_id == good["event_id"]
     assert await count(stack) == 1
+
+
+async def test_event_log_crash_and_restart(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities, tmp_path: Path
+) -> None:
+    """The nats-server holding the log is killed (SIGKILL) and restarted: acknowledged events are still
+    there, the running gateway reconnects by itself, and retries are duplicates."""
+    log_server = EmbeddedNats(tmp_path / "nats", sync_always=True)  # as in production
+    url = log_server.start()
+    try:
+        config = dataclasses.replace(
+            gateway_config(stack, offices_file, clock, localities, stack.limits), nats_url=url
+        )
+        nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        try:
+            async with running(config, nc):
+                office = OfficeClient(nc, OFFICE, timeout=5)
+                docs = [f.session(), f.tip(), f.pledge()]
+                seqs = [accepted(r) for r in await office.submit(docs)]
+
+                log_server.kill()
+                log_server.start()  # same port, same store
+
+                async def answered() -> list[IntakeResult] | None:
+                    try:  # a short time-out: an attempt lost in the reconnection is simply made again
+                        return await OfficeClient(nc, OFFICE, timeout=1).submit(docs)
+                    except (
+                        nats.errors.TimeoutError,
+                        nats.errors.NoRespondersError,
+                        nats.errors.ConnectionClosedError,
+                    ):
+                        return None
+
+                again = await wait_for(answered, timeout=30, what="the gateway to answer after the restart")
+                assert [(r.ok, r.duplicate, r.seq) for r in again] == [(True, True, s) for s in seqs]
+                later = await office.submit_one(f.assessment(docs[1], expected_version=seqs[1]))
+                assert later.ok and later.seq == 4
+                info = await nc.jetstream().stream_info(EVENTS)
+                assert info.state.messages == 4
+        finally:
+            await nc.close()
+    finally:
+        log_server.stop()

@@ -150,8 +150,10 @@ def near_valid_docs(draw: st.DrawFn) -> Any:
 
 @st.composite
 def mangled_bytes(draw: st.DrawFn) -> bytes:
-    """Valid JSON of an event, then cut, flipped or salted with bytes that are not UTF-8."""
-    data = bytearray(msgspec.json.encode(draw(valid_docs())))
+    """Valid JSON of an event or an array of events, then cut, flipped or salted with bytes that are not
+    UTF-8."""
+    source = draw(st.one_of(valid_docs(), st.lists(valid_docs(), min_size=1, max_size=4)))
+    data = bytearray(msgspec.json.encode(source))
     at = draw(st.integers(0, len(data) - 1))
     how = draw(st.sampled_from(["cut", "flip", "insert"]))
     if how == "cut":
