@@ -83,7 +83,7 @@ def is_conflict(result: IntakeResult) -> bool:
 async def test_two_assessors_racing_on_one_tip_exactly_one_wins(
     stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
 ) -> None:
-    tips_n, rounds = 20, 3
+    tips_n, rounds = 20, 5
     async with copies(stack, offices_file, clock, localities) as gateways:
         racers = [OfficeClient(stack.nc, f"office-{i}", timeout=30) for i in range(2)]
         tips = [f.tip(ward="01447" if i % 2 else "09454") for i in range(tips_n)]
@@ -154,7 +154,7 @@ async def test_ten_offices_at_once_every_event_stored_exactly_once(
     stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
 ) -> None:
     offices = [f"office-{i}" for i in range(10)]
-    plan = {office: office_batches(i, batches=4, size=40) for i, office in enumerate(offices)}
+    plan = {office: office_batches(i, batches=4, size=100) for i, office in enumerate(offices)}
     replies: list[tuple[str, list[dict[str, Any]], list[IntakeResult]]] = []
 
     async def run_office(office: str) -> None:
@@ -188,7 +188,7 @@ async def test_ten_offices_at_once_every_event_stored_exactly_once(
 
     log = await stored(stack)
     ids = [str(rec.event.event_id) for _, _, rec in log]
-    assert len(ids) == len(set(ids)) == len(sent) == 10 * 4 * 40
+    assert len(ids) == len(set(ids)) == len(sent) == 10 * 4 * 100
     assert set(ids) == set(sent)
     for seq, _, rec in log:
         eid = str(rec.event.event_id)

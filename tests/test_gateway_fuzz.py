@@ -47,7 +47,7 @@ CODES = {
     "too_large",
     "unavailable",
 }
-EXAMPLES = settings().max_examples * 10  # the registered profile bounds (and in CI derandomises) the run
+EXAMPLES = settings().max_examples * 25  # the registered profile bounds (and in CI derandomises) the run
 
 # --- strategies -------------------------------------------------------------------------------------------
 
