@@ -37,9 +37,10 @@ from events.localities import Localities
 from events.schema import Recorded
 from infra.stream_reader import parse_ack_reply
 from infra.streams import EVENTS
-from projections import store
+from projections import copies, store
+from projections.batch import UnknownWard, fold_batch
 from projections.errors import FoldError, ProjectionError
-from projections.folds import Deltas, Key, StateUpdate, fold, keys_needed
+from projections.folds import Deltas, StateUpdate
 from projections.publisher import UpdatePublisher
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,6 @@ log = logging.getLogger(__name__)
 Hook = Callable[[str, int], Awaitable[None]]
 """Called at named points of a batch (``before_commit``, ``during_commit``, ``after_commit``, ``after_ack``)
 with the batch's last seq; tests inject crashes here."""
-
-
-class UnknownWard(ProjectionError):
-    """An event names a ward the locality table does not know."""
-
-    def __init__(self, message: str, seq: int) -> None:
-        super().__init__(f"seq {seq}: {message}")
-        self.seq = seq
 
 
 class AlreadyRunning(ProjectionError):
@@ -107,6 +100,7 @@ class StatsRunner:
         self.copy = 0
         self.seq = 0
         self.halted: str | None = None
+        self.superseded = False
         self.stats = RunnerStats()
         self.ready = asyncio.Event()
 
@@ -145,14 +139,21 @@ class StatsRunner:
                 # Fetch the next batch while this one is folded and committed.
                 fetching = asyncio.create_task(self._fetch(sub))
                 if not msgs:
+                    if await self._retired(conn):
+                        return
                     continue
                 batch = self._prepare(msgs)
                 if not batch.records and batch.unreadable is None:
                     if batch.last is not None:
                         await batch.last.ack()  # only redeliveries at or below the checkpoint
                     continue
-                if not await self._process(conn, batch):
-                    return
+                try:
+                    if not await self._process(conn, batch):
+                        return
+                except store.CheckpointMoved:
+                    if await self._retired(conn):
+                        return
+                    raise
         finally:
             fetching.cancel()
             with contextlib.suppress(BaseException):
@@ -242,21 +243,7 @@ class StatsRunner:
     async def _fold(
         self, conn: asyncpg.Connection, records: Sequence[tuple[int, Recorded]]
     ) -> tuple[StateUpdate, Deltas, dict[str, str]]:
-        state: dict[Key, bytes] = {}
-        asked: set[Key] = set()
-        while need := keys_needed(records, state) - asked:
-            state.update(await store.load_state(conn, self.copy, need))
-            asked |= need
-        update, deltas = fold(state, records)
-        provinces: dict[str, str] = {}
-        for _, ward, _, _ in deltas:
-            if ward not in provinces:
-                found = self._localities.ward(ward)
-                if found is None:
-                    seq = next(s for s, r in records if r.event.locality.ward == ward)
-                    raise UnknownWard(f"ward {ward} is not a 2025 ward", seq)
-                provinces[ward] = found.province
-        return update, deltas, provinces
+        return await fold_batch(conn, self.copy, records, self._localities)
 
     async def _commit(
         self,
@@ -284,6 +271,14 @@ class StatsRunner:
         await self._at("after_commit", to_seq)
         if self._publisher is not None:
             self._publisher.submit(outbox)
+
+    async def _retired(self, conn: asyncpg.Connection) -> bool:
+        """A rebuild replaced this copy: stop folding (its last commit did not happen)."""
+        if await copies.is_retired(conn, self.copy):
+            self.superseded = True
+            log.info("stats projection copy %d was replaced by a rebuild; this runner stops", self.copy)
+            return True
+        return False
 
     async def _halt(self, conn: asyncpg.Connection, seq: int, reason: str) -> None:
         self.halted = reason

@@ -10,7 +10,7 @@ import nats
 from nats.aio.client import Client
 
 from events.localities import Localities
-from projections.runner import Hook, RunnerConfig, StatsRunner
+from projections.runner import AlreadyRunning, Hook, RunnerConfig, StatsRunner
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,34 @@ class Projector:
         self._nc = await nats.connect(self._nats_url, max_reconnect_attempts=-1)
         self._stop.clear()
         self.runner = StatsRunner(self._nc, self._config)
-        self._task = asyncio.create_task(self.runner.run(self._stop), name="stats-projection")
+        self._task = asyncio.create_task(self._supervise(self.runner), name="stats-projection")
         ready = asyncio.create_task(self.runner.ready.wait())
         await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if self._task.done():
             await self._task  # raises why it could not start
+
+    async def _supervise(self, runner: StatsRunner) -> None:
+        """Run the runner; when a rebuild replaced the copy it folded, follow the pointer to the new one."""
+        assert self._nc is not None
+        following, delay = False, 0.01
+        while True:
+            try:
+                await runner.run(self._stop)
+            except AlreadyRunning:
+                if not following:
+                    raise
+                # the rebuild releases the new copy right after the switch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            else:
+                if not runner.superseded or self._config.copy is not None:
+                    return
+                log.info("following the active copy after a rebuild")
+                following, delay = True, 0.01
+            if self._stop.is_set():
+                return
+            runner = self.runner = StatsRunner(self._nc, self._config)
 
     @property
     def halted(self) -> str | None:

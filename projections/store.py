@@ -24,6 +24,9 @@ _LOCK_CLASS: Final = 0x414E5453  # 'ANTS': one runner per (projection, copy)
 _encoder = msgspec.json.Encoder()
 
 
+Pause = Callable[[], Awaitable[None]]
+
+
 class StatsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Summed figures of some wards for one year: every base metric, breakdowns when non-zero."""
 
@@ -212,7 +215,7 @@ async def commit_batch(
     async with conn.transaction():
         moved = await conn.execute(
             """UPDATE projection_checkpoint SET seq = $3, halted = NULL, halted_seq = NULL, updated_at = now()
-               WHERE name = $1 AND copy = $2 AND seq = $4""",
+               WHERE name = $1 AND copy = $2 AND seq = $4 AND retired_at_seq IS NULL""",
             name,
             copy,
             to_seq,
@@ -273,11 +276,15 @@ def _check_period(period: str) -> None:
         raise ValueError(f"period must be one of {PERIODS}, not {period!r}")
 
 
-async def _snapshot(conn: asyncpg.Connection, sums_sql: str, *args: Any) -> StatsSnapshot:
+async def _snapshot(
+    conn: asyncpg.Connection, sums_sql: str, *args: Any, pause: Pause | None = None
+) -> StatsSnapshot:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         head = await conn.fetchrow(_SNAPSHOT_HEAD, NAME)
         if head is None:
             raise LookupError(f"no active copy for projection {NAME!r}: run the migrations")
+        if pause is not None:
+            await pause()  # test hook: hold a query between the pointer and the figures
         rows = await conn.fetch(sums_sql, head["copy"], *args)
     return StatsSnapshot(
         metrics=complete({r["metric"]: int(r["value"]) for r in rows}),
@@ -288,7 +295,7 @@ async def _snapshot(conn: asyncpg.Connection, sums_sql: str, *args: Any) -> Stat
 
 
 async def read_stats(
-    conn: asyncpg.Connection, *, wards: Sequence[str], year: int, period: str
+    conn: asyncpg.Connection, *, wards: Sequence[str], year: int, period: str, pause: Pause | None = None
 ) -> StatsSnapshot:
     """The sum of the figures of ``wards`` (2025 codes) for ``year`` of ``period`` ('calendar'|'reporting')."""
     _check_period(period)
@@ -299,6 +306,7 @@ async def read_stats(
         period,
         year,
         list(wards),
+        pause=pause,
     )
 
 

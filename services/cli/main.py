@@ -23,6 +23,8 @@ db = typer.Typer(no_args_is_help=True, help="PostgreSQL schema.")
 app.add_typer(dev, name="dev")
 app.add_typer(db, name="db")
 app.add_typer(audit, name="audit")
+projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from the log.")
+app.add_typer(projections_cli, name="projections")
 console = Console()
 err = Console(stderr=True)
 
@@ -133,6 +135,33 @@ def stats(
     console.print(
         stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
     )
+
+
+@projections_cli.command("rebuild")
+def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model: stats")]) -> None:
+    """Build a fresh copy from sequence 1 beside the live one, switch atomically, drop the old copy."""
+    from projections.rebuild import Rebuild
+    from projections.store import NAME
+
+    if name != NAME:
+        err.print(f"[red]unknown read model {name!r}; known: {NAME}[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
+
+    async def run() -> str:
+        nc = await nats.connect(nats_url)
+        try:
+            report = await Rebuild(nc, database_url).run()
+        finally:
+            await nc.drain()
+        return (
+            f"{name}: copy {report.new_copy} (fold v{report.fold_version}) active from seq {report.switch_seq}; "
+            f"copy {report.old_copy} dropped; {report.events} events folded"
+        )
+
+    console.print(asyncio.run(run()))
 
 
 @app.command()

@@ -1,0 +1,42 @@
+"""Fold one batch against the state stored for a copy: load what the batch needs, fold, find provinces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from events.localities import Localities
+from events.schema import Recorded
+from projections import store
+from projections.errors import ProjectionError
+from projections.folds import Deltas, Key, StateUpdate, fold, keys_needed
+
+
+class UnknownWard(ProjectionError):
+    """An event names a ward that is not in the 2025 list (the gateway should have refused it)."""
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+async def fold_batch(
+    conn: asyncpg.Connection, copy: int, records: Sequence[tuple[int, Recorded]], localities: Localities
+) -> tuple[StateUpdate, Deltas, dict[str, str]]:
+    """(state update, deltas, ward → province) for ``records``; raises FoldError / UnknownWard."""
+    state: dict[Key, bytes] = {}
+    asked: set[Key] = set()
+    while need := keys_needed(records, state) - asked:
+        state.update(await store.load_state(conn, copy, need))
+        asked |= need
+    update, deltas = fold(state, records)
+    provinces: dict[str, str] = {}
+    for _, ward, _, _ in deltas:
+        if ward not in provinces:
+            found = localities.ward(ward)
+            if found is None:
+                seq = next(s for s, r in records if r.event.locality.ward == ward)
+                raise UnknownWard(f"ward {ward} is not a 2025 ward", seq)
+            provinces[ward] = found.province
+    return update, deltas, provinces

@@ -1,0 +1,171 @@
+"""Rebuild a read model without downtime.
+
+A fresh copy is folded from sequence 1 beside the live one (the live runner keeps folding and serving), then
+switched in atomically:
+
+1. bulk: read ANTQ_EVENTS in order into the new copy, round after round, until it is close to the live copy;
+2. switch, in one transaction that holds the live copy's checkpoint row (the live runner's next commit waits
+   on it): the new copy is brought to exactly the live copy's sequence S, the ``active`` pointer moves to the
+   new copy and the old copy is retired at S. Queries read the pointer and ``as_of_seq`` in one snapshot, so
+   they see either the old copy or the new one, each complete;
+3. the old runner finds its copy retired at its next commit and stops (the projector then follows the
+   pointer); once no runner holds the old copy, its rows are dropped.
+
+The copy being built publishes no updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from nats.aio.client import Client
+
+from events.codec import decode_recorded
+from events.localities import Localities
+from infra.stream_reader import last_sequence, read_stream
+from infra.streams import EVENTS
+from projections import copies, store
+from projections.batch import fold_batch
+from projections.metrics import FOLD_VERSION
+from projections.publisher import UpdatePublisher
+
+log = logging.getLogger(__name__)
+Hook = Callable[[str], Awaitable[None]]
+
+
+class RebuildError(Exception):
+    """The rebuild could not finish; the live copy stays active and untouched."""
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    old_copy: int
+    new_copy: int
+    switch_seq: int
+    events: int
+    fold_version: int
+
+
+class Rebuild:
+    def __init__(
+        self,
+        nc: Client,
+        database_url: str,
+        *,
+        localities: Localities | None = None,
+        close_enough: int = 2000,
+        batch: int = 2000,
+        hook: Hook | None = None,
+        old_runner_timeout: float = 60.0,
+    ) -> None:
+        self._nc = nc
+        self._url = database_url
+        self._localities = localities or Localities.load()
+        self._close_enough = close_enough
+        self._batch = batch
+        self._hook = hook
+        self._old_runner_timeout = old_runner_timeout
+        self.events = 0
+
+    async def _at(self, point: str) -> None:
+        if self._hook is not None:
+            await self._hook(point)
+
+    async def run(self) -> RebuildReport:
+        conn = await asyncpg.connect(self._url)
+        try:
+            old = await store.active_copy(conn)
+            new = await self._new_copy(conn)
+            seq = (await store.open_checkpoint(conn, new)).seq
+            log.info("rebuilding %s into copy %d beside the live copy %d", store.NAME, new, old)
+            while True:  # bulk rounds
+                live = (await store.read_checkpoint(conn, old)).seq
+                if live - seq <= self._close_enough:
+                    break
+                seq = await self._fold_range(conn, new, seq, live)
+            await self._at("built")
+            switch_seq = await self._switch(conn, old, new, seq)
+            await copies.unlock(conn, new)  # the projector's runner takes the new copy over
+            await self._at("switched")
+            await self._drop_old(conn, old)
+            return RebuildReport(old, new, switch_seq, self.events, FOLD_VERSION)
+        finally:
+            await conn.close()
+
+    async def _new_copy(self, conn: asyncpg.Connection) -> int:
+        new = int(
+            await conn.fetchval(
+                """SELECT greatest(coalesce(max(c.copy), 0), max(a.copy)) + 1
+                   FROM projection_active a LEFT JOIN projection_checkpoint c ON c.name = a.name
+                   WHERE a.name = $1""",
+                store.NAME,
+            )
+        )
+        if not await store.try_lock(conn, new):
+            raise RebuildError(f"another rebuild holds copy {new}")
+        await copies.drop_copy(conn, new)  # leftovers of an interrupted rebuild
+        return new
+
+    async def _fold_range(self, conn: asyncpg.Connection, copy: int, after: int, upto: int) -> int:
+        """Fold (after, upto] into ``copy``; return the sequence reached."""
+        seq = after
+        js = self._nc.jetstream()
+        upto = min(upto, await last_sequence(js, EVENTS))
+        async for msgs in read_stream(js, EVENTS, start_seq=after + 1, stop_seq=upto, batch=self._batch):
+            records = [(m.seq, decode_recorded(m.data)) for m in msgs]
+            update, deltas, provinces = await fold_batch(conn, copy, records, self._localities)
+            await store.commit_batch(
+                conn,
+                copy=copy,
+                from_seq=seq,
+                to_seq=msgs[-1].seq,
+                update=update,
+                deltas=deltas,
+                provinces=provinces,
+                outbox=False,
+            )
+            self.events += len(msgs)
+            seq = msgs[-1].seq
+        if seq < upto:  # the range ends in sequences with no message
+            await copies.move_checkpoint(conn, copy, seq, upto)
+            seq = upto
+        return seq
+
+    async def _switch(self, conn: asyncpg.Connection, old: int, new: int, seq: int) -> int:
+        holder = await asyncpg.connect(self._url)
+        try:
+            async with holder.transaction():
+                live = await copies.lock_checkpoint(holder, old)
+                if live.halted is not None:
+                    log.warning("the live copy %d is halted (%s); the new copy replaces it", old, live.halted)
+                if seq > live.seq:
+                    raise RebuildError(f"the new copy is ahead of the live one ({seq} > {live.seq})")
+                await self._fold_range(conn, new, seq, live.seq)
+                await copies.switch_active(holder, old=old, new=new, at_seq=live.seq)
+            log.info("%s: copy %d is active from seq %d; copy %d retired", store.NAME, new, live.seq, old)
+            return live.seq
+        finally:
+            await holder.close()
+
+    async def _drop_old(self, conn: asyncpg.Connection, old: int) -> None:
+        """Once no runner holds the old copy (it stops when it sees it retired), drop its rows and consumer.
+
+        Updates the old copy committed but did not publish (a crash) are published first: none is lost.
+        """
+        deadline = time.monotonic() + self._old_runner_timeout
+        while not await store.try_lock(conn, old):
+            if time.monotonic() > deadline:
+                raise RebuildError(f"a runner still holds the retired copy {old}; drop it later")
+            await asyncio.sleep(0.05)  # the old runner notices at its next fetch
+        leftovers = UpdatePublisher(self._nc, self._url, old)
+        await leftovers.start()
+        await leftovers.stop()
+        await copies.drop_copy(conn, old)
+        with contextlib.suppress(Exception):
+            await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{old}")
