@@ -1,0 +1,127 @@
+"""``python -m bench.replay``: auditors' full replay of 1,000,000 events against a raw ordered-consumer read.
+
+Preloads N realistic events into ANTQ_EVENTS (in chunks, so this process stays small), then runs, each in a
+fresh subprocess so that its peak RSS is its own: (1) a raw nats-py ordered consumer reading every message,
+(2) ``antq audit replay``'s engine (ordered pull read, decode, the live fold in memory). Prints events/s of
+both, the ratio and the replay's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import msgspec
+import nats
+from nats.aio.msg import Msg
+
+from bench.common import report, start_servers
+from bench.projection import preload, realistic_events
+from events.localities import Localities
+from infra.stream_reader import last_sequence
+from infra.streams import EVENTS, StreamLimits, ensure_streams
+from services.audit.replay import ReplayScope, replay
+
+
+async def load(url: str, n: int, chunk: int = 100_000) -> int:
+    localities = Localities.load()
+    wards = [w for p in ("04", "24", "38") for w in localities.wards_of(p)][:300]
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_streams(js, StreamLimits(dedup_window_s=60.0))
+    done = 0
+    started = time.perf_counter()
+    while done < n:
+        size = min(chunk, n - done)
+        events = realistic_events(size, wards, seed=1 + done // chunk)
+        await preload(nc, localities, events)
+        done += size
+        print(f"  preloaded {done:,} events ({done / (time.perf_counter() - started):,.0f}/s)", flush=True)
+    last = await last_sequence(js, EVENTS)
+    await nc.close()
+    return last
+
+
+async def child_raw(url: str) -> dict[str, float]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    last = await last_sequence(js, EVENTS)
+    done = asyncio.Event()
+    seen = 0
+
+    async def on_msg(msg: Msg) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= last:
+            done.set()
+
+    t0 = time.perf_counter()
+    sub = await js.subscribe(
+        "antq.events.>", stream=EVENTS, ordered_consumer=True, cb=on_msg, pending_msgs_limit=-1
+    )
+    await done.wait()
+    elapsed = time.perf_counter() - t0
+    await sub.unsubscribe()
+    await nc.close()
+    return {"events": float(seen), "seconds": elapsed}
+
+
+async def child_replay(url: str) -> dict[str, float]:
+    nc = await nats.connect(url)
+    t0 = time.perf_counter()
+    result = await replay(nc, ReplayScope(), Localities.load())
+    elapsed = time.perf_counter() - t0
+    await nc.close()
+    return {
+        "events": float(result.replay.events),
+        "seconds": elapsed,
+        "figures": float(len(result.replay.figures)),
+    }
+
+
+def run_child(mode: str, url: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.replay", "--child", mode, "--url", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.replay")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--child", choices=("raw", "replay"))
+    parser.add_argument("--url")
+    args = parser.parse_args()
+    if args.child:
+        body = asyncio.run(child_raw(args.url) if args.child == "raw" else child_replay(args.url))
+        body["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(msgspec.json.encode(body).decode())
+        return
+    nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
+    try:
+        last = asyncio.run(load(nats_srv.url, args.events))
+        raw = run_child("raw", nats_srv.url)
+        rep = run_child("replay", nats_srv.url)
+        assert raw["events"] == last and rep["events"] == last, (raw, rep, last)
+        report(f"replay of {last:,} events", rep["events"] / rep["seconds"], raw["events"] / raw["seconds"])
+        print(
+            f"replay peak RSS {rep['rss_mb']:.0f} MB (raw reader {raw['rss_mb']:.0f} MB); "
+            f"{rep['figures']:,.0f} figures",
+            flush=True,
+        )
+    finally:
+        nats_srv.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
