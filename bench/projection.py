@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
-import resource
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -46,6 +50,7 @@ from infra.streams import EVENTS, StreamLimits, ensure_streams
 from projections import store
 from projections.runner import RunnerConfig, StatsRunner
 
+ROOT = Path(__file__).resolve().parent.parent
 START = dt.date(2016, 1, 1)
 END = dt.date(2025, 6, 30)
 
@@ -213,6 +218,38 @@ async def project(
     return elapsed, runner.stats.batches
 
 
+async def rebuild_in_subprocess(nats_url: str, database_url: str, last: int) -> tuple[float, float]:
+    """``python -m projections --copy 2 --no-publish`` from empty to caught up: (seconds, peak RSS in MB)."""
+    conn = await asyncpg.connect(database_url)
+    root = ROOT
+    args = ["--nats-url", nats_url, "--database-url", database_url, "--copy", "2", "--no-publish"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+        [sys.executable, "-m", "projections", *args], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
+    )
+    try:
+        while (await conn.fetchval(_COPY_2_SEQ) or 0) < last:  # noqa: ASYNC110 - polling the checkpoint
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        peak = _peak_rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        await conn.close()
+    return elapsed, peak
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM of a live process (Linux): its own peak, unlike ru_maxrss of children, which counts the fork."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+_COPY_2_SEQ = "SELECT seq FROM projection_checkpoint WHERE name = 'stats' AND copy = 2"
+
+
 async def main(n: int, batch: int, wards_n: int) -> None:
     nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
     print("servers: nats-server sync_interval default, PostgreSQL durable=False (fsync off)")
@@ -230,9 +267,8 @@ async def main(n: int, batch: int, wards_n: int) -> None:
         last = await preload(nc, localities, events)
         print(f"preloaded {last:,} events over {len(wards)} wards in {time.perf_counter() - t0:.1f}s")
         raw_s = await raw_read(nc, last)
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         proj_s, batches = await project(nc, pg.url, localities, last, batch)
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rebuild_s, rss = await rebuild_in_subprocess(nats_srv.url, pg.url, last)
         updates = (await nc.jetstream().stream_info("ANTQ_UPDATES")).state.messages
         raw_rate, proj_rate = last / raw_s, last / proj_s
         print(f"raw pull-fetch-and-decode: {raw_rate:,.0f} events/s ({raw_s:.2f}s)")
@@ -241,7 +277,8 @@ async def main(n: int, batch: int, wards_n: int) -> None:
         )
         print(f"ratio projection/raw: {proj_rate / raw_rate:.2f}")
         print(
-            f"peak RSS of this process: {rss_after:.0f} MB (before projecting: {rss_before:.0f} MB, incl. the {n:,} generated events)"
+            f"rebuild into copy 2 (python -m projections --no-publish, subprocess): {last / rebuild_s:,.0f} events/s"
+            f" ({rebuild_s:.2f}s), ratio {last / rebuild_s / raw_rate:.2f}; its peak RSS {rss:.0f} MB"
         )
         snap = await store.read_province_stats(conn, province="04", year=2020, period="calendar")
         print(f"sample: province 04, 2020: {snap.metrics}")
