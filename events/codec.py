@@ -95,6 +95,8 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
         raise _validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise Malformed(f"not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 inside a string
+        raise Malformed(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     if event.occurred_on > today:
         raise Invalid(
             f"occurred_on {event.occurred_on} is after today ({today}, Vietnam time)", "$.occurred_on"

@@ -22,7 +22,14 @@ class IntakeResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     error: ErrorDetail | None = None
 
 
+MAX_MESSAGE = 300
+"""Error messages may quote the bad value; capped so that a reply to 1,000 bad events stays small."""
+
+
 def refused(code: str, message: str, path: str | None = None, event_id: str | None = None) -> IntakeResult:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
+    path = path if path is None or len(path) <= MAX_MESSAGE else path[:MAX_MESSAGE]
     return IntakeResult(ok=False, event_id=event_id, error=ErrorDetail(code=code, message=message, path=path))
 
 

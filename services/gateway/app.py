@@ -34,6 +34,7 @@ class GatewayConfig:
     database_url: str
     offices_path: Path
     queue: str = "antq-gateway"
+    workers: int = 4
     limits: StreamLimits = field(default_factory=StreamLimits)
     clock: Clock = utc_now
     localities: Localities | None = None
@@ -50,7 +51,8 @@ class Gateway:
         self._pool: asyncpg.Pool | None = None
         self._pipeline: IntakePipeline | None = None
         broker = NatsBroker(config.nats_url, logger=None)
-        broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue)(self._intake)
+        # a few requests at once per copy: each is independent, entity races are settled by the stream
+        broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
         self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
 
     async def _connect(self) -> None:

@@ -28,7 +28,7 @@ from events.codec import (
     split_body,
     vietnam_today,
 )
-from events.errors import EventError, Malformed, UnknownLocality
+from events.errors import EventError, UnknownLocality
 from events.intake import IntakeResult, refused
 from events.localities import Localities
 from events.schema import (
@@ -191,10 +191,7 @@ class IntakePipeline:
                 log.error("could not keep a rejected submission: %s", outcome.failure)
 
     def _validate(self, office: Office, raw: bytes, today: dt.date) -> tuple[Event, str]:
-        try:
-            event = decode_event(raw, today=today)
-        except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 in a string
-            raise Malformed(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        event = decode_event(raw, today=today)
         ward = self._localities.ward(event.locality.ward)
         if ward is None:
             raise UnknownLocality(
