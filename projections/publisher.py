@@ -1,7 +1,7 @@
 """Publishes outbox rows to ANTQ_UPDATES after their commit, then deletes them.
 
-Each row is a JetStream publish sent as a plain request (nats-py 2.16's ``publish_async`` never resolves the
-future of an error ack), all rows of a commit concurrently; the ``Nats-Msg-Id`` (ward:year:seq) makes a
+All rows of a commit are published pipelined over one reply inbox (``infra.js_publisher``) and settled with
+one deadline; the ``Nats-Msg-Id`` (ward:year:seq) makes a
 re-publish after a crash harmless. Rows of one commit are published before those of the next, so a subject's
 updates arrive in order.
 """
@@ -13,32 +13,16 @@ import contextlib
 import logging
 
 import asyncpg
-import msgspec
 import nats.errors
 from nats.aio.client import Client
 
 from events.subjects import updates_subject
+from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher
 from infra.streams import UPDATES
 from projections import store
 from projections.store import OutboxRow
 
 log = logging.getLogger(__name__)
-
-MSG_ID = "Nats-Msg-Id"
-EXPECTED_STREAM = "Nats-Expected-Stream"
-
-
-class _ApiError(msgspec.Struct):
-    code: int = 0
-    description: str = ""
-
-
-class _PubAck(msgspec.Struct):
-    seq: int | None = None
-    error: _ApiError | None = None
-
-
-_ack_decoder = msgspec.json.Decoder(_PubAck)
 
 
 class PublishFailed(Exception):
@@ -59,11 +43,13 @@ class UpdatePublisher:
         self._queue: asyncio.Queue[list[OutboxRow] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
+        self._js = JetStreamPublisher(nc, max_pending=max_in_flight, ack_timeout=timeout)
         self.published = 0
 
     async def start(self) -> None:
         """Connect and queue the rows a previous run committed but did not publish."""
         self._conn = await asyncpg.connect(self._database_url)
+        await self._js.start()
         leftover = await store.pending_outbox(self._conn, self._copy)
         if leftover:
             log.info("publishing %d updates left in the outbox", len(leftover))
@@ -85,6 +71,7 @@ class UpdatePublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._js.stop()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -104,8 +91,7 @@ class UpdatePublisher:
         while True:
             try:
                 for start in range(0, len(rows), self._max_in_flight):
-                    chunk = rows[start : start + self._max_in_flight]
-                    await asyncio.gather(*(self._publish(row) for row in chunk))
+                    await self._publish_chunk(rows[start : start + self._max_in_flight])
                 assert self._conn is not None
                 await store.delete_outbox(self._conn, self._copy, rows)
                 self.published += len(rows)
@@ -115,13 +101,15 @@ class UpdatePublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _publish(self, row: OutboxRow) -> None:
-        reply = await self._nc.request(
-            updates_subject(row.province, row.ward, row.year),
-            row.payload,
-            timeout=self._timeout,
-            headers={MSG_ID: row.msg_id, EXPECTED_STREAM: UPDATES},
-        )
-        ack = _ack_decoder.decode(reply.data)
-        if ack.error is not None or ack.seq is None:
-            raise PublishFailed(f"{row.msg_id}: {ack.error.description if ack.error else 'no sequence'}")
+    async def _publish_chunk(self, rows: list[OutboxRow]) -> None:
+        futures = [
+            await self._js.publish(
+                updates_subject(row.province, row.ward, row.year),
+                row.payload,
+                {MSG_ID: row.msg_id, EXPECTED_STREAM: UPDATES},
+            )
+            for row in rows
+        ]
+        for row, outcome in zip(rows, await self._js.settle(futures), strict=True):
+            if outcome.seq is None:
+                raise PublishFailed(f"{row.msg_id}: {outcome.failure}")

@@ -25,7 +25,7 @@ from services.gateway.catch_up import catch_up
 from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakePipeline, utc_now
-from services.gateway.publisher import JetStreamPublisher
+from services.gateway.publisher import IntakePublisher
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Gateway:
         index = EventIndex(self._pool)
         await catch_up(js, index)
         self._pipeline = IntakePipeline(
-            js, JetStreamPublisher(self._nc), index, self._localities, self._offices, self._config.clock
+            js, IntakePublisher(self._nc), index, self._localities, self._offices, self._config.clock
         )
 
     async def _intake(self, msg: NatsMessage) -> bytes:

@@ -52,7 +52,7 @@ from services.gateway.errors import (
 )
 from services.gateway.index import Claim, EventIndex, IndexRow
 from services.gateway.offices import Office, OfficeRegistry
-from services.gateway.publisher import MSG_ID, JetStreamPublisher, Outcome
+from services.gateway.publisher import MSG_ID, IntakePublisher, Outcome
 
 log = logging.getLogger("antq.gateway")
 Clock = Callable[[], dt.datetime]
@@ -122,7 +122,7 @@ class IntakePipeline:
     def __init__(
         self,
         js: JetStreamContext,
-        publisher: JetStreamPublisher,
+        publisher: IntakePublisher,
         index: EventIndex,
         localities: Localities,
         offices: OfficeRegistry,

@@ -1,0 +1,130 @@
+"""Pipelined JetStream publishes: one reply inbox per connection, a future per publish, one deadline per set.
+
+We do not use nats-py's ``publish_async``: in nats-py 2.16 an error ack (e.g. 10071 'wrong last sequence')
+raises inside its reply callback and the future is never resolved, so a conflict would surface as a time-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE = 10071
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str | None = None
+    seq: int | None = None
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+def _outcome(msg: Msg) -> Outcome:
+    if msg.headers and msg.headers.get("Status") == "503":
+        return Outcome(failure="no stream answers on this subject: the event log is not set up")
+    try:
+        ack = _ack_decoder.decode(msg.data)
+    except msgspec.DecodeError:
+        return Outcome(failure="the event log sent an unreadable acknowledgement")
+    if ack.error is not None:
+        if ack.error.err_code == WRONG_LAST_SEQUENCE:
+            return Outcome(wrong_last_seq=True)
+        return Outcome(failure=f"the event log refused the write: {ack.error.description}")
+    if ack.seq is None:
+        return Outcome(failure="the event log sent an acknowledgement without a sequence")
+    return Outcome(seq=ack.seq, duplicate=ack.duplicate)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A publish result: a stored sequence, a 'wrong last sequence' (stale expectation), or an outage."""
+
+    seq: int | None = None
+    duplicate: bool = False
+    wrong_last_seq: bool = False
+    failure: str | None = None
+
+
+class JetStreamPublisher:
+    """Pipelined JetStream publishes over one connection: one reply inbox, a future per publish.
+
+    ``settle`` waits for a whole set of acks at once with one deadline, instead of one timer per message.
+    """
+
+    def __init__(self, nc: Client, *, max_pending: int = 4000, ack_timeout: float = 10.0) -> None:
+        self._nc = nc
+        self._slots = asyncio.Semaphore(max_pending)
+        self._ack_timeout = ack_timeout
+        self._pending: dict[str, asyncio.Future[Outcome]] = {}
+        self._prefix = ""
+        self._counter = 0
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._prefix = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(Outcome(failure="the gateway is stopping"))
+        self._pending.clear()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject.rpartition(".")[2], None)
+        if future is None or future.done():
+            return
+        self._slots.release()
+        future.set_result(_outcome(msg))
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        if self._sub is None:
+            await self.start()
+        await self._slots.acquire()
+        self._counter += 1
+        token = str(self._counter)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending[token] = future
+        try:
+            await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}", headers=headers)
+        except nats.errors.Error as exc:
+            self._pending.pop(token, None)
+            self._slots.release()
+            future.set_result(Outcome(failure=f"the event log cannot be reached ({type(exc).__name__})"))
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        """Wait for every ack, with one deadline; a publish not acked by then is an outage."""
+        if futures:
+            await asyncio.wait(futures, timeout=self._ack_timeout)
+        outcomes = []
+        for future in futures:
+            if future.done():
+                outcomes.append(future.result())
+            else:
+                for token, pending in list(self._pending.items()):
+                    if pending is future:
+                        del self._pending[token]
+                        self._slots.release()
+                outcomes.append(Outcome(failure="the event log did not acknowledge in time"))
+        return outcomes
