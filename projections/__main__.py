@@ -23,7 +23,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("ANTQ_DATABASE_URL"), required=False)
     parser.add_argument("--copy", type=int, default=None, help="copy to build (default: the active one)")
     parser.add_argument("--no-publish", action="store_true", help="publish no updates (for rebuilds)")
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=4000)
     args = parser.parse_args(argv)
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")

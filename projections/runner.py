@@ -69,7 +69,8 @@ class RunnerConfig:
     """The copy to build; default: the active one."""
     publish: bool | None = None
     """Publish updates; default: only when building the active copy."""
-    batch: int = 1000
+    batch: int = 4000
+    """At most this many events per fetch and per commit (fewer when fewer are waiting)."""
     fetch_timeout: float = 0.5
     ack_wait: float = 60.0
     hook: Hook | None = None

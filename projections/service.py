@@ -25,7 +25,7 @@ class Projector:
         database_url: str,
         copy: int | None = None,
         publish: bool | None = None,
-        batch: int = 1000,
+        batch: int = 4000,
         localities: Localities | None = None,
         hook: Hook | None = None,
     ) -> None:

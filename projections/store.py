@@ -165,17 +165,19 @@ async def _write_outbox(
     changed = sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
     if not changed:
         return []
+    # ward = ANY and year = ANY use the primary key; the few extra (ward, year) pairs are filtered here
     rows = await conn.fetch(
-        """SELECT s.ward, s.year, s.metric, s.value FROM stats s
-           JOIN unnest($2::text[], $3::int[]) AS c(ward, year) ON s.ward = c.ward AND s.year = c.year
-           WHERE s.copy = $1 AND s.period = 'calendar'""",
+        """SELECT ward, year, metric, value FROM stats
+           WHERE copy = $1 AND period = 'calendar' AND ward = ANY($2::text[]) AND year = ANY($3::int[])""",
         copy,
-        [w for w, _ in changed],
-        [y for _, y in changed],
+        sorted({w for w, _ in changed}),
+        sorted({y for _, y in changed}),
     )
+    wanted = set(changed)
     figures: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     for r in rows:
-        figures[(r["ward"], r["year"])][r["metric"]] = r["value"]
+        if (r["ward"], r["year"]) in wanted:
+            figures[(r["ward"], r["year"])][r["metric"]] = r["value"]
     out = [
         OutboxRow(
             province=provinces[w],
@@ -188,9 +190,15 @@ async def _write_outbox(
         )
         for w, y in changed
     ]
-    await conn.executemany(
-        "INSERT INTO stats_outbox (copy, province, ward, year, seq, payload) VALUES ($1, $2, $3, $4, $5, $6)",
-        [(copy, r.province, r.ward, r.year, r.seq, r.payload) for r in out],
+    await conn.execute(
+        """INSERT INTO stats_outbox (copy, province, ward, year, seq, payload)
+           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::bytea[])""",
+        copy,
+        [r.province for r in out],
+        [r.ward for r in out],
+        [r.year for r in out],
+        [r.seq for r in out],
+        [r.payload for r in out],
     )
     return out
 
