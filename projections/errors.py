@@ -10,10 +10,10 @@ class ProjectionError(Exception):
 class FoldError(ProjectionError):
     """An event the fold cannot apply: a bug upstream (the gateway let it in). The projection halts on it."""
 
-    def __init__(self, message: str, *, seq: int, event_id: str) -> None:
+    def __init__(self, message: str, *, seq: int, event_id: object) -> None:
         super().__init__(f"seq {seq} (event {event_id}): {message}")
         self.seq = seq
-        self.event_id = event_id
+        self.event_id = str(event_id)
 
 
 class UnknownTip(FoldError):

@@ -17,6 +17,7 @@ Deltas are changes of figures keyed ``(period, ward, year, metric)``; zero chang
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeAlias
 
@@ -97,6 +98,11 @@ Value: TypeAlias = TipState | TipLink | Part
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Value] = msgspec.msgpack.Decoder(Value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _years_of_day(ordinal: int) -> tuple[tuple[Period, int], tuple[Period, int]]:
+    return years_of(dt.date.fromordinal(ordinal))
 
 
 def encode_value(value: Value) -> bytes:
@@ -194,9 +200,10 @@ class _Folder:
         self._written[key] = value
 
     def add(self, ward: str, ordinal: int, metric: str, amount: int) -> None:
-        for period, year in years_of(dt.date.fromordinal(ordinal)):
+        deltas = self.deltas
+        for period, year in _years_of_day(ordinal):
             k = (period, ward, year, metric)
-            self.deltas[k] = self.deltas.get(k, 0) + amount
+            deltas[k] = deltas.get(k, 0) + amount
 
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution."""
@@ -212,7 +219,7 @@ class _Folder:
         return {k: None if v is None else encode_value(v) for k, v in self._written.items()}
 
     def apply(self, seq: int, event: Event) -> None:
-        eid = str(event.event_id)
+        eid = event.event_id  # turned into text only for an error
         match event:
             case TipReceived(tip_id=tip_id):
                 key = tip_key(tip_id.bytes)
@@ -243,14 +250,14 @@ class _Folder:
                     self.add(part.ward, part.day, metric, amount)
                 self.put(event_key(event.event_id.bytes), part)
 
-    def _tip(self, key: Key, seq: int, eid: str, message: str) -> TipState:
+    def _tip(self, key: Key, seq: int, eid: object, message: str) -> TipState:
         tip = self.get(key)
         if not isinstance(tip, TipState):
             raise UnknownTip(message, seq=seq, event_id=eid)
         return tip
 
     def _retract(self, seq: int, event: EntryRetracted, target: bytes) -> None:
-        eid = str(event.event_id)
+        eid = event.event_id  # turned into text only for an error
         tkey = event_key(target)
         value = self.get(tkey)
         if value is None or isinstance(value, TipState):
