@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import resource
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import nats
+import nats.errors
+
+from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.streams import StreamLimits, ensure_streams
 
 WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
 PROVINCE_OF = {"01447": "04", "01456": "04", "01465": "04"}
@@ -62,3 +71,47 @@ def peak_rss_mb(children: bool = False) -> float:
 def report(title: str, project: float, raw: float, unit: str = "events/s") -> None:
     ratio = project / raw if raw else float("nan")
     print(f"{title}: project {project:,.0f} {unit} | raw {raw:,.0f} {unit} | ratio {ratio:.2f}", flush=True)
+
+
+BENCH_OFFICES = "".join(
+    f'[[office]]\nid = "bench-{i}"\nname = "Bench {i}"\njurisdiction = ["province:04", "province:24"]\n\n'
+    for i in range(8)
+)
+
+
+async def prepare_stack(nats_srv: EmbeddedNats, pg: EmbeddedPostgres, base: Path) -> dict[str, str]:
+    """Migrate, create the streams, write the bench offices; the environment for service subprocesses."""
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    nc = await nats.connect(nats_srv.url)
+    try:
+        await ensure_streams(nc.jetstream(), StreamLimits())
+    finally:
+        await nc.close()
+    offices = base / "offices.toml"
+    offices.write_text(BENCH_OFFICES)
+    return {
+        **os.environ,
+        "ANTQ_NATS_URL": nats_srv.url,
+        "ANTQ_DATABASE_URL": pg.url,
+        "ANTQ_OFFICES": str(offices),
+    }
+
+
+async def wait_gateway(url: str) -> None:
+    """Until a gateway answers on the intake subject (service subprocesses start in their own time)."""
+    nc = await nats.connect(url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                await nc.request("antq.intake.bench-0", b"[]", timeout=1)
+                return
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                await asyncio.sleep(0.1)  # polling a starting subprocess
+        raise RuntimeError("gateway did not start")
+    finally:
+        await nc.close()

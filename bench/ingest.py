@@ -10,43 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import asyncpg
 import msgspec
 import nats
 import nats.errors
 
-from bench.common import province_of, report, simple_events, start_servers
+from bench.common import prepare_stack, province_of, report, simple_events, start_servers, wait_gateway
 from events.codec import decode_event, encode_recorded
 from events.schema import Recorded
-from infra.db import migrate
-from infra.streams import StreamLimits, ensure_streams, events_config
+from infra.streams import StreamLimits, events_config
 from services.client import OfficeClient
-
-OFFICES = "".join(
-    f'[[office]]\nid = "bench-{i}"\nname = "Bench {i}"\njurisdiction = ["province:04", "province:24"]\n\n'
-    for i in range(8)
-)
-
-
-async def _wait_gateway(url: str) -> None:
-    nc = await nats.connect(url)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                await nc.request("antq.intake.bench-0", b"[]", timeout=1)
-                return
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                await asyncio.sleep(0.1)  # polling a starting subprocess
-        raise RuntimeError("gateway did not start")
-    finally:
-        await nc.close()
 
 
 async def through_gateway(url: str, n: int, publishers: int, batch: int) -> float:
@@ -111,22 +88,9 @@ async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copie
     nats_srv, pg, base = start_servers(sync_always=sync_always)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        conn = await asyncpg.connect(pg.url)
-        await migrate(conn)
-        await conn.close()
-        nc = await nats.connect(nats_srv.url)
-        await ensure_streams(nc.jetstream(), StreamLimits())
-        await nc.close()
-        offices = base / "offices.toml"
-        offices.write_text(OFFICES)
-        env = {
-            **os.environ,
-            "ANTQ_NATS_URL": nats_srv.url,
-            "ANTQ_DATABASE_URL": pg.url,
-            "ANTQ_OFFICES": str(offices),
-        }
+        env = await prepare_stack(nats_srv, pg, base)
         procs = spawn_gateways(env, copies, base / "gateway.log")
-        await _wait_gateway(nats_srv.url)
+        await wait_gateway(nats_srv.url)
         raw = await raw_publish_async(nats_srv.url, n)
         project = await through_gateway(nats_srv.url, n, publishers, batch)
         mode = "sync_interval=always" if sync_always else "sync default"

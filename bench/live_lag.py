@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench.common import start_servers
-from bench.ingest import OFFICES, _wait_gateway
-from infra.db import migrate
-from infra.streams import StreamLimits, ensure_streams
+from bench.common import prepare_stack, start_servers, wait_gateway
 from services.client import OfficeClient
 
 WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
@@ -113,22 +108,9 @@ async def run(rate: int, seconds: float) -> None:
     nats_srv, pg, base = start_servers(sync_always=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        conn = await asyncpg.connect(pg.url)
-        await migrate(conn)
-        await conn.close()
-        nc = await nats.connect(nats_srv.url)
-        await ensure_streams(nc.jetstream(), StreamLimits())
-        await nc.close()
-        offices = base / "offices.toml"
-        offices.write_text(OFFICES)
-        env = {
-            **os.environ,
-            "ANTQ_NATS_URL": nats_srv.url,
-            "ANTQ_DATABASE_URL": pg.url,
-            "ANTQ_OFFICES": str(offices),
-        }
+        env = await prepare_stack(nats_srv, pg, base)
         procs = spawn(env, base / "services.log")
-        await _wait_gateway(nats_srv.url)
+        await wait_gateway(nats_srv.url)
         lags = await measure(nats_srv.url, rate, seconds)
         ms = [1000 * v for v in lags]
         print(
