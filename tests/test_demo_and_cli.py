@@ -17,6 +17,7 @@ from projections.service import Projector
 from projections.store import read_stats
 from services.client import OfficeClient
 from services.demo.tra_linh_2018 import ARTICLE, YEAR, DemoSet
+from tests import factories as f
 from tests.conftest import Stack
 from tests.servers import Servers, wait_for
 
@@ -73,6 +74,24 @@ def test_dev_up_prints_urls_and_stops_on_sigterm(servers: Servers, tmp_path: obj
         )
         assert reply.returncode == 0, reply.stderr
         assert b"tips_received" in reply.stdout
+        events = tmp_path / "events.jsonl"  # type: ignore[operator]
+        good, bad = f.session(), {**f.session(), "attendance": -1}
+        events.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        published = subprocess.run(
+            [sys.executable, "-m", "services.cli", "publish", str(events), "--office", "ca-tra-linh"],
+            env={**os.environ, "ANTQ_NATS_URL": urls["nats_url"]},
+            capture_output=True,
+            timeout=60,
+        )
+        assert published.returncode == 1  # something was rejected
+        summary = published.stdout.decode()
+        assert "accepted" in summary and "rejected: invalid" in summary
+        assert [
+            line.split()[-2] for line in summary.splitlines() if "accepted" in line or "invalid" in line
+        ] == [
+            "1",
+            "1",
+        ]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
