@@ -67,8 +67,12 @@ class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     quantity: Positive
 
 
-class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key."""
+class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key.
+
+    Defaults are left out of the encoding, so a field added later with a default does not change the stored
+    form (nor the body hash that tells a retry from a reused id) of events sent before it existed.
+    """
 
     event_id: uuid.UUID
     occurred_on: dt.date

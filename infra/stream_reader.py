@@ -142,8 +142,12 @@ async def read_stream(
         await puller.request(batch)
         while True:
             msgs = await puller.batch(timeout)
+            if not msgs:
+                # the server answered with a status and no message before the range was read: the consumer
+                # is gone (inactivity, restart) or the stream changed; never end a read early in silence
+                raise StreamReadError(f"{stream}: the read stopped before seq {stop} (consumer {info.name})")
             out: list[StoredMsg] = []
-            done = not msgs  # no_wait answered 'nothing': nothing more matches
+            done = False
             for msg in msgs:
                 seq, ts, pending = parse_ack_reply(msg.reply)
                 if seq > stop:

@@ -46,19 +46,6 @@ async def is_retired(conn: asyncpg.Connection, copy: int, name: str = NAME) -> b
     return bool(value)
 
 
-async def move_checkpoint(
-    conn: asyncpg.Connection, copy: int, from_seq: int, to_seq: int, name: str = NAME
-) -> None:
-    """Advance a checkpoint over sequences that hold no message of interest."""
-    await conn.execute(
-        "UPDATE projection_checkpoint SET seq = $4 WHERE name = $1 AND copy = $2 AND seq = $3",
-        name,
-        copy,
-        from_seq,
-        to_seq,
-    )
-
-
 async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
     """Delete every row of a copy that is not active (its outbox must have been published first)."""
     async with conn.transaction():
@@ -73,3 +60,10 @@ async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> No
 async def unlock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
     """Release the session lock ``store.try_lock`` took on (name, copy)."""
     await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2) # $3)", _LOCK_CLASS, name, copy)
+
+
+async def inactive_copies(conn: asyncpg.Connection, active: int, name: str = NAME) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT copy FROM projection_checkpoint WHERE name = $1 AND copy <> $2 ORDER BY copy", name, active
+    )
+    return [int(r["copy"]) for r in rows]

@@ -99,6 +99,15 @@ class Rebuild:
             await conn.close()
 
     async def _new_copy(self, conn: asyncpg.Connection) -> int:
+        """A fresh copy number, after dropping what interrupted rebuilds left (copies nobody holds)."""
+        active = await store.active_copy(conn)
+        for copy in await copies.inactive_copies(conn, active):
+            if await store.try_lock(conn, copy):
+                await self._publish_leftovers(copy)
+                await copies.drop_copy(conn, copy)
+                await copies.unlock(conn, copy)
+                with contextlib.suppress(Exception):
+                    await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{copy}")
         new = int(
             await conn.fetchval(
                 """SELECT greatest(coalesce(max(c.copy), 0), max(a.copy)) + 1
@@ -109,8 +118,13 @@ class Rebuild:
         )
         if not await store.try_lock(conn, new):
             raise RebuildError(f"another rebuild holds copy {new}")
-        await copies.drop_copy(conn, new)  # leftovers of an interrupted rebuild
         return new
+
+    async def _publish_leftovers(self, copy: int) -> None:
+        """Updates a copy committed but did not publish (a crash) go out before it is dropped: none is lost."""
+        leftovers = UpdatePublisher(self._nc, self._url, copy)
+        await leftovers.start()
+        await leftovers.stop()
 
     async def _fold_range(self, conn: asyncpg.Connection, copy: int, after: int, upto: int) -> int:
         """Fold (after, upto] into ``copy``; return the sequence reached."""
@@ -132,9 +146,8 @@ class Rebuild:
             )
             self.events += len(msgs)
             seq = msgs[-1].seq
-        if seq < upto:  # the range ends in sequences with no message
-            await copies.move_checkpoint(conn, copy, seq, upto)
-            seq = upto
+        if seq < upto:  # ANTQ_EVENTS has no gaps (deny_delete): a short read is a failure, never skipped
+            raise RebuildError(f"read stopped at seq {seq}, short of {upto}")
         return seq
 
     async def _switch(self, conn: asyncpg.Connection, old: int, new: int, seq: int) -> int:
@@ -163,9 +176,7 @@ class Rebuild:
             if time.monotonic() > deadline:
                 raise RebuildError(f"a runner still holds the retired copy {old}; drop it later")
             await asyncio.sleep(0.05)  # the old runner notices at its next fetch
-        leftovers = UpdatePublisher(self._nc, self._url, old)
-        await leftovers.start()
-        await leftovers.stop()
+        await self._publish_leftovers(old)
         await copies.drop_copy(conn, old)
         with contextlib.suppress(Exception):
             await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{old}")

@@ -41,6 +41,7 @@ from projections import copies, store
 from projections.batch import UnknownWard, fold_batch
 from projections.errors import FoldError, ProjectionError
 from projections.folds import Deltas, StateUpdate
+from projections.metrics import FOLD_VERSION
 from projections.publisher import UpdatePublisher
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 Hook = Callable[[str, int], Awaitable[None]]
 """Called at named points of a batch (``before_commit``, ``during_commit``, ``after_commit``, ``after_ack``)
 with the batch's last seq; tests inject crashes here."""
+
+
+class FoldVersionMismatch(ProjectionError):
+    """The copy was built by another version of the fold: folding on would mix two meanings of the figures."""
 
 
 class AlreadyRunning(ProjectionError):
@@ -125,6 +130,11 @@ class StatsRunner:
         if not await store.try_lock(conn, self.copy):
             raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}")
         checkpoint = await store.open_checkpoint(conn, self.copy)
+        if checkpoint.fold_version != FOLD_VERSION:
+            raise FoldVersionMismatch(
+                f"copy {self.copy} was built by fold v{checkpoint.fold_version}; this code folds "
+                f"v{FOLD_VERSION}: run the matching version, or rebuild"
+            )
         self.seq = checkpoint.seq
         publish = self._config.publish if self._config.publish is not None else self.copy == active
         if publish:

@@ -10,7 +10,7 @@ import nats
 from nats.aio.client import Client
 
 from events.localities import Localities
-from projections.runner import AlreadyRunning, Hook, RunnerConfig, StatsRunner
+from projections.runner import AlreadyRunning, FoldVersionMismatch, Hook, RunnerConfig, StatsRunner
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +56,34 @@ class Projector:
             await self._task  # raises why it could not start
 
     async def _supervise(self, runner: StatsRunner) -> None:
-        """Run the runner; when a rebuild replaced the copy it folded, follow the pointer to the new one."""
+        """Run the runner; follow the active copy after a rebuild; restart after a failure (NATS or PostgreSQL
+        away) with back-off. A failure before the first start is raised to ``start()``."""
         assert self._nc is not None
-        following, delay = False, 0.01
+        started, delay = False, 0.01
         while True:
+            wait = True
             try:
                 await runner.run(self._stop)
+            except FoldVersionMismatch:
+                raise
             except AlreadyRunning:
-                if not following:
+                if not started:
+                    raise  # the rebuild releases the new copy right after the switch: retry only then
+            except Exception:
+                if not started and not runner.ready.is_set():
                     raise
-                # the rebuild releases the new copy right after the switch
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                log.exception("the stats projection failed; restarting in %.2fs", delay)
             else:
                 if not runner.superseded or self._config.copy is not None:
                     return
                 log.info("following the active copy after a rebuild")
-                following, delay = True, 0.01
+                wait, delay = False, 0.01
+            started = True
             if self._stop.is_set():
                 return
+            if wait:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             runner = self.runner = StatsRunner(self._nc, self._config)
 
     @property

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import msgspec
 import nats
+import nats.errors
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from events.intake import IntakeResult
 from services.client import OfficeClient
 
 
@@ -33,6 +35,14 @@ def read_lines(path: Path) -> Iterator[bytes]:
         for line in fh:
             if line.strip():
                 yield line.strip()
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        msgspec.json.decode(line, type=msgspec.Raw)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
@@ -56,9 +66,20 @@ async def publish_documents(
         with Progress(console=Console(stderr=True), transient=True) as progress:
             task = progress.add_task(f"publishing as {office}", total=total)
             for batch in batches(docs, batch_size):
-                body = b"[" + b",".join(batch) + b"]"
-                result = await client.send_raw(body)
-                results = result if isinstance(result, list) else [result] * len(batch)
+                # a line that is not JSON goes alone (the gateway answers and keeps it), so it cannot spoil
+                # the array of its neighbours
+                good = [line for line in batch if _is_json(line)]
+                requests = [b"[" + b",".join(good) + b"]"] if good else []
+                requests += [line for line in batch if not _is_json(line)]
+                results: list[IntakeResult] = []
+                for body in requests:
+                    try:
+                        answer = await client.send_raw(body)
+                    except (TimeoutError, nats.errors.Error) as exc:
+                        size = len(good) if body.startswith(b"[") and good else 1
+                        summary.rejected[f"not answered ({type(exc).__name__}); resend the file"] += size
+                        continue
+                    results += answer if isinstance(answer, list) else [answer]
                 for res in results:
                     if res.ok and res.duplicate:
                         summary.duplicate += 1

@@ -6,6 +6,9 @@ Core NATS request/reply in a queue group, so several copies share the load. The 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import nats
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from events.codec import encode
 from events.intake import refused
@@ -27,6 +31,8 @@ from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
 
+log = logging.getLogger("antq.gateway")
+
 
 @dataclass
 class GatewayConfig:
@@ -35,6 +41,7 @@ class GatewayConfig:
     offices_path: Path
     queue: str = "antq-gateway"
     workers: int = 4
+    catch_up_every_s: float = 30.0
     limits: StreamLimits = field(default_factory=StreamLimits)
     clock: Clock = utc_now
     localities: Localities | None = None
@@ -50,6 +57,7 @@ class Gateway:
         self._nc: Client | None = None
         self._pool: asyncpg.Pool | None = None
         self._pipeline: IntakePipeline | None = None
+        self._catching_up: asyncio.Task[None] | None = None
         broker = NatsBroker(config.nats_url, logger=None)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
         broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
@@ -62,9 +70,20 @@ class Gateway:
         self._pool = await create_pool(self._config.database_url, max_size=8)
         index = EventIndex(self._pool)
         await catch_up(js, index)
+        # An event stored whose index row was lost (an ack that timed out, a copy that died between publish
+        # and insert) is indexed by the next round, long before the dedup window ends.
+        self._catching_up = asyncio.create_task(self._keep_caught_up(js, index))
         self._pipeline = IntakePipeline(
             js, IntakePublisher(self._nc), index, self._localities, self._offices, self._config.clock
         )
+
+    async def _keep_caught_up(self, js: JetStreamContext, index: EventIndex) -> None:
+        while True:
+            await asyncio.sleep(self._config.catch_up_every_s)
+            try:
+                await catch_up(js, index)
+            except Exception:
+                log.exception("index catch-up failed; retrying at the next round")
 
     async def _intake(self, msg: NatsMessage) -> bytes:
         if self._pipeline is None:
@@ -72,6 +91,10 @@ class Gateway:
         return await self._pipeline.handle(office_of_intake(msg.raw_message.subject), msg.body)
 
     async def _close(self) -> None:
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catching_up
         if self._pool is not None:
             await self._pool.close()
         if self._nc is not None:

@@ -40,6 +40,8 @@ class QueryConfig:
     nats_url: str
     database_url: str
     queue: str = "antq-query"
+    workers: int = 8
+    """Requests served at once: one waiting for ``min_seq`` must not hold up the others."""
     localities: Localities | None = None
 
 
@@ -64,7 +66,7 @@ class StatsQueries:
     async def _answer(self, query: StatsQuery) -> StatsReply:
         wards = resolve_wards(query, self._localities)
         snapshot = await self._read(wards, query)
-        if query.min_seq is not None and snapshot.as_of_seq < query.min_seq:
+        if query.min_seq is not None and snapshot.as_of_seq < query.min_seq and not snapshot.stale:
             snapshot = await self._wait_for_seq(wards, query, query.min_seq)
         return StatsReply(
             year=query.year,
@@ -89,7 +91,7 @@ class StatsQueries:
         delay = 0.005
         while True:
             snapshot = await self._read(wards, query)
-            if snapshot.as_of_seq >= min_seq:
+            if snapshot.as_of_seq >= min_seq or snapshot.stale:  # a halted projection will not get there
                 return snapshot
             if time.monotonic() >= deadline:
                 raise NotCaughtUp(
@@ -109,7 +111,7 @@ class QueryService:
         self._pool: asyncpg.Pool | None = None
         self._queries: StatsQueries | None = None
         broker = NatsBroker(config.nats_url, logger=None)
-        broker.subscriber(QUERY_SUBJECT, queue=config.queue)(self._handle)
+        broker.subscriber(QUERY_SUBJECT, queue=config.queue, max_workers=config.workers)(self._handle)
         self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
 
     async def _connect(self) -> None:
