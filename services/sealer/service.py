@@ -262,6 +262,11 @@ class Sealer:
             for msg in batch:
                 hasher.add(msg.seq, msg.timestamp_ns, msg.subject, msg.data)
         hasher.finish(last)
+        if hasher.missing_count:
+            # sequences of the range hold no message (deleted, or a read that fell short): sealing would
+            # certify a log with holes as complete
+            self._halted = f"{cfg.stream} has {hasher.missing_count} missing message(s) in {first}..{last}"
+            raise SealingHalted(self._halted)
         return make_seal(
             number=tip.number + 1 if tip is not None else 1,
             stream=cfg.stream,
