@@ -68,7 +68,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         retention=RetentionPolicy.LIMITS,
         max_msgs_per_subject=limits.updates_per_subject,
         max_bytes=4 * GIB,
-        duplicate_window=120.0,
+        duplicate_window=3600.0,  # a re-publish after an outage of up to an hour is recognised
     )
     seals = StreamConfig(
         name=SEALS,

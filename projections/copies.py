@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from projections.store import _LOCK_CLASS, NAME, Checkpoint
+from projections.store import _LOCK_CLASS, NAME, Checkpoint, write_updates
 
 
 class CopyRetired(Exception):
@@ -27,7 +27,24 @@ async def lock_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME)
 async def switch_active(
     conn: asyncpg.Connection, *, old: int, new: int, at_seq: int, name: str = NAME
 ) -> None:
-    """Make ``new`` the copy queries read and retire ``old`` at ``at_seq`` (one transaction with the lock)."""
+    """Make ``new`` the copy queries read and retire ``old`` at ``at_seq`` (one transaction with the lock).
+
+    Ward-years whose figures differ between the copies (a rebuild after the fold changed) get an update in the
+    new copy's outbox, published by its runner when it starts: downstream services learn the new figures.
+    """
+    changed = await conn.fetch(
+        """SELECT coalesce(n.ward, o.ward) AS ward, coalesce(n.year, o.year) AS year,
+                  coalesce(n.province, o.province) AS province
+           FROM (SELECT * FROM stats WHERE copy = $1 AND period = 'calendar') n
+           FULL JOIN (SELECT * FROM stats WHERE copy = $2 AND period = 'calendar') o
+             ON n.ward = o.ward AND n.year = o.year AND n.metric = o.metric
+           WHERE n.value IS DISTINCT FROM o.value
+           GROUP BY 1, 2, 3""",
+        new,
+        old,
+    )
+    if changed:
+        await write_updates(conn, new, at_seq, {(r["ward"], r["year"]): r["province"] for r in changed})
     await conn.execute("UPDATE projection_active SET copy = $2 WHERE name = $1", name, new)
     await conn.execute(
         "UPDATE projection_checkpoint SET retired_at_seq = $3 WHERE name = $1 AND copy = $2",

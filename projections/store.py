@@ -203,6 +203,14 @@ async def _write_outbox(
     return out
 
 
+async def write_updates(
+    conn: asyncpg.Connection, copy: int, seq: int, ward_years: Mapping[tuple[str, int], str]
+) -> list[OutboxRow]:
+    """Outbox rows with the current figures of the given (ward, year) → province, as of ``seq``."""
+    deltas: Deltas = {(CALENDAR, ward, year, "_"): 1 for ward, year in ward_years}
+    return await _write_outbox(conn, copy, seq, deltas, {ward: p for (ward, _), p in ward_years.items()})
+
+
 async def commit_batch(
     conn: asyncpg.Connection,
     *,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import msgspec
 import pytest
+from nats.aio.msg import Msg
 
 from events.localities import Localities
 from projections import store
@@ -116,3 +118,47 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
         await projector.stop()
         await conn.close()
         await paused_conn.close()
+
+
+async def test_a_rebuild_that_changes_figures_publishes_them(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    last = await publish(office, [f.session(ward="01447", attendance=40), f.pledge(ward="01456")])
+    projector = Projector(
+        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+    )
+    await projector.start()
+    conn = await asyncpg.connect(stack.database_url)
+    updates: list[dict[str, object]] = []
+
+    async def on_update(msg: Msg) -> None:
+        updates.append(msgspec.json.decode(msg.data))
+
+    sub = await stack.nc.subscribe("antq.updates.stats.04.01447.2018", cb=on_update)
+    try:
+
+        async def folded() -> bool:
+            return (await store.read_checkpoint(conn, 1)).seq >= last
+
+        await wait_for(folded, what="the live copy to catch up")
+
+        async def first_update() -> bool:
+            return bool(updates)
+
+        await wait_for(first_update, what="the live copy's own update")
+        updates.clear()
+        # figures the old fold got wrong (here: edited by hand) …
+        await conn.execute(
+            "UPDATE stats SET value = 41 WHERE copy = 1 AND ward = '01447' AND metric = 'session_attendance'"
+        )
+        await Rebuild(stack.nc, stack.database_url, localities=localities).run()
+
+        # … are published with the rebuilt figures once the new copy's runner starts
+        async def corrected() -> bool:
+            return any(u["metrics"]["session_attendance"] == 40 for u in updates)  # type: ignore[index]
+
+        await wait_for(corrected, what="an update with the rebuilt figures")
+    finally:
+        await sub.unsubscribe()
+        await projector.stop()
+        await conn.close()
