@@ -490,3 +490,28 @@ async def test_event_log_crash_and_restart(
             await nc.close()
     finally:
         log_server.stop()
+
+
+async def test_a_claim_left_by_a_failed_publish_is_taken_over_after_a_while(
+    stack: Stack, office: OfficeClient
+) -> None:
+    tip = f.tip()
+    orphan_event = f.new_id()
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        # a tip.received claimed its tip_id, then its publish failed: nothing on the subject
+        await conn.execute(
+            "INSERT INTO entity_claims (entity, event_id, ward, subject) VALUES ($1, $2, '01447', $3)",
+            f"tip:{tip['tip_id']}",
+            uuid.UUID(orphan_event),
+            f"antq.events.04.01447.tip.{tip['tip_id']}",
+        )
+        fresh = await office.submit_one(tip)
+        assert fresh.error is not None and fresh.error.code == "conflict"  # too recent: maybe still in flight
+        await conn.execute("UPDATE entity_claims SET claimed_at = now() - interval '2 minutes'")
+        taken = await office.submit_one(tip)
+        assert taken.ok and not taken.duplicate
+        other = await office.submit_one(f.tip(tip_id=tip["tip_id"]))
+        assert other.error is not None and other.error.code == "conflict"  # now the tip is really in the log
+    finally:
+        await conn.close()

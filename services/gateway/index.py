@@ -99,6 +99,20 @@ class EventIndex:
         )
         return {r["entity"]: Claim(**dict(r)) for r in rows}
 
+    async def take_over(self, orphan: Claim, claim: Claim, older_than_s: float) -> bool:
+        """Give an entity to ``claim`` if ``orphan`` still holds it and has held it for long enough."""
+        done = await self._pool.execute(
+            """UPDATE entity_claims SET event_id = $3, ward = $4, subject = $5, claimed_at = now()
+               WHERE entity = $1 AND event_id = $2 AND claimed_at < now() - make_interval(secs => $6)""",
+            claim.entity,
+            orphan.event_id,
+            claim.event_id,
+            claim.ward,
+            claim.subject,
+            older_than_s,
+        )
+        return bool(done == "UPDATE 1")
+
     async def checkpoint(self) -> int:
         return int(await self._pool.fetchval("SELECT seq FROM event_index_checkpoint"))
 

@@ -58,6 +58,9 @@ log = logging.getLogger("antq.gateway")
 Clock = Callable[[], dt.datetime]
 
 
+# A claim whose event is not in the log after this long was left by a failed publish (acks time out in 10 s).
+ORPHAN_AFTER_S = 60.0
+
 # Events on a subject of their own entity: the order on that subject matters.
 ENTITY_EVENTS = (TipReceived, TipAssessed, MediationConcluded, EntryRetracted)
 
@@ -252,7 +255,25 @@ class IntakePipeline:
         claims.update(await self._index.claims(referenced - claims.keys()))
         tip_events = {c.event_id for c in claims.values()} - known.keys()
         known.update(await self._index.lookup(tip_events))
+        for mine in new_claims:
+            owner = claims.get(mine.entity)
+            if (
+                owner is not None
+                and owner.event_id != mine.event_id
+                and owner.event_id not in known
+                and await self._orphaned(owner)
+                and await self._index.take_over(owner, mine, ORPHAN_AFTER_S)
+            ):
+                claims[mine.entity] = mine
         return _Batch(known=known, claims=claims)
+
+    async def _orphaned(self, claim: Claim) -> bool:
+        """A claim whose creating event is not in the log: its publish failed (or is still in flight)."""
+        try:
+            await self._js.get_last_msg(EVENTS, claim.subject)
+        except NotFoundError:
+            return True
+        return False
 
     @staticmethod
     def _depends_on_inflight(batch: _Batch, cand: _Candidate) -> bool:
