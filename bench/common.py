@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
 import tempfile
 import time
 import uuid
@@ -115,3 +116,12 @@ async def wait_gateway(url: str) -> None:
         raise RuntimeError("gateway did not start")
     finally:
         await nc.close()
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], *servers: EmbeddedNats | EmbeddedPostgres) -> None:
+    """Terminate service subprocesses, then the servers."""
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+    for server in servers:
+        server.stop()

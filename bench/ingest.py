@@ -19,7 +19,15 @@ import msgspec
 import nats
 import nats.errors
 
-from bench.common import prepare_stack, province_of, report, simple_events, start_servers, wait_gateway
+from bench.common import (
+    prepare_stack,
+    province_of,
+    report,
+    simple_events,
+    start_servers,
+    stop_all,
+    wait_gateway,
+)
 from events.codec import decode_event, encode_recorded
 from events.schema import Recorded
 from infra.streams import StreamLimits, events_config
@@ -100,11 +108,7 @@ async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copie
             raw,
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
-        nats_srv.stop()
-        pg.stop()
+        stop_all(procs, nats_srv, pg)
 
 
 def main() -> None:

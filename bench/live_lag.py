@@ -19,7 +19,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench.common import prepare_stack, start_servers, wait_gateway
+from bench.common import prepare_stack, start_servers, stop_all, wait_gateway
 from services.client import OfficeClient
 
 WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
@@ -120,11 +120,7 @@ async def run(rate: int, seconds: float) -> None:
             flush=True,
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
-        nats_srv.stop()
-        pg.stop()
+        stop_all(procs, nats_srv, pg)
 
 
 def main() -> None:

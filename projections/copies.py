@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from projections.store import _LOCK_CLASS, NAME, Checkpoint, write_updates
+from projections.store import NAME, Checkpoint, write_updates
 
 
 class CopyRetired(Exception):
@@ -72,11 +72,6 @@ async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> No
         for table in ("stats", "stats_fold_state", "stats_outbox"):
             await conn.execute(f"DELETE FROM {table} WHERE copy = $1", copy)
         await conn.execute("DELETE FROM projection_checkpoint WHERE name = $1 AND copy = $2", name, copy)
-
-
-async def unlock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
-    """Release the session lock ``store.try_lock`` took on (name, copy)."""
-    await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2) # $3)", _LOCK_CLASS, name, copy)
 
 
 async def inactive_copies(conn: asyncpg.Connection, active: int, name: str = NAME) -> list[int]:

@@ -91,7 +91,7 @@ class Rebuild:
                 seq = await self._fold_range(conn, new, seq, live)
             await self._at("built")
             switch_seq = await self._switch(conn, old, new, seq)
-            await copies.unlock(conn, new)  # the projector's runner takes the new copy over
+            await store.unlock(conn, new)  # the projector's runner takes the new copy over
             await self._at("switched")
             await self._drop_old(conn, old)
             return RebuildReport(old, new, switch_seq, self.events, FOLD_VERSION)
@@ -105,7 +105,7 @@ class Rebuild:
             if await store.try_lock(conn, copy):
                 await self._publish_leftovers(copy)
                 await copies.drop_copy(conn, copy)
-                await copies.unlock(conn, copy)
+                await store.unlock(conn, copy)
                 with contextlib.suppress(Exception):
                     await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{copy}")
         new = int(

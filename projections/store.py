@@ -84,6 +84,11 @@ async def try_lock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> boo
     )
 
 
+async def unlock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
+    """Release the session lock ``try_lock`` took on (name, copy)."""
+    await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2) # $3)", _LOCK_CLASS, name, copy)
+
+
 async def open_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME) -> Checkpoint:
     """The copy's checkpoint, created at 0 with the current fold version if it has none."""
     await conn.execute(
