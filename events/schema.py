@@ -18,7 +18,11 @@ Note = Annotated[str, msgspec.Meta(max_length=2000)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-Version = Annotated[int, msgspec.Meta(ge=0)]
+# Bounds keep every figure summable in PostgreSQL's bigint (stats.value): at most 10 million per count and
+# 50 items per surrender, so a ward-year would need over 10**10 events to overflow. A version is a stream
+# sequence (uint64 in JetStream, bigint `seq` in PostgreSQL): larger is never a real version, and is
+# refused as `invalid` here rather than sent on to the stream as an expectation header.
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 Channel = Literal["in_person", "phone", "hotline", "online", "letter", "other"]
 TipCategory = Literal["security_order", "border_security", "drugs", "crime", "social_evils", "other"]

@@ -18,6 +18,7 @@ class Settings:
     offices_path: Path | None = None
     data_dir: Path | None = None
     dedup_window_s: float = DAY
+    ack_timeout_s: float = 10.0  # how long a JetStream publish may wait for its ack
     intake_queue: str = "antq-gateway"
 
     @classmethod
@@ -35,4 +36,5 @@ class Settings:
             offices_path=path("ANTQ_OFFICES"),
             data_dir=path("ANTQ_DATA_DIR"),
             dedup_window_s=float(env.get("ANTQ_DEDUP_WINDOW_S", DAY)),
+            ack_timeout_s=float(env.get("ANTQ_ACK_TIMEOUT_S", 10.0)),
         )

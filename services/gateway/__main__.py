@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 from pathlib import Path
 
 from infra.settings import Settings
@@ -23,12 +24,15 @@ def main() -> None:
         parser.error(
             "need --nats-url, --database-url and --offices (or ANTQ_NATS_URL, ANTQ_DATABASE_URL, ANTQ_OFFICES)"
         )
+    if not (math.isfinite(settings.ack_timeout_s) and settings.ack_timeout_s > 0):
+        parser.error(f"ANTQ_ACK_TIMEOUT_S must be a positive number of seconds, not {settings.ack_timeout_s}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = GatewayConfig(
         nats_url=args.nats_url,
         database_url=args.database_url,
         offices_path=args.offices,
         limits=StreamLimits(dedup_window_s=settings.dedup_window_s),
+        ack_timeout_s=settings.ack_timeout_s,
     )
     asyncio.run(Gateway(config).app.run())
 

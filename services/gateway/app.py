@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +43,14 @@ class GatewayConfig:
     queue: str = "antq-gateway"
     workers: int = 4
     catch_up_every_s: float = 30.0
+    ack_timeout_s: float = 10.0  # a publish not acked by then is answered `unavailable` (ANTQ_ACK_TIMEOUT_S)
     limits: StreamLimits = field(default_factory=StreamLimits)
     clock: Clock = utc_now
     localities: Localities | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ack_timeout_s) and self.ack_timeout_s > 0):
+            raise ValueError(f"ack_timeout_s must be a positive number of seconds, not {self.ack_timeout_s}")
 
 
 class Gateway:
@@ -73,8 +79,9 @@ class Gateway:
         # An event stored whose index row was lost (an ack that timed out, a copy that died between publish
         # and insert) is indexed by the next round, long before the dedup window ends.
         self._catching_up = asyncio.create_task(self._keep_caught_up(js, index))
+        publisher = IntakePublisher(self._nc, ack_timeout=self._config.ack_timeout_s)
         self._pipeline = IntakePipeline(
-            js, IntakePublisher(self._nc), index, self._localities, self._offices, self._config.clock
+            js, publisher, index, self._localities, self._offices, self._config.clock
         )
 
     async def _keep_caught_up(self, js: JetStreamContext, index: EventIndex) -> None:
