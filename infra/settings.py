@@ -14,6 +14,7 @@ DAY = 86_400.0
 class Settings:
     nats_url: str | None = None
     nats_creds: Path | None = None
+    nats_nkey_seed_file: Path | None = None  # an nkey user's seed (ANTQ_NATS_NKEY_SEED_FILE; antq auth generate)
     database_url: str | None = None
     offices_path: Path | None = None
     data_dir: Path | None = None
@@ -32,6 +33,7 @@ class Settings:
         return cls(
             nats_url=env.get("ANTQ_NATS_URL") or None,
             nats_creds=path("ANTQ_NATS_CREDS"),
+            nats_nkey_seed_file=path("ANTQ_NATS_NKEY_SEED_FILE"),
             database_url=env.get("ANTQ_DATABASE_URL") or None,
             offices_path=path("ANTQ_OFFICES"),
             data_dir=path("ANTQ_DATA_DIR"),
