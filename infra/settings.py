@@ -21,6 +21,7 @@ class Settings:
     dedup_window_s: float = DAY
     ack_timeout_s: float = 10.0  # how long a JetStream publish may wait for its ack
     intake_queue: str = "antq-gateway"
+    metrics_port: int | None = None  # serve Prometheus /metrics on this port (ANTQ_METRICS_PORT)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -38,5 +39,6 @@ class Settings:
             offices_path=path("ANTQ_OFFICES"),
             data_dir=path("ANTQ_DATA_DIR"),
             dedup_window_s=float(env.get("ANTQ_DEDUP_WINDOW_S", DAY)),
+            metrics_port=int(env["ANTQ_METRICS_PORT"]) if env.get("ANTQ_METRICS_PORT") else None,
             ack_timeout_s=float(env.get("ANTQ_ACK_TIMEOUT_S", 10.0)),
         )

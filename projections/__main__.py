@@ -1,7 +1,9 @@
 """``python -m projections --nats-url URL --database-url URL``: the statistics projection in the foreground.
 
 Runs until SIGTERM/SIGINT. A halt (an event the fold cannot apply) stops consuming but keeps the process up,
-so the halt stays visible (logs, ``stale`` in replies) until an operator acts; an unexpected error exits 1.
+so the halt stays visible (logs, ``stale`` in replies, ``antq_projection_halted 1``) until an operator acts;
+an unexpected error exits 1. With ``--metrics-port`` (or ``ANTQ_METRICS_PORT``) Prometheus metrics are served
+on ``/metrics`` (``projections/telemetry.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import logging
 import os
 import signal
 
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from infra.settings import Settings
 from projections.service import Projector
+from projections.telemetry import Exporter, ProjectionCollector
 
 log = logging.getLogger("projections")
 
@@ -24,6 +30,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--copy", type=int, default=None, help="copy to build (default: the active one)")
     parser.add_argument("--no-publish", action="store_true", help="publish no updates (for rebuilds)")
     parser.add_argument("--batch", type=int, default=4000)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=Settings.from_env().metrics_port,
+        help="serve Prometheus metrics on this port (default: ANTQ_METRICS_PORT; none when unset)",
+    )
     args = parser.parse_args(argv)
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
@@ -42,6 +54,21 @@ async def _main(args: argparse.Namespace) -> int:
         publish=False if args.no_publish else None,
         batch=args.batch,
     )
+    exporter = None
+    if args.metrics_port is not None:
+        registry = CollectorRegistry()
+        registry.register(ProjectionCollector(projector))
+        ProcessCollector(registry=registry)
+        exporter = Exporter(registry, args.metrics_port)
+        log.info("Prometheus metrics on port %d at /metrics", exporter.port)
+    try:
+        return await _run(projector, stop)
+    finally:
+        if exporter is not None:
+            await asyncio.to_thread(exporter.close)
+
+
+async def _run(projector: Projector, stop: asyncio.Event) -> int:
     await projector.start()
     runner_done = asyncio.create_task(projector.wait())
     stopped = asyncio.create_task(stop.wait())
