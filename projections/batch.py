@@ -10,7 +10,7 @@ from events.localities import Localities
 from events.schema import Recorded
 from projections import store
 from projections.errors import ProjectionError
-from projections.folds import Deltas, Key, StateUpdate, fold, keys_needed
+from projections.folds import Figures, Key, StateUpdate, Value, by_period, fold, keys_needed
 
 
 class UnknownWard(ProjectionError):
@@ -23,20 +23,22 @@ class UnknownWard(ProjectionError):
 
 async def fold_batch(
     conn: asyncpg.Connection, copy: int, records: Sequence[tuple[int, Recorded]], localities: Localities
-) -> tuple[StateUpdate, Deltas, dict[str, str]]:
-    """(state update, deltas, ward → province) for ``records``; raises FoldError / UnknownWard."""
-    state: dict[Key, bytes] = {}
+) -> tuple[StateUpdate, Figures, dict[str, str]]:
+    """(state update, changes of figures by period, ward → province) for ``records``; raises FoldError /
+    UnknownWard."""
+    state: dict[Key, Value] = {}
     asked: set[Key] = set()
     while need := keys_needed(records, state) - asked:
         state.update(await store.load_state(conn, copy, need))
         asked |= need
     update, deltas = fold(state, records)
+    figures = by_period(deltas)
     provinces: dict[str, str] = {}
-    for _, ward, _, _ in deltas:
+    for ward, _, _ in deltas:
         if ward not in provinces:
             found = localities.ward(ward)
             if found is None:
                 seq = next(s for s, r in records if r.event.locality.ward == ward)
                 raise UnknownWard(f"ward {ward} is not a 2025 ward", seq)
             provinces[ward] = found.province
-    return update, deltas, provinces
+    return update, figures, provinces

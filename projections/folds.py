@@ -2,28 +2,31 @@
 
 The same fold serves the live runner, full rebuilds and auditors' in-memory replay.
 
-State is a mapping of small keys to small msgpack-encoded values, so a runner loads only the keys a batch
-needs (``keys_needed``) and stores only those the fold wrote:
+State maps small integer keys to small values, so a runner loads only the keys a batch needs
+(``keys_needed``) and stores only those the fold wrote (encoded with ``encode_value``, keyed ``key_bytes``):
 
-- ``b"t" + tip_id`` → ``TipState``: the tip's ward, day, retracted flag, and its non-retracted assessments in
-  stream order (so that retracting the latest one falls back to the previous one);
-- ``b"e" + event_id`` → what a retractable event contributed: a ``TipLink`` for a tip's own events, or the few
-  numbers a session / pledge / mediation / weapons event added. A retraction subtracts exactly that and deletes
-  the key (the gateway lets each event be retracted at most once).
+- a tip's id (``uuid.int``) → ``TipState``: the tip's ward, day, retracted flag, and its non-retracted
+  assessments in stream order (so that retracting the latest one falls back to the previous one);
+- an event's id with ``EVENT_BIT`` set → what a retractable event contributed: a ``TipLink`` for a tip's own
+  events, or the few numbers a session / pledge / mediation / weapons event added. A retraction subtracts
+  exactly that and deletes the key (the gateway lets each event be retracted at most once).
 
-Deltas are changes of figures keyed ``(period, ward, year, metric)``; zero changes are left out.
+Deltas are changes of figures keyed ``(ward, year key, metric)``. The year key holds both kinds of year at
+once (``year_key``), so each change is counted once while folding and split into the calendar and reporting
+years only when figures are stored or read (``by_period``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, TypeAlias
 
 import msgspec
 
 from events.schema import (
+    SESSION_LEVELS,
+    SIGNERS,
     EntryRetracted,
     Event,
     MediationConcluded,
@@ -36,17 +39,23 @@ from events.schema import (
 )
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, WardMismatch
-from projections.periods import Period, years_of
+from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
 
-Key: TypeAlias = bytes
-DeltaKey: TypeAlias = tuple[Period, str, int, str]
-"""(period, ward, year, metric)"""
+Key: TypeAlias = int
+"""A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``."""
+EVENT_BIT: Final = 1 << 128
+YearKey: TypeAlias = int
+"""``calendar year * 2 + 1`` for 15–31 December (counted in the next reporting year), ``* 2`` otherwise."""
+DeltaKey: TypeAlias = tuple[str, YearKey, str]
+"""(ward, year key, metric)"""
 Deltas: TypeAlias = dict[DeltaKey, int]
-StateUpdate: TypeAlias = dict[Key, bytes | None]
-"""Keys the fold wrote: the new encoded value, or None for a deleted key."""
+PeriodKey: TypeAlias = tuple[Period, str, int, str]
+"""(period, ward, year, metric)"""
+Figures: TypeAlias = dict[PeriodKey, int]
 
-TIP_PREFIX = b"t"
-EVENT_PREFIX = b"e"
+_TIP_TAG: Final = b"t"
+_EVENT_TAG: Final = b"e"
+_ID_MASK: Final = EVENT_BIT - 1
 
 
 class TipState(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=1):
@@ -95,14 +104,12 @@ class WeaponsPart(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=6)
 
 Part: TypeAlias = SessionPart | PledgePart | MediationPart | WeaponsPart
 Value: TypeAlias = TipState | TipLink | Part
+State: TypeAlias = Mapping[Key, Value]
+StateUpdate: TypeAlias = dict[Key, Value | None]
+"""Keys the fold wrote: the new value, or None for a deleted key."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Value] = msgspec.msgpack.Decoder(Value)
-
-
-@functools.lru_cache(maxsize=8192)
-def _years_of_day(ordinal: int) -> tuple[tuple[Period, int], tuple[Period, int]]:
-    return years_of(dt.date.fromordinal(ordinal))
 
 
 def encode_value(value: Value) -> bytes:
@@ -113,54 +120,114 @@ def decode_value(data: bytes) -> Value:
     return _decoder.decode(data)
 
 
+def key_bytes(key: Key) -> bytes:
+    """The stored form of a key: ``t`` or ``e`` and the 16 bytes of the id."""
+    tag = _EVENT_TAG if key & EVENT_BIT else _TIP_TAG
+    return tag + (key & _ID_MASK).to_bytes(16, "big")
+
+
+def key_of(stored: bytes) -> Key:
+    number = int.from_bytes(stored[1:], "big")
+    return number | EVENT_BIT if stored[:1] == _EVENT_TAG else number
+
+
 def tip_key(tip_id: bytes) -> Key:
-    return TIP_PREFIX + tip_id
+    return int.from_bytes(tip_id, "big")
 
 
 def event_key(event_id: bytes) -> Key:
-    return EVENT_PREFIX + event_id
+    return int.from_bytes(event_id, "big") | EVENT_BIT
 
 
-def contribution(part: Part) -> Iterator[tuple[str, int]]:
-    """The (metric, amount) pairs a non-tip event adds to its ward-year."""
-    match part:
-        case SessionPart(level=level, attendance=attendance):
-            yield m.SESSIONS_HELD, 1
-            yield m.breakdown(m.SESSIONS_HELD, level), 1
-            yield m.SESSION_ATTENDANCE, attendance
-            yield m.breakdown(m.SESSION_ATTENDANCE, level), attendance
-        case PledgePart(signer=signer, signatures=signatures):
-            yield m.PLEDGE_SIGNATURES, signatures
-            yield m.breakdown(m.PLEDGE_SIGNATURES, signer), signatures
-        case MediationPart(successful=successful):
-            yield m.MEDIATIONS_CONCLUDED, 1
-            if successful:
-                yield m.MEDIATIONS_SUCCESSFUL, 1
-        case WeaponsPart(items=items):
-            for kind, quantity in items:
-                if kind == m.AMMUNITION:
-                    yield m.AMMUNITION_SURRENDERED, quantity
+_year_keys: dict[int, YearKey] = {}
+
+
+def year_key(ordinal: int) -> YearKey:
+    """The year key of a day (a proleptic Gregorian ordinal); memoised, days repeat a lot."""
+    found = _year_keys.get(ordinal)
+    if found is None:
+        day = dt.date.fromordinal(ordinal)
+        late = day.month == REPORTING_START_MONTH and day.day >= REPORTING_START_DAY
+        found = _year_keys[ordinal] = day.year * 2 + late
+    return found
+
+
+def years_of_key(yk: YearKey) -> tuple[tuple[Period, int], tuple[Period, int]]:
+    """(period, year) for both periods, calendar first."""
+    year = yk >> 1
+    return ((CALENDAR, year), (REPORTING, year + (yk & 1)))
+
+
+def by_period(deltas: Mapping[DeltaKey, int]) -> Figures:
+    """Deltas (or figures) split into both kinds of year, keyed (period, ward, year, metric); zeros left out."""
+    out: Figures = {}
+    for (ward, yk, metric), amount in deltas.items():
+        if amount:
+            year = yk >> 1
+            for key in ((CALENDAR, ward, year, metric), (REPORTING, ward, year + (yk & 1), metric)):
+                total = out.get(key, 0) + amount
+                if total:
+                    out[key] = total
                 else:
-                    yield m.WEAPONS_SURRENDERED, quantity
-                    yield m.breakdown(m.WEAPONS_SURRENDERED, kind), quantity
+                    del out[key]
+    return out
+
+
+_SESSION_METRICS: Final = {
+    level: (
+        m.SESSIONS_HELD,
+        m.breakdown(m.SESSIONS_HELD, level),
+        m.SESSION_ATTENDANCE,
+        m.breakdown(m.SESSION_ATTENDANCE, level),
+    )
+    for level in SESSION_LEVELS
+}
+_PLEDGE_METRICS: Final = {
+    signer: (m.PLEDGE_SIGNATURES, m.breakdown(m.PLEDGE_SIGNATURES, signer)) for signer in SIGNERS
+}
+_WEAPON_METRICS: Final = {
+    kind: (m.WEAPONS_SURRENDERED, m.breakdown(m.WEAPONS_SURRENDERED, kind)) for kind in m.WEAPON_KINDS_COUNTED
+}
+
+
+def contribution(part: Part) -> list[tuple[str, int]]:
+    """The (metric, amount) pairs a non-tip event adds to its ward-year."""
+    if isinstance(part, SessionPart):
+        held, held_by, attended, attended_by = _SESSION_METRICS[part.level]
+        n = part.attendance
+        return [(held, 1), (held_by, 1), (attended, n), (attended_by, n)]
+    if isinstance(part, PledgePart):
+        signed, signed_by = _PLEDGE_METRICS[part.signer]
+        return [(signed, part.signatures), (signed_by, part.signatures)]
+    if isinstance(part, MediationPart):
+        if part.successful:
+            return [(m.MEDIATIONS_CONCLUDED, 1), (m.MEDIATIONS_SUCCESSFUL, 1)]
+        return [(m.MEDIATIONS_CONCLUDED, 1)]
+    out: list[tuple[str, int]] = []
+    for kind, quantity in part.items:
+        if kind == m.AMMUNITION:
+            out.append((m.AMMUNITION_SURRENDERED, quantity))
+        else:
+            total, of_kind = _WEAPON_METRICS[kind]
+            out += ((total, quantity), (of_kind, quantity))
+    return out
 
 
 def part_of(event: Event) -> Part | None:
     """The compact record of what a session / pledge / mediation / weapons event contributes."""
     ward, day = event.locality.ward, event.occurred_on.toordinal()
-    match event:
-        case SessionHeld(level=level, attendance=attendance):
-            return SessionPart(ward=ward, day=day, level=level, attendance=attendance)
-        case PledgeSigned(signer=signer, signatures=signatures):
-            return PledgePart(ward=ward, day=day, signer=signer, signatures=signatures)
-        case MediationConcluded(outcome=outcome):
-            return MediationPart(ward=ward, day=day, successful=outcome == "successful")
-        case WeaponsSurrendered(items=items):
-            return WeaponsPart(ward=ward, day=day, items=tuple((i.kind, i.quantity) for i in items))
+    if isinstance(event, SessionHeld):
+        return SessionPart(ward=ward, day=day, level=event.level, attendance=event.attendance)
+    if isinstance(event, PledgeSigned):
+        return PledgePart(ward=ward, day=day, signer=event.signer, signatures=event.signatures)
+    if isinstance(event, MediationConcluded):
+        return MediationPart(ward=ward, day=day, successful=event.outcome == "successful")
+    if isinstance(event, WeaponsSurrendered):
+        return WeaponsPart(ward=ward, day=day, items=tuple((i.kind, i.quantity) for i in event.items))
     return None
 
 
-def keys_needed(events: Iterable[tuple[int, Recorded]], state: Mapping[Key, bytes]) -> set[Key]:
+def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
     """Keys the fold may read for these events, given the state loaded so far.
 
     A retraction of a tip's event needs the tip too, which is known only once the event's key is loaded:
@@ -170,138 +237,163 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: Mapping[Key, byte
     for _, recorded in events:
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
-            keys.add(tip_key(event.tip_id.bytes))
+            keys.add(event.tip_id.int)
         elif isinstance(event, EntryRetracted):
-            target = event_key(event.target_event_id.bytes)
+            target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
-            raw = state.get(target)
-            if raw is not None:
-                value = decode_value(raw)
-                if isinstance(value, TipLink):
-                    keys.add(tip_key(value.tip))
+            value = state.get(target)
+            if isinstance(value, TipLink):
+                keys.add(tip_key(value.tip))
     return keys
 
 
-class _Folder:
-    """Applies events one by one over an overlay of the given state; the input is never mutated."""
+_ABSENT: Final = object()
 
-    def __init__(self, state: Mapping[Key, bytes]) -> None:
+
+class _Folder:
+    """Applies events one by one. Reads ``written`` first, then ``state``; writes go to ``written``."""
+
+    def __init__(self, state: State, written: dict[Key, Value | None], deltas: Deltas) -> None:
         self._state = state
-        self._written: dict[Key, Value | None] = {}
-        self.deltas: Deltas = {}
+        self._written = written
+        self.deltas = deltas
+        self._apply: dict[type, Callable[[int, Event], None]] = {
+            TipReceived: self._tip_received,
+            TipAssessed: self._tip_assessed,
+            EntryRetracted: self._retracted,
+            SessionHeld: self._part,
+            PledgeSigned: self._part,
+            MediationConcluded: self._part,
+            WeaponsSurrendered: self._part,
+        }
+
+    def run(self, events: Iterable[tuple[int, Recorded]]) -> None:
+        apply = self._apply
+        for seq, recorded in events:
+            event = recorded.event
+            apply[type(event)](seq, event)
 
     def get(self, key: Key) -> Value | None:
-        if key in self._written:
-            return self._written[key]
-        raw = self._state.get(key)
-        return None if raw is None else decode_value(raw)
+        found = self._written.get(key, _ABSENT)
+        if found is _ABSENT:
+            return self._state.get(key)
+        return found  # type: ignore[return-value]
 
-    def put(self, key: Key, value: Value | None) -> None:
-        self._written[key] = value
-
-    def add(self, ward: str, ordinal: int, metric: str, amount: int) -> None:
+    def add(self, ward: str, yk: YearKey, metric: str, amount: int) -> None:
         deltas = self.deltas
-        for period, year in _years_of_day(ordinal):
-            k = (period, ward, year, metric)
-            deltas[k] = deltas.get(k, 0) + amount
+        k = (ward, yk, metric)
+        deltas[k] = deltas.get(k, 0) + amount
 
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution."""
-        for metric, old, new in (
-            (m.TIPS_RECEIVED, before is not None and not before.retracted, not after.retracted),
-            (m.TIPS_VALUABLE, before is not None and before.valuable, after.valuable),
-        ):
-            if old != new:
-                self.add(after.ward, after.day, metric, int(new) - int(old))
-        self.put(key, after)
+        yk = year_key(after.day)
+        was_counted = before is not None and not before.retracted
+        if was_counted != (not after.retracted):
+            self.add(after.ward, yk, m.TIPS_RECEIVED, 1 if was_counted is False else -1)
+        was_valuable = before is not None and before.valuable
+        if was_valuable != after.valuable:
+            self.add(after.ward, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
+        self._written[key] = after
 
-    def update(self) -> StateUpdate:
-        return {k: None if v is None else encode_value(v) for k, v in self._written.items()}
+    def _tip_received(self, seq: int, event: Event) -> None:
+        assert isinstance(event, TipReceived)
+        key = event.tip_id.int
+        if self.get(key) is not None:
+            raise DuplicateEntity(
+                f"tip {event.tip_id} was already received", seq=seq, event_id=event.event_id
+            )
+        tip = TipState(
+            ward=event.locality.ward, day=event.occurred_on.toordinal(), retracted=False, assessments=()
+        )
+        self.set_tip(key, None, tip)
+        self._written[event.event_id.int | EVENT_BIT] = TipLink(tip=event.tip_id.bytes, assessment=False)
 
-    def apply(self, seq: int, event: Event) -> None:
-        eid = event.event_id  # turned into text only for an error
-        match event:
-            case TipReceived(tip_id=tip_id):
-                key = tip_key(tip_id.bytes)
-                if self.get(key) is not None:
-                    raise DuplicateEntity(f"tip {tip_id} was already received", seq=seq, event_id=eid)
-                tip = TipState(
-                    ward=event.locality.ward,
-                    day=event.occurred_on.toordinal(),
-                    retracted=False,
-                    assessments=(),
-                )
-                self.set_tip(key, None, tip)
-                self.put(event_key(event.event_id.bytes), TipLink(tip=tip_id.bytes, assessment=False))
-            case TipAssessed(tip_id=tip_id, valuable=valuable):
-                key = tip_key(tip_id.bytes)
-                tip = self._tip(key, seq, eid, f"tip {tip_id} is unknown")
-                if tip.ward != event.locality.ward:
-                    raise WardMismatch(f"tip {tip_id} is in ward {tip.ward}", seq=seq, event_id=eid)
-                assessed = (*tip.assessments, (event.event_id.bytes, valuable))
-                self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))
-                self.put(event_key(event.event_id.bytes), TipLink(tip=tip_id.bytes, assessment=True))
-            case EntryRetracted(target_event_id=target):
-                self._retract(seq, event, target.bytes)
-            case _:
-                part = part_of(event)
-                assert part is not None
-                for metric, amount in contribution(part):
-                    self.add(part.ward, part.day, metric, amount)
-                self.put(event_key(event.event_id.bytes), part)
+    def _tip_assessed(self, seq: int, event: Event) -> None:
+        assert isinstance(event, TipAssessed)
+        key = event.tip_id.int
+        tip = self._tip(key, seq, event, f"tip {event.tip_id} is unknown")
+        if tip.ward != event.locality.ward:
+            raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
+        assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
+        self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))
+        self._written[event.event_id.int | EVENT_BIT] = TipLink(tip=event.tip_id.bytes, assessment=True)
 
-    def _tip(self, key: Key, seq: int, eid: object, message: str) -> TipState:
+    def _part(self, seq: int, event: Event) -> None:
+        part = part_of(event)
+        assert part is not None
+        yk = year_key(part.day)
+        deltas = self.deltas
+        ward = part.ward
+        for metric, amount in contribution(part):
+            k = (ward, yk, metric)
+            deltas[k] = deltas.get(k, 0) + amount
+        self._written[event.event_id.int | EVENT_BIT] = part
+
+    def _tip(self, key: Key, seq: int, event: Event, message: str) -> TipState:
         tip = self.get(key)
         if not isinstance(tip, TipState):
-            raise UnknownTip(message, seq=seq, event_id=eid)
+            raise UnknownTip(message, seq=seq, event_id=event.event_id)
         return tip
 
-    def _retract(self, seq: int, event: EntryRetracted, target: bytes) -> None:
-        eid = event.event_id  # turned into text only for an error
-        tkey = event_key(target)
+    def _retracted(self, seq: int, event: Event) -> None:
+        assert isinstance(event, EntryRetracted)
+        target = event.target_event_id
+        tkey = target.int | EVENT_BIT
         value = self.get(tkey)
         if value is None or isinstance(value, TipState):
             raise UnknownTarget(
-                f"no retractable event {event.target_event_id} (unknown or already retracted)",
+                f"no retractable event {target} (unknown or already retracted)",
                 seq=seq,
-                event_id=eid,
+                event_id=event.event_id,
             )
-        ward = value.ward if not isinstance(value, TipLink) else None
         if isinstance(value, TipLink):
             key = tip_key(value.tip)
-            tip = self._tip(key, seq, eid, "the retracted entry's tip is unknown")
-            ward = tip.ward
+            tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
+            if tip.ward != event.locality.ward:
+                raise WardMismatch(
+                    f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
+                )
             if value.assessment:
-                kept = tuple(a for a in tip.assessments if a[0] != target)
+                kept = tuple(a for a in tip.assessments if a[0] != target.bytes)
                 after = msgspec.structs.replace(tip, assessments=kept)
             else:
                 after = msgspec.structs.replace(tip, retracted=True)
-            if ward != event.locality.ward:
-                raise WardMismatch(f"the retracted entry is in ward {ward}", seq=seq, event_id=eid)
             self.set_tip(key, tip, after)
         else:
-            if ward != event.locality.ward:
-                raise WardMismatch(f"the retracted entry is in ward {ward}", seq=seq, event_id=eid)
+            if value.ward != event.locality.ward:
+                raise WardMismatch(
+                    f"the retracted entry is in ward {value.ward}", seq=seq, event_id=event.event_id
+                )
+            yk = year_key(value.day)
             for metric, amount in contribution(value):
-                self.add(value.ward, value.day, metric, -amount)
-        self.put(tkey, None)
+                self.add(value.ward, yk, metric, -amount)
+        self._written[tkey] = None
 
 
-def fold(state: Mapping[Key, bytes], events: Iterable[tuple[int, Recorded]]) -> tuple[StateUpdate, Deltas]:
-    """Fold events (stream sequence, record) in order over ``state``.
+def fold(state: State, events: Iterable[tuple[int, Recorded]]) -> tuple[StateUpdate, Deltas]:
+    """Fold events (stream sequence, record) in order over ``state``; neither input is changed.
 
-    Returns the state update (the keys written: new encoded value or None = delete; the new state is
-    ``state`` overlaid with it) and the non-zero changes of figures. Raises a ``FoldError`` for an event that
-    cannot apply; nothing of the batch should then be stored.
+    Returns the state update (the keys written: new value or None = delete; the new state is ``state``
+    overlaid with it) and the non-zero changes of figures. Raises a ``FoldError`` for an event that cannot
+    apply; nothing of the batch should then be stored.
     """
-    folder = _Folder(state)
-    for seq, recorded in events:
-        folder.apply(seq, recorded.event)
-    return folder.update(), {k: v for k, v in folder.deltas.items() if v != 0}
+    update: StateUpdate = {}
+    deltas: Deltas = {}
+    _Folder(state, update, deltas).run(events)
+    return update, {k: v for k, v in deltas.items() if v}
 
 
-def apply_update(state: dict[Key, bytes], update: StateUpdate) -> None:
-    """Overlay a state update on an in-memory state (for replays held entirely in memory)."""
+def fold_into(state: dict[Key, Value | None], totals: Deltas, events: Iterable[tuple[int, Recorded]]) -> None:
+    """The same fold, writing straight into a state and running totals held whole in memory (replays).
+
+    A retracted entry's key is left with None. On a ``FoldError`` both may hold part of the batch: a replay
+    stops there.
+    """
+    _Folder({}, state, totals).run(events)
+
+
+def apply_update(state: dict[Key, Value], update: StateUpdate) -> None:
+    """Overlay a state update on an in-memory state."""
     for key, value in update.items():
         if value is None:
             state.pop(key, None)

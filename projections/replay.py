@@ -10,31 +10,33 @@ from collections.abc import Iterable
 
 from events.schema import Recorded
 from projections import metrics as m
-from projections.folds import DeltaKey, Key, apply_update, fold
+from projections.folds import Deltas, Figures, Key, Value, by_period, fold_into
 from projections.periods import Period
 
 
 class InMemoryReplay:
     def __init__(self) -> None:
-        self._state: dict[Key, bytes] = {}
-        self.figures: dict[DeltaKey, int] = {}
+        self._state: dict[Key, Value | None] = {}
+        self._totals: Deltas = {}
+        self._figures: Figures | None = None
         self.last_seq = 0
         self.events = 0
 
     def feed(self, events: Iterable[tuple[int, Recorded]]) -> None:
-        batch = list(events)
+        batch = events if isinstance(events, list) else list(events)
         if not batch:
             return
-        update, deltas = fold(self._state, batch)
-        apply_update(self._state, update)
-        for key, amount in deltas.items():
-            value = self.figures.get(key, 0) + amount
-            if value:
-                self.figures[key] = value
-            else:
-                self.figures.pop(key, None)
+        self._figures = None
+        fold_into(self._state, self._totals, batch)
         self.last_seq = batch[-1][0]
         self.events += len(batch)
+
+    @property
+    def figures(self) -> Figures:
+        """Every non-zero figure, keyed (period, ward, year, metric)."""
+        if self._figures is None:
+            self._figures = by_period(self._totals)
+        return self._figures
 
     def metrics(self, *, wards: Iterable[str] | None, year: int, period: Period) -> dict[str, int]:
         """The sum over ``wards`` (None: every ward) for one year, shaped like a query reply's metrics."""

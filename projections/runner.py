@@ -40,7 +40,7 @@ from infra.streams import EVENTS
 from projections import copies, store
 from projections.batch import UnknownWard, fold_batch
 from projections.errors import FoldError, ProjectionError
-from projections.folds import Deltas, StateUpdate
+from projections.folds import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
 from projections.publisher import UpdatePublisher
 
@@ -253,7 +253,7 @@ class StatsRunner:
 
     async def _fold(
         self, conn: asyncpg.Connection, records: Sequence[tuple[int, Recorded]]
-    ) -> tuple[StateUpdate, Deltas, dict[str, str]]:
+    ) -> tuple[StateUpdate, Figures, dict[str, str]]:
         return await fold_batch(conn, self.copy, records, self._localities)
 
     async def _commit(
@@ -261,7 +261,7 @@ class StatsRunner:
         conn: asyncpg.Connection,
         to_seq: int,
         update: StateUpdate,
-        deltas: Deltas,
+        deltas: Figures,
         provinces: dict[str, str],
     ) -> None:
         await self._at("before_commit", to_seq)

@@ -14,7 +14,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from projections.folds import Deltas, Key, StateUpdate
+from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
 from projections.metrics import FOLD_VERSION, complete
 from projections.periods import CALENDAR, PERIODS, Period
 
@@ -112,13 +112,15 @@ async def read_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME)
     return Checkpoint(copy=copy, seq=row["seq"], fold_version=row["fold_version"], halted=row["halted"])
 
 
-async def load_state(conn: asyncpg.Connection, copy: int, keys: Collection[Key]) -> dict[Key, bytes]:
+async def load_state(conn: asyncpg.Connection, copy: int, keys: Collection[Key]) -> dict[Key, Value]:
     if not keys:
         return {}
     rows = await conn.fetch(
-        "SELECT key, value FROM stats_fold_state WHERE copy = $1 AND key = ANY($2::bytea[])", copy, list(keys)
+        "SELECT key, value FROM stats_fold_state WHERE copy = $1 AND key = ANY($2::bytea[])",
+        copy,
+        [key_bytes(k) for k in keys],
     )
-    return {bytes(r["key"]): bytes(r["value"]) for r in rows}
+    return {key_of(r["key"]): decode_value(r["value"]) for r in rows}
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -126,7 +128,7 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 async def _apply_deltas(
-    conn: asyncpg.Connection, copy: int, deltas: Deltas, provinces: Mapping[str, str]
+    conn: asyncpg.Connection, copy: int, deltas: Figures, provinces: Mapping[str, str]
 ) -> None:
     if not deltas:
         return
@@ -147,8 +149,8 @@ async def _apply_deltas(
 
 
 async def _save_state(conn: asyncpg.Connection, copy: int, update: StateUpdate) -> None:
-    upserts = sorted((k, v) for k, v in update.items() if v is not None)
-    deletes = sorted(k for k, v in update.items() if v is None)
+    upserts = sorted((key_bytes(k), encode_value(v)) for k, v in update.items() if v is not None)
+    deletes = sorted(key_bytes(k) for k, v in update.items() if v is None)
     if upserts:
         await conn.execute(
             """INSERT INTO stats_fold_state AS f (copy, key, value)
@@ -165,7 +167,7 @@ async def _save_state(conn: asyncpg.Connection, copy: int, update: StateUpdate) 
 
 
 async def _write_outbox(
-    conn: asyncpg.Connection, copy: int, seq: int, deltas: Deltas, provinces: Mapping[str, str]
+    conn: asyncpg.Connection, copy: int, seq: int, deltas: Figures, provinces: Mapping[str, str]
 ) -> list[OutboxRow]:
     changed = sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
     if not changed:
@@ -212,7 +214,7 @@ async def write_updates(
     conn: asyncpg.Connection, copy: int, seq: int, ward_years: Mapping[tuple[str, int], str]
 ) -> list[OutboxRow]:
     """Outbox rows with the current figures of the given (ward, year) → province, as of ``seq``."""
-    deltas: Deltas = {(CALENDAR, ward, year, "_"): 1 for ward, year in ward_years}
+    deltas: Figures = {(CALENDAR, ward, year, "_"): 1 for ward, year in ward_years}
     return await _write_outbox(conn, copy, seq, deltas, {ward: p for (ward, _), p in ward_years.items()})
 
 
@@ -223,7 +225,7 @@ async def commit_batch(
     from_seq: int,
     to_seq: int,
     update: StateUpdate,
-    deltas: Deltas,
+    deltas: Figures,
     provinces: Mapping[str, str],
     outbox: bool,
     name: str = NAME,

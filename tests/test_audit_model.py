@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from events.schema import EntryRetracted, Event, TipAssessed, TipReceived
 from projections.asof import OccurredOnOrBefore
-from projections.folds import Key, apply_update, fold
+from projections.folds import Key, Value, apply_update, by_period, fold
 from projections.replay import InMemoryReplay
 from tests.test_fold_model import DAYS, histories, recorded, reference
 
@@ -31,14 +31,14 @@ def test_replay_cut_at_a_checkpoint_equals_the_live_figures_then(data: st.DataOb
     records = recorded(events)
     cuts = data.draw(split_points(len(records)))
     # the live projection: batch by batch, the figures it had at each checkpoint
-    state: dict[Key, bytes] = {}
+    state: dict[Key, Value] = {}
     live: dict[tuple[str, str, int, str], int] = {}
     at_checkpoint: dict[int, dict[tuple[str, str, int, str], int]] = {}
     start = 0
     for cut in cuts:
         update, deltas = fold(state, records[start:cut])
         apply_update(state, update)
-        for key, amount in deltas.items():
+        for key, amount in by_period(deltas).items():
             live[key] = live.get(key, 0) + amount
         at_checkpoint[cut] = {k: v for k, v in live.items() if v}
         start = cut

@@ -20,21 +20,23 @@ from projections.periods import reporting_range, reporting_year
 from tests.test_fold_model import Figures, _assess, _retract, _tip, histories, recorded, reference
 
 
-def fold_all(events: list[tuple[int, Recorded]], cuts: list[int]) -> tuple[dict[bytes, bytes], Figures]:
+def fold_all(
+    events: list[tuple[int, Recorded]], cuts: list[int]
+) -> tuple[dict[folds.Key, folds.Value], Figures]:
     """Fold in batches split at ``cuts``, as a runner would: each batch sees only the keys it asks for."""
-    state: dict[bytes, bytes] = {}
+    state: dict[folds.Key, folds.Value] = {}
     totals: Counter[tuple[str, str, int, str]] = Counter()
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         batch = events[lo:hi]
-        view: dict[bytes, bytes] = {}
-        asked: set[bytes] = set()
+        view: dict[folds.Key, folds.Value] = {}
+        asked: set[folds.Key] = set()
         while need := folds.keys_needed(batch, view) - asked:
             view.update({k: state[k] for k in need if k in state})
             asked |= need
         update, deltas = folds.fold(view, batch)
         folds.apply_update(state, update)
-        totals.update(deltas)
+        totals.update(folds.by_period(deltas))
     return state, {k: v for k, v in totals.items() if v}
 
 
@@ -51,15 +53,22 @@ def test_fold_equals_reference_whatever_the_batches(events: list[folds.Event], c
 
 def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
     tip = _tip()
-    state: dict[bytes, bytes] = {}
+    state: dict[folds.Key, folds.Value] = {}
     update, deltas = folds.fold(state, recorded([tip]))
     assert state == {}
     folds.apply_update(state, update)
     snapshot = dict(state)
     update2, deltas2 = folds.fold(state, [(2, Recorded(office="x", event=_retract(tip)))])
     assert state == snapshot
-    assert deltas == {k: 1 for k in deltas2} and all(v == -1 for v in deltas2.values()) and len(deltas2) == 2
+    assert (
+        deltas == {k: 1 for k in deltas2}
+        and all(v == -1 for v in deltas2.values())
+        and len(folds.by_period(deltas2)) == 2
+    )
     assert update2[folds.event_key(tip.event_id.bytes)] is None
+    assert folds.key_of(folds.key_bytes(folds.event_key(tip.event_id.bytes))) == folds.event_key(
+        tip.event_id.bytes
+    )
     _, nothing = folds.fold(state, [(2, Recorded(office="x", event=_assess(tip, False)))])
     assert nothing == {}  # a tip never assessed valuable: the 'not valuable' assessment changes no figure
 
@@ -98,5 +107,5 @@ def test_reporting_year_runs_from_15_december() -> None:
 def test_state_values_are_small() -> None:
     tip = _tip()
     update, _ = folds.fold({}, recorded([tip, _assess(tip, True), _assess(tip, False)]))
-    assert all(v is not None and len(v) < 80 for v in update.values())
-    assert len(folds.tip_key(uuid.uuid4().bytes)) == 17
+    assert all(v is not None and len(folds.encode_value(v)) < 80 for v in update.values())
+    assert len(folds.key_bytes(folds.tip_key(uuid.uuid4().bytes))) == 17
