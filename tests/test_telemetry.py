@@ -1,5 +1,5 @@
-"""Prometheus metrics of the projection: a halt is visible as ``antq_projection_halted 1``, in the registry, over
-HTTP, and from ``python -m projections`` started with ``ANTQ_METRICS_PORT``."""
+"""Prometheus metrics: a halt of the projection is visible as ``antq_projection_halted 1``, in the registry, over
+HTTP, and from ``python -m projections`` started with ``ANTQ_METRICS_PORT``; the gateway counts its answers."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ from projections.metrics import FOLD_VERSION
 from projections.runner import RunnerConfig, StatsRunner
 from projections.service import Projector
 from projections.telemetry import Exporter, ProjectionCollector, projection_registry
+from services.client import OfficeClient
+from services.gateway.app import Gateway
+from services.gateway.telemetry import gateway_registry
 from tests import factories as f
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_until_answering
 from tests.servers import wait_for
 from tests.test_projection import as_event, checkpoint, local, publish_events
 
@@ -223,3 +226,86 @@ def test_metrics_port_comes_from_the_environment() -> None:
     assert Settings.from_env({"ANTQ_METRICS_PORT": "9464"}).metrics_port == 9464
     assert Settings.from_env({}).metrics_port is None
     assert Settings.from_env({"ANTQ_METRICS_PORT": ""}).metrics_port is None
+
+
+def gateway_samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """(sample name, code label or "") -> value."""
+    return {
+        (s.name, s.labels.get("code", "")): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_the_gateway_counts_accepted_duplicate_and_rejected_per_code(
+    gateway: Gateway, office: OfficeClient, localities: Localities
+) -> None:
+    registry = gateway_registry(gateway.counters)
+    before = gateway_samples(registry)  # the fixture's readiness probes were answered already
+    first = [f.session(), f.pledge(), f.tip()]
+    assert all(r.ok for r in await office.submit(first))
+    results = await office.submit(
+        [
+            first[0],  # resent: a duplicate
+            f.session(ward="99999"),  # unknown_locality
+            f.session(attendance=20_000_000),  # invalid
+            f.session(ward=localities.wards_of("24")[0]),  # Bắc Ninh: out of Cao Bằng's jurisdiction
+        ]
+    )
+    assert [r.duplicate if r.ok else r.error and r.error.code for r in results] == [
+        True,
+        "unknown_locality",
+        "invalid",
+        "out_of_jurisdiction",
+    ]
+    after = gateway_samples(registry)
+    delta = {key: value - before.get(key, 0) for key, value in after.items()}
+    assert {key: value for key, value in delta.items() if value} == {
+        ("antq_gateway_requests_total", ""): 2,
+        ("antq_gateway_events_accepted_total", ""): 3,
+        ("antq_gateway_events_duplicate_total", ""): 1,
+        ("antq_gateway_events_rejected_total", "unknown_locality"): 1,
+        ("antq_gateway_events_rejected_total", "invalid"): 1,
+        ("antq_gateway_events_rejected_total", "out_of_jurisdiction"): 1,
+    }
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(90)
+async def test_python_m_services_gateway_serves_metrics_on_antq_metrics_port(
+    stack: Stack, offices_file: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ANTQ_NATS_URL": stack.servers.nats_url,
+        "ANTQ_DATABASE_URL": stack.database_url,
+        "ANTQ_OFFICES": str(offices_file),
+        "ANTQ_METRICS_PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.gateway", cwd=ROOT, env=env)
+    try:
+        await wait_until_answering(stack.nc, "antq.intake._probe")
+        office = OfficeClient(stack.nc, "ca-cao-bang", timeout=20)
+        assert (await office.submit_one(f.session())).ok
+
+        async def counted() -> dict[str, float] | None:
+            assert proc.returncode is None, "python -m services.gateway exited"
+            try:
+                text = await fetch_metrics(port)
+            except (urllib.error.URLError, ConnectionError):
+                return None
+            page = {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
+            return page if page.get("antq_gateway_events_accepted_total") == 1 else None
+
+        page = await wait_for(counted, timeout=30, what="/metrics to count the accepted event")
+        assert page["antq_gateway_events_duplicate_total"] == 0
+        assert "process_resident_memory_bytes" in page or sys.platform != "linux"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+    assert code == 0

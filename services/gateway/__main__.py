@@ -1,4 +1,7 @@
-"""Run one gateway copy: ``python -m services.gateway [--offices FILE]`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL)."""
+"""Run one gateway copy: ``python -m services.gateway [--offices FILE]`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL).
+
+With ``ANTQ_METRICS_PORT`` (or ``--metrics-port``) its Prometheus metrics are served on ``/metrics``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,13 @@ import logging
 import math
 from pathlib import Path
 
+from prometheus_client import ProcessCollector
+
 from infra.settings import Settings
 from infra.streams import StreamLimits
+from projections.telemetry import Exporter
 from services.gateway.app import Gateway, GatewayConfig
+from services.gateway.telemetry import gateway_registry
 
 
 def main() -> None:
@@ -19,6 +26,7 @@ def main() -> None:
     parser.add_argument("--nats-url", default=settings.nats_url)
     parser.add_argument("--database-url", default=settings.database_url)
     parser.add_argument("--offices", type=Path, default=settings.offices_path)
+    parser.add_argument("--metrics-port", type=int, default=settings.metrics_port)
     args = parser.parse_args()
     if not (args.nats_url and args.database_url and args.offices):
         parser.error(
@@ -34,7 +42,18 @@ def main() -> None:
         limits=StreamLimits(dedup_window_s=settings.dedup_window_s),
         ack_timeout_s=settings.ack_timeout_s,
     )
-    asyncio.run(Gateway(config).app.run())
+    gateway = Gateway(config)
+    exporter = None
+    if args.metrics_port is not None:
+        registry = gateway_registry(gateway.counters)
+        ProcessCollector(registry=registry)
+        exporter = Exporter(registry, args.metrics_port)
+        logging.getLogger("antq.gateway").info("Prometheus metrics on port %d at /metrics", exporter.port)
+    try:
+        asyncio.run(gateway.app.run())
+    finally:
+        if exporter is not None:
+            exporter.close()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from infra.streams import StreamLimits, ensure_streams
 from services.gateway.catch_up import catch_up
 from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
-from services.gateway.pipeline import Clock, IntakePipeline, utc_now
+from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
 
 log = logging.getLogger("antq.gateway")
@@ -64,6 +64,8 @@ class Gateway:
         self._pool: asyncpg.Pool | None = None
         self._pipeline: IntakePipeline | None = None
         self._catching_up: asyncio.Task[None] | None = None
+        self.counters = IntakeCounters()
+        """Answers of this copy (``services/gateway/telemetry.py`` exports them)."""
         broker = NatsBroker(config.nats_url, logger=None)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
         broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
@@ -81,7 +83,7 @@ class Gateway:
         self._catching_up = asyncio.create_task(self._keep_caught_up(js, index))
         publisher = IntakePublisher(self._nc, ack_timeout=self._config.ack_timeout_s)
         self._pipeline = IntakePipeline(
-            js, publisher, index, self._localities, self._offices, self._config.clock
+            js, publisher, index, self._localities, self._offices, self._config.clock, self.counters
         )
 
     async def _keep_caught_up(self, js: JetStreamContext, index: EventIndex) -> None:
@@ -94,7 +96,9 @@ class Gateway:
 
     async def _intake(self, msg: NatsMessage) -> bytes:
         if self._pipeline is None:
-            return encode(refused("unavailable", "the gateway is starting; retry"))
+            result = refused("unavailable", "the gateway is starting; retry")
+            self.counters.record([result])
+            return encode(result)
         return await self._pipeline.handle(office_of_intake(msg.raw_message.subject), msg.body)
 
     async def _close(self) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -121,6 +121,29 @@ class _Batch:
     inflight_keys: set[str] = field(default_factory=set)
 
 
+@dataclass
+class IntakeCounters:
+    """Answers given, per event (read at scrape time by ``services/gateway/telemetry.py``)."""
+
+    requests: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Per error code."""
+
+    def record(self, results: Sequence[IntakeResult]) -> None:
+        self.requests += 1
+        for result in results:
+            if result.ok:
+                if result.duplicate:
+                    self.duplicate += 1
+                else:
+                    self.accepted += 1
+            else:
+                code = result.error.code if result.error is not None else "unknown"
+                self.rejected[code] = self.rejected.get(code, 0) + 1
+
+
 class IntakePipeline:
     def __init__(
         self,
@@ -130,6 +153,7 @@ class IntakePipeline:
         localities: Localities,
         offices: OfficeRegistry,
         clock: Clock = utc_now,
+        counters: IntakeCounters | None = None,
     ) -> None:
         self._js = js
         self._publisher = publisher
@@ -137,6 +161,7 @@ class IntakePipeline:
         self._localities = localities
         self._offices = offices
         self._clock = clock
+        self.counters = counters if counters is not None else IntakeCounters()
 
     async def handle(self, office_id: str | None, body: bytes) -> bytes:
         """Answer one intake request; never raises (a request that raises would get no reply)."""
@@ -145,6 +170,7 @@ class IntakePipeline:
         except Exception:
             log.exception("intake failed")
             results, is_array = self._failed(body)
+        self.counters.record(results)
         return encode(results if is_array else results[0])
 
     @staticmethod
