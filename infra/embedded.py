@@ -60,6 +60,7 @@ class EmbeddedNats:
     store_dir: Path
     port: int = 0
     sync_always: bool = True
+    auth_conf: Path | None = None  # an authorization include (``antq auth generate``); None: no auth
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -75,6 +76,8 @@ class EmbeddedNats:
             f'listen: "127.0.0.1:{self.port}"\n'
             f"max_payload: 4MB\n"
             f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"\n{sync}}}\n'
+            # nats-server resolves an include relative to the including file's folder
+            + (f'include "{os.path.relpath(self.auth_conf, self.store_dir)}"\n' if self.auth_conf else "")
         )
         log = self.store_dir / "nats.log"
         with log.open("ab") as out:

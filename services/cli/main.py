@@ -25,6 +25,7 @@ app.add_typer(db, name="db")
 app.add_typer(audit, name="audit")
 projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from the log.")
 app.add_typer(projections_cli, name="projections")
+app.add_typer(__import__("services.cli.auth_cmd", fromlist=["auth"]).auth, name="auth")
 console = Console()
 err = Console(stderr=True)
 
