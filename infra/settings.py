@@ -14,7 +14,8 @@ DAY = 86_400.0
 class Settings:
     nats_url: str | None = None
     nats_creds: Path | None = None
-    nats_nkey_seed_file: Path | None = None  # an nkey user's seed (ANTQ_NATS_NKEY_SEED_FILE; antq auth generate)
+    # the seed file of an nkey user (ANTQ_NATS_NKEY_SEED_FILE; written by `antq auth generate`)
+    nats_nkey_seed_file: Path | None = None
     database_url: str | None = None
     offices_path: Path | None = None
     data_dir: Path | None = None
