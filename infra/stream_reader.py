@@ -6,21 +6,21 @@ stop sequence), so a reader of a live stream always terminates.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
 
+from infra.pull import BatchPuller, PullError
 
-@dataclass(frozen=True, slots=True)
-class StoredMsg:
+
+class StoredMsg(NamedTuple):
+    """One stored message (a tuple: read loops build hundreds of thousands of them)."""
+
     seq: int
     subject: str
     data: bytes
@@ -53,54 +53,20 @@ class StreamReadError(Exception):
     """The server stopped answering before the requested range was read: the read is incomplete."""
 
 
-class _Puller:
-    """Pull requests for whole batches on one inbox; messages are collected by a plain callback.
+async def _forget(js: JetStreamContext, stream: str, consumer: str) -> None:
+    """Delete an ephemeral consumer without waiting for the answer: it would expire by itself anyway, and a
+    read-only identity (an auditor) may not delete consumers at all."""
+    with contextlib.suppress(Exception):
+        await js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}", b"")
 
-    Cheaper per message than nats-py's ``fetch`` (which awaits each message with its own timer), and the next
-    batch is requested before the current one is handed out, so the server sends while we fold.
-    """
 
-    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
-        self._nc = nc
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
-        self._queue: asyncio.Queue[list[Msg]] = asyncio.Queue()
-        self._buf: list[Msg] = []
-        self._want = 0
+class Columns(NamedTuple):
+    """A batch as parallel lists: what a replay needs, without an object per message."""
 
-    async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-
-    async def request(self, batch: int) -> None:
-        self._want = batch
-        body = b'{"batch":%d,"no_wait":true}' % batch
-        await self._nc.publish(self._next, body, reply=self._inbox)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        if msg.headers and msg.headers.get("Status"):  # 404 no more messages now, 408 expired, 409 gone
-            self._hand_out()
-            return
-        self._buf.append(msg)
-        if len(self._buf) >= self._want:
-            self._hand_out()
-
-    def _hand_out(self) -> None:
-        batch, self._buf, self._want = self._buf, [], 0
-        self._queue.put_nowait(batch)
-
-    async def batch(self, timeout: float) -> list[Msg]:
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            raise StreamReadError(f"no answer from the server within {timeout}s") from None
+    seqs: list[int]
+    bodies: list[bytes]
+    stamps: list[int]
+    msgs: list[Msg]
 
 
 async def read_stream(
@@ -117,6 +83,27 @@ async def read_stream(
 
     Raises ``StreamReadError`` rather than ending early when the server stops answering.
     """
+    async for cols in read_columns(
+        js, stream, start_seq=start_seq, stop_seq=stop_seq, subject=subject, batch=batch, timeout=timeout
+    ):
+        yield [
+            StoredMsg(seq, msg.subject, body, ts, msg.headers)
+            for seq, body, ts, msg in zip(cols.seqs, cols.bodies, cols.stamps, cols.msgs, strict=True)
+        ]
+
+
+async def read_columns(
+    js: JetStreamContext,
+    stream: str,
+    *,
+    start_seq: int = 1,
+    stop_seq: int | None = None,
+    subject: str | None = None,
+    batch: int = 1000,
+    timeout: float = 10.0,
+    depth: int = 2,
+) -> AsyncIterator[Columns]:
+    """``read_stream`` as columns; ``depth`` pull requests are kept in flight."""
     stop = stop_seq if stop_seq is not None else await last_sequence(js, stream)
     if stop < start_seq:
         return
@@ -129,40 +116,50 @@ async def read_stream(
             replay_policy=ReplayPolicy.INSTANT,
             inactive_threshold=30.0,
             filter_subject=subject,
-            max_waiting=4,
+            max_waiting=depth + 4,
         ),
     )
     if info.num_pending == 0:
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(stream, info.name)
+        await _forget(js, stream, str(info.name))
         return
-    puller = _Puller(js._nc, stream, str(info.name))
+    puller = BatchPuller(js._nc, stream, str(info.name))
     await puller.start()
     try:
-        await puller.request(batch)
+        # Requests that wait (``expires``), not ``no_wait`` ones: the server answers a no_wait request made
+        # while another is pending with "408 Requests Pending". The read ends at ``stop`` by sequence.
+        for _ in range(depth):
+            await puller.request(batch, expires=timeout)
         while True:
-            msgs = await puller.batch(timeout)
+            try:
+                msgs = await puller.batch(timeout + 5.0)
+            except PullError as exc:
+                raise StreamReadError(f"{stream}: {exc}") from None
             if not msgs:
                 # the server answered with a status and no message before the range was read: the consumer
                 # is gone (inactivity, restart) or the stream changed; never end a read early in silence
                 raise StreamReadError(f"{stream}: the read stopped before seq {stop} (consumer {info.name})")
-            out: list[StoredMsg] = []
+            cols = Columns([], [], [], msgs)
+            seqs, stamps = cols.seqs, cols.stamps
             done = False
             for msg in msgs:
-                seq, ts, pending = parse_ack_reply(msg.reply)
+                tokens = msg.reply.split(".")
+                base = 2 if len(tokens) == 9 else 4  # v1 and v2 ack subjects, as in parse_ack_reply
+                seq = int(tokens[base + 3])
                 if seq > stop:
                     done = True
                     break
-                out.append(StoredMsg(seq, msg.subject, msg.data, ts, msg.headers))
-                if seq == stop or pending == 0:
+                seqs.append(seq)
+                stamps.append(int(tokens[base + 5]))
+                if seq == stop or tokens[base + 6] == "0":
                     done = True
             if not done:
-                await puller.request(batch)  # the server sends the next batch while this one is used
-            if out:
-                yield out
+                await puller.request(batch, expires=timeout)  # keeps ``depth`` requests in flight
+            if seqs:
+                del msgs[len(seqs) :]
+                cols.bodies.extend(msg.data for msg in msgs)
+                yield cols
             if done:
                 return
     finally:
         await puller.stop()
-        with contextlib.suppress(Exception):  # ephemeral: it would expire by itself anyway
-            await js.delete_consumer(stream, info.name)
+        await _forget(js, stream, str(info.name))

@@ -173,7 +173,7 @@ def by_period(deltas: Mapping[DeltaKey, int]) -> Figures:
     return out
 
 
-_SESSION_METRICS: Final = {
+_SESSION_METRICS: Final[dict[str, tuple[str, str, str, str]]] = {
     level: (
         m.SESSIONS_HELD,
         m.breakdown(m.SESSIONS_HELD, level),
@@ -182,10 +182,10 @@ _SESSION_METRICS: Final = {
     )
     for level in SESSION_LEVELS
 }
-_PLEDGE_METRICS: Final = {
+_PLEDGE_METRICS: Final[dict[str, tuple[str, str]]] = {
     signer: (m.PLEDGE_SIGNATURES, m.breakdown(m.PLEDGE_SIGNATURES, signer)) for signer in SIGNERS
 }
-_WEAPON_METRICS: Final = {
+_WEAPON_METRICS: Final[dict[str, tuple[str, str]]] = {
     kind: (m.WEAPONS_SURRENDERED, m.breakdown(m.WEAPONS_SURRENDERED, kind)) for kind in m.WEAPON_KINDS_COUNTED
 }
 

@@ -22,6 +22,20 @@ class InMemoryReplay:
         self.last_seq = 0
         self.events = 0
 
+    @classmethod
+    def restored(cls, totals: Deltas, *, last_seq: int, events: int) -> InMemoryReplay:
+        """A replay's result rebuilt from its totals (folded elsewhere, e.g. in another process)."""
+        replay = cls()
+        replay._totals = totals
+        replay.last_seq = last_seq
+        replay.events = events
+        return replay
+
+    @property
+    def totals(self) -> Deltas:
+        """Running totals keyed (ward, year key, metric), zeros possibly included."""
+        return self._totals
+
     def feed(self, events: Iterable[tuple[int, Recorded]]) -> None:
         batch = events if isinstance(events, list) else list(events)
         if not batch:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import msgspec
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -35,6 +34,7 @@ from nats.js.errors import NotFoundError
 from events.codec import decode_recorded
 from events.localities import Localities
 from events.schema import Recorded
+from infra.pull import BatchPuller
 from infra.stream_reader import parse_ack_reply
 from infra.streams import EVENTS
 from projections import copies, store
@@ -169,10 +169,9 @@ class StatsRunner:
             fetching.cancel()
             with contextlib.suppress(BaseException):
                 await fetching
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await sub.stop()
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self) -> BatchPuller:
         keep = False
         with contextlib.suppress(NotFoundError):
             info = await self._js.consumer_info(EVENTS, self.durable)
@@ -201,19 +200,12 @@ class StatsRunner:
                     max_deliver=-1,
                 ),
             )
-        return await self._js.pull_subscribe_bind(
-            durable=self.durable,
-            stream=EVENTS,
-            pending_msgs_limit=self._config.batch * 4,
-            pending_bytes_limit=-1,
-        )
+        puller = BatchPuller(self._nc, EVENTS, self.durable)
+        await puller.start()
+        return puller
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        try:
-            msgs: list[Msg] = await sub.fetch(self._config.batch, timeout=self._config.fetch_timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
-        return msgs
+    async def _fetch(self, puller: BatchPuller) -> list[Msg]:
+        return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
 
     def _prepare(self, msgs: list[Msg]) -> _Batch:
         """Decode a fetched batch, leaving out redeliveries at or below the checkpoint."""

@@ -1,0 +1,172 @@
+"""Folding a replay: decode stored records, keep those of the business-time cut, feed the in-memory fold.
+
+``LocalFold`` does it in this process. ``ProcessFold`` does the same in a child process: the parent only
+reads the stream and ships each batch's raw bodies (length-prefixed msgpack frames on the child's stdin),
+the child decodes and folds and answers with its totals, so a long replay uses two cores (reading with
+nats-py costs about as much as decoding and folding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import gc
+import struct
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO
+
+import msgspec
+
+from events.codec import decode_recorded
+from projections.asof import OccurredOnOrBefore
+from projections.errors import FoldError
+from projections.folds import Deltas
+from projections.replay import InMemoryReplay
+
+
+class AuditError(Exception):
+    """Root of the auditors' errors: a scope that names nothing, a history that cannot be folded."""
+
+
+class UnfoldableHistory(AuditError):
+    """A stored record cannot be decoded or folded: the log holds what the gateway should have refused."""
+
+
+class _Chunk(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    seqs: list[int]
+    bodies: list[bytes]
+
+
+class _Outcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    totals: list[tuple[str, int, str, int]]
+    last_seq: int
+    events: int
+    error: str | None = None
+
+
+class LocalFold:
+    """Decode, cut at a business date (``as_of_occurred``), fold in memory."""
+
+    def __init__(self, as_of_occurred: dt.date | None) -> None:
+        self.replay = InMemoryReplay()
+        self._keep = OccurredOnOrBefore(as_of_occurred).keep if as_of_occurred is not None else None
+
+    def feed(self, seqs: Sequence[int], bodies: Sequence[bytes]) -> None:
+        try:
+            records = [(seq, decode_recorded(body)) for seq, body in zip(seqs, bodies, strict=True)]
+        except msgspec.DecodeError:
+            seq = next(s for s, b in zip(seqs, bodies, strict=True) if not _decodes(b))
+            raise UnfoldableHistory(f"seq {seq}: the stored record is not a valid event") from None
+        if self._keep is not None:
+            keep = self._keep
+            records = [(seq, rec) for seq, rec in records if keep(rec)]
+        try:
+            self.replay.feed(records)
+        except FoldError as exc:
+            raise UnfoldableHistory(f"the history cannot be folded: {exc}") from None
+
+
+def _decodes(body: bytes) -> bool:
+    try:
+        decode_recorded(body)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+_chunks = msgspec.msgpack.Decoder(_Chunk)
+_outcomes = msgspec.msgpack.Decoder(_Outcome)
+_encoder = msgspec.msgpack.Encoder()
+_LENGTH = struct.Struct(">I")
+
+
+def _read_frame(stream: BinaryIO) -> bytes | None:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None) -> None:
+    """The child: fold every chunk until an empty one (or the end of input), answer with the totals."""
+    gc.freeze()  # what is loaded so far never needs collecting again
+    gc.set_threshold(50_000, 20, 20)  # a fold allocates many short-lived objects and keeps few cycles
+    fold = LocalFold(as_of_occurred)
+    error: str | None = None
+    while data := _read_frame(stdin):
+        if error is None:
+            chunk = _chunks.decode(data)
+            try:
+                fold.feed(chunk.seqs, chunk.bodies)
+            except AuditError as exc:
+                error = str(exc)  # keep draining: the parent learns of it when it asks for the outcome
+    replay = fold.replay
+    totals = [(ward, yk, metric, n) for (ward, yk, metric), n in replay.totals.items() if n]
+    out = _encoder.encode(_Outcome(totals, replay.last_seq, replay.events, error))
+    stdout.write(_LENGTH.pack(len(out)) + out)
+    stdout.flush()
+
+
+class ProcessFold:
+    """``LocalFold`` in a child process (``python -m services.audit.fold_child``), fed over its stdin."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+
+    @classmethod
+    async def start(cls, as_of_occurred: dt.date | None) -> ProcessFold:
+        args = [sys.executable, "-m", "services.audit.fold_child"]
+        if as_of_occurred is not None:
+            args.append(as_of_occurred.isoformat())
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdin is not None
+        proc.stdin.transport.set_write_buffer_limits(high=8 * 1024 * 1024)  # a few batches ahead
+        pipe = proc.stdin.get_extra_info("pipe")
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a 1 MiB pipe instead of 64 KiB
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1024 * 1024)
+        return cls(proc)
+
+    async def feed(self, seqs: list[int], bodies: list[bytes]) -> None:
+        data = _encoder.encode(_Chunk(seqs, bodies))
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_LENGTH.pack(len(data)))
+            stdin.write(data)
+            await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise AuditError(f"the fold process ended early (exit {await self._proc.wait()})") from None
+
+    async def result(self) -> InMemoryReplay:
+        await self._send(b"")
+        stdout = self._proc.stdout
+        assert stdout is not None
+        try:
+            (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
+            outcome = _outcomes.decode(await stdout.readexactly(size))
+        except asyncio.IncompleteReadError:
+            raise AuditError(f"the fold process ended early (exit {await self._proc.wait()})") from None
+        await self._proc.wait()
+        if outcome.error is not None:
+            raise UnfoldableHistory(outcome.error)
+        totals: Deltas = {(ward, yk, metric): n for ward, yk, metric, n in outcome.totals}
+        return InMemoryReplay.restored(totals, last_seq=outcome.last_seq, events=outcome.events)
+
+    async def close(self) -> None:
+        """Stop the child whatever state it is in (after ``result`` it has already ended)."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
