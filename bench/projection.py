@@ -292,7 +292,7 @@ async def main(n: int, batch: int, wards_n: int) -> None:
 def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.projection")
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=16_000)
     parser.add_argument("--wards", type=int, default=300)
     args = parser.parse_args()
     asyncio.run(main(args.events, args.batch, args.wards))

@@ -60,7 +60,7 @@ class Rebuild:
         *,
         localities: Localities | None = None,
         close_enough: int = 2000,
-        batch: int = 2000,
+        batch: int = 16_000,
         hook: Hook | None = None,
         old_runner_timeout: float = 60.0,
     ) -> None:
@@ -142,7 +142,7 @@ class Rebuild:
                 update=update,
                 deltas=deltas,
                 provinces=provinces,
-                outbox=False,
+                outbox=None,
             )
             self.events += len(msgs)
             seq = msgs[-1].seq

@@ -74,7 +74,7 @@ class RunnerConfig:
     """The copy to build; default: the active one."""
     publish: bool | None = None
     """Publish updates; default: only when building the active copy."""
-    batch: int = 4000
+    batch: int = 16_000
     """At most this many events per fetch and per commit (fewer when fewer are waiting)."""
     fetch_timeout: float = 0.5
     ack_wait: float = 60.0
@@ -103,6 +103,7 @@ class StatsRunner:
         self._localities = config.localities or Localities.load()
         self._conn: asyncpg.Connection | None = None
         self._publisher: UpdatePublisher | None = None
+        self._cache: store.CalendarCache | None = None
         self.copy = 0
         self.seq = 0
         self.halted: str | None = None
@@ -140,6 +141,7 @@ class StatsRunner:
         if publish:
             self._publisher = UpdatePublisher(self._nc, self._config.database_url, self.copy)
             await self._publisher.start()
+            self._cache = store.CalendarCache()
         sub = await self._subscribe()
         log.info("stats projection copy %d starts after seq %d", self.copy, self.seq)
         self.ready.set()
@@ -265,7 +267,7 @@ class StatsRunner:
             update=update,
             deltas=deltas,
             provinces=provinces,
-            outbox=self._publisher is not None,
+            outbox=self._cache,
             during=(lambda: self._at("during_commit", to_seq)) if self._config.hook else None,
         )
         self.stats.batches += 1

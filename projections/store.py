@@ -7,7 +7,7 @@ the checkpoint, in one REPEATABLE READ snapshot.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
@@ -166,25 +166,77 @@ async def _save_state(conn: asyncpg.Connection, copy: int, update: StateUpdate) 
         )
 
 
-async def _write_outbox(
-    conn: asyncpg.Connection, copy: int, seq: int, deltas: Figures, provinces: Mapping[str, str]
-) -> list[OutboxRow]:
-    changed = sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
-    if not changed:
-        return []
+async def _calendar_figures(
+    conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], dict[str, int]]:
+    """The stored calendar figures of some (ward, year) pairs (a pair with none maps to an empty dict)."""
+    figures: dict[tuple[str, int], dict[str, int]] = {pair: {} for pair in pairs}
+    if not figures:
+        return figures
     # ward = ANY and year = ANY use the primary key; the few extra (ward, year) pairs are filtered here
     rows = await conn.fetch(
         """SELECT ward, year, metric, value FROM stats
            WHERE copy = $1 AND period = 'calendar' AND ward = ANY($2::text[]) AND year = ANY($3::int[])""",
         copy,
-        sorted({w for w, _ in changed}),
-        sorted({y for _, y in changed}),
+        sorted({w for w, _ in figures}),
+        sorted({y for _, y in figures}),
     )
-    wanted = set(changed)
-    figures: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
     for r in rows:
-        if (r["ward"], r["year"]) in wanted:
-            figures[(r["ward"], r["year"])][r["metric"]] = r["value"]
+        found = figures.get((r["ward"], r["year"]))
+        if found is not None:
+            found[r["metric"]] = r["value"]
+    return figures
+
+
+class CalendarCache:
+    """A runner's write-through copy of the calendar figures of the ward-years it last changed.
+
+    The runner is the only writer of its copy, so what it committed is what PostgreSQL holds: an update's
+    figures are the cached ones plus the batch's changes, with no read of the table. Entries are loaded
+    before the batch's changes are applied and replaced only after its commit; least recently used ones go.
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self._capacity = capacity
+        self._data: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+
+    async def load(self, conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]) -> None:
+        missing = [pair for pair in pairs if pair not in self._data]
+        self._data.update(await _calendar_figures(conn, copy, missing))
+
+    def after(
+        self, pairs: Collection[tuple[str, int]], deltas: Figures
+    ) -> dict[tuple[str, int], dict[str, int]]:
+        """The figures of ``pairs`` once ``deltas`` apply (the cache itself is left as it is)."""
+        out = {pair: dict(self._data[pair]) for pair in pairs}
+        for (period, ward, year, metric), amount in deltas.items():
+            if period == CALENDAR:
+                figures = out[(ward, year)]
+                figures[metric] = figures.get(metric, 0) + amount
+        return out
+
+    def committed(self, figures: Mapping[tuple[str, int], dict[str, int]]) -> None:
+        for pair, values in figures.items():
+            self._data[pair] = values
+            self._data.move_to_end(pair)
+        while len(self._data) > self._capacity:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+def _changed(deltas: Figures) -> list[tuple[str, int]]:
+    return sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
+
+
+async def _write_outbox(
+    conn: asyncpg.Connection,
+    copy: int,
+    seq: int,
+    figures: Mapping[tuple[str, int], dict[str, int]],
+    provinces: Mapping[str, str],
+) -> list[OutboxRow]:
     out = [
         OutboxRow(
             province=provinces[w],
@@ -192,21 +244,22 @@ async def _write_outbox(
             year=y,
             seq=seq,
             payload=_encoder.encode(
-                StatsUpdate(ward=w, year=y, period=CALENDAR, metrics=complete(figures[(w, y)]), as_of_seq=seq)
+                StatsUpdate(ward=w, year=y, period=CALENDAR, metrics=complete(values), as_of_seq=seq)
             ),
         )
-        for w, y in changed
+        for (w, y), values in sorted(figures.items())
     ]
-    await conn.execute(
-        """INSERT INTO stats_outbox (copy, province, ward, year, seq, payload)
-           SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::bytea[])""",
-        copy,
-        [r.province for r in out],
-        [r.ward for r in out],
-        [r.year for r in out],
-        [r.seq for r in out],
-        [r.payload for r in out],
-    )
+    if out:
+        await conn.execute(
+            """INSERT INTO stats_outbox (copy, province, ward, year, seq, payload)
+               SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::bytea[])""",
+            copy,
+            [r.province for r in out],
+            [r.ward for r in out],
+            [r.year for r in out],
+            [r.seq for r in out],
+            [r.payload for r in out],
+        )
     return out
 
 
@@ -214,8 +267,8 @@ async def write_updates(
     conn: asyncpg.Connection, copy: int, seq: int, ward_years: Mapping[tuple[str, int], str]
 ) -> list[OutboxRow]:
     """Outbox rows with the current figures of the given (ward, year) → province, as of ``seq``."""
-    deltas: Figures = {(CALENDAR, ward, year, "_"): 1 for ward, year in ward_years}
-    return await _write_outbox(conn, copy, seq, deltas, {ward: p for (ward, _), p in ward_years.items()})
+    figures = await _calendar_figures(conn, copy, list(ward_years))
+    return await _write_outbox(conn, copy, seq, figures, {ward: p for (ward, _), p in ward_years.items()})
 
 
 async def commit_batch(
@@ -227,11 +280,12 @@ async def commit_batch(
     update: StateUpdate,
     deltas: Figures,
     provinces: Mapping[str, str],
-    outbox: bool,
+    outbox: CalendarCache | None,
     name: str = NAME,
     during: Callable[[], Awaitable[None]] | None = None,
 ) -> list[OutboxRow]:
-    """One transaction: deltas, fold state, checkpoint from_seq → to_seq, outbox rows (returned).
+    """One transaction: deltas, fold state, checkpoint from_seq → to_seq, and with ``outbox`` (the
+    runner's cache of its figures) the outbox rows of the changed ward-years (returned).
 
     Raises ``CheckpointMoved`` (and writes nothing) if the checkpoint is not at ``from_seq``.
     """
@@ -246,11 +300,19 @@ async def commit_batch(
         )
         if moved != "UPDATE 1":
             raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
+        changed = _changed(deltas) if outbox is not None else []
+        if outbox is not None:
+            await outbox.load(conn, copy, changed)  # before the changes: the cache holds committed figures
         await _apply_deltas(conn, copy, deltas, provinces)
         if during is not None:
             await during()  # a crash here rolls the whole batch back
         await _save_state(conn, copy, update)
-        return await _write_outbox(conn, copy, to_seq, deltas, provinces) if outbox else []
+        if outbox is None:
+            return []
+        figures = outbox.after(changed, deltas)
+        rows = await _write_outbox(conn, copy, to_seq, figures, provinces)
+    outbox.committed(figures)
+    return rows
 
 
 async def mark_halted(conn: asyncpg.Connection, copy: int, seq: int, reason: str, name: str = NAME) -> None:
