@@ -39,7 +39,7 @@ class BatchPuller:
         self._sub: Subscription | None = None
         self._queue: asyncio.Queue[list[Msg]] = asyncio.Queue()
         self._buf: list[Msg] = []
-        self._wanted: collections.deque[int] = collections.deque()
+        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
         self.status: tuple[str, str] | None = None
         """The last status that ended a request: (code, description)."""
 
@@ -54,9 +54,14 @@ class BatchPuller:
                 await self._sub.unsubscribe()
             self._sub = None
 
-    async def request(self, batch: int, *, expires: float | None = None) -> None:
-        """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds."""
-        self._wanted.append(batch)
+    async def request(self, batch: int, *, expires: float | None = None, until_drained: bool = False) -> None:
+        """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds.
+
+        ``until_drained``: hand the messages out as soon as the consumer has nothing more pending, instead of
+        at the request's end (for a reader that stops there: the request itself stays open at the server,
+        and its late end would be taken for the end of the next one).
+        """
+        self._wanted.append((batch, until_drained))
         if expires is None:
             body = b'{"batch":%d,"no_wait":true}' % batch
         else:
@@ -70,8 +75,10 @@ class BatchPuller:
             self._hand_out()
             return
         self._buf.append(msg)
-        if (self._wanted and len(self._buf) >= self._wanted[0]) or _nothing_pending(msg.reply):
-            self._hand_out()
+        if self._wanted:
+            count, until_drained = self._wanted[0]
+            if len(self._buf) >= count or (until_drained and _nothing_pending(msg.reply)):
+                self._hand_out()
 
     def _hand_out(self) -> None:
         batch, self._buf = self._buf, []
