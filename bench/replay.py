@@ -2,8 +2,8 @@
 
 Preloads N realistic events into ANTQ_EVENTS (in chunks, so this process stays small), then runs, each in a
 fresh subprocess so that its peak RSS is its own: (1) a raw nats-py ordered consumer reading every message,
-(2) ``antq audit replay``'s engine (ordered pull read, decode, the live fold in memory). Prints events/s of
-both, the ratio and the replay's peak RSS.
+(2) ``antq audit replay``'s engine (ordered pull read in one process, decode and the live fold in memory in
+its child process). Prints events/s of both, the ratio and the replay's peak RSS (reader + fold process).
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ def main() -> None:
     if args.child:
         body = asyncio.run(child_raw(args.url) if args.child == "raw" else child_replay(args.url))
         body["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # the replay's fold runs in a child process of its own: its peak counts too
+        body["fold_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(msgspec.json.encode(body).decode())
         return
     nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
@@ -114,7 +116,8 @@ def main() -> None:
         assert raw["events"] == last and rep["events"] == last, (raw, rep, last)
         report(f"replay of {last:,} events", rep["events"] / rep["seconds"], raw["events"] / raw["seconds"])
         print(
-            f"replay peak RSS {rep['rss_mb']:.0f} MB (raw reader {raw['rss_mb']:.0f} MB); "
+            f"replay peak RSS {rep['rss_mb'] + rep['fold_rss_mb']:.0f} MB (reader {rep['rss_mb']:.0f} MB"
+            f" + fold process {rep['fold_rss_mb']:.0f} MB; the raw reader alone {raw['rss_mb']:.0f} MB); "
             f"{rep['figures']:,.0f} figures",
             flush=True,
         )
