@@ -119,9 +119,17 @@ async def wait_gateway(url: str) -> None:
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]], *servers: EmbeddedNats | EmbeddedPostgres) -> None:
-    """Terminate service subprocesses, then the servers."""
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
-    for server in servers:
-        server.stop()
+    """Terminate service subprocesses (killed if they take over 10 s), then the servers, whatever happens."""
+    try:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                print(f"{proc.args} did not stop within 10 s of SIGTERM: killed", flush=True)
+                proc.kill()
+                proc.wait()
+    finally:
+        for server in servers:
+            server.stop()

@@ -9,15 +9,26 @@ Every identity also has a private inbox, ``_INBOX.<its public key>``: replies, J
 messages arrive there, and no other identity may subscribe to it (``_INBOX.>`` would let any office read what
 is delivered to an auditor). Clients get the seed file and the inbox prefix from ``nats_connect_options``.
 
-The auditor reads ANTQ_EVENTS and ANTQ_SEALS only: stream info, stored-message and direct gets, consumers
-created on the unnamed (ephemeral) subject, pulls. It may not publish to any stream subject or intake, manage
-streams, create a durable, or delete a consumer (its own ephemerals expire after their inactivity threshold;
-until the reader stops deleting them, each read waits out one refused delete). Residual risks, measured on
-nats-server 2.15 and beyond what subject permissions can express while the reader uses that subject and pulls
-by consumer name: a create on it naming an existing consumer replaces that consumer (``"name"`` in the body),
-it may pull from any consumer of the two streams, and a push consumer's deliver subject is not checked
-against the creator's permissions (nats-server issue 8274), so stored messages can be made to flow into a
-subject another stream captures. The cure is a reader that needs no consumer (batched direct gets).
+The auditor reads ANTQ_EVENTS and ANTQ_SEALS only: stream info, stored-message and direct gets, and ONE consumer
+name of its own per stream, ``audit_<first 10 characters of its public key>`` (``read_consumer_name``; the
+audit commands get it from ``read_consumer(settings)``, so the generator and the reader agree): create it (plain
+or filtered create subject), pull from it, delete it. Every other consumer create (unnamed, durable, another
+name such as the projector's ``stats-1``) and every pull from another consumer is refused, so an auditor can
+neither replace nor drain a service's consumer. It may not publish to any stream subject or intake, nor manage
+streams. One read at a time per auditor identity: a second read while the consumer exists fails loudly (the
+reader creates with ``"action": "create"`` and a fresh description) instead of sharing the consumer.
+
+Residual risk (measured on nats-server 2.15.1 with these permissions): the server does not check a push
+consumer's ``deliver_subject`` against its creator's permissions (nats-server issue 8274, open), and subject
+permissions cannot see inside the create request, so an auditor may still turn its own consumer into a push
+consumer delivering stored events or seals to any subject. The server delivers only while some client holds a
+*literal* subscription on that subject (a wildcard one, as every stream capture and the gateway's
+``antq.intake.*`` use, does not count: nats-server issue 6016, which may change), and then a stream capturing
+the subject stores the messages too. No generated identity may subscribe literally to a stream subject; the
+query service's ``antq.query.stats`` (its queue group as the deliver group) can be flooded with stored events
+that way (``tests/test_auth.py`` measures it). Mitigations: auditors' consumers are named and listed
+(``audit_…``; a push one is never the reader's doing: look for a ``deliver_subject``), and a future reader
+that uses batched direct gets needs no consumer at all, when ``CONSUMER.CREATE`` can be taken away.
 
 The generator also writes the SQL of the PostgreSQL role ``antq_auditor``: SELECT on the tables the audit
 commands read, read-only transactions by default, a SCRAM-SHA-256 verifier instead of a password in clear.
@@ -56,8 +67,10 @@ PG_AUDITOR_ROLE = "antq_auditor"
 PG_AUDITOR_TABLES = ("stats", "projection_active", "projection_checkpoint", "seals")
 """What ``antq audit verify`` and ``antq audit seals`` read: the active copy, its checkpoint, its figures, seals."""
 
+READ_CONSUMER_PREFIX = "audit_"
 SERVICE_ROLES = ("admin", "gateway", "projector", "query", "sealer", "auditor", "reader")
 _OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # one subject token: no dots, no wildcards, no spaces
+_CONSUMER_NAME = _OFFICE_ID
 JS = "$JS.API"
 ALL_STREAMS = (EVENTS, REJECTED, UPDATES, SEALS)
 
@@ -91,8 +104,31 @@ def _read_streams(*streams: str) -> list[str]:
     return out
 
 
-def role_permissions(role: str, inbox: str) -> Permissions:
-    """The allow lists of a service role (``inbox``: the identity's private inbox prefix)."""
+def _audit_streams(consumer: str, *streams: str) -> list[str]:
+    """Read a stream through one named consumer only: info, gets, and create / pull / delete of ``consumer``."""
+    out: list[str] = []
+    for s in streams:
+        out += [
+            f"{JS}.STREAM.INFO.{s}",
+            f"{JS}.STREAM.MSG.GET.{s}",
+            f"{JS}.DIRECT.GET.{s}",
+            f"{JS}.DIRECT.GET.{s}.>",
+            f"{JS}.CONSUMER.CREATE.{s}.{consumer}",
+            f"{JS}.CONSUMER.CREATE.{s}.{consumer}.>",  # the filtered create: <name>.<filter subject>
+            f"{JS}.CONSUMER.MSG.NEXT.{s}.{consumer}",
+            f"{JS}.CONSUMER.DELETE.{s}.{consumer}",
+        ]
+    return out
+
+
+def read_consumer_name(public_key: str) -> str:
+    """The one consumer name an auditor identity may create, pull from and delete."""
+    return f"{READ_CONSUMER_PREFIX}{public_key[:10]}"
+
+
+def role_permissions(role: str, public_key: str) -> Permissions:
+    """The allow lists of a service role, for the identity whose public key is ``public_key``."""
+    inbox = inbox_prefix(public_key)
     replies = (f"{inbox}.>",)
     if role == "admin":  # stream and consumer management, nothing else: it never writes events
         return Permissions(publish=(f"{JS}.>",), subscribe=replies)
@@ -138,7 +174,8 @@ def role_permissions(role: str, inbox: str) -> Permissions:
             subscribe=replies,
         )
     if role == "auditor":
-        return Permissions(publish=tuple(_read_streams(EVENTS, SEALS)), subscribe=replies)
+        consumer = read_consumer_name(public_key)
+        return Permissions(publish=tuple(_audit_streams(consumer, EVENTS, SEALS)), subscribe=replies)
     raise AuthError(f"unknown role {role!r}; roles: {', '.join(SERVICE_ROLES)}, office:<id>")
 
 
@@ -186,11 +223,10 @@ def identity(name: str, seed: bytes | None = None) -> Identity:
     """A role (``auditor``) or an office (``office-<id>``) with a given or a fresh seed."""
     seed = (seed or new_seed()).strip()
     public = public_key_of(seed)
-    inbox = inbox_prefix(public)
     if name.startswith("office-"):
-        permissions = office_permissions(name.removeprefix("office-"), inbox)
+        permissions = office_permissions(name.removeprefix("office-"), inbox_prefix(public))
     else:
-        permissions = role_permissions(name, inbox)
+        permissions = role_permissions(name, public)
     return Identity(name, public, seed, permissions)
 
 
@@ -314,15 +350,31 @@ def generate(out: Path, offices: Sequence[str] = ()) -> Generated:
     return Generated(out, identities, created, conf, sql, password_file)
 
 
+def _read_seed(seed_file: Path) -> bytes:
+    try:
+        return seed_file.read_bytes()
+    except OSError as exc:
+        raise AuthError(f"cannot read the nkey seed file {seed_file}: {exc.strerror}") from None
+
+
 def nats_connect_options(settings: Settings) -> dict[str, str]:
     """Keyword arguments for ``nats.connect``: the nkey seed and its private inbox, or a ``.creds`` file."""
     if settings.nats_nkey_seed_file is not None:
         seed_file = settings.nats_nkey_seed_file
-        try:
-            public = public_key_of(seed_file.read_bytes())
-        except OSError as exc:
-            raise AuthError(f"cannot read the nkey seed file {seed_file}: {exc.strerror}") from None
+        public = public_key_of(_read_seed(seed_file))
         return {"nkeys_seed": str(seed_file), "inbox_prefix": inbox_prefix(public)}
     if settings.nats_creds is not None:
         return {"user_credentials": str(settings.nats_creds)}
     return {}
+
+
+def read_consumer(settings: Settings) -> str | None:
+    """The consumer name the audit commands read with: ``ANTQ_READ_CONSUMER``, else the one derived from the
+    nkey seed (``read_consumer_name``), else None (an unnamed consumer: a server without auth)."""
+    if settings.read_consumer is not None:
+        if not _CONSUMER_NAME.match(settings.read_consumer):
+            raise AuthError(f"ANTQ_READ_CONSUMER {settings.read_consumer!r} is not a consumer name")
+        return settings.read_consumer
+    if settings.nats_nkey_seed_file is not None:
+        return read_consumer_name(public_key_of(_read_seed(settings.nats_nkey_seed_file)))
+    return None

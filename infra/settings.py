@@ -16,6 +16,8 @@ class Settings:
     nats_creds: Path | None = None
     # the seed file of an nkey user (ANTQ_NATS_NKEY_SEED_FILE; written by `antq auth generate`)
     nats_nkey_seed_file: Path | None = None
+    # the consumer name an auditor reads with (ANTQ_READ_CONSUMER; default: derived from the nkey seed)
+    read_consumer: str | None = None
     database_url: str | None = None
     offices_path: Path | None = None
     data_dir: Path | None = None
@@ -36,6 +38,7 @@ class Settings:
             nats_url=env.get("ANTQ_NATS_URL") or None,
             nats_creds=path("ANTQ_NATS_CREDS"),
             nats_nkey_seed_file=path("ANTQ_NATS_NKEY_SEED_FILE"),
+            read_consumer=env.get("ANTQ_READ_CONSUMER") or None,
             database_url=env.get("ANTQ_DATABASE_URL") or None,
             offices_path=path("ANTQ_OFFICES"),
             data_dir=path("ANTQ_DATA_DIR"),

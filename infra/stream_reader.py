@@ -1,19 +1,23 @@
 """Read a JetStream stream in order, in batches, from a start sequence: for index catch-up, rebuilds and replay.
 
 An ephemeral pull consumer with no acks; the end is the stream's last sequence when reading began (or a given
-stop sequence), so a reader of a live stream always terminates.
+stop sequence), so a reader of a live stream always terminates. With ``consumer_name`` (an auditor, whose
+permissions allow that one name: ``infra/auth.py``) the consumer is created under that name, only if no
+consumer of that name exists (one read at a time per name), and deleted at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
 
 from infra.pull import BatchPuller, PullError
 
@@ -53,11 +57,41 @@ class StreamReadError(Exception):
     """The server stopped answering before the requested range was read: the read is incomplete."""
 
 
-async def _forget(js: JetStreamContext, stream: str, consumer: str) -> None:
-    """Delete an ephemeral consumer without waiting for the answer: it would expire by itself anyway, and a
-    read-only identity (an auditor) may not delete consumers at all."""
+async def _forget(js: JetStreamContext, stream: str, consumer: str, *, wait: bool = False) -> None:
+    """Delete an ephemeral consumer without waiting for the answer: it would expire by itself anyway. A named
+    one (``wait``) is deleted before returning: the next read under that name creates it again."""
     with contextlib.suppress(Exception):
-        await js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}", b"")
+        if wait:
+            await js.delete_consumer(stream, consumer)
+        else:
+            await js._nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}", b"")
+
+
+CONSUMER_EXISTS = 10148
+
+
+async def _create_named(
+    js: JetStreamContext, stream: str, name: str, config: ConsumerConfig, timeout: float
+) -> ConsumerInfo:
+    """Create consumer ``name`` on the named create subject (its filtered form with a filter), failing if it
+    exists: ``"action": "create"`` and a description of its own, so a concurrent read under the same name
+    is refused instead of sharing the consumer (and each getting part of the messages)."""
+    config = config.evolve(name=name, description=f"antq read {secrets.token_hex(6)}")
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}"
+    if config.filter_subject:
+        subject += f".{config.filter_subject}"
+    body = {"stream_name": stream, "config": config.as_dict(), "action": "create"}
+    reply = json.loads((await js._nc.request(subject, json.dumps(body).encode(), timeout=timeout)).data)
+    error = reply.get("error")
+    if error is not None:
+        if error.get("err_code") == CONSUMER_EXISTS:
+            raise StreamReadError(
+                f"{stream}: consumer {name} already exists: another read under this identity is running, or "
+                "one was interrupted less than 30 s ago (one read at a time per identity)"
+            )
+        raise StreamReadError(f"{stream}: cannot create consumer {name}: {error.get('description')}")
+    info: ConsumerInfo = ConsumerInfo.from_response(reply)
+    return info
 
 
 class Columns(NamedTuple):
@@ -78,13 +112,21 @@ async def read_stream(
     subject: str | None = None,
     batch: int = 2000,
     timeout: float = 10.0,
+    consumer_name: str | None = None,
 ) -> AsyncIterator[list[StoredMsg]]:
     """Yield batches of stored messages with start_seq <= seq <= stop (default: last seq at start).
 
     Raises ``StreamReadError`` rather than ending early when the server stops answering.
     """
     async for cols in read_columns(
-        js, stream, start_seq=start_seq, stop_seq=stop_seq, subject=subject, batch=batch, timeout=timeout
+        js,
+        stream,
+        start_seq=start_seq,
+        stop_seq=stop_seq,
+        subject=subject,
+        batch=batch,
+        timeout=timeout,
+        consumer_name=consumer_name,
     ):
         yield [
             StoredMsg(seq, msg.subject, body, ts, msg.headers)
@@ -102,25 +144,28 @@ async def read_columns(
     batch: int = 1000,
     timeout: float = 10.0,
     depth: int = 2,
+    consumer_name: str | None = None,
 ) -> AsyncIterator[Columns]:
     """``read_stream`` as columns; ``depth`` pull requests are kept in flight."""
     stop = stop_seq if stop_seq is not None else await last_sequence(js, stream)
     if stop < start_seq:
         return
-    info = await js.add_consumer(
-        stream,
-        ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(start_seq, 1),
-            ack_policy=AckPolicy.NONE,
-            replay_policy=ReplayPolicy.INSTANT,
-            inactive_threshold=30.0,
-            filter_subject=subject,
-            max_waiting=depth + 4,
-        ),
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(start_seq, 1),
+        ack_policy=AckPolicy.NONE,
+        replay_policy=ReplayPolicy.INSTANT,
+        inactive_threshold=30.0,
+        filter_subject=subject,
+        max_waiting=depth + 4,
     )
+    if consumer_name is None:
+        info = await js.add_consumer(stream, config)
+    else:
+        info = await _create_named(js, stream, consumer_name, config, timeout)
+    named = consumer_name is not None
     if info.num_pending == 0:
-        await _forget(js, stream, str(info.name))
+        await _forget(js, stream, str(info.name), wait=named)
         return
     puller = BatchPuller(js._nc, stream, str(info.name))
     await puller.start()
@@ -162,4 +207,4 @@ async def read_columns(
                 return
     finally:
         await puller.stop()
-        await _forget(js, stream, str(info.name))
+        await _forget(js, stream, str(info.name), wait=named)

@@ -3,7 +3,8 @@
 Runs until SIGTERM/SIGINT. A halt (an event the fold cannot apply) stops consuming but keeps the process up,
 so the halt stays visible (logs, ``stale`` in replies, ``antq_projection_halted 1``) until an operator acts;
 an unexpected error exits 1. With ``--metrics-port`` (or ``ANTQ_METRICS_PORT``) Prometheus metrics are served
-on ``/metrics`` (``projections/telemetry.py``).
+on ``/metrics`` (``projections/telemetry.py``). With a server that requires auth it connects as the identity
+of ``ANTQ_NATS_NKEY_SEED_FILE`` (the projector's seed) or ``ANTQ_NATS_CREDS``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from infra.auth import AuthError, nats_connect_options
 from infra.settings import Settings
 from projections.service import Projector
 from projections.telemetry import Exporter, ProjectionCollector
@@ -39,6 +41,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
+    try:
+        args.nats_options = nats_connect_options(Settings.from_env())
+    except AuthError as exc:
+        parser.error(str(exc))
     return args
 
 
@@ -53,6 +59,7 @@ async def _main(args: argparse.Namespace) -> int:
         copy=args.copy,
         publish=False if args.no_publish else None,
         batch=args.batch,
+        nats_options=args.nats_options,
     )
     exporter = None
     if args.metrics_port is not None:

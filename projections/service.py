@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 import nats
 from nats.aio.client import Client
@@ -28,8 +29,12 @@ class Projector:
         batch: int = 4000,
         localities: Localities | None = None,
         hook: Hook | None = None,
+        nats_options: Mapping[str, str] | None = None,
     ) -> None:
+        """``nats_options``: the ``nats.connect`` options of the projector's identity
+        (``infra.auth.nats_connect_options``)."""
         self._nats_url = nats_url
+        self._nats_options = dict(nats_options or {})
         self._config = RunnerConfig(
             database_url=database_url,
             copy=copy,
@@ -45,7 +50,7 @@ class Projector:
 
     async def start(self) -> None:
         """Connect and start consuming; returns once the runner is subscribed (or has failed)."""
-        self._nc = await nats.connect(self._nats_url, max_reconnect_attempts=-1)
+        self._nc = await nats.connect(self._nats_url, max_reconnect_attempts=-1, **self._nats_options)
         self._stop.clear()
         self.runner = StatsRunner(self._nc, self._config)
         self._task = asyncio.create_task(self._supervise(self.runner), name="stats-projection")

@@ -1,18 +1,22 @@
 """Generated NATS auth on a real nats-server: each identity can do its job and nothing else.
 
 Every test starts its own nats-server with the generated include (the session servers run without auth);
-PostgreSQL is the session's, in a fresh database.
+PostgreSQL is the session's, in a fresh database. Services and commands connect as an identity through their
+settings (``ANTQ_NATS_NKEY_SEED_FILE``), as in production.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from typer.testing import CliRunner
 from events.codec import decode_event, encode_recorded
 from events.localities import Localities
 from events.schema import Recorded
-from events.subjects import event_subject
+from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT, event_subject
 from infra.auth import (
     PG_AUDITOR_ROLE,
     AuthError,
@@ -38,25 +42,30 @@ from infra.auth import (
     auditor_sql,
     generate,
     nats_connect_options,
+    read_consumer,
+    read_consumer_name,
     scram_verifier,
 )
 from infra.embedded import EmbeddedNats
 from infra.seal_keys import generate_seed, signer_from_seed
 from infra.settings import Settings
-from infra.stream_reader import read_stream
+from infra.stream_reader import StreamReadError, read_stream
 from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams
 from projections.service import Projector
 from projections.store import read_checkpoint
 from services.audit.replay import ReplayScope, replay
 from services.audit.verify import verify
 from services.cli.main import app
+from services.cli.stats_view import query_stats
+from services.gateway.app import Gateway, GatewayConfig
+from services.query.app import QueryConfig, QueryService
 from services.sealer.service import Sealer, SealerConfig
 from services.sealer.verify import verify_seals
 from tests import factories as f
+from tests.conftest import wait_until_answering
 from tests.servers import Servers, fresh_database, wait_for
 
 OFFICES = ["ca-tra-linh", "ca-cao-bang"]
-REAL_CONNECT = nats.connect
 DENIED_WAIT = 1.0  # a JetStream request the server refuses is never answered: how long to wait for nothing
 
 
@@ -67,8 +76,15 @@ class AuthStack:
     clients: list[Client] = field(default_factory=list)
     errors: dict[str, list[str]] = field(default_factory=dict)
 
+    def seed_file(self, name: str) -> Path:
+        return self.generated.directory / f"{name}.nk"
+
+    def settings(self, name: str) -> Settings:
+        """What a process running as ``name`` reads from its environment."""
+        return Settings(nats_url=self.server.url, nats_nkey_seed_file=self.seed_file(name))
+
     def options(self, name: str) -> dict[str, str]:
-        return nats_connect_options(Settings(nats_nkey_seed_file=self.generated.directory / f"{name}.nk"))
+        return nats_connect_options(self.settings(name))
 
     async def connect(self, name: str) -> Client:
         """Connect as an identity; the permission violations the server reports are kept under its name."""
@@ -130,17 +146,6 @@ async def fill(stack: AuthStack, n: int) -> Client:
 
 async def last_seq(admin: Client, stream: str = EVENTS) -> int:
     return int((await admin.jetstream().stream_info(stream)).state.last_seq)
-
-
-def as_identity(stack: AuthStack, name: str) -> Callable[..., Awaitable[Client]]:
-    """``nats.connect`` for code that connects by itself (the sealer, the projector): as ``name``."""
-
-    async def connect(*servers: Any, **options: Any) -> Client:
-        nc: Client = await REAL_CONNECT(*servers, **{**options, **stack.options(name)})
-        stack.clients.append(nc)
-        return nc
-
-    return connect
 
 
 def test_generated_files_are_private_and_a_rerun_keeps_every_seed(tmp_path: Path) -> None:
@@ -226,6 +231,33 @@ async def test_an_office_submits_on_its_own_intake_subject_only(auth_stack: Auth
     assert received == ["antq.intake.ca-tra-linh", "antq.intake.ca-tra-linh"]
 
 
+async def antq(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``antq`` in a subprocess with only the given ANTQ_ settings: (exit status, stdout, stderr)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        env={**inherited, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def create_request(nc: Client, stream: str, name: str, config: dict[str, object]) -> dict[str, Any]:
+    """A consumer create request on the named subject, as any client may send it (not only nats-py's)."""
+    body = {
+        "stream_name": stream,
+        "config": {"ack_policy": "none", "inactive_threshold": 30 * 10**9, **config},
+    }
+    reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{stream}.{name}", json.dumps(body).encode(), timeout=5)
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
 @pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
@@ -237,15 +269,25 @@ async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
         EVENTS,
         ConsumerConfig(durable_name="stats-1", ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL),
     )
+    sealer = (await auth_stack.connect("sealer")).jetstream()
+    for n in range(2):
+        await sealer.publish(SEALS_SUBJECT, b'{"seal": %d}' % n)
     auditor = await auth_stack.connect("auditor")
+    name = read_consumer(auth_stack.settings("auditor"))
+    assert name == read_consumer_name(auth_stack.options("auditor")["inbox_prefix"].removeprefix("_INBOX."))
 
-    result = await replay(auditor, ReplayScope(ward="01447", year=2018), localities)
+    result = await replay(auditor, ReplayScope(ward="01447", year=2018), localities, consumer_name=name)
     assert result.as_of_seq == 7
     assert result.replay.figures[("calendar", "01447", 2018, "sessions_held")] == 7
-    seals = [m async for batch in read_stream(auditor.jetstream(), SEALS) for m in batch]
-    assert seals == []
+    now = dt.datetime.now(dt.UTC)
+    known = await replay(auditor, ReplayScope(as_known_on=now), localities, consumer_name=name)
+    assert known.as_of_seq == 7  # record time resolved by the server (a stored-message get)
+    seals = [m async for batch in read_stream(auditor.jetstream(), SEALS, consumer_name=name) for m in batch]
+    assert [m.seq for m in seals] == [1, 2]
     stored = await auditor.jetstream().get_msg(EVENTS, 3)
     assert stored.seq == 3
+    assert {c.name for c in await ajs.consumers_info(EVENTS)} == {"stats-1"}  # its own consumer is gone
+    assert await ajs.consumers_info(SEALS) == []
 
     js = auditor.jetstream(timeout=DENIED_WAIT)
     with pytest.raises(nats.errors.TimeoutError):
@@ -282,8 +324,198 @@ async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
 
 @pytest.mark.servers
 @pytest.mark.timeout(60)
+async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer(
+    auth_stack: AuthStack, template: Servers, localities: Localities
+) -> None:
+    admin = await fill(auth_stack, 5)
+    ajs = admin.jetstream()
+    database_url = await fresh_database(template)
+    projector = Projector(
+        nats_url=auth_stack.server.url,
+        database_url=database_url,
+        localities=localities,
+        nats_options=auth_stack.options("projector"),
+    )
+    await projector.start()
+    try:
+        assert projector.runner is not None
+        durable = projector.runner.durable
+        assert durable == "stats-1"
+        before = await ajs.consumer_info(EVENTS, durable)
+        auditor = await auth_stack.connect("auditor")
+        own = read_consumer(auth_stack.settings("auditor"))
+        assert own is not None
+        js = auditor.jetstream(timeout=DENIED_WAIT)
+
+        attempts = {  # what nats-py sends for each config, and the subject the server refuses
+            f"CONSUMER.CREATE.{EVENTS}.{durable}": ConsumerConfig(name=durable, ack_policy=AckPolicy.NONE),
+            f"CONSUMER.CREATE.{EVENTS}.audit_other": ConsumerConfig(name="audit_other"),
+            f"CONSUMER.DURABLE.CREATE.{EVENTS}.{durable}": ConsumerConfig(durable_name=durable),
+            f"CONSUMER.CREATE.{EVENTS}": ConsumerConfig(deliver_policy=DeliverPolicy.ALL),  # unnamed
+        }
+        for subject, config in attempts.items():
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.add_consumer(EVENTS, config)
+            await auth_stack.refused("auditor", f"$JS.API.{subject}")
+        with pytest.raises(
+            nats.errors.TimeoutError
+        ):  # another name, filtered by a subject that is the own name
+            await auditor.request(
+                f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.{own}", b"{}", timeout=DENIED_WAIT
+            )
+        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.{own}")
+        # its own subject with another durable in the body: the server takes the name from the subject
+        mismatch = await create_request(auditor, EVENTS, own, {"durable_name": durable})
+        assert mismatch["error"]["err_code"] == 10017, mismatch
+        with pytest.raises(nats.errors.TimeoutError):
+            await auditor.request(
+                f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}", b'{"batch": 5}', timeout=DENIED_WAIT
+            )
+        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}")
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.delete_consumer(EVENTS, durable)
+        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.DELETE.{EVENTS}.{durable}")
+
+        after = await ajs.consumer_info(EVENTS, durable)
+        assert (after.created, after.config.ack_policy, after.config.durable_name) == (
+            before.created,
+            AckPolicy.ALL,
+            durable,
+        )
+        assert {c.name for c in await ajs.consumers_info(EVENTS)} == {durable}
+
+        gateway = (await auth_stack.connect("gateway")).jetstream()  # the projection still gets every event
+        for subject, data in stored_sessions(2):
+            await gateway.publish(subject, data)
+
+        async def caught_up() -> bool:
+            conn = await asyncpg.connect(database_url)
+            try:
+                return (await read_checkpoint(conn, 1)).seq == 7
+            finally:
+                await conn.close()
+
+        await wait_for(caught_up, what="the projection at seq 7")
+    finally:
+        await projector.stop()
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_one_read_at_a_time_per_auditor_identity_and_never_a_shared_consumer(
+    auth_stack: AuthStack,
+) -> None:
+    await fill(auth_stack, 6)
+    auditor = await auth_stack.connect("auditor")
+    name = read_consumer(auth_stack.settings("auditor"))
+    js = auditor.jetstream()
+
+    first = read_stream(js, EVENTS, batch=1, consumer_name=name)
+    seqs = [m.seq for m in await anext(first)]
+    with pytest.raises(
+        StreamReadError, match="already exists"
+    ):  # same name, same config: refused, not shared
+        async for _ in read_stream(js, EVENTS, batch=1, consumer_name=name):
+            pass
+    seqs += [m.seq async for batch in first for m in batch]
+    assert seqs == [1, 2, 3, 4, 5, 6]  # the refused read took nothing from the first one
+    again = [m.seq async for batch in read_stream(js, EVENTS, consumer_name=name) for m in batch]
+    assert again == [1, 2, 3, 4, 5, 6]  # the name is free as soon as a read ends
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_residual_risk_a_push_consumer_of_the_auditor_delivers_only_to_literal_subscribers(
+    auth_stack: AuthStack,
+) -> None:
+    """nats-server does not check a push consumer's deliver subject against its creator's permissions
+    (nats-server issue 8274): the auditor may still make its own consumer push stored events to a subject it
+    may not publish on. Measured here so that the README's account of the risk stays true."""
+    admin = await fill(auth_stack, 3)
+    ajs = admin.jetstream()
+    sealer = (await auth_stack.connect("sealer")).jetstream()
+    for n in range(2):
+        await sealer.publish(SEALS_SUBJECT, b'{"seal": %d}' % n)
+    query = await auth_stack.connect("query")
+    flooded: list[str] = []
+
+    async def on_query(msg: Msg) -> None:
+        flooded.append(msg.subject)
+
+    await query.subscribe(QUERY_SUBJECT, queue="antq-query", cb=on_query)  # literal, as the query service's
+    await query.flush()
+    auditor = await auth_stack.connect("auditor")
+    own = read_consumer(auth_stack.settings("auditor"))
+    assert own is not None
+
+    # seals pushed to a subject ANTQ_EVENTS captures: accepted, but nobody subscribes to it literally
+    into_log = await create_request(
+        auditor,
+        SEALS,
+        own,
+        {"name": own, "deliver_policy": "all", "deliver_subject": "antq.events.04.01447.x"},
+    )
+    assert "error" not in into_log, into_log
+    # events pushed to the query service's subject: accepted and delivered
+    into_query = await create_request(  # to the queue group of the query service's copies
+        auditor,
+        EVENTS,
+        own,
+        {
+            "name": own,
+            "deliver_policy": "all",
+            "deliver_subject": QUERY_SUBJECT,
+            "deliver_group": "antq-query",
+        },
+    )
+    assert "error" not in into_query, into_query
+
+    async def all_delivered() -> bool:
+        return len(flooded) == 3
+
+    await wait_for(all_delivered, what="the stored events pushed onto antq.query.stats")
+    assert set(flooded) == {"antq.events.04.01447.session"}
+    assert (await ajs.consumer_info(SEALS, own)).delivered.stream_seq == 0  # no interest: nothing delivered
+    info = await ajs.stream_info(EVENTS)
+    assert (info.state.messages, info.state.last_seq) == (3, 3)
+    js = auditor.jetstream()
+    assert await js.delete_consumer(EVENTS, own)
+    assert await js.delete_consumer(SEALS, own)
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(90)
+async def test_antq_audit_replay_runs_as_the_auditor_and_says_clearly_when_it_has_no_identity(
+    auth_stack: AuthStack,
+) -> None:
+    await fill(auth_stack, 4)
+    url = auth_stack.server.url
+    as_auditor = {"ANTQ_NATS_URL": url, "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("auditor"))}
+    args = ["audit", "replay", "--ward", "01447", "--year", "2018", "--format", "json"]
+
+    code, out, err = await antq(*args, env=as_auditor)
+    assert code == 0, err
+    body = json.loads(out)
+    assert (body["ward"], body["year"], body["period"], body["as_of_seq"]) == ("01447", 2018, "calendar", 4)
+    assert (body["metrics"]["sessions_held"], body["metrics"]["session_attendance"]) == (4, 160)
+    code, out, err = await antq(*args, "--as-known-on", "2000-01-01T00:00:00+07:00", env=as_auditor)
+    assert code == 0, err
+    assert json.loads(out)["as_of_seq"] == 0  # nothing was stored yet in 2000
+
+    code, out, err = await antq(*args, env={"ANTQ_NATS_URL": url})
+    assert (code, out) == (2, "")
+    assert "Authorization Violation" in err and "ANTQ_NATS_NKEY_SEED_FILE" in err
+    assert "Traceback" not in err
+    missing = {**as_auditor, "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("nobody"))}
+    code, out, err = await antq(*args, env=missing)
+    assert (code, out) == (2, "")
+    assert "cannot read the nkey seed file" in err and "Traceback" not in err
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(90)
 async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
-    auth_stack: AuthStack, template: Servers, localities: Localities, monkeypatch: pytest.MonkeyPatch
+    auth_stack: AuthStack, template: Servers, localities: Localities
 ) -> None:
     admin = await fill(auth_stack, 6)
     database_url = await fresh_database(template)
@@ -294,21 +526,25 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
     finally:
         await owner.close()
 
-    monkeypatch.setattr(nats, "connect", as_identity(auth_stack, "projector"))
-    projector = Projector(nats_url=auth_stack.server.url, database_url=database_url, localities=localities)
+    projector = Projector(
+        nats_url=auth_stack.server.url,
+        database_url=database_url,
+        localities=localities,
+        nats_options=auth_stack.options("projector"),
+    )
     await projector.start()
-    monkeypatch.setattr(nats, "connect", as_identity(auth_stack, "sealer"))
     try:
+        signer = signer_from_seed(generate_seed())
         config = SealerConfig(
             nats_url=auth_stack.server.url,
             database_url=database_url,
-            signer=signer_from_seed(generate_seed()),
+            signer=signer,
             every_events=3,
+            nats_options=auth_stack.options("sealer"),
         )
         async with Sealer(config) as sealer:
             sealed = await sealer.tick()
         assert [(s.first_seq, s.last_seq) for s in sealed] == [(1, 3), (4, 6)]
-        monkeypatch.undo()
 
         async def caught_up() -> bool:
             conn = await asyncpg.connect(database_url)
@@ -320,13 +556,16 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
         await wait_for(caught_up, what="the projection at seq 6")
 
         auditor = await auth_stack.connect("auditor")
+        name = read_consumer(auth_stack.settings("auditor"))
         rest = database_url.partition("://")[2].partition("@")[2]
         conn = await asyncpg.connect(f"postgresql://{PG_AUDITOR_ROLE}@{rest}", password=password)
         try:
-            report = await verify_seals(auditor.jetstream(), conn, stream=EVENTS, seals_stream=SEALS)
+            report = await verify_seals(
+                auditor.jetstream(), conn, stream=EVENTS, seals_stream=SEALS, consumer_name=name
+            )
             assert report.ok, report.findings
             assert (report.seals_nats, report.seals_postgres, report.sealed_through) == (2, 2, 6)
-            verification = await verify(auditor, conn, localities)  # the projector keeps running meanwhile
+            verification = await verify(auditor, conn, localities, consumer_name=name)  # projector runs on
             assert verification.ok
             assert (verification.as_of_seq, verification.copy) == (6, 1)
 
@@ -337,8 +576,83 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
                 await conn.fetch("SELECT * FROM event_index")
         finally:
             await conn.close()
+
+        env = {  # the commands themselves, as an auditor runs them
+            "ANTQ_NATS_URL": auth_stack.server.url,
+            "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("auditor")),
+            "ANTQ_DATABASE_URL": f"postgresql://{PG_AUDITOR_ROLE}:{password}@{rest}",
+            "ANTQ_SEAL_PUBLIC_KEYS": signer.public_key,
+        }
+        code, out, err = await antq("audit", "seals", "--format", "json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["ok"] is True
+        code, out, err = await antq("audit", "verify", env=env)
+        assert code == 0, err
+        assert "match the replay at seq 6" in out
         assert await last_seq(admin) == 6
         assert await last_seq(admin, SEALS) == 2
     finally:
-        monkeypatch.undo()
         await projector.stop()
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(90)
+async def test_the_services_and_the_commands_run_as_their_own_identities(
+    auth_stack: AuthStack, template: Servers, localities: Localities, offices_file: Path, tmp_path: Path
+) -> None:
+    await fill(auth_stack, 0)  # the streams, created by the admin
+    url = auth_stack.server.url
+    database_url = await fresh_database(template)
+    gateway = Gateway(
+        GatewayConfig(
+            nats_url=url,
+            database_url=database_url,
+            offices_path=offices_file,
+            localities=localities,
+            nats_options=auth_stack.options("gateway"),
+        )
+    )
+    query = QueryService(
+        QueryConfig(
+            nats_url=url,
+            database_url=database_url,
+            localities=localities,
+            nats_options=auth_stack.options("query"),
+        )
+    )
+    projector = Projector(
+        nats_url=url,
+        database_url=database_url,
+        localities=localities,
+        nats_options=auth_stack.options("projector"),
+    )
+    async with gateway.app, query.app:
+        await projector.start()
+        try:
+            office = await auth_stack.connect("office-ca-cao-bang")
+            await wait_until_answering(office, "antq.intake.ca-cao-bang")
+            reader = await auth_stack.connect("reader")
+            await wait_until_answering(reader, QUERY_SUBJECT)
+            events = tmp_path / "events.jsonl"
+            events.write_text("".join(json.dumps(f.session(attendance=10)) + "\n" for _ in range(3)))
+
+            as_office = {
+                "ANTQ_NATS_URL": url,
+                "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("office-ca-cao-bang")),
+            }
+            code, out, err = await antq("publish", str(events), "--office", "ca-cao-bang", env=as_office)
+            assert code == 0, out + err
+            reply = await query_stats(
+                reader, {"ward": "01447", "year": 2018, "min_seq": 3, "timeout_ms": 20_000}
+            )
+            assert (reply["metrics"]["sessions_held"], reply["metrics"]["session_attendance"]) == (3, 30)
+
+            as_reader = {
+                "ANTQ_NATS_URL": url,
+                "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("reader")),
+            }
+            code, out, err = await antq("stats", "--ward", "01447", "--year", "2018", env=as_reader)
+            assert code == 0, err
+            assert "as of stream seq 3" in out
+        finally:
+            await projector.stop()

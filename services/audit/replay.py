@@ -80,9 +80,11 @@ async def replay(
     progress: Progress | None = None,
     batch: int = 500,
     child_process: bool | None = None,
+    consumer_name: str | None = None,
 ) -> ReplayResult:
     """Fold the scope's events up to the cut. ``child_process``: fold beside the reader in a second process
-    (default: when at least ``CHILD_FOLD_FROM`` sequences are to be read)."""
+    (default: when at least ``CHILD_FOLD_FROM`` sequences are to be read). ``consumer_name``: the one consumer
+    name an auditor identity may read with (``infra.auth.read_consumer``); None: an unnamed consumer."""
     wards = scope.wards(localities)
     js = nc.jetstream()
     stop = scope.stop_seq
@@ -96,14 +98,18 @@ async def replay(
     subject = scope.subject(localities)
     if not child_process:
         local = LocalFold(scope.as_of_occurred)
-        async for cols in read_columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
+        async for cols in read_columns(
+            js, stream, stop_seq=stop, subject=subject, batch=batch, consumer_name=consumer_name
+        ):
             local.feed(cols.seqs, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)
         return ReplayResult(local.replay, stop, wards)
     child = await ProcessFold.start(scope.as_of_occurred)
     try:
-        async for cols in read_columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
+        async for cols in read_columns(
+            js, stream, stop_seq=stop, subject=subject, batch=batch, consumer_name=consumer_name
+        ):
             await child.feed(cols.seqs, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)

@@ -49,10 +49,17 @@ async def live_snapshot(conn: asyncpg.Connection) -> tuple[int, int, dict[Figure
 
 
 async def verify(
-    nc: Client, conn: asyncpg.Connection, localities: Localities, *, progress: Progress | None = None
+    nc: Client,
+    conn: asyncpg.Connection,
+    localities: Localities,
+    *,
+    progress: Progress | None = None,
+    consumer_name: str | None = None,
 ) -> Verification:
     copy, seq, live = await live_snapshot(conn)
-    result = await replay(nc, ReplayScope(stop_seq=seq), localities, progress=progress)
+    result = await replay(
+        nc, ReplayScope(stop_seq=seq), localities, progress=progress, consumer_name=consumer_name
+    )
     replayed: dict[FigureKey, int] = {key: value for key, value in result.replay.figures.items()}
     differences = [
         Difference(key, live.get(key, 0), replayed.get(key, 0))

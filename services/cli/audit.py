@@ -1,12 +1,17 @@
 """``antq audit …``: auditors' commands. Read-only against a running stack (NATS URL + credentials, PostgreSQL).
 
-Exit status: 0 nothing found, 1 findings, 2 not configured or not reachable.
+With a server that requires auth, ANTQ_NATS_NKEY_SEED_FILE names the auditor's seed (``antq auth generate``);
+the commands read through the one consumer name that identity may use (``infra.auth.read_consumer``), so one
+audit command at a time per auditor identity. Exit status: 0 nothing found, 1 findings, 2 not configured, not
+reachable, refused, or a read that could not complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Annotated
 
 import asyncpg
@@ -16,7 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.auth import AuthError, nats_connect_options, read_consumer
 from infra.settings import Settings
+from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
 from services.sealer.verify import Report, verify_at
 
@@ -37,6 +44,36 @@ def _require(value: str | None, name: str) -> str:
         err.print(f"[red]{name} is not set[/red]")
         raise typer.Exit(2)
     return value
+
+
+@contextlib.contextmanager
+def failing_clearly(settings: Settings) -> Iterator[None]:
+    """Turn what stops an audit command before it has an answer into one line on stderr and exit status 2."""
+    try:
+        yield
+    except AuthError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except StreamReadError as exc:
+        err.print(f"[red]the read of the log could not complete: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except nats.errors.TimeoutError:
+        err.print(
+            "[red]NATS did not answer in time (the server never answers a request this identity may not "
+            "make: see any permissions violation above)[/red]"
+        )
+        raise typer.Exit(2) from None
+    except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
+        err.print(f"[red]cannot reach the stack: {str(exc) or type(exc).__name__}[/red]")
+        if "authorization" in str(exc).lower():
+            if settings.nats_nkey_seed_file is None and settings.nats_creds is None:
+                err.print(
+                    "[red]the NATS server requires an identity: set ANTQ_NATS_NKEY_SEED_FILE to the "
+                    "auditor's seed file (auditor.nk, from `antq auth generate`)[/red]"
+                )
+            else:
+                err.print("[red]the NATS server does not know this identity (is it in its auth.conf?)[/red]")
+        raise typer.Exit(2) from None
 
 
 def export_record(report: Report) -> dict[str, object]:
@@ -111,20 +148,18 @@ def seals(
     keys = set(trusted_key or []) | {
         k.strip() for k in os.environ.get(TRUSTED_KEYS_ENV, "").split(",") if k.strip()
     }
-    try:
+    with failing_clearly(settings):
         report = asyncio.run(
             verify_at(
                 nats_url=nats_url,
                 database_url=database_url,
-                nats_creds=str(settings.nats_creds) if settings.nats_creds else None,
+                nats_options=nats_connect_options(settings),
+                consumer_name=read_consumer(settings),
                 stream=stream,
                 seals_stream=seals_stream,
                 trusted_keys=frozenset(keys) if keys else None,
             )
         )
-    except (OSError, TimeoutError, nats.errors.Error, asyncpg.PostgresError) as exc:
-        err.print(f"[red]cannot reach the stack: {exc}[/red]")
-        raise typer.Exit(2) from None
     if output == "json":
         body: dict[str, object] = {"ok": report.ok, "report": report}
         if export:
@@ -189,7 +224,8 @@ def replay_command(
         as_known_on=known,
     )
     try:
-        result = asyncio.run(run_replay(settings, url, scope, err))
+        with failing_clearly(settings):
+            result = asyncio.run(run_replay(settings, url, scope, err))
     except AuditError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -212,7 +248,8 @@ def verify_command() -> None:
     settings = Settings.from_env()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
     database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
-    result = asyncio.run(run_verify(settings, nats_url, database_url, err))
+    with failing_clearly(settings):
+        result = asyncio.run(run_verify(settings, nats_url, database_url, err))
     if result.differences:
         console.print(differences_table(result))
         console.print(f"[red bold]{len(result.differences)} figure(s) differ[/red bold]")

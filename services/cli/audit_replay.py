@@ -14,14 +14,34 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from events.localities import Localities
+from infra.auth import nats_connect_options, read_consumer
 from infra.settings import Settings
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
 
 
-async def connect(settings: Settings, url: str) -> Client:
-    creds = str(settings.nats_creds) if settings.nats_creds else None
-    return await nats.connect(url, user_credentials=creds, name="antq-audit")
+async def connect(settings: Settings, url: str, err: Console) -> Client:
+    """Connect as the identity of the settings; fail at once (no retries) when the server is away or refuses.
+
+    What the server reports afterwards (a permissions violation) is printed on one line, not as a traceback."""
+    options = nats_connect_options(settings)
+    connected = False
+
+    async def report(exc: Exception) -> None:
+        if connected:
+            err.print(f"[yellow]NATS: {exc}[/yellow]")
+
+    nc = await nats.connect(
+        url,
+        name="antq-audit",
+        connect_timeout=5,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        error_cb=report,
+        **options,
+    )
+    connected = True
+    return nc
 
 
 def _progress(console: Console) -> Progress:
@@ -36,7 +56,8 @@ def _progress(console: Console) -> Progress:
 
 
 async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Console) -> ReplayResult:
-    nc = await connect(settings, url)
+    consumer = read_consumer(settings)
+    nc = await connect(settings, url, err)
     try:
         with _progress(err) as bar:
             task = bar.add_task("replay", total=None)
@@ -44,7 +65,7 @@ async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Cons
             def advance(seq: int, stop: int) -> None:
                 bar.update(task, completed=seq, total=stop)
 
-            return await replay(nc, scope, Localities.load(), progress=advance)
+            return await replay(nc, scope, Localities.load(), progress=advance, consumer_name=consumer)
     finally:
         await nc.close()
 
@@ -82,18 +103,21 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
 
 
 async def run_verify(settings: Settings, nats_url: str, database_url: str, err: Console) -> Verification:
-    nc = await connect(settings, nats_url)
-    conn = await asyncpg.connect(database_url)
+    consumer = read_consumer(settings)
+    nc = await connect(settings, nats_url, err)
     try:
-        with _progress(err) as bar:
-            task = bar.add_task("verify", total=None)
+        conn = await asyncpg.connect(database_url)
+        try:
+            with _progress(err) as bar:
+                task = bar.add_task("verify", total=None)
 
-            def advance(seq: int, stop: int) -> None:
-                bar.update(task, completed=seq, total=stop)
+                def advance(seq: int, stop: int) -> None:
+                    bar.update(task, completed=seq, total=stop)
 
-            return await verify(nc, conn, Localities.load(), progress=advance)
+                return await verify(nc, conn, Localities.load(), progress=advance, consumer_name=consumer)
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
         await nc.close()
 
 

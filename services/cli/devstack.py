@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import asyncpg
 import nats
 
 from events.localities import Localities
+from infra.auth import nats_connect_options
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.settings import Settings
@@ -53,14 +54,16 @@ def embedded_servers(settings: Settings, data_dir: Path | None) -> Iterator[Stac
             srv.stop()
 
 
-async def prepare(urls: StackUrls, limits: StreamLimits) -> list[str]:
+async def prepare(
+    urls: StackUrls, limits: StreamLimits, nats_options: Mapping[str, str] | None = None
+) -> list[str]:
     """Apply migrations and create the streams; return the migrations applied now."""
     conn = await asyncpg.connect(urls.database_url)
     try:
         applied = await migrate(conn)
     finally:
         await conn.close()
-    nc = await nats.connect(urls.nats_url)
+    nc = await nats.connect(urls.nats_url, **(nats_options or {}))
     try:
         await ensure_streams(nc.jetstream(), limits)
     finally:
@@ -70,10 +73,15 @@ async def prepare(urls: StackUrls, limits: StreamLimits) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running_services(urls: StackUrls, settings: Settings, offices: Path) -> AsyncIterator[None]:
-    """Gateway, projection and query service, in this process, for as long as the context lasts."""
+    """Gateway, projection, query service and sealer, in this process, for as long as the context lasts.
+
+    All connect as the one identity of the settings (ANTQ_NATS_NKEY_SEED_FILE or ANTQ_NATS_CREDS), if any: no
+    single role of ``antq auth generate`` may do all their work, so with the generated auth each service runs
+    as its own process under its own role's seed."""
     localities = Localities.load()
     limits = StreamLimits(dedup_window_s=settings.dedup_window_s)
-    await prepare(urls, limits)
+    nats_options = nats_connect_options(settings)
+    await prepare(urls, limits, nats_options)
     gateway = Gateway(
         GatewayConfig(
             nats_url=urls.nats_url,
@@ -81,12 +89,19 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
             offices_path=offices,
             limits=limits,
             localities=localities,
+            ack_timeout_s=settings.ack_timeout_s,
+            nats_options=nats_options,
         )
     )
     query = QueryService(
-        QueryConfig(nats_url=urls.nats_url, database_url=urls.database_url, localities=localities)
+        QueryConfig(
+            nats_url=urls.nats_url,
+            database_url=urls.database_url,
+            localities=localities,
+            nats_options=nats_options,
+        )
     )
-    projector = Projector(nats_url=urls.nats_url, database_url=urls.database_url)
+    projector = Projector(nats_url=urls.nats_url, database_url=urls.database_url, nats_options=nats_options)
     sealer = build_sealer(
         settings, nats_url=urls.nats_url, database_url=urls.database_url, data_dir=urls.data_dir
     )

@@ -13,6 +13,7 @@ import nats
 import typer
 from rich.console import Console
 
+from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
 from infra.settings import Settings
 from services.cli.audit import audit
@@ -32,6 +33,15 @@ err = Console(stderr=True)
 
 def _settings() -> Settings:
     return Settings.from_env()
+
+
+def _nats_options(settings: Settings) -> dict[str, str]:
+    """``nats.connect`` options of the identity in the settings (ANTQ_NATS_NKEY_SEED_FILE, ANTQ_NATS_CREDS)."""
+    try:
+        return nats_connect_options(settings)
+    except AuthError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _require(url: str | None, name: str) -> str:
@@ -95,10 +105,14 @@ def publish(
     """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code."""
     from services.cli.publish import publish_documents, read_lines, summary_table
 
-    url = _require(_settings().nats_url, "ANTQ_NATS_URL")
+    settings = _settings()
+    url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    options = _nats_options(settings)
     total = sum(1 for _ in read_lines(file))
     summary = asyncio.run(
-        publish_documents(url, office, read_lines(file), batch_size=batch_size, total=total)
+        publish_documents(
+            url, office, read_lines(file), batch_size=batch_size, total=total, nats_options=options
+        )
     )
     console.print(summary_table(summary))
     if summary.rejected:
@@ -115,14 +129,16 @@ def stats(
     """Print one ward's or one province's figures for a year."""
     from services.cli.stats_view import QueryFailed, query_stats, stats_table
 
-    url = _require(_settings().nats_url, "ANTQ_NATS_URL")
+    settings = _settings()
+    url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    options = _nats_options(settings)
     if (ward is None) == (province is None):
         err.print("[red]give exactly one of --ward or --province[/red]")
         raise typer.Exit(2)
     request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
 
     async def run() -> dict[str, object]:
-        nc = await nats.connect(url)
+        nc = await nats.connect(url, **options)
         try:
             return await query_stats(nc, request)
         finally:
@@ -150,9 +166,10 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
     database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
+    options = _nats_options(settings)
 
     async def run() -> str:
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(nats_url, **options)
         try:
             report = await Rebuild(nc, database_url).run()
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,10 +57,17 @@ def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 async def publish_documents(
-    nats_url: str, office: str, docs: Iterable[bytes], *, batch_size: int = 500, total: int | None = None
+    nats_url: str,
+    office: str,
+    docs: Iterable[bytes],
+    *,
+    batch_size: int = 500,
+    total: int | None = None,
+    nats_options: Mapping[str, str] | None = None,
 ) -> PublishSummary:
+    """``nats_options``: the office identity's ``nats.connect`` options (``infra.auth.nats_connect_options``)."""
     summary = PublishSummary()
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **(nats_options or {}))
     client = OfficeClient(nc, office, timeout=60)
     try:
         with Progress(console=Console(stderr=True), transient=True) as progress:

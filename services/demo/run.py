@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import nats
 from rich.console import Console
 
 from events.localities import Localities
+from infra.auth import nats_connect_options
 from infra.settings import Settings
 from services.cli.devstack import DEMO_OFFICES, StackUrls, embedded_servers, running_services
 from services.cli.publish import encode_all, publish_documents, summary_table
@@ -19,16 +22,18 @@ async def run_demo(settings: Settings, console: Console) -> bool:
     """Run the demo; True when every figure matches the article."""
     with embedded_servers(settings, settings.data_dir) as urls:
         async with running_services(urls, settings, DEMO_OFFICES):
-            return await _publish_and_show(urls, console)
+            return await _publish_and_show(urls, console, nats_connect_options(settings))
 
 
-async def _publish_and_show(urls: StackUrls, console: Console) -> bool:
+async def _publish_and_show(urls: StackUrls, console: Console, nats_options: Mapping[str, str]) -> bool:
     demo = DemoSet(Localities.load())
     docs = encode_all(demo.events())
-    summary = await publish_documents(urls.nats_url, OFFICE, docs, batch_size=500, total=len(docs))
+    summary = await publish_documents(
+        urls.nats_url, OFFICE, docs, batch_size=500, total=len(docs), nats_options=nats_options
+    )
     console.print(summary_table(summary))
     wards = demo.district_wards()
-    nc = await nats.connect(urls.nats_url)
+    nc = await nats.connect(urls.nats_url, **nats_options)
     try:
         reply = await query_stats(
             nc, {"wards": wards, "year": YEAR, "min_seq": summary.last_seq, "timeout_ms": 30_000}

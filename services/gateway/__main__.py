@@ -1,6 +1,7 @@
 """Run one gateway copy: ``python -m services.gateway [--offices FILE]`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL).
 
-With ``ANTQ_METRICS_PORT`` (or ``--metrics-port``) its Prometheus metrics are served on ``/metrics``.
+With ``ANTQ_METRICS_PORT`` (or ``--metrics-port``) its Prometheus metrics are served on ``/metrics``. With a
+server that requires auth it connects as the identity of ``ANTQ_NATS_NKEY_SEED_FILE`` (the gateway's seed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from prometheus_client import ProcessCollector
 
+from infra.auth import AuthError, nats_connect_options
 from infra.settings import Settings
 from infra.streams import StreamLimits
 from projections.telemetry import Exporter
@@ -34,6 +36,10 @@ def main() -> None:
         )
     if not (math.isfinite(settings.ack_timeout_s) and settings.ack_timeout_s > 0):
         parser.error(f"ANTQ_ACK_TIMEOUT_S must be a positive number of seconds, not {settings.ack_timeout_s}")
+    try:
+        nats_options = nats_connect_options(settings)
+    except AuthError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = GatewayConfig(
         nats_url=args.nats_url,
@@ -41,6 +47,7 @@ def main() -> None:
         offices_path=args.offices,
         limits=StreamLimits(dedup_window_s=settings.dedup_window_s),
         ack_timeout_s=settings.ack_timeout_s,
+        nats_options=nats_options,
     )
     gateway = Gateway(config)
     exporter = None

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import nats
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsMessage
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -31,6 +32,7 @@ from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
+from services.nats_broker import nats_broker
 
 log = logging.getLogger("antq.gateway")
 
@@ -47,6 +49,8 @@ class GatewayConfig:
     limits: StreamLimits = field(default_factory=StreamLimits)
     clock: Clock = utc_now
     localities: Localities | None = None
+    nats_options: Mapping[str, str] = field(default_factory=dict)
+    """``nats.connect`` options of the gateway's identity (``infra.auth.nats_connect_options``)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.ack_timeout_s) and self.ack_timeout_s > 0):
@@ -66,13 +70,15 @@ class Gateway:
         self._catching_up: asyncio.Task[None] | None = None
         self.counters = IntakeCounters()
         """Answers of this copy (``services/gateway/telemetry.py`` exports them)."""
-        broker = NatsBroker(config.nats_url, logger=None)
+        broker = nats_broker(config.nats_url, config.nats_options)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
         broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
         self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
 
     async def _connect(self) -> None:
-        self._nc = await nats.connect(self._config.nats_url, max_reconnect_attempts=-1)
+        self._nc = await nats.connect(
+            self._config.nats_url, max_reconnect_attempts=-1, **self._config.nats_options
+        )
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)
         self._pool = await create_pool(self._config.database_url, max_size=8)

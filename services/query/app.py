@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import cast
 
 import asyncpg
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsMessage
 
 from events.codec import encode
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
 from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
+from services.nats_broker import nats_broker
 from services.query.request import (
     ErrorBody,
     ErrorReply,
@@ -43,6 +45,8 @@ class QueryConfig:
     workers: int = 8
     """Requests served at once: one waiting for ``min_seq`` must not hold up the others."""
     localities: Localities | None = None
+    nats_options: Mapping[str, str] = field(default_factory=dict)
+    """``nats.connect`` options of the query service's identity (``infra.auth.nats_connect_options``)."""
 
 
 class StatsQueries:
@@ -110,7 +114,7 @@ class QueryService:
         self._localities = config.localities or Localities.load()
         self._pool: asyncpg.Pool | None = None
         self._queries: StatsQueries | None = None
-        broker = NatsBroker(config.nats_url, logger=None)
+        broker = nats_broker(config.nats_url, config.nats_options)
         broker.subscriber(QUERY_SUBJECT, queue=config.queue, max_workers=config.workers)(self._handle)
         self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
 

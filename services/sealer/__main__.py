@@ -8,6 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
+from infra.auth import AuthError
 from infra.settings import Settings
 from services.sealer.app import SealerSetupError, build_sealer
 
@@ -50,7 +51,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(serve(args, settings))
-    except SealerSetupError as exc:
+    except (SealerSetupError, AuthError) as exc:
         parser.error(str(exc))
 
 

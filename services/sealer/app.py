@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from infra.auth import nats_connect_options
 from infra.seal_keys import Signer, load_or_create, load_seed_file
 from infra.settings import Settings
 from services.sealer.service import Sealer, SealerConfig
@@ -60,7 +61,7 @@ def build_sealer(
         SealerConfig(
             nats_url=nats_url,
             database_url=database_url,
-            nats_creds=settings.nats_creds,
+            nats_options=nats_connect_options(settings),
             signer=signer,
             every_events=every_events,
             every_seconds=every_seconds,

@@ -19,11 +19,13 @@ class LoggedSeal:
 
 @dataclass
 class SealLog:
-    """Seals of ``events_stream`` found in ``seals_stream`` up to ``last_seq`` (every message read so far)."""
+    """Seals of ``events_stream`` found in ``seals_stream`` up to ``last_seq`` (every message read so far).
+    ``consumer_name``: read under that consumer name (an auditor's, ``infra.auth.read_consumer``)."""
 
     js: JetStreamContext
     seals_stream: str
     events_stream: str
+    consumer_name: str | None = None
     last_seq: int = 0
     seals: list[LoggedSeal] = field(default_factory=list)
     malformed: list[int] = field(default_factory=list)
@@ -35,7 +37,11 @@ class SealLog:
             self.last_seq = stop
             return
         async for batch in read_stream(
-            self.js, self.seals_stream, start_seq=self.last_seq + 1, stop_seq=stop
+            self.js,
+            self.seals_stream,
+            start_seq=self.last_seq + 1,
+            stop_seq=stop,
+            consumer_name=self.consumer_name,
         ):
             for msg in batch:
                 try:

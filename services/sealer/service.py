@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 
 import asyncpg
@@ -61,7 +60,7 @@ class SealerConfig:
     poll_seconds: float = 1.0
     max_attempts: int = 20
     publish_timeout: float = 5.0
-    nats_creds: Path | None = None
+    nats_options: Mapping[str, str] = field(default_factory=dict)  # infra.auth.nats_connect_options
     clock: Callable[[], dt.datetime] = utcnow
     before_publish: Callable[[Seal], Awaitable[None]] | None = None  # test hook: make two sealers race
 
@@ -88,10 +87,7 @@ class Sealer:
 
     async def connect(self) -> None:
         cfg = self.config
-        options: dict[str, object] = {"name": f"antq-sealer-{cfg.stream}"}
-        if cfg.nats_creds:
-            options["user_credentials"] = str(cfg.nats_creds)
-        nc = await nats.connect(cfg.nats_url, **options)
+        nc = await nats.connect(cfg.nats_url, name=f"antq-sealer-{cfg.stream}", **cfg.nats_options)
         try:
             pool = await create_pool(cfg.database_url, min_size=1, max_size=2)
         except BaseException:

@@ -1,4 +1,4 @@
-"""Verify a stream against its seals: read-only (stream info, an ephemeral consumer, SELECTs), no pause.
+"""Verify a stream against its seals: read-only (stream info, a short-lived consumer, SELECTs), no pause.
 
 Both stores' chains are checked on their own (numbering, seal digest, signature, prev digest, contiguous
 ranges), then against each other, then every range of a sound seal is recomputed from the stored events in
@@ -9,7 +9,7 @@ time is compared with the one the seals recorded.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -253,7 +253,12 @@ def _unique_ranges(seals: Iterable[Seal]) -> list[Seal]:
 
 
 async def hash_ranges(
-    js: JetStreamContext, stream: str, seals: Sequence[Seal], stream_last_seq: int
+    js: JetStreamContext,
+    stream: str,
+    seals: Sequence[Seal],
+    stream_last_seq: int,
+    *,
+    consumer_name: str | None = None,
 ) -> tuple[dict[tuple[int, int], RangeHasher], int]:
     """Recompute every seal range in one ordered read of the stream; (hashers by (first, last), events read)."""
     keys = sorted({(s.first_seq, s.last_seq) for s in seals})
@@ -264,7 +269,9 @@ async def hash_ranges(
         i = 0
         active: list[tuple[int, int]] = []
         if hi >= lo:
-            async for batch in read_stream(js, stream, start_seq=lo, stop_seq=hi):
+            async for batch in read_stream(
+                js, stream, start_seq=lo, stop_seq=hi, consumer_name=consumer_name
+            ):
                 for msg in batch:
                     read += 1
                     while i < len(keys) and keys[i][0] <= msg.seq:
@@ -341,9 +348,11 @@ async def verify_seals(
     stream: str,
     seals_stream: str,
     trusted_keys: frozenset[str] | None = None,
+    consumer_name: str | None = None,
 ) -> Report:
-    """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only."""
-    log = SealLog(js, seals_stream, stream)
+    """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only; ``consumer_name``:
+    the consumer name an auditor identity may read with (``infra.auth.read_consumer``)."""
+    log = SealLog(js, seals_stream, stream, consumer_name)
     await log.refresh()
     nats_seals = [logged.seal for logged in log.seals]
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -399,7 +408,7 @@ async def verify_seals(
                 detail=f"{stream} ends at sequence {last_seq}; the seals cover up to {sealed_through}",
             )
         )
-    hashers, read = await hash_ranges(js, stream, sound, last_seq)
+    hashers, read = await hash_ranges(js, stream, sound, last_seq, consumer_name=consumer_name)
     findings += compare_ranges(sound, hashers)
     return Report(
         stream=stream,
@@ -421,10 +430,11 @@ async def verify_at(
     database_url: str,
     stream: str,
     seals_stream: str,
-    nats_creds: str | None = None,
+    nats_options: Mapping[str, str] | None = None,
+    consumer_name: str | None = None,
     trusted_keys: frozenset[str] | None = None,
 ) -> Report:
-    """Connect (read-only use), verify, disconnect."""
+    """Connect (read-only use), verify, disconnect. ``nats_options``: ``infra.auth.nats_connect_options``."""
 
     async def quiet(exc: Exception) -> None:  # the failure surfaces as the connect exception
         return None
@@ -436,15 +446,19 @@ async def verify_at(
         "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.2,
         "error_cb": quiet,
+        **(nats_options or {}),
     }
-    if nats_creds:
-        options["user_credentials"] = nats_creds
     nc = await nats.connect(nats_url, **options)
     try:
         conn = await asyncpg.connect(database_url)
         try:
             return await verify_seals(
-                nc.jetstream(), conn, stream=stream, seals_stream=seals_stream, trusted_keys=trusted_keys
+                nc.jetstream(),
+                conn,
+                stream=stream,
+                seals_stream=seals_stream,
+                trusted_keys=trusted_keys,
+                consumer_name=consumer_name,
             )
         finally:
             await conn.close()
