@@ -127,7 +127,7 @@ def stop_all(procs: list[subprocess.Popen[bytes]], *servers: EmbeddedNats | Embe
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                print(f"{proc.args} did not stop within 10 s of SIGTERM: killed", flush=True)
+                print(f"{proc.args!r} did not stop within 10 s of SIGTERM: killed", flush=True)
                 proc.kill()
                 proc.wait()
     finally:
