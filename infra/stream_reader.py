@@ -173,7 +173,7 @@ async def read_columns(
         # Requests that wait (``expires``), not ``no_wait`` ones: the server answers a no_wait request made
         # while another is pending with "408 Requests Pending". The read ends at ``stop`` by sequence.
         for _ in range(depth):
-            await puller.request(batch, expires=timeout)
+            await puller.request(batch, expires=timeout, until_drained=True)
         while True:
             try:
                 msgs = await puller.batch(timeout + 5.0)
@@ -198,7 +198,8 @@ async def read_columns(
                 if seq == stop or tokens[base + 6] == "0":
                     done = True
             if not done:
-                await puller.request(batch, expires=timeout)  # keeps ``depth`` requests in flight
+                # keeps ``depth`` requests in flight
+                await puller.request(batch, expires=timeout, until_drained=True)
             if seqs:
                 del msgs[len(seqs) :]
                 cols.bodies.extend(msg.data for msg in msgs)
