@@ -31,7 +31,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("ANTQ_DATABASE_URL"), required=False)
     parser.add_argument("--copy", type=int, default=None, help="copy to build (default: the active one)")
     parser.add_argument("--no-publish", action="store_true", help="publish no updates (for rebuilds)")
-    parser.add_argument("--batch", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=16_000)
     parser.add_argument(
         "--metrics-port",
         type=int,

@@ -26,7 +26,7 @@ class Projector:
         database_url: str,
         copy: int | None = None,
         publish: bool | None = None,
-        batch: int = 4000,
+        batch: int = 16_000,
         localities: Localities | None = None,
         hook: Hook | None = None,
         nats_options: Mapping[str, str] | None = None,
