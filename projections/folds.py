@@ -19,6 +19,7 @@ years only when figures are stored or read (``by_period``).
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias
 
@@ -215,11 +216,12 @@ def contribution(part: Part) -> list[tuple[str, int]]:
 
 def part_of(event: Event) -> Part | None:
     """The compact record of what a session / pledge / mediation / weapons event contributes."""
-    ward, day = event.locality.ward, event.occurred_on.toordinal()
+    # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
+    ward, day = sys.intern(event.locality.ward), event.occurred_on.toordinal()
     if isinstance(event, SessionHeld):
-        return SessionPart(ward=ward, day=day, level=event.level, attendance=event.attendance)
+        return SessionPart(ward=ward, day=day, level=sys.intern(event.level), attendance=event.attendance)
     if isinstance(event, PledgeSigned):
-        return PledgePart(ward=ward, day=day, signer=event.signer, signatures=event.signatures)
+        return PledgePart(ward=ward, day=day, signer=sys.intern(event.signer), signatures=event.signatures)
     if isinstance(event, MediationConcluded):
         return MediationPart(ward=ward, day=day, successful=event.outcome == "successful")
     if isinstance(event, WeaponsSurrendered):
@@ -303,7 +305,10 @@ class _Folder:
                 f"tip {event.tip_id} was already received", seq=seq, event_id=event.event_id
             )
         tip = TipState(
-            ward=event.locality.ward, day=event.occurred_on.toordinal(), retracted=False, assessments=()
+            ward=sys.intern(event.locality.ward),
+            day=event.occurred_on.toordinal(),
+            retracted=False,
+            assessments=(),
         )
         self.set_tip(key, None, tip)
         self._written[event.event_id.int | EVENT_BIT] = TipLink(tip=event.tip_id.bytes, assessment=False)
