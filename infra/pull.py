@@ -23,9 +23,12 @@ class PullError(Exception):
 def _nothing_pending(reply: str) -> bool:
     """The consumer has nothing more to deliver now: a waiting request would only wait for its expiry.
 
-    Read from the ack subject's last token (``pending``) in its v1 form; a v2 reply (with a domain) never
-    matches, and its request then ends at its expiry instead."""
-    return reply.endswith(".0") and reply.count(".") == 8
+    Read from the ack subject's ``pending`` token: the last of the 9 tokens of the v1 form, the one before the
+    trailing token in the 12-token v2 form (with a domain)."""
+    dots = reply.count(".")
+    if dots == 8:
+        return reply.endswith(".0")
+    return dots == 11 and reply.rsplit(".", 2)[1] == "0"
 
 
 class BatchPuller:

@@ -8,6 +8,7 @@ consumer of that name exists (one read at a time per name), and deleted at the e
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import json
@@ -99,8 +100,14 @@ class Columns(NamedTuple):
 
     seqs: list[int]
     bodies: list[bytes]
-    stamps: list[int]
     msgs: list[Msg]
+
+
+def _ack_tokens(reply: str) -> tuple[int, int, int]:
+    """(stream sequence, delivery count of the consumer, pending) from an ack subject (v1 and v2 forms)."""
+    tokens = reply.split(".")
+    base = 2 if len(tokens) == 9 else 4
+    return int(tokens[base + 3]), int(tokens[base + 4]), int(tokens[base + 6])
 
 
 async def read_stream(
@@ -129,8 +136,8 @@ async def read_stream(
         consumer_name=consumer_name,
     ):
         yield [
-            StoredMsg(seq, msg.subject, body, ts, msg.headers)
-            for seq, body, ts, msg in zip(cols.seqs, cols.bodies, cols.stamps, cols.msgs, strict=True)
+            StoredMsg(seq, msg.subject, body, parse_ack_reply(msg.reply)[1], msg.headers)
+            for seq, body, msg in zip(cols.seqs, cols.bodies, cols.msgs, strict=True)
         ]
 
 
@@ -169,6 +176,7 @@ async def read_columns(
         return
     puller = BatchPuller(js._nc, stream, str(info.name))
     await puller.start()
+    delivered = 0
     try:
         # Requests that wait (``expires``), not ``no_wait`` ones: the server answers a no_wait request made
         # while another is pending with "408 Requests Pending". The read ends at ``stop`` by sequence.
@@ -183,20 +191,24 @@ async def read_columns(
                 # the server answered with a status and no message before the range was read: the consumer
                 # is gone (inactivity, restart) or the stream changed; never end a read early in silence
                 raise StreamReadError(f"{stream}: the read stopped before seq {stop} (consumer {info.name})")
-            cols = Columns([], [], [], msgs)
-            seqs, stamps = cols.seqs, cols.stamps
-            done = False
+            seqs: list[int] = []
             for msg in msgs:
                 tokens = msg.reply.split(".")
-                base = 2 if len(tokens) == 9 else 4  # v1 and v2 ack subjects, as in parse_ack_reply
-                seq = int(tokens[base + 3])
-                if seq > stop:
-                    done = True
-                    break
-                seqs.append(seq)
-                stamps.append(int(tokens[base + 5]))
-                if seq == stop or tokens[base + 6] == "0":
-                    done = True
+                seqs.append(int(tokens[5 if len(tokens) == 9 else 7]))  # the stream sequence (v1, v2 forms)
+            # a consumer without acks numbers its deliveries 1, 2, 3, ... and never redelivers: a batch whose
+            # first and last deliveries are not ``delivered + 1`` and ``delivered + len`` lost messages on the
+            # way (a connection that died and came back while requests were open)
+            first, last = _ack_tokens(msgs[0].reply), _ack_tokens(msgs[-1].reply)
+            if (first[1], last[1]) != (delivered + 1, delivered + len(msgs)):
+                raise StreamReadError(
+                    f"{stream}: deliveries {first[1]}..{last[1]} came where {delivered + 1}..{delivered + len(msgs)}"
+                    " were due: messages were lost in transit; read again"
+                )
+            delivered += len(msgs)
+            done = seqs[-1] >= stop or last[2] == 0
+            if seqs[-1] > stop:
+                del seqs[bisect.bisect_right(seqs, stop) :]
+            cols = Columns(seqs, [], msgs)
             if not done:
                 # keeps ``depth`` requests in flight
                 await puller.request(batch, expires=timeout, until_drained=True)

@@ -55,6 +55,10 @@ class FoldVersionMismatch(ProjectionError):
     """The copy was built by another version of the fold: folding on would mix two meanings of the figures."""
 
 
+class SequenceGap(ProjectionError):
+    """Messages after the checkpoint are missing from what the consumer delivered."""
+
+
 class AlreadyRunning(ProjectionError):
     """Another runner holds this copy."""
 
@@ -178,7 +182,10 @@ class StatsRunner:
         with contextlib.suppress(NotFoundError):
             info = await self._js.consumer_info(EVENTS, self.durable)
             keep = self._config.keep_consumer or (
-                info.num_ack_pending == 0 and info.ack_floor.stream_seq == self.seq
+                info.num_ack_pending == 0
+                and info.ack_floor.stream_seq == self.seq
+                # one made for smaller batches would hold back the fetch that runs beside a commit
+                and (info.config.max_ack_pending or 0) >= 2 * self._config.batch
             )
             if not keep:
                 log.info(
@@ -210,7 +217,12 @@ class StatsRunner:
         return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
 
     def _prepare(self, msgs: list[Msg]) -> _Batch:
-        """Decode a fetched batch, leaving out redeliveries at or below the checkpoint."""
+        """Decode a fetched batch, leaving out redeliveries at or below the checkpoint.
+
+        ANTQ_EVENTS never loses a message (no deletes, no purges), so what follows the checkpoint is exactly
+        checkpoint + 1, + 2, ...: a jump means messages were lost on the way (a connection that died and came
+        back while requests were open), and the batch is refused unacked (``SequenceGap``).
+        """
         batch = _Batch()
         for msg in msgs:
             seq = parse_ack_reply(msg.reply)[0]
@@ -218,6 +230,12 @@ class StatsRunner:
             if seq <= self.seq or (batch.records and seq <= batch.records[-1][0]):
                 self.stats.redelivered_skipped += 1
                 continue
+            expected = batch.records[-1][0] + 1 if batch.records else self.seq + 1
+            if seq != expected:
+                raise SequenceGap(
+                    f"seq {seq} came where {expected} was due: messages were lost on the way; the runner "
+                    "restarts from its checkpoint"
+                )
             try:
                 batch.records.append((seq, decode_recorded(msg.data)))
             except msgspec.DecodeError as exc:

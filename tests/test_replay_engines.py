@@ -81,3 +81,14 @@ async def test_a_history_that_cannot_be_folded_is_reported_with_its_sequence(
     await publish_events(stack.nc, localities, [as_event(f.session())])
     with pytest.raises(UnfoldableHistory, match=f"seq {bad}"):
         await replay(stack.nc, ReplayScope(), localities, child_process=child_process)
+
+
+@pytest.mark.parametrize("child_process", [False, True])
+async def test_a_stored_record_that_is_not_an_event_is_reported_with_its_sequence(
+    stack: Stack, localities: Localities, child_process: bool
+) -> None:
+    await publish_events(stack.nc, localities, [as_event(f.session()) for _ in range(2)])
+    ack = await stack.js.publish("antq.events.04.01447.session", b'{"office": "x", "event": {"type": "?"}}')
+    await publish_events(stack.nc, localities, [as_event(f.session())])
+    with pytest.raises(UnfoldableHistory, match=f"seq {ack.seq}: the stored record is not a valid event"):
+        await replay(stack.nc, ReplayScope(), localities, child_process=child_process)

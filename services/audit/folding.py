@@ -107,6 +107,9 @@ def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None
                 fold.feed(chunk.seqs, chunk.bodies)
             except AuditError as exc:
                 error = str(exc)  # keep draining: the parent learns of it when it asks for the outcome
+            except Exception as exc:  # a bug: still say where
+                first, last = (chunk.seqs[0], chunk.seqs[-1]) if chunk.seqs else (0, 0)
+                error = f"the fold failed on seqs {first}..{last}: {type(exc).__name__}: {exc}"
     replay = fold.replay
     totals = [(ward, yk, metric, n) for (ward, yk, metric), n in replay.totals.items() if n]
     out = _encoder.encode(_Outcome(totals, replay.last_seq, replay.events, error))
@@ -122,11 +125,15 @@ class ProcessFold:
 
     @classmethod
     async def start(cls, as_of_occurred: dt.date | None) -> ProcessFold:
-        args = [sys.executable, "-m", "services.audit.fold_child"]
+        # -P: never import from the working directory (an auditor may run this from any folder)
+        args = [sys.executable, "-P", "-m", "services.audit.fold_child"]
         if as_of_occurred is not None:
             args.append(as_of_occurred.isoformat())
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches the parent only; the parent stops the child (``close``)
         )
         assert proc.stdin is not None
         proc.stdin.transport.set_write_buffer_limits(high=8 * 1024 * 1024)  # a few batches ahead
