@@ -91,6 +91,10 @@ async def measure(url: str, rate: int, seconds: float) -> list[float]:
         for doc, result in zip(docs, results, strict=True):
             assert result.ok and result.seq is not None
             ward = str(doc["locality"]["ward"])  # type: ignore[index]
+            if seen.get((ward, 2026), 0) >= result.seq:
+                # the update came before the office had its reply (the gateway still wrote its index)
+                lags.append(0.0)
+                continue
             accepted.setdefault((ward, 2026), []).append((result.seq, t))
         sent += per_tick
         tick += 1
