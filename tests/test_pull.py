@@ -37,9 +37,8 @@ async def test_fetches_on_a_live_consumer_never_lose_or_repeat_a_message(stack: 
             assert seen == [b"%d" % i for i in range(sent)]
         # a fetch that waits returns the message published while it waits, and the ones right behind it
         waiting = asyncio.create_task(puller.fetch(10, timeout=5.0))
-        await asyncio.sleep(
-            0
-        )  # wait-ok: one yield, so the fetch sends its request first (either order passes)
+        # one yield, so the fetch sends its request first (either order passes)
+        await asyncio.sleep(0)  # wait-ok
         for i in range(3):
             await stack.js.publish("pulla.x", b"late%d" % i)
         late = [m.data for m in await waiting]
