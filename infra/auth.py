@@ -9,26 +9,15 @@ Every identity also has a private inbox, ``_INBOX.<its public key>``: replies, J
 messages arrive there, and no other identity may subscribe to it (``_INBOX.>`` would let any office read what
 is delivered to an auditor). Clients get the seed file and the inbox prefix from ``nats_connect_options``.
 
-The auditor reads ANTQ_EVENTS and ANTQ_SEALS only: stream info, stored-message and direct gets, and ONE consumer
-name of its own per stream, ``audit_<first 10 characters of its public key>`` (``read_consumer_name``; the
-audit commands get it from ``read_consumer(settings)``, so the generator and the reader agree): create it (plain
-or filtered create subject), pull from it, delete it. Every other consumer create (unnamed, durable, another
-name such as the projector's ``stats-1``) and every pull from another consumer is refused, so an auditor can
-neither replace nor drain a service's consumer. It may not publish to any stream subject or intake, nor manage
-streams. One read at a time per auditor identity: a second read while the consumer exists fails loudly (the
-reader creates with ``"action": "create"`` and a fresh description) instead of sharing the consumer.
-
-Residual risk (measured on nats-server 2.15.1 with these permissions): the server does not check a push
-consumer's ``deliver_subject`` against its creator's permissions (nats-server issue 8274, open), and subject
-permissions cannot see inside the create request, so an auditor may still turn its own consumer into a push
-consumer delivering stored events or seals to any subject. The server delivers only while some client holds a
-*literal* subscription on that subject (a wildcard one, as every stream capture and the gateway's
-``antq.intake.*`` use, does not count: nats-server issue 6016, which may change), and then a stream capturing
-the subject stores the messages too. No generated identity may subscribe literally to a stream subject; the
-query service's ``antq.query.stats`` (its queue group as the deliver group) can be flooded with stored events
-that way (``tests/test_auth.py`` measures it). Mitigations: auditors' consumers are named and listed
-(``audit_…``; a push one is never the reader's doing: look for a ``deliver_subject``), and a future reader
-that uses batched direct gets needs no consumer at all, when ``CONSUMER.CREATE`` can be taken away.
+The auditor reads ANTQ_EVENTS and ANTQ_SEALS only, without any consumer: stream info, stored-message gets and
+direct gets (single and batched, the reads of ``infra/direct_reader.py``; the audit commands use them with
+``ANTQ_READ_MODE=direct``). It has no ``CONSUMER.*`` right at all, so it can neither create a consumer (unnamed,
+named, filtered, durable, or a push consumer delivering stored events onto another subject: the risk of
+nats-server issue 8274, where a push consumer's ``deliver_subject`` is not checked against its creator's
+permissions, is gone with the right to create one), nor pull from, delete or replace a service's consumer
+(``tests/test_auth.py`` checks every create form is refused). It may not publish to any stream subject or
+intake, nor manage streams. Direct gets hold no state at the server, so reads under one auditor identity may
+run in parallel.
 
 The generator also writes the SQL of the PostgreSQL role ``antq_auditor``: SELECT on the tables the audit
 commands read, read-only transactions by default, a SCRAM-SHA-256 verifier instead of a password in clear.
@@ -104,8 +93,8 @@ def _read_streams(*streams: str) -> list[str]:
     return out
 
 
-def _audit_streams(consumer: str, *streams: str) -> list[str]:
-    """Read a stream through one named consumer only: info, gets, and create / pull / delete of ``consumer``."""
+def _direct_read_streams(*streams: str) -> list[str]:
+    """Read a stream without any consumer: info, stored-message gets, direct gets (single and batched)."""
     out: list[str] = []
     for s in streams:
         out += [
@@ -113,16 +102,13 @@ def _audit_streams(consumer: str, *streams: str) -> list[str]:
             f"{JS}.STREAM.MSG.GET.{s}",
             f"{JS}.DIRECT.GET.{s}",
             f"{JS}.DIRECT.GET.{s}.>",
-            f"{JS}.CONSUMER.CREATE.{s}.{consumer}",
-            f"{JS}.CONSUMER.CREATE.{s}.{consumer}.>",  # the filtered create: <name>.<filter subject>
-            f"{JS}.CONSUMER.MSG.NEXT.{s}.{consumer}",
-            f"{JS}.CONSUMER.DELETE.{s}.{consumer}",
         ]
     return out
 
 
 def read_consumer_name(public_key: str) -> str:
-    """The one consumer name an auditor identity may create, pull from and delete."""
+    """The consumer name a consumer-mode audit read takes under an identity (``ANTQ_READ_MODE=consumer``: an
+    identity with consumer rights, as admin; the generated auditor reads with direct gets and has none)."""
     return f"{READ_CONSUMER_PREFIX}{public_key[:10]}"
 
 
@@ -173,9 +159,8 @@ def role_permissions(role: str, public_key: str) -> Permissions:
             ),
             subscribe=replies,
         )
-    if role == "auditor":
-        consumer = read_consumer_name(public_key)
-        return Permissions(publish=tuple(_audit_streams(consumer, EVENTS, SEALS)), subscribe=replies)
+    if role == "auditor":  # reads with direct gets (ANTQ_READ_MODE=direct): no consumer of any kind
+        return Permissions(publish=tuple(_direct_read_streams(EVENTS, SEALS)), subscribe=replies)
     raise AuthError(f"unknown role {role!r}; roles: {', '.join(SERVICE_ROLES)}, office:<id>")
 
 
@@ -369,8 +354,8 @@ def nats_connect_options(settings: Settings) -> dict[str, str]:
 
 
 def read_consumer(settings: Settings) -> str | None:
-    """The consumer name the audit commands read with: ``ANTQ_READ_CONSUMER``, else the one derived from the
-    nkey seed (``read_consumer_name``), else None (an unnamed consumer: a server without auth)."""
+    """The consumer name the audit commands read with in consumer mode: ``ANTQ_READ_CONSUMER``, else the one
+    derived from the nkey seed (``read_consumer_name``), else None (an unnamed consumer: a server without auth)."""
     if settings.read_consumer is not None:
         if not _CONSUMER_NAME.match(settings.read_consumer):
             raise AuthError(f"ANTQ_READ_CONSUMER {settings.read_consumer!r} is not a consumer name")

@@ -6,8 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 DAY = 86_400.0
+ReadMode = Literal["consumer", "direct"]
+
+
+class SettingsError(ValueError):
+    """A setting with a value that cannot be used."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,6 +24,9 @@ class Settings:
     nats_nkey_seed_file: Path | None = None
     # the consumer name an auditor reads with (ANTQ_READ_CONSUMER; default: derived from the nkey seed)
     read_consumer: str | None = None
+    # how the audit commands read streams (ANTQ_READ_MODE): "consumer" or "direct" (batched direct gets, no
+    # consumer: the generated auditor identity may only do this)
+    read_mode: ReadMode = "consumer"
     database_url: str | None = None
     offices_path: Path | None = None
     data_dir: Path | None = None
@@ -34,11 +43,15 @@ class Settings:
             value = env.get(name)
             return Path(value) if value else None
 
+        mode = env.get("ANTQ_READ_MODE") or "consumer"
+        if mode not in ("consumer", "direct"):
+            raise SettingsError(f"ANTQ_READ_MODE is consumer or direct, not {mode!r}")
         return cls(
             nats_url=env.get("ANTQ_NATS_URL") or None,
             nats_creds=path("ANTQ_NATS_CREDS"),
             nats_nkey_seed_file=path("ANTQ_NATS_NKEY_SEED_FILE"),
             read_consumer=env.get("ANTQ_READ_CONSUMER") or None,
+            read_mode="direct" if mode == "direct" else "consumer",
             database_url=env.get("ANTQ_DATABASE_URL") or None,
             offices_path=path("ANTQ_OFFICES"),
             data_dir=path("ANTQ_DATA_DIR"),

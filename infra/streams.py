@@ -29,7 +29,7 @@ class StreamLimits:
 def events_config(
     limits: StreamLimits, name: str = EVENTS, subjects: list[str] | None = None
 ) -> StreamConfig:
-    """The immutable event log: file storage, no expiry, no deletes, no purges, no rollups."""
+    """The immutable event log: file storage, no expiry, no deletes, no purges, no rollups; direct gets."""
     return StreamConfig(
         name=name,
         subjects=subjects or [f"{EVENTS_PREFIX}.>"],
@@ -44,6 +44,7 @@ def events_config(
         deny_delete=True,
         deny_purge=True,
         allow_rollup_hdrs=False,
+        allow_direct=True,  # auditors read with batched direct gets, without a consumer (infra/direct_reader.py)
         num_replicas=1,
     )
 
@@ -78,6 +79,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         max_age=0,
         deny_delete=True,
         deny_purge=True,
+        allow_direct=True,
     )
     return [events_config(limits), rejected, updates, seals]
 

@@ -42,11 +42,12 @@ from infra.auth import (
     auditor_sql,
     generate,
     nats_connect_options,
-    read_consumer,
     read_consumer_name,
     scram_verifier,
 )
+from infra.direct_reader import read_direct
 from infra.embedded import EmbeddedNats
+from infra.reading import StreamReader
 from infra.seal_keys import generate_seed, signer_from_seed
 from infra.settings import Settings
 from infra.stream_reader import StreamReadError, read_stream
@@ -247,13 +248,17 @@ async def antq(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def create_request(nc: Client, stream: str, name: str, config: dict[str, object]) -> dict[str, Any]:
+async def create_request(
+    nc: Client, stream: str, name: str, config: dict[str, object], *, timeout: float = 5.0
+) -> dict[str, Any]:
     """A consumer create request on the named subject, as any client may send it (not only nats-py's)."""
     body = {
         "stream_name": stream,
         "config": {"ack_policy": "none", "inactive_threshold": 30 * 10**9, **config},
     }
-    reply = await nc.request(f"$JS.API.CONSUMER.CREATE.{stream}.{name}", json.dumps(body).encode(), timeout=5)
+    reply = await nc.request(
+        f"$JS.API.CONSUMER.CREATE.{stream}.{name}", json.dumps(body).encode(), timeout=timeout
+    )
     answer: dict[str, Any] = json.loads(reply.data)
     return answer
 
@@ -273,20 +278,19 @@ async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
     for n in range(2):
         await sealer.publish(SEALS_SUBJECT, b'{"seal": %d}' % n)
     auditor = await auth_stack.connect("auditor")
-    name = read_consumer(auth_stack.settings("auditor"))
-    assert name == read_consumer_name(auth_stack.options("auditor")["inbox_prefix"].removeprefix("_INBOX."))
+    direct = StreamReader("direct")
 
-    result = await replay(auditor, ReplayScope(ward="01447", year=2018), localities, consumer_name=name)
+    result = await replay(auditor, ReplayScope(ward="01447", year=2018), localities, reader=direct)
     assert result.as_of_seq == 7
     assert result.replay.figures[("calendar", "01447", 2018, "sessions_held")] == 7
     now = dt.datetime.now(dt.UTC)
-    known = await replay(auditor, ReplayScope(as_known_on=now), localities, consumer_name=name)
+    known = await replay(auditor, ReplayScope(as_known_on=now), localities, reader=direct)
     assert known.as_of_seq == 7  # record time resolved by the server (a stored-message get)
-    seals = [m async for batch in read_stream(auditor.jetstream(), SEALS, consumer_name=name) for m in batch]
+    seals = [m async for batch in read_direct(auditor, SEALS) for m in batch]
     assert [m.seq for m in seals] == [1, 2]
     stored = await auditor.jetstream().get_msg(EVENTS, 3)
     assert stored.seq == 3
-    assert {c.name for c in await ajs.consumers_info(EVENTS)} == {"stats-1"}  # its own consumer is gone
+    assert {c.name for c in await ajs.consumers_info(EVENTS)} == {"stats-1"}  # it read without a consumer
     assert await ajs.consumers_info(SEALS) == []
 
     js = auditor.jetstream(timeout=DENIED_WAIT)
@@ -343,13 +347,12 @@ async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer
         assert durable == "stats-1"
         before = await ajs.consumer_info(EVENTS, durable)
         auditor = await auth_stack.connect("auditor")
-        own = read_consumer(auth_stack.settings("auditor"))
-        assert own is not None
+        own = read_consumer_name(auth_stack.options("auditor")["inbox_prefix"].removeprefix("_INBOX."))
         js = auditor.jetstream(timeout=DENIED_WAIT)
 
         attempts = {  # what nats-py sends for each config, and the subject the server refuses
             f"CONSUMER.CREATE.{EVENTS}.{durable}": ConsumerConfig(name=durable, ack_policy=AckPolicy.NONE),
-            f"CONSUMER.CREATE.{EVENTS}.audit_other": ConsumerConfig(name="audit_other"),
+            f"CONSUMER.CREATE.{EVENTS}.{own}": ConsumerConfig(name=own),  # the name it once had
             f"CONSUMER.DURABLE.CREATE.{EVENTS}.{durable}": ConsumerConfig(durable_name=durable),
             f"CONSUMER.CREATE.{EVENTS}": ConsumerConfig(deliver_policy=DeliverPolicy.ALL),  # unnamed
         }
@@ -357,16 +360,11 @@ async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer
             with pytest.raises(nats.errors.TimeoutError):
                 await js.add_consumer(EVENTS, config)
             await auth_stack.refused("auditor", f"$JS.API.{subject}")
-        with pytest.raises(
-            nats.errors.TimeoutError
-        ):  # another name, filtered by a subject that is the own name
+        with pytest.raises(nats.errors.TimeoutError):  # a filtered create
             await auditor.request(
-                f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.{own}", b"{}", timeout=DENIED_WAIT
+                f"$JS.API.CONSUMER.CREATE.{EVENTS}.{own}.antq.events.>", b"{}", timeout=DENIED_WAIT
             )
-        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.CREATE.{EVENTS}.{durable}.{own}")
-        # its own subject with another durable in the body: the server takes the name from the subject
-        mismatch = await create_request(auditor, EVENTS, own, {"durable_name": durable})
-        assert mismatch["error"]["err_code"] == 10017, mismatch
+        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.CREATE.{EVENTS}.{own}.antq.events.>")
         with pytest.raises(nats.errors.TimeoutError):
             await auditor.request(
                 f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{durable}", b'{"batch": 5}', timeout=DENIED_WAIT
@@ -402,13 +400,14 @@ async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer
 
 @pytest.mark.servers
 @pytest.mark.timeout(60)
-async def test_one_read_at_a_time_per_auditor_identity_and_never_a_shared_consumer(
+async def test_one_consumer_read_at_a_time_per_name_and_direct_reads_in_parallel(
     auth_stack: AuthStack,
 ) -> None:
-    await fill(auth_stack, 6)
-    auditor = await auth_stack.connect("auditor")
-    name = read_consumer(auth_stack.settings("auditor"))
-    js = auditor.jetstream()
+    """A consumer-mode read under a name (``ANTQ_READ_CONSUMER``, an identity with consumer rights) is never
+    shared; the auditor's direct reads hold nothing at the server, so two of them run side by side."""
+    admin = await fill(auth_stack, 6)
+    js = admin.jetstream()
+    name = "audit_admin"
 
     first = read_stream(js, EVENTS, batch=1, consumer_name=name)
     seqs = [m.seq for m in await anext(first)]
@@ -422,65 +421,45 @@ async def test_one_read_at_a_time_per_auditor_identity_and_never_a_shared_consum
     again = [m.seq async for batch in read_stream(js, EVENTS, consumer_name=name) for m in batch]
     assert again == [1, 2, 3, 4, 5, 6]  # the name is free as soon as a read ends
 
+    auditor = await auth_stack.connect("auditor")
+    one = read_direct(auditor, EVENTS, batch=2)
+    two = read_direct(auditor, EVENTS, batch=2)
+    a = [m.seq for m in await anext(one)]
+    b = [m.seq async for batch in two for m in batch]
+    a += [m.seq async for batch in one for m in batch]
+    assert a == b == [1, 2, 3, 4, 5, 6]
+
 
 @pytest.mark.servers
 @pytest.mark.timeout(60)
-async def test_residual_risk_a_push_consumer_of_the_auditor_delivers_only_to_literal_subscribers(
+async def test_the_auditor_cannot_make_a_push_consumer_deliver_stored_events_elsewhere(
     auth_stack: AuthStack,
 ) -> None:
     """nats-server does not check a push consumer's deliver subject against its creator's permissions
-    (nats-server issue 8274): the auditor may still make its own consumer push stored events to a subject it
-    may not publish on. Measured here so that the README's account of the risk stays true."""
+    (nats-server issue 8274); the auditor, which has no CONSUMER.* right, cannot create one at all."""
     admin = await fill(auth_stack, 3)
     ajs = admin.jetstream()
     sealer = (await auth_stack.connect("sealer")).jetstream()
     for n in range(2):
         await sealer.publish(SEALS_SUBJECT, b'{"seal": %d}' % n)
-    query = await auth_stack.connect("query")
-    flooded: list[str] = []
-
-    async def on_query(msg: Msg) -> None:
-        flooded.append(msg.subject)
-
-    await query.subscribe(QUERY_SUBJECT, queue="antq-query", cb=on_query)  # literal, as the query service's
-    await query.flush()
     auditor = await auth_stack.connect("auditor")
-    own = read_consumer(auth_stack.settings("auditor"))
-    assert own is not None
-
-    # seals pushed to a subject ANTQ_EVENTS captures: accepted, but nobody subscribes to it literally
-    into_log = await create_request(
-        auditor,
-        SEALS,
-        own,
-        {"name": own, "deliver_policy": "all", "deliver_subject": "antq.events.04.01447.x"},
-    )
-    assert "error" not in into_log, into_log
-    # events pushed to the query service's subject: accepted and delivered
-    into_query = await create_request(  # to the queue group of the query service's copies
-        auditor,
-        EVENTS,
-        own,
-        {
-            "name": own,
-            "deliver_policy": "all",
-            "deliver_subject": QUERY_SUBJECT,
-            "deliver_group": "antq-query",
-        },
-    )
-    assert "error" not in into_query, into_query
-
-    async def all_delivered() -> bool:
-        return len(flooded) == 3
-
-    await wait_for(all_delivered, what="the stored events pushed onto antq.query.stats")
-    assert set(flooded) == {"antq.events.04.01447.session"}
-    assert (await ajs.consumer_info(SEALS, own)).delivered.stream_seq == 0  # no interest: nothing delivered
+    own = read_consumer_name(auth_stack.options("auditor")["inbox_prefix"].removeprefix("_INBOX."))
+    push = {"deliver_policy": "all", "deliver_subject": QUERY_SUBJECT, "deliver_group": "antq-query"}
+    for stream in (EVENTS, SEALS):
+        for name in (own, "anything"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await create_request(auditor, stream, name, {"name": name, **push}, timeout=DENIED_WAIT)
+            await auth_stack.refused("auditor", f"$JS.API.CONSUMER.CREATE.{stream}.{name}")
+        with pytest.raises(nats.errors.TimeoutError):
+            await auditor.request(
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}",
+                json.dumps({"stream_name": stream, "config": {"durable_name": own, **push}}).encode(),
+                timeout=DENIED_WAIT,
+            )
+        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}")
+        assert await ajs.consumers_info(stream) == []
     info = await ajs.stream_info(EVENTS)
     assert (info.state.messages, info.state.last_seq) == (3, 3)
-    js = auditor.jetstream()
-    assert await js.delete_consumer(EVENTS, own)
-    assert await js.delete_consumer(SEALS, own)
 
 
 @pytest.mark.servers
@@ -490,7 +469,11 @@ async def test_antq_audit_replay_runs_as_the_auditor_and_says_clearly_when_it_ha
 ) -> None:
     await fill(auth_stack, 4)
     url = auth_stack.server.url
-    as_auditor = {"ANTQ_NATS_URL": url, "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("auditor"))}
+    as_auditor = {
+        "ANTQ_NATS_URL": url,
+        "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("auditor")),
+        "ANTQ_READ_MODE": "direct",
+    }
     args = ["audit", "replay", "--ward", "01447", "--year", "2018", "--format", "json"]
 
     code, out, err = await antq(*args, env=as_auditor)
@@ -501,6 +484,14 @@ async def test_antq_audit_replay_runs_as_the_auditor_and_says_clearly_when_it_ha
     code, out, err = await antq(*args, "--as-known-on", "2000-01-01T00:00:00+07:00", env=as_auditor)
     assert code == 0, err
     assert json.loads(out)["as_of_seq"] == 0  # nothing was stored yet in 2000
+
+    # in consumer mode the auditor is refused the consumer, and told which mode it reads with
+    code, out, err = await antq(*args, env={**as_auditor, "ANTQ_READ_MODE": "consumer"})
+    assert (code, out) == (2, "")
+    assert "ANTQ_READ_MODE=direct" in err and "Traceback" not in err
+    code, out, err = await antq(*args, env={**as_auditor, "ANTQ_READ_MODE": "fast"})
+    assert (code, out) == (2, "")
+    assert "ANTQ_READ_MODE is consumer or direct" in err and "Traceback" not in err
 
     code, out, err = await antq(*args, env={"ANTQ_NATS_URL": url})
     assert (code, out) == (2, "")
@@ -556,16 +547,16 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
         await wait_for(caught_up, what="the projection at seq 6")
 
         auditor = await auth_stack.connect("auditor")
-        name = read_consumer(auth_stack.settings("auditor"))
+        direct = StreamReader("direct")
         rest = database_url.partition("://")[2].partition("@")[2]
         conn = await asyncpg.connect(f"postgresql://{PG_AUDITOR_ROLE}@{rest}", password=password)
         try:
             report = await verify_seals(
-                auditor.jetstream(), conn, stream=EVENTS, seals_stream=SEALS, consumer_name=name
+                auditor.jetstream(), conn, stream=EVENTS, seals_stream=SEALS, reader=direct
             )
             assert report.ok, report.findings
             assert (report.seals_nats, report.seals_postgres, report.sealed_through) == (2, 2, 6)
-            verification = await verify(auditor, conn, localities, consumer_name=name)  # projector runs on
+            verification = await verify(auditor, conn, localities, reader=direct)  # projector runs on
             assert verification.ok
             assert (verification.as_of_seq, verification.copy) == (6, 1)
 
@@ -582,6 +573,7 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
             "ANTQ_NATS_NKEY_SEED_FILE": str(auth_stack.seed_file("auditor")),
             "ANTQ_DATABASE_URL": f"postgresql://{PG_AUDITOR_ROLE}:{password}@{rest}",
             "ANTQ_SEAL_PUBLIC_KEYS": signer.public_key,
+            "ANTQ_READ_MODE": "direct",
         }
         code, out, err = await antq("audit", "seals", "--format", "json", env=env)
         assert code == 0, err
@@ -589,6 +581,11 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
         code, out, err = await antq("audit", "verify", env=env)
         assert code == 0, err
         assert "match the replay at seq 6" in out
+        code, out, err = await antq(
+            "audit", "replay", "--ward", "01447", "--year", "2018", "--format", "json", env=env
+        )
+        assert code == 0, err
+        assert json.loads(out)["metrics"]["sessions_held"] == 6
         assert await last_seq(admin) == 6
         assert await last_seq(admin, SEALS) == 2
     finally:

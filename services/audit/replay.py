@@ -14,7 +14,8 @@ from nats.aio.client import Client
 
 from events.localities import Localities
 from events.subjects import ward_filter
-from infra.stream_reader import last_sequence, read_columns
+from infra.reading import StreamReader
+from infra.stream_reader import last_sequence
 from infra.streams import EVENTS
 from projections.periods import Period
 from projections.replay import InMemoryReplay
@@ -78,13 +79,15 @@ async def replay(
     *,
     stream: str = EVENTS,
     progress: Progress | None = None,
-    batch: int = 500,
+    batch: int | None = None,
     child_process: bool | None = None,
-    consumer_name: str | None = None,
+    reader: StreamReader | None = None,
 ) -> ReplayResult:
     """Fold the scope's events up to the cut. ``child_process``: fold beside the reader in a second process
-    (default: when at least ``CHILD_FOLD_FROM`` sequences are to be read). ``consumer_name``: the one consumer
-    name an auditor identity may read with (``infra.auth.read_consumer``); None: an unnamed consumer."""
+    (default: when at least ``CHILD_FOLD_FROM`` sequences are to be read). ``reader``: how to read the stream
+    (``infra.reading.audit_reader``: a consumer, or direct gets); default: an unnamed consumer. ``batch``:
+    messages per read batch (default: the reader's)."""
+    reader = reader or StreamReader()
     wards = scope.wards(localities)
     js = nc.jetstream()
     stop = scope.stop_seq
@@ -98,18 +101,14 @@ async def replay(
     subject = scope.subject(localities)
     if not child_process:
         local = LocalFold(scope.as_of_occurred)
-        async for cols in read_columns(
-            js, stream, stop_seq=stop, subject=subject, batch=batch, consumer_name=consumer_name
-        ):
+        async for cols in reader.columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
             local.feed(cols.seqs, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)
         return ReplayResult(local.replay, stop, wards)
     child = await ProcessFold.start(scope.as_of_occurred)
     try:
-        async for cols in read_columns(
-            js, stream, stop_seq=stop, subject=subject, batch=batch, consumer_name=consumer_name
-        ):
+        async for cols in reader.columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
             await child.feed(cols.seqs, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 
 from nats.aio.client import Client
 
 from infra.stream_reader import last_sequence
+from infra.timestamps import parse_rfc3339_ns
+
+__all__ = ["parse_rfc3339_ns", "sequence_known_on", "to_ns"]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
-
-
-def parse_rfc3339_ns(text: str) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 timestamp as nats-server writes it (up to 9 digits)."""
-    m = _TS.match(text)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    head, frac, zone = m.groups()
-    base = dt.datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
-    return int(base.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 def to_ns(instant: dt.datetime) -> int:

@@ -8,6 +8,7 @@ import asyncpg
 from nats.aio.client import Client
 
 from events.localities import Localities
+from infra.reading import StreamReader
 from projections.store import NAME, all_figures
 from services.audit.replay import Progress, ReplayScope, replay
 
@@ -54,12 +55,10 @@ async def verify(
     localities: Localities,
     *,
     progress: Progress | None = None,
-    consumer_name: str | None = None,
+    reader: StreamReader | None = None,
 ) -> Verification:
     copy, seq, live = await live_snapshot(conn)
-    result = await replay(
-        nc, ReplayScope(stop_seq=seq), localities, progress=progress, consumer_name=consumer_name
-    )
+    result = await replay(nc, ReplayScope(stop_seq=seq), localities, progress=progress, reader=reader)
     replayed: dict[FigureKey, int] = {key: value for key, value in result.replay.figures.items()}
     differences = [
         Difference(key, live.get(key, 0), replayed.get(key, 0))

@@ -1,8 +1,8 @@
 """``antq audit …``: auditors' commands. Read-only against a running stack (NATS URL + credentials, PostgreSQL).
 
-With a server that requires auth, ANTQ_NATS_NKEY_SEED_FILE names the auditor's seed (``antq auth generate``);
-the commands read through the one consumer name that identity may use (``infra.auth.read_consumer``), so one
-audit command at a time per auditor identity. Exit status: 0 nothing found, 1 findings, 2 not configured, not
+With a server that requires auth, ANTQ_NATS_NKEY_SEED_FILE names the auditor's seed (``antq auth generate``)
+and ANTQ_READ_MODE=direct makes the commands read with batched direct gets, the only reads that identity may
+make (no consumer: ``infra.reading.audit_reader``). Exit status: 0 nothing found, 1 findings, 2 not configured, not
 reachable, refused, or a read that could not complete.
 """
 
@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.auth import AuthError, nats_connect_options, read_consumer
-from infra.settings import Settings
+from infra.auth import AuthError, nats_connect_options
+from infra.reading import audit_reader
+from infra.settings import Settings, SettingsError
 from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
 from services.sealer.verify import Report, verify_at
@@ -37,6 +38,14 @@ TRUSTED_KEYS_ENV = "ANTQ_SEAL_PUBLIC_KEYS"
 @audit.callback()
 def _group() -> None:
     """Auditors' commands (a group even while it holds one command)."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def _require(value: str | None, name: str) -> str:
@@ -60,7 +69,8 @@ def failing_clearly(settings: Settings) -> Iterator[None]:
     except nats.errors.TimeoutError:
         err.print(
             "[red]NATS did not answer in time (the server never answers a request this identity may not "
-            "make: see any permissions violation above)[/red]"
+            "make: see any permissions violation above; the generated auditor identity reads only with "
+            "ANTQ_READ_MODE=direct)[/red]"
         )
         raise typer.Exit(2) from None
     except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
@@ -142,7 +152,7 @@ def seals(
     if output not in ("table", "json"):
         err.print("[red]--format is table or json[/red]")
         raise typer.Exit(2)
-    settings = Settings.from_env()
+    settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
     database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
     keys = set(trusted_key or []) | {
@@ -154,7 +164,7 @@ def seals(
                 nats_url=nats_url,
                 database_url=database_url,
                 nats_options=nats_connect_options(settings),
-                consumer_name=read_consumer(settings),
+                reader=audit_reader(settings),
                 stream=stream,
                 seals_stream=seals_stream,
                 trusted_keys=frozenset(keys) if keys else None,
@@ -213,7 +223,7 @@ def replay_command(
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    settings = Settings.from_env()
+    settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     scope = ReplayScope(
         ward=ward,
@@ -245,7 +255,7 @@ def verify_command() -> None:
     """Replay the whole log in memory and compare every figure with the live read model at the same seq."""
     from services.cli.audit_replay import differences_table, run_verify
 
-    settings = Settings.from_env()
+    settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
     database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
     with failing_clearly(settings):

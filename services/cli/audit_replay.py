@@ -7,14 +7,15 @@ import io
 from typing import Any
 
 import asyncpg
-import nats
 from nats.aio.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from events.localities import Localities
-from infra.auth import nats_connect_options, read_consumer
+from infra.auth import nats_connect_options
+from infra.nats_client import connect as nats_connect
+from infra.reading import audit_reader
 from infra.settings import Settings
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
@@ -31,7 +32,7 @@ async def connect(settings: Settings, url: str, err: Console) -> Client:
         if connected:
             err.print(f"[yellow]NATS: {exc}[/yellow]")
 
-    nc = await nats.connect(
+    nc = await nats_connect(
         url,
         name="antq-audit",
         connect_timeout=5,
@@ -56,7 +57,7 @@ def _progress(console: Console) -> Progress:
 
 
 async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Console) -> ReplayResult:
-    consumer = read_consumer(settings)
+    reader = audit_reader(settings)
     nc = await connect(settings, url, err)
     try:
         with _progress(err) as bar:
@@ -65,7 +66,7 @@ async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Cons
             def advance(seq: int, stop: int) -> None:
                 bar.update(task, completed=seq, total=stop)
 
-            return await replay(nc, scope, Localities.load(), progress=advance, consumer_name=consumer)
+            return await replay(nc, scope, Localities.load(), progress=advance, reader=reader)
     finally:
         await nc.close()
 
@@ -103,7 +104,7 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
 
 
 async def run_verify(settings: Settings, nats_url: str, database_url: str, err: Console) -> Verification:
-    consumer = read_consumer(settings)
+    reader = audit_reader(settings)
     nc = await connect(settings, nats_url, err)
     try:
         conn = await asyncpg.connect(database_url)
@@ -114,7 +115,7 @@ async def run_verify(settings: Settings, nats_url: str, database_url: str, err: 
                 def advance(seq: int, stop: int) -> None:
                     bar.update(task, completed=seq, total=stop)
 
-                return await verify(nc, conn, Localities.load(), progress=advance, consumer_name=consumer)
+                return await verify(nc, conn, Localities.load(), progress=advance, reader=reader)
         finally:
             await conn.close()
     finally:

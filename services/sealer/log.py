@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import msgspec
 from nats.js import JetStreamContext
 
-from infra.stream_reader import last_sequence, read_stream
+from infra.reading import StreamReader
+from infra.stream_reader import last_sequence
 from services.sealer.chain import Seal, decode_seal
 
 
@@ -20,12 +21,12 @@ class LoggedSeal:
 @dataclass
 class SealLog:
     """Seals of ``events_stream`` found in ``seals_stream`` up to ``last_seq`` (every message read so far).
-    ``consumer_name``: read under that consumer name (an auditor's, ``infra.auth.read_consumer``)."""
+    ``reader``: how to read the seals stream (``infra.reading.audit_reader``; default: an unnamed consumer)."""
 
     js: JetStreamContext
     seals_stream: str
     events_stream: str
-    consumer_name: str | None = None
+    reader: StreamReader = field(default_factory=StreamReader)
     last_seq: int = 0
     seals: list[LoggedSeal] = field(default_factory=list)
     malformed: list[int] = field(default_factory=list)
@@ -36,12 +37,8 @@ class SealLog:
         if stop <= self.last_seq:
             self.last_seq = stop
             return
-        async for batch in read_stream(
-            self.js,
-            self.seals_stream,
-            start_seq=self.last_seq + 1,
-            stop_seq=stop,
-            consumer_name=self.consumer_name,
+        async for batch in self.reader.messages(
+            self.js, self.seals_stream, start_seq=self.last_seq + 1, stop_seq=stop
         ):
             for msg in batch:
                 try:

@@ -1,4 +1,4 @@
-"""Verify a stream against its seals: read-only (stream info, a short-lived consumer, SELECTs), no pause.
+"""Verify a stream against its seals: read-only (stream info, direct gets or a short-lived consumer, SELECTs).
 
 Both stores' chains are checked on their own (numbering, seal digest, signature, prev digest, contiguous
 ranges), then against each other, then every range of a sound seal is recomputed from the stored events in
@@ -15,11 +15,11 @@ from typing import Literal
 
 import asyncpg
 import msgspec
-import nats
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from infra.stream_reader import read_stream
+from infra.nats_client import connect
+from infra.reading import StreamReader
 from services.sealer.chain import GENESIS, RangeHasher, Seal, recompute_digest, signature_valid, utc
 from services.sealer.log import SealLog
 from services.sealer.store import fetch_seals
@@ -258,7 +258,7 @@ async def hash_ranges(
     seals: Sequence[Seal],
     stream_last_seq: int,
     *,
-    consumer_name: str | None = None,
+    reader: StreamReader | None = None,
 ) -> tuple[dict[tuple[int, int], RangeHasher], int]:
     """Recompute every seal range in one ordered read of the stream; (hashers by (first, last), events read)."""
     keys = sorted({(s.first_seq, s.last_seq) for s in seals})
@@ -269,9 +269,7 @@ async def hash_ranges(
         i = 0
         active: list[tuple[int, int]] = []
         if hi >= lo:
-            async for batch in read_stream(
-                js, stream, start_seq=lo, stop_seq=hi, consumer_name=consumer_name
-            ):
+            async for batch in (reader or StreamReader()).messages(js, stream, start_seq=lo, stop_seq=hi):
                 for msg in batch:
                     read += 1
                     while i < len(keys) and keys[i][0] <= msg.seq:
@@ -348,11 +346,12 @@ async def verify_seals(
     stream: str,
     seals_stream: str,
     trusted_keys: frozenset[str] | None = None,
-    consumer_name: str | None = None,
+    reader: StreamReader | None = None,
 ) -> Report:
-    """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only; ``consumer_name``:
-    the consumer name an auditor identity may read with (``infra.auth.read_consumer``)."""
-    log = SealLog(js, seals_stream, stream, consumer_name)
+    """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only; ``reader``: how to
+    read both streams (``infra.reading.audit_reader``; default: unnamed consumers)."""
+    reader = reader or StreamReader()
+    log = SealLog(js, seals_stream, stream, reader)
     await log.refresh()
     nats_seals = [logged.seal for logged in log.seals]
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
@@ -408,7 +407,7 @@ async def verify_seals(
                 detail=f"{stream} ends at sequence {last_seq}; the seals cover up to {sealed_through}",
             )
         )
-    hashers, read = await hash_ranges(js, stream, sound, last_seq, consumer_name=consumer_name)
+    hashers, read = await hash_ranges(js, stream, sound, last_seq, reader=reader)
     findings += compare_ranges(sound, hashers)
     return Report(
         stream=stream,
@@ -431,7 +430,7 @@ async def verify_at(
     stream: str,
     seals_stream: str,
     nats_options: Mapping[str, str] | None = None,
-    consumer_name: str | None = None,
+    reader: StreamReader | None = None,
     trusted_keys: frozenset[str] | None = None,
 ) -> Report:
     """Connect (read-only use), verify, disconnect. ``nats_options``: ``infra.auth.nats_connect_options``."""
@@ -448,7 +447,7 @@ async def verify_at(
         "error_cb": quiet,
         **(nats_options or {}),
     }
-    nc = await nats.connect(nats_url, **options)
+    nc = await connect(nats_url, **options)
     try:
         conn = await asyncpg.connect(database_url)
         try:
@@ -458,7 +457,7 @@ async def verify_at(
                 stream=stream,
                 seals_stream=seals_stream,
                 trusted_keys=trusted_keys,
-                consumer_name=consumer_name,
+                reader=reader,
             )
         finally:
             await conn.close()
