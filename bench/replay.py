@@ -3,7 +3,9 @@
 Preloads N realistic events into ANTQ_EVENTS (in chunks, so this process stays small), then runs, each in a
 fresh subprocess so that its peak RSS is its own: (1) a raw nats-py ordered consumer reading every message,
 (2) ``antq audit replay``'s engine (ordered pull read in one process, decode and the live fold in memory in
-its child process). Prints events/s of both, the ratio and the replay's peak RSS (reader + fold process).
+its child process), (3) the same engine reading with batched direct gets (``ANTQ_READ_MODE=direct``, no consumer:
+how the generated auditor identity reads). Prints events/s of each, the ratios and the replays' peak RSS
+(reader + fold process).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from nats.aio.msg import Msg
 from bench.common import report, start_servers
 from bench.projection import preload, realistic_events
 from events.localities import Localities
+from infra.nats_client import connect
+from infra.reading import StreamReader
 from infra.stream_reader import last_sequence
 from infra.streams import EVENTS, StreamLimits, ensure_streams
 from services.audit.replay import ReplayScope, replay
@@ -72,10 +76,12 @@ async def child_raw(url: str) -> dict[str, float]:
     return {"events": float(seen), "seconds": elapsed}
 
 
-async def child_replay(url: str) -> dict[str, float]:
-    nc = await nats.connect(url)
+async def child_replay(url: str, mode: str) -> dict[str, float]:
+    """The replay engine as ``antq audit replay`` runs it: ``consumer`` or ``direct`` reads."""
+    nc = await connect(url)
+    reader = StreamReader("direct") if mode == "direct" else StreamReader()
     t0 = time.perf_counter()
-    result = await replay(nc, ReplayScope(), Localities.load())
+    result = await replay(nc, ReplayScope(), Localities.load(), reader=reader)
     elapsed = time.perf_counter() - t0
     await nc.close()
     return {
@@ -127,11 +133,11 @@ def _tree_rss_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.replay")
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--child", choices=("raw", "replay"))
+    parser.add_argument("--child", choices=("raw", "replay", "direct"))
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.child:
-        body = asyncio.run(child_raw(args.url) if args.child == "raw" else child_replay(args.url))
+        body = asyncio.run(child_raw(args.url) if args.child == "raw" else child_replay(args.url, args.child))
         # VmHWM, not ru_maxrss: ru_maxrss keeps the peak of the forked image of the (large) benchmark process
         body["rss_mb"] = _status_kb(os.getpid(), "VmHWM") / 1024
         print(msgspec.json.encode(body).decode())
@@ -141,13 +147,19 @@ def main() -> None:
         last = asyncio.run(load(nats_srv.url, args.events))
         raw = run_child("raw", nats_srv.url)
         rep = run_child("replay", nats_srv.url)
-        assert raw["events"] == last and rep["events"] == last, (raw, rep, last)
-        report(f"replay of {last:,} events", rep["events"] / rep["seconds"], raw["events"] / raw["seconds"])
-        print(
-            f"replay peak RSS {rep['tree_rss_mb']:.0f} MB (reader and fold process together, sampled; the reader's"
-            f" own peak {rep['rss_mb']:.0f} MB; the raw reader's {raw['rss_mb']:.0f} MB); {rep['figures']:,.0f} figures",
-            flush=True,
-        )
+        direct = run_child("direct", nats_srv.url)
+        assert raw["events"] == rep["events"] == direct["events"] == last, (raw, rep, direct, last)
+        assert direct["figures"] == rep["figures"], (rep, direct)
+        raw_rate = raw["events"] / raw["seconds"]
+        report(f"replay of {last:,} events (consumer reads)", rep["events"] / rep["seconds"], raw_rate)
+        report(f"replay of {last:,} events (direct gets)", direct["events"] / direct["seconds"], raw_rate)
+        for name, side in (("replay", rep), ("direct replay", direct)):
+            print(
+                f"{name} peak RSS {side['tree_rss_mb']:.0f} MB (reader and fold process together, sampled; the"
+                f" reader's own peak {side['rss_mb']:.0f} MB; the raw reader's {raw['rss_mb']:.0f} MB);"
+                f" {side['figures']:,.0f} figures",
+                flush=True,
+            )
     finally:
         nats_srv.stop()
         pg.stop()
