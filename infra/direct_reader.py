@@ -39,7 +39,8 @@ SUBJECT = "Nats-Subject"
 TIME_STAMP = "Nats-Time-Stamp"
 PENDING = "Nats-Num-Pending"
 LAST_SEQUENCE = "Nats-Last-Sequence"
-ADDED_HEADERS = frozenset({"Nats-Stream", SUBJECT, SEQUENCE, TIME_STAMP, PENDING, LAST_SEQUENCE})
+STREAM = "Nats-Stream"
+ADDED_HEADERS = frozenset({STREAM, SUBJECT, SEQUENCE, TIME_STAMP, PENDING, LAST_SEQUENCE})
 """What a direct get adds to a stored message's own headers."""
 
 
@@ -106,6 +107,8 @@ async def read_direct_columns(
     timeout: float = 10.0,
 ) -> AsyncIterator[Columns]:
     """Batches of ``start_seq <= seq <= stop`` (default: last seq at start) as columns; ``subject`` filters."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, not {batch}")
     stop = stop_seq if stop_seq is not None else await last_sequence(nc.jetstream(), stream)
     start = max(start_seq, 1)
     if stop < start:
@@ -135,9 +138,25 @@ async def read_direct_columns(
                 )
             seqs: list[int] = []
             before = 0  # each message names the one before it in its batch (0 for the first)
+            if status.get(STREAM, stream) != stream:
+                raise StreamReadError(f"{stream}: a batch was closed by {status.get(STREAM)} (a mirror)")
             for msg in msgs:
                 headers = msg.headers
-                assert headers is not None
+                if (
+                    not headers
+                    or SEQUENCE not in headers
+                    or PENDING not in headers
+                    or LAST_SEQUENCE not in headers
+                ):
+                    raise StreamReadError(
+                        f"{stream}: a direct get answered with a message without its headers"
+                    )
+                if headers.get(STREAM) != stream:
+                    # mirrors with mirror_direct answer in the same queue group, each consistent with itself
+                    # but possibly behind or filtered: only the stream's own answers count
+                    raise StreamReadError(
+                        f"{stream}: a direct get was answered by {headers.get(STREAM)} (a mirror); read again"
+                    )
                 seq = int(headers[SEQUENCE])
                 pending = int(headers[PENDING])
                 if int(headers[LAST_SEQUENCE]) != before or seq <= prev_seq:

@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+from nats.js.api import StreamConfig, StreamSource
 
 from infra.direct_reader import read_direct, read_direct_columns
 from infra.nats_client import FastHeadersClient, connect
 from infra.stream_reader import StoredMsg, StreamReadError, read_stream
 from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams, events_config
 from tests.conftest import Stack
+from tests.servers import wait_for
 
 STREAM = "DIRECT_T"
 N = 300
@@ -103,6 +104,41 @@ async def test_a_stream_without_direct_gets_fails_loudly(stack: Stack) -> None:
         async for _ in read_direct(stack.nc, "DIRECT_OFF", timeout=5.0):
             pass
     await stack.js.delete_stream("DIRECT_OFF")
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_a_mirror_answering_direct_gets_never_passes_for_the_stream(stack: Stack) -> None:
+    """Mirrors with mirror_direct join the stream's direct-get queue group; a filtered (or lagging) mirror's
+    answers are consistent with themselves, so only the answering stream's name tells them apart."""
+    await stack.js.add_stream(StreamConfig(name="DIRECT_SP", subjects=["directsp.>"], allow_direct=True))
+    for i in range(300):
+        await stack.js.publish("directsp.b" if i % 30 == 0 else "directsp.a", b"%d" % i)
+    await stack.js.add_stream(
+        StreamConfig(
+            name="DIRECT_MIR",
+            mirror=StreamSource(name="DIRECT_SP", filter_subject="directsp.b"),
+            mirror_direct=True,
+        )
+    )
+
+    async def mirrored() -> bool:
+        return (await stack.js.stream_info("DIRECT_MIR")).state.messages == 10
+
+    await wait_for(mirrored, what="the mirror to catch up")
+    outcomes = []
+    for _ in range(12):
+        try:
+            seqs = [m.seq async for batch in read_direct(stack.nc, "DIRECT_SP", batch=50) for m in batch]
+        except StreamReadError as exc:
+            outcomes.append(str(exc))
+        else:
+            assert seqs == list(range(1, 301))  # never a mirror's partial answer taken for the whole
+            outcomes.append("read")
+    # each read either got the whole stream or said a mirror answered
+    assert all(o == "read" or "(a mirror)" in o for o in outcomes), outcomes
+    await stack.js.delete_stream("DIRECT_MIR")
+    await stack.js.delete_stream("DIRECT_SP")
 
 
 @pytest.mark.servers
