@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,6 +23,7 @@ from tests import factories as f
 from tests.conftest import Stack, wait_until_answering
 
 pytestmark = pytest.mark.servers
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -102,3 +108,29 @@ async def test_query_errors(
     reply = await ask(stack, body)
     assert (reply["error"]["code"], reply["error"]["path"]) == (code, path)
     assert reply["error"]["message"]
+
+
+@pytest.mark.timeout(60)
+async def test_python_m_services_query_answers_and_stops_on_sigterm(stack: Stack) -> None:
+    root = ROOT
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "ANTQ_NATS_URL": stack.servers.nats_url,
+        "ANTQ_DATABASE_URL": stack.database_url,
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.query", cwd=root, env=env)
+    try:
+        await wait_until_answering(stack.nc, QUERY_SUBJECT)
+        reply = await ask(stack, {"province": "04", "year": 2018})
+        assert (reply["province"], reply["metrics"], reply["stale"]) == (
+            "04",
+            dict.fromkeys(BASE_METRICS, 0),
+            False,
+        )
+        unknown = await ask(stack, {"ward": "99999", "year": 2018})
+        assert unknown["error"]["code"] == "unknown_locality"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+    assert code == 0
