@@ -78,14 +78,11 @@ class Permissions:
 
 
 def _read_streams(*streams: str) -> list[str]:
-    """Read a stream without changing anything: info, gets, ephemeral (unnamed) consumers and their pulls."""
-    out: list[str] = []
+    """Read a stream without changing anything: what ``_direct_read_streams`` allows, plus ephemeral (unnamed)
+    consumers and their pulls."""
+    out = _direct_read_streams(*streams)
     for s in streams:
         out += [
-            f"{JS}.STREAM.INFO.{s}",
-            f"{JS}.STREAM.MSG.GET.{s}",
-            f"{JS}.DIRECT.GET.{s}",
-            f"{JS}.DIRECT.GET.{s}.>",
             f"{JS}.CONSUMER.CREATE.{s}",  # unnamed (ephemeral) create: the server refuses a durable name here
             f"{JS}.CONSUMER.MSG.NEXT.{s}.*",
             f"$JS.FC.{s}.>",  # flow-control answers of an ordered (push) consumer

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import json
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
+from infra.pull import InboxCollector
 from infra.stream_reader import Columns, StoredMsg, StreamReadError, last_sequence
 from infra.timestamps import parse_rfc3339_ns
 
@@ -44,28 +43,15 @@ ADDED_HEADERS = frozenset({STREAM, SUBJECT, SEQUENCE, TIME_STAMP, PENDING, LAST_
 """What a direct get adds to a stored message's own headers."""
 
 
-class _Answers:
+class _Answers(InboxCollector):
     """The answers of direct-get requests on one inbox: each request's messages, handed out at its status."""
 
     def __init__(self, nc: Client, stream: str) -> None:
-        self._nc = nc
+        super().__init__(nc)
         self._stream = stream
         self._subject = f"$JS.API.DIRECT.GET.{stream}"
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
         self._buf: list[Msg] = []
         self._queue: asyncio.Queue[tuple[list[Msg], dict[str, str]]] = asyncio.Queue()
-
-    async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
 
     async def _on_msg(self, msg: Msg) -> None:
         headers = msg.headers

@@ -31,20 +31,14 @@ def _nothing_pending(reply: str) -> bool:
     return dots == 11 and reply.rsplit(".", 2)[1] == "0"
 
 
-class BatchPuller:
-    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
-    ``fetch`` waits for what is there now, or for the first message to come (a live consumer)."""
+class InboxCollector:
+    """One inbox of a connection, its messages handed to ``_on_msg``: the shared part of pull and direct-get
+    readers."""
 
-    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
-        self._queue: asyncio.Queue[list[Msg]] = asyncio.Queue()
-        self._buf: list[Msg] = []
-        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
-        self.status: tuple[str, str] | None = None
-        """The last status that ended a request: (code, description)."""
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(
@@ -56,6 +50,23 @@ class BatchPuller:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        raise NotImplementedError
+
+
+class BatchPuller(InboxCollector):
+    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
+    ``fetch`` waits for what is there now, or for the first message to come (a live consumer)."""
+
+    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+        super().__init__(nc)
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._queue: asyncio.Queue[list[Msg]] = asyncio.Queue()
+        self._buf: list[Msg] = []
+        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
+        self.status: tuple[str, str] | None = None
+        """The last status that ended a request: (code, description)."""
 
     async def request(self, batch: int, *, expires: float | None = None, until_drained: bool = False) -> None:
         """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds.
