@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 
 from infra.auth import read_consumer
-from infra.direct_reader import DIRECT_BATCH, read_direct, read_direct_columns
+from infra.direct_reader import DIRECT_BATCH, read_direct_columns, stored
 from infra.settings import ReadMode, Settings
-from infra.stream_reader import Columns, StoredMsg, read_columns, read_stream
+from infra.stream_reader import Columns, StoredMsg, read_columns, to_stored
 
 CONSUMER_BATCH = 500
 """Messages per pull request of a consumer read (the replay's batch, with two requests in flight)."""
@@ -58,7 +58,7 @@ class StreamReader:
             consumer_name=self.consumer_name,
         )
 
-    def messages(
+    async def messages(
         self,
         js: JetStreamContext,
         stream: str,
@@ -67,16 +67,10 @@ class StreamReader:
         stop_seq: int | None = None,
         subject: str | None = None,
     ) -> AsyncIterator[list[StoredMsg]]:
-        if self.mode == "direct":
-            return read_direct(js._nc, stream, start_seq=start_seq, stop_seq=stop_seq, subject=subject)
-        return read_stream(
-            js,
-            stream,
-            start_seq=start_seq,
-            stop_seq=stop_seq,
-            subject=subject,
-            consumer_name=self.consumer_name,
-        )
+        """``columns`` as stored messages (subject, timestamp and headers included)."""
+        convert = stored if self.mode == "direct" else to_stored
+        async for cols in self.columns(js, stream, start_seq=start_seq, stop_seq=stop_seq, subject=subject):
+            yield [convert(msg) for msg in cols.msgs]
 
 
 def audit_reader(settings: Settings) -> StreamReader:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
@@ -75,11 +77,14 @@ def localities() -> Localities:
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     srv = start_servers()
-    yield srv
-    if srv.nats:
-        srv.nats.stop()
-    if srv.postgres:
-        srv.postgres.stop()
+    try:
+        yield srv
+    finally:
+        if srv.nats:
+            srv.nats.stop()
+        if srv.postgres:
+            srv.postgres.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)  # a run leaves gigabytes of stream and database files
 
 
 @pytest.fixture(scope="session")
@@ -112,19 +117,26 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
-@pytest.fixture
-async def gateway(
-    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
-) -> AsyncIterator[Gateway]:
-    config = GatewayConfig(
+def gateway_config(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities, **overrides: Any
+) -> GatewayConfig:
+    """The gateway of a test's stack: its servers, offices, clock and stream limits."""
+    return GatewayConfig(
         nats_url=stack.servers.nats_url,
         database_url=stack.database_url,
         offices_path=offices_file,
         limits=stack.limits,
         clock=clock,
         localities=localities,
+        **overrides,
     )
-    gw = Gateway(config)
+
+
+@pytest.fixture
+async def gateway(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> AsyncIterator[Gateway]:
+    gw = Gateway(gateway_config(stack, offices_file, clock, localities))
     async with gw.app:
         await wait_until_answering(stack.nc, "antq.intake._probe")
         yield gw

@@ -26,7 +26,7 @@ from infra.streams import EVENTS
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from tests import factories as f
-from tests.conftest import FixedClock, Stack, wait_until_answering
+from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 
 pytestmark = pytest.mark.servers
 
@@ -47,14 +47,7 @@ class CountingGateway(Gateway):
 async def copies(
     stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities, n: int = 2
 ) -> AsyncIterator[list[CountingGateway]]:
-    config = GatewayConfig(
-        nats_url=stack.servers.nats_url,
-        database_url=stack.database_url,
-        offices_path=offices_file,
-        limits=stack.limits,
-        clock=clock,
-        localities=localities,
-    )
+    config = gateway_config(stack, offices_file, clock, localities)
     gateways = [CountingGateway(config) for _ in range(n)]  # same config: same queue group
     async with contextlib.AsyncExitStack() as running:
         for gw in gateways:

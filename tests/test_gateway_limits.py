@@ -30,7 +30,7 @@ from infra.streams import EVENTS, REJECTED
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from tests import factories as f
-from tests.conftest import FixedClock, Stack, wait_until_answering
+from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 
 pytestmark = pytest.mark.servers
 
@@ -201,15 +201,7 @@ async def test_ack_timeout_setting_reaches_the_publisher(
     """With the event log gone and a silent listener on its subjects, no ack ever comes: the gateway answers
     ``unavailable`` once the configured ack timeout (not the 10 s default) has passed."""
     settings = Settings.from_env({"ANTQ_ACK_TIMEOUT_S": "0.5"})
-    config = GatewayConfig(
-        nats_url=stack.servers.nats_url,
-        database_url=stack.database_url,
-        offices_path=offices_file,
-        limits=stack.limits,
-        clock=clock,
-        localities=localities,
-        ack_timeout_s=settings.ack_timeout_s,
-    )
+    config = gateway_config(stack, offices_file, clock, localities, ack_timeout_s=settings.ack_timeout_s)
     heard: list[Msg] = []
 
     async def silent(msg: Msg) -> None:
