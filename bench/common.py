@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -116,6 +117,11 @@ async def wait_gateway(url: str) -> None:
         raise RuntimeError("gateway did not start")
     finally:
         await nc.close()
+
+
+def discard(base: Path) -> None:
+    """Remove a benchmark's server files (a 1M-event run leaves gigabytes)."""
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]], *servers: EmbeddedNats | EmbeddedPostgres) -> None:

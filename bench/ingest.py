@@ -20,6 +20,7 @@ import nats
 import nats.errors
 
 from bench.common import (
+    discard,
     prepare_stack,
     province_of,
     report,
@@ -109,6 +110,7 @@ async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copie
         )
     finally:
         stop_all(procs, nats_srv, pg)
+        discard(base)
 
 
 def main() -> None:

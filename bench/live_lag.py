@@ -19,7 +19,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench.common import prepare_stack, start_servers, stop_all, wait_gateway
+from bench.common import discard, prepare_stack, start_servers, stop_all, wait_gateway
 from services.client import OfficeClient
 
 WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
@@ -125,6 +125,7 @@ async def run(rate: int, seconds: float) -> None:
         )
     finally:
         stop_all(procs, nats_srv, pg)
+        discard(base)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bench.common import start_servers
+from bench.common import discard, start_servers
 from events.codec import decode_recorded, encode_recorded
 from events.localities import Localities
 from events.schema import (
@@ -251,7 +251,7 @@ _COPY_2_SEQ = "SELECT seq FROM projection_checkpoint WHERE name = 'stats' AND co
 
 
 async def main(n: int, batch: int, wards_n: int) -> None:
-    nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
+    nats_srv, pg, base = start_servers(sync_always=False, durable_pg=False)
     print("servers: nats-server sync_interval default, PostgreSQL durable=False (fsync off)")
     try:
         conn = await asyncpg.connect(pg.url)
@@ -287,6 +287,7 @@ async def main(n: int, batch: int, wards_n: int) -> None:
     finally:
         nats_srv.stop()
         pg.stop()
+        discard(base)
 
 
 def cli() -> None:

@@ -23,7 +23,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench.common import report, start_servers
+from bench.common import discard, report, start_servers
 from bench.projection import preload, realistic_events
 from events.localities import Localities
 from infra.nats_client import connect
@@ -142,7 +142,7 @@ def main() -> None:
         body["rss_mb"] = _status_kb(os.getpid(), "VmHWM") / 1024
         print(msgspec.json.encode(body).decode())
         return
-    nats_srv, pg, _ = start_servers(sync_always=False, durable_pg=False)
+    nats_srv, pg, base = start_servers(sync_always=False, durable_pg=False)
     try:
         last = asyncio.run(load(nats_srv.url, args.events))
         raw = run_child("raw", nats_srv.url)
@@ -163,6 +163,7 @@ def main() -> None:
     finally:
         nats_srv.stop()
         pg.stop()
+        discard(base)
 
 
 if __name__ == "__main__":
