@@ -18,10 +18,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from events.localities import Localities
-from infra.streams import StreamLimits, ensure_streams
+from infra.streams import StreamLimits
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
-from tests.servers import Servers, drop_streams, fresh_database, prepare_template, start_servers, wait_for
+from tests.servers import Servers, fresh_database, fresh_streams, prepare_template, start_servers, wait_for
 
 settings.register_profile(
     "ci", max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)
@@ -104,9 +104,8 @@ def offices_file(servers: Servers) -> Path:
 async def stack(template: Servers) -> AsyncIterator[Stack]:
     nc = await nats.connect(template.nats_url)
     js = nc.jetstream()
-    await drop_streams(js)
     limits = StreamLimits(dedup_window_s=3600.0)
-    await ensure_streams(js, limits)
+    await fresh_streams(js, limits)
     url = await fresh_database(template)
     yield Stack(template, nc, js, url, limits)
     await nc.drain()

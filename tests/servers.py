@@ -15,11 +15,11 @@ from typing import TypeVar
 
 import asyncpg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
-from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
 
 TEMPLATE_DB = "antq_template"
 _db_counter = itertools.count(1)
@@ -82,6 +82,39 @@ async def drop_streams(js: JetStreamContext) -> None:
     for name in (EVENTS, REJECTED, UPDATES, SEALS):
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(name)
+
+
+STORE_NOT_CREATED = 10049  # nats-server: "error creating store for stream"
+
+
+async def until_store_created(create: Callable[[], Awaitable[object]]) -> None:
+    """Run ``create``, retried while nats-server still clears the files of a stream just deleted.
+
+    Deleting a stream returns before nats-server's background removal of its old files is done; a stream of the
+    same name created in that moment is refused with 10049 (seen once in CI). The tests delete and recreate the
+    same streams for every test, so they wait for the server instead of failing on its housekeeping.
+    """
+
+    async def created() -> bool:
+        try:
+            await create()
+        except ServerError as exc:
+            if exc.err_code != STORE_NOT_CREATED:
+                raise
+            return False
+        return True
+
+    await wait_for(created, timeout=15, what="nats-server to create the stream again")
+
+
+async def create_streams(js: JetStreamContext, limits: StreamLimits) -> None:
+    await until_store_created(lambda: ensure_streams(js, limits))
+
+
+async def fresh_streams(js: JetStreamContext, limits: StreamLimits) -> None:
+    """Empty streams for a test: the old ones deleted, new ones created."""
+    await drop_streams(js)
+    await create_streams(js, limits)
 
 
 async def wait_for(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, what: str = "") -> T:

@@ -16,7 +16,7 @@ from infra.nats_client import FastHeadersClient, connect
 from infra.stream_reader import StoredMsg, StreamReadError, read_stream
 from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams, events_config
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import until_store_created, wait_for
 
 STREAM = "DIRECT_T"
 N = 300
@@ -149,10 +149,9 @@ async def test_existing_streams_get_direct_gets_in_place(stack: Stack) -> None:
     await stack.js.delete_stream(SEALS)
     old = events_config(stack.limits)
     old.allow_direct = False
-    await stack.js.add_stream(old)
-    await stack.js.add_stream(
-        StreamConfig(name=SEALS, subjects=["antq.seals"], deny_delete=True, deny_purge=True)
-    )
+    await until_store_created(lambda: stack.js.add_stream(old))
+    old_seals = StreamConfig(name=SEALS, subjects=["antq.seals"], deny_delete=True, deny_purge=True)
+    await until_store_created(lambda: stack.js.add_stream(old_seals))
     await stack.js.publish("antq.events.04.01447.session", b"{}")
     created = (await stack.js.stream_info(EVENTS)).created
     await ensure_streams(stack.js, StreamLimits(dedup_window_s=3600.0))

@@ -29,12 +29,12 @@ from events.schema import Recorded
 from events.subjects import event_subject
 from infra.embedded import EmbeddedNats
 from infra.stream_reader import read_stream
-from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT, StreamLimits, ensure_streams
+from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT, StreamLimits
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from tests import factories as f
 from tests.conftest import FixedClock, Stack, wait_until_answering
-from tests.servers import wait_for
+from tests.servers import create_streams, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -279,7 +279,7 @@ async def test_event_stream_missing_is_unavailable(stack: Stack, office: OfficeC
     refused_with(mixed[0], "unavailable")
     refused_with(mixed[1], "invalid")  # validation still answers for itself
 
-    await ensure_streams(stack.js, stack.limits)  # the log is back: the same requests now succeed
+    await create_streams(stack.js, stack.limits)  # the log is back: the same requests now succeed
     again = await office.submit([doc, *docs])
     assert [r.ok and not r.duplicate for r in again] == [True] * 4, again
     assert await count(stack) == 4

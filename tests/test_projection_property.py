@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from events.localities import Localities
 from events.schema import Event
 from events.subjects import updates_subject
-from infra.streams import EVENTS, UPDATES, ensure_streams
+from infra.streams import EVENTS, UPDATES
 from projections.metrics import complete
 from projections.runner import RunnerConfig
 from tests.conftest import Stack
-from tests.servers import drop_streams, fresh_database
+from tests.servers import fresh_database, fresh_streams
 from tests.test_fold_model import histories, reference
 from tests.test_projection import InjectedCrash, figures, publish_events, run_through_crashes
 
@@ -45,8 +45,7 @@ async def test_figures_equal_the_reference_through_crashes_and_redeliveries(
     batch: int,
     crashes: list[tuple[str, int]],
 ) -> None:
-    await drop_streams(stack.js)
-    await ensure_streams(stack.js, stack.limits)
+    await fresh_streams(stack.js, stack.limits)
     database_url = await fresh_database(stack.servers)
     pending = sorted(set(crashes), key=lambda c: c[1])
 
