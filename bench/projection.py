@@ -195,7 +195,7 @@ async def raw_read(nc: Client, last: int, batch: int = 1000) -> float:
         msgs = await sub.fetch(batch, timeout=5)
         for msg in msgs:
             decode_recorded(msg.data)
-            seen = parse_ack_reply(msg.reply)[0]
+            seen = parse_ack_reply(msg.reply).stream_seq
     elapsed = time.perf_counter() - t0
     await sub.unsubscribe()
     return elapsed

@@ -37,16 +37,25 @@ class StoredMsg(NamedTuple):
         return dt.datetime.fromtimestamp(self.timestamp_ns / 1e9, tz=dt.UTC)
 
 
-def parse_ack_reply(reply: str) -> tuple[int, int, int]:
-    """(stream sequence, timestamp ns, pending) from a JetStream ack subject (v1 and v2 forms)."""
+class AckInfo(NamedTuple):
+    """What a JetStream ack subject says of the message it came with."""
+
+    stream_seq: int
+    consumer_seq: int  # the consumer's own numbering of its deliveries: 1, 2, 3, ...
+    timestamp_ns: int  # when the stream stored the message
+    pending: int  # messages left for the consumer after this one
+
+
+def parse_ack_reply(reply: str) -> AckInfo:
+    """Read a JetStream ack subject, in its v1 form (9 tokens) or v2 form (domain and account hash added)."""
     tokens = reply.split(".")
     base = 2 if len(tokens) == 9 else 4
-    return int(tokens[base + 3]), int(tokens[base + 5]), int(tokens[base + 6])
+    return AckInfo(int(tokens[base + 3]), int(tokens[base + 4]), int(tokens[base + 5]), int(tokens[base + 6]))
 
 
 def to_stored(msg: Msg) -> StoredMsg:
-    seq, ts, _ = parse_ack_reply(msg.reply)
-    return StoredMsg(seq, msg.subject, msg.data, ts, msg.headers)
+    ack = parse_ack_reply(msg.reply)
+    return StoredMsg(ack.stream_seq, msg.subject, msg.data, ack.timestamp_ns, msg.headers)
 
 
 async def last_sequence(js: JetStreamContext, stream: str) -> int:
@@ -103,13 +112,6 @@ class Columns(NamedTuple):
     msgs: list[Msg]
 
 
-def _ack_tokens(reply: str) -> tuple[int, int, int]:
-    """(stream sequence, delivery count of the consumer, pending) from an ack subject (v1 and v2 forms)."""
-    tokens = reply.split(".")
-    base = 2 if len(tokens) == 9 else 4
-    return int(tokens[base + 3]), int(tokens[base + 4]), int(tokens[base + 6])
-
-
 async def read_stream(
     js: JetStreamContext,
     stream: str,
@@ -136,7 +138,7 @@ async def read_stream(
         consumer_name=consumer_name,
     ):
         yield [
-            StoredMsg(seq, msg.subject, body, parse_ack_reply(msg.reply)[1], msg.headers)
+            StoredMsg(seq, msg.subject, body, parse_ack_reply(msg.reply).timestamp_ns, msg.headers)
             for seq, body, msg in zip(cols.seqs, cols.bodies, cols.msgs, strict=True)
         ]
 
@@ -198,14 +200,14 @@ async def read_columns(
             # a consumer without acks numbers its deliveries 1, 2, 3, ... and never redelivers: a batch whose
             # first and last deliveries are not ``delivered + 1`` and ``delivered + len`` lost messages on the
             # way (a connection that died and came back while requests were open)
-            first, last = _ack_tokens(msgs[0].reply), _ack_tokens(msgs[-1].reply)
-            if (first[1], last[1]) != (delivered + 1, delivered + len(msgs)):
+            first, last = parse_ack_reply(msgs[0].reply), parse_ack_reply(msgs[-1].reply)
+            if (first.consumer_seq, last.consumer_seq) != (delivered + 1, delivered + len(msgs)):
                 raise StreamReadError(
-                    f"{stream}: deliveries {first[1]}..{last[1]} came where {delivered + 1}..{delivered + len(msgs)}"
+                    f"{stream}: deliveries {first.consumer_seq}..{last.consumer_seq} came where {delivered + 1}..{delivered + len(msgs)}"
                     " were due: messages were lost in transit; read again"
                 )
             delivered += len(msgs)
-            done = seqs[-1] >= stop or last[2] == 0
+            done = seqs[-1] >= stop or last.pending == 0
             if seqs[-1] > stop:
                 del seqs[bisect.bisect_right(seqs, stop) :]
             cols = Columns(seqs, [], msgs)

@@ -225,7 +225,7 @@ class StatsRunner:
         """
         batch = _Batch()
         for msg in msgs:
-            seq = parse_ack_reply(msg.reply)[0]
+            seq = parse_ack_reply(msg.reply).stream_seq
             batch.last = msg
             if seq <= self.seq or (batch.records and seq <= batch.records[-1][0]):
                 self.stats.redelivered_skipped += 1

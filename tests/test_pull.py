@@ -64,7 +64,7 @@ async def test_a_read_that_misses_a_delivery_raises_instead_of_skipping_it(
     deliver = BatchPuller._on_msg
 
     async def lose_the_12th(self: BatchPuller, msg: Msg) -> None:
-        if msg.reply and parse_ack_reply(msg.reply)[0] == 12:
+        if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12:
             return
         await deliver(self, msg)
 
