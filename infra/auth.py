@@ -17,7 +17,8 @@ nats-server issue 8274, where a push consumer's ``deliver_subject`` is not check
 permissions, is gone with the right to create one), nor pull from, delete or replace a service's consumer
 (``tests/test_auth.py`` checks every create form is refused). It may not publish to any stream subject or
 intake, nor manage streams. Direct gets hold no state at the server, so reads under one auditor identity may
-run in parallel.
+run in parallel. The sealer reads both streams the same way (its default ``SealerConfig.reader``), so no
+service that only reads holds a consumer right either; it may also append to ``antq.seals``.
 
 The generator also writes the SQL of the PostgreSQL role ``antq_auditor``: SELECT on the tables the audit
 commands read, read-only transactions by default, a SCRAM-SHA-256 verifier instead of a password in clear.
@@ -77,19 +78,6 @@ class Permissions:
     allow_responses: bool = False
 
 
-def _read_streams(*streams: str) -> list[str]:
-    """Read a stream without changing anything: what ``_direct_read_streams`` allows, plus ephemeral (unnamed)
-    consumers and their pulls."""
-    out = _direct_read_streams(*streams)
-    for s in streams:
-        out += [
-            f"{JS}.CONSUMER.CREATE.{s}",  # unnamed (ephemeral) create: the server refuses a durable name here
-            f"{JS}.CONSUMER.MSG.NEXT.{s}.*",
-            f"$JS.FC.{s}.>",  # flow-control answers of an ordered (push) consumer
-        ]
-    return out
-
-
 def _direct_read_streams(*streams: str) -> list[str]:
     """Read a stream without any consumer: info, stored-message gets, direct gets (single and batched)."""
     out: list[str] = []
@@ -146,16 +134,8 @@ def role_permissions(role: str, public_key: str) -> Permissions:
         return Permissions(publish=(), subscribe=(QUERY_SUBJECT, *replies), allow_responses=True)
     if role == "reader":  # `antq stats` and dashboards: asks the query service, nothing else
         return Permissions(publish=(QUERY_SUBJECT,), subscribe=replies)
-    if role == "sealer":
-        return Permissions(
-            publish=(
-                SEALS_SUBJECT,
-                *_read_streams(EVENTS, SEALS),
-                f"{JS}.CONSUMER.DELETE.{EVENTS}.*",
-                f"{JS}.CONSUMER.DELETE.{SEALS}.*",
-            ),
-            subscribe=replies,
-        )
+    if role == "sealer":  # reads both streams with direct gets, like the auditor, and appends seals
+        return Permissions(publish=(SEALS_SUBJECT, *_direct_read_streams(EVENTS, SEALS)), subscribe=replies)
     if role == "auditor":  # reads with direct gets (ANTQ_READ_MODE=direct): no consumer of any kind
         return Permissions(publish=tuple(_direct_read_streams(EVENTS, SEALS)), subscribe=replies)
     raise AuthError(f"unknown role {role!r}; roles: {', '.join(SERVICE_ROLES)}, office:<id>")

@@ -432,31 +432,40 @@ async def test_one_consumer_read_at_a_time_per_name_and_direct_reads_in_parallel
 
 @pytest.mark.servers
 @pytest.mark.timeout(60)
-async def test_the_auditor_cannot_make_a_push_consumer_deliver_stored_events_elsewhere(
-    auth_stack: AuthStack,
+@pytest.mark.parametrize("role", ["auditor", "sealer"])
+async def test_readers_without_consumer_rights_cannot_make_a_push_consumer_deliver_stored_events_elsewhere(
+    auth_stack: AuthStack, role: str
 ) -> None:
     """nats-server does not check a push consumer's deliver subject against its creator's permissions
-    (nats-server issue 8274); the auditor, which has no CONSUMER.* right, cannot create one at all."""
+    (nats-server issue 8274); the auditor and the sealer, which read with direct gets and have no CONSUMER.*
+    right, cannot create one at all: not unnamed, named or durable."""
     admin = await fill(auth_stack, 3)
     ajs = admin.jetstream()
     sealer = (await auth_stack.connect("sealer")).jetstream()
     for n in range(2):
         await sealer.publish(SEALS_SUBJECT, b'{"seal": %d}' % n)
-    auditor = await auth_stack.connect("auditor")
-    own = read_consumer_name(auth_stack.options("auditor")["inbox_prefix"].removeprefix("_INBOX."))
+    reader = await auth_stack.connect(role)
+    own = read_consumer_name(auth_stack.options(role)["inbox_prefix"].removeprefix("_INBOX."))
     push = {"deliver_policy": "all", "deliver_subject": QUERY_SUBJECT, "deliver_group": "antq-query"}
     for stream in (EVENTS, SEALS):
+        with pytest.raises(nats.errors.TimeoutError):
+            await reader.request(
+                f"$JS.API.CONSUMER.CREATE.{stream}",
+                json.dumps({"stream_name": stream, "config": push}).encode(),
+                timeout=DENIED_WAIT,
+            )
+        await auth_stack.refused(role, f"$JS.API.CONSUMER.CREATE.{stream}")  # first: a prefix of the next
         for name in (own, "anything"):
             with pytest.raises(nats.errors.TimeoutError):
-                await create_request(auditor, stream, name, {"name": name, **push}, timeout=DENIED_WAIT)
-            await auth_stack.refused("auditor", f"$JS.API.CONSUMER.CREATE.{stream}.{name}")
+                await create_request(reader, stream, name, {"name": name, **push}, timeout=DENIED_WAIT)
+            await auth_stack.refused(role, f"$JS.API.CONSUMER.CREATE.{stream}.{name}")
         with pytest.raises(nats.errors.TimeoutError):
-            await auditor.request(
+            await reader.request(
                 f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}",
                 json.dumps({"stream_name": stream, "config": {"durable_name": own, **push}}).encode(),
                 timeout=DENIED_WAIT,
             )
-        await auth_stack.refused("auditor", f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}")
+        await auth_stack.refused(role, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{own}")
         assert await ajs.consumers_info(stream) == []
     info = await ajs.stream_info(EVENTS)
     assert (info.state.messages, info.state.last_seq) == (3, 3)

@@ -27,8 +27,9 @@ from nats.js.errors import APIError
 
 from events.subjects import SEALS_SUBJECT
 from infra.db import create_pool
+from infra.nats_client import connect
+from infra.reading import StreamReader
 from infra.seal_keys import Signer
-from infra.stream_reader import read_stream
 from infra.streams import EVENTS, SEALS
 from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
 from services.sealer.log import LoggedSeal, SealLog
@@ -63,6 +64,9 @@ class SealerConfig:
     nats_options: Mapping[str, str] = field(default_factory=dict)  # infra.auth.nats_connect_options
     clock: Callable[[], dt.datetime] = utcnow
     before_publish: Callable[[Seal], Awaitable[None]] | None = None  # test hook: make two sealers race
+    reader: StreamReader = field(default_factory=lambda: StreamReader("direct"))
+    """How both streams are read: batched direct gets by default, so that the sealer identity needs no consumer
+    right (``infra/auth.py``); both streams need ``allow_direct``, which ``ensure_streams`` sets."""
 
 
 @dataclass
@@ -87,14 +91,14 @@ class Sealer:
 
     async def connect(self) -> None:
         cfg = self.config
-        nc = await nats.connect(cfg.nats_url, name=f"antq-sealer-{cfg.stream}", **cfg.nats_options)
+        nc = await connect(cfg.nats_url, name=f"antq-sealer-{cfg.stream}", **cfg.nats_options)
         try:
             pool = await create_pool(cfg.database_url, min_size=1, max_size=2)
         except BaseException:
             await nc.close()
             raise
         js = nc.jetstream()
-        self._conn = _Conn(nc, js, pool, SealLog(js, cfg.seals_stream, cfg.stream))
+        self._conn = _Conn(nc, js, pool, SealLog(js, cfg.seals_stream, cfg.stream, reader=cfg.reader))
         self._last_sealed_at = cfg.clock()
         await self._load()
 
@@ -254,7 +258,7 @@ class Sealer:
         if last < first:
             return None
         hasher = RangeHasher(first)
-        async for batch in read_stream(c.js, cfg.stream, start_seq=first, stop_seq=last):
+        async for batch in cfg.reader.messages(c.js, cfg.stream, start_seq=first, stop_seq=last):
             for msg in batch:
                 hasher.add(msg.seq, msg.timestamp_ns, msg.subject, msg.data)
         hasher.finish(last)
