@@ -62,13 +62,20 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         deny_delete=True,
         deny_purge=True,
     )
+    # The feed promises the last ``updates_per_subject`` messages of every subject. That per-subject cap is
+    # the only limit: a stream-wide byte or message cap with discard-old would, once reached, drop a
+    # subject's oldest messages below that count. It bounds the stream by itself, since subjects are
+    # ward x year (about 3,300 wards): 100 updates of well under 2 KiB each is under 700 MB per year.
     updates = StreamConfig(
         name=UPDATES,
         subjects=[f"{UPDATES_PREFIX}.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         max_msgs_per_subject=limits.updates_per_subject,
-        max_bytes=4 * GIB,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        discard=DiscardPolicy.OLD,  # per subject: the 101st message replaces that subject's oldest
         duplicate_window=3600.0,  # a re-publish after an outage of up to an hour is recognised
     )
     seals = StreamConfig(
