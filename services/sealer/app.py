@@ -10,16 +10,13 @@ from pathlib import Path
 from infra.auth import nats_connect_options
 from infra.seal_keys import Signer, load_or_create, load_seed_file
 from infra.settings import Settings
+from services.sealer.errors import SealerSetupError as SealerSetupError  # importable from here as before
 from services.sealer.service import Sealer, SealerConfig
 
 log = logging.getLogger("antq.sealer")
 
 SEED_FILE_ENV = "ANTQ_SEAL_SEED_FILE"
 SEED_FILE_NAME = "sealer.nk"
-
-
-class SealerSetupError(Exception):
-    """No usable signing key."""
 
 
 def resolve_signer(

@@ -32,8 +32,10 @@ from infra.reading import StreamReader
 from infra.seal_keys import Signer
 from infra.streams import EVENTS, SEALS
 from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
+from services.sealer.errors import SealConflict
+from services.sealer.errors import SealingHalted as SealingHalted  # importable from here as before
 from services.sealer.log import LoggedSeal, SealLog
-from services.sealer.store import SealConflict, insert_seal, latest_seal
+from services.sealer.store import insert_seal, latest_seal
 
 log = logging.getLogger("antq.sealer")
 
@@ -42,10 +44,6 @@ WRONG_LAST_SEQUENCE = 10071
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class SealingHalted(Exception):
-    """The sealer refuses to extend the chain: a human must look (``antq audit seals``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncpg
 
 from services.sealer.chain import Seal
+from services.sealer.errors import SealConflict as SealConflict  # importable from here as before
 
 _COLUMNS = (
     "stream, number, first_seq, last_seq, count, stream_created, prev_digest, range_digest, "
     "content_digest, digest, sealed_at, signer, signature"
 )
-
-
-class SealConflict(Exception):
-    """PostgreSQL already holds a different seal with this stream and number."""
 
 
 def _seal(row: asyncpg.Record) -> Seal:
