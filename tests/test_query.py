@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
-from projections.metrics import BASE_METRICS
+from projections.metrics import BASE_METRICS, FOLD_VERSION
 from projections.service import Projector
 from services.client import OfficeClient
 from services.query.app import QueryConfig, QueryService
@@ -74,6 +75,7 @@ async def test_ward_province_and_ward_list_sums_with_read_your_writes(
     try:
         ward = await ask(stack, {"ward": "01447", "year": 2018, "min_seq": last, "timeout_ms": 20_000})
         assert ward["as_of_seq"] >= last
+        assert ward["fold_version"] == FOLD_VERSION  # the version the running fold built the figures with
         assert ward["metrics"]["session_attendance"] == 10, ward
         both = await ask(stack, {"wards": ["01447", "01456"], "year": 2018})
         assert both["metrics"]["session_attendance"] == 30
@@ -134,3 +136,45 @@ async def test_python_m_services_query_answers_and_stops_on_sigterm(stack: Stack
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 20)
     assert code == 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_reply_carries_the_fold_version_of_the_copy_it_reads(
+    stack: Stack, query: QueryService
+) -> None:
+    reply = await ask(stack, {"ward": "01447", "year": 2018})
+    assert reply["fold_version"] == FOLD_VERSION  # nothing folded yet: the current fold's version
+    conn = await asyncpg.connect(stack.database_url)
+    try:  # a copy whose checkpoint says another fold built it
+        await conn.execute(
+            "INSERT INTO projection_checkpoint (name, copy, seq, fold_version) VALUES ('stats', 1, 0, $1)",
+            FOLD_VERSION + 1,
+        )
+    finally:
+        await conn.close()
+    reply = await ask(stack, {"province": "04", "year": 2018})
+    assert reply["fold_version"] == FOLD_VERSION + 1
+
+
+@pytest.mark.timeout(60)
+async def test_an_unusable_database_is_answered_with_unavailable_not_silence(
+    stack: Stack, query: QueryService, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert "metrics" in await ask(stack, {"ward": "01447", "year": 2018})  # the service reads fine, then
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute("DROP TABLE stats CASCADE")  # the read model is gone under the running service
+    finally:
+        await conn.close()
+    for body in ({"ward": "01447", "year": 2018}, {"province": "04", "year": 2018, "min_seq": 0}):
+        reply = await ask(stack, body)  # a reply within ask's timeout, not a NATS timeout
+        assert set(reply) == {"error"}, reply
+        assert set(reply["error"]) == {"code", "message", "path"}
+        assert reply["error"]["code"] == "unavailable"
+        assert reply["error"]["path"] is None
+        message = reply["error"]["message"]
+        assert isinstance(message, str) and "retry" in message
+        assert "does not exist" not in message and "stats" not in message  # no database internals
+    assert any(r.name == "antq.query" and r.exc_info for r in caplog.records)  # logged with its traceback
+    bad = await ask(stack, {"ward": "99999", "year": 2018})  # and it still answers everything else
+    assert bad["error"]["code"] == "unknown_locality"
