@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.projection
+	$(BIN)/python -m bench.live_lag
 	$(BIN)/python -m bench.replay
 
 clean:
