@@ -46,6 +46,7 @@ from events.subjects import (
     SEALS_SUBJECT,
     UPDATES_PREFIX,
 )
+from infra.errors import InfraError
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
 
@@ -65,7 +66,7 @@ JS = "$JS.API"
 ALL_STREAMS = (EVENTS, REJECTED, UPDATES, SEALS)
 
 
-class AuthError(Exception):
+class AuthError(InfraError):
     """A role, an office id or a seed file that cannot be used."""
 
 

@@ -9,6 +9,8 @@ from importlib import resources
 
 import asyncpg
 
+from infra.errors import InfraError
+
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x414E5451  # 'ANTQ'
 
@@ -24,7 +26,7 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-class MigrationError(Exception):
+class MigrationError(InfraError):
     """An applied migration was changed, or a file name is out of order."""
 
 

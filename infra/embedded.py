@@ -15,10 +15,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.errors import InfraError
+
 PG_SYSTEM_USER = "embedded_postgres"
 
 
-class EmbeddedError(Exception):
+class EmbeddedError(InfraError):
     """An embedded server failed to start."""
 
 

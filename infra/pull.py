@@ -15,8 +15,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from infra.errors import InfraError
 
-class PullError(Exception):
+
+class PullError(InfraError):
     """The server stopped answering pull requests, or ended them with an error status."""
 
 

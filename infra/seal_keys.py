@@ -18,6 +18,8 @@ import nacl.exceptions
 import nacl.signing
 import nkeys
 
+from infra.errors import InfraError
+
 SEED_FILE_MODE = 0o600
 _PUBLIC_PREFIXES = frozenset(
     {
@@ -30,7 +32,7 @@ _PUBLIC_PREFIXES = frozenset(
 )
 
 
-class SealKeyError(Exception):
+class SealKeyError(InfraError):
     """A seed file or public key that cannot be used."""
 
 

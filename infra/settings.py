@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from infra.errors import InfraError
+
 DAY = 86_400.0
 ReadMode = Literal["consumer", "direct"]
 
 
-class SettingsError(ValueError):
+class SettingsError(InfraError, ValueError):
     """A setting with a value that cannot be used."""
 
 

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
 
+from infra.errors import InfraError
 from infra.pull import BatchPuller, PullError
 
 
@@ -63,7 +64,7 @@ async def last_sequence(js: JetStreamContext, stream: str) -> int:
     return int(info.state.last_seq)
 
 
-class StreamReadError(Exception):
+class StreamReadError(InfraError):
     """The server stopped answering before the requested range was read: the read is incomplete."""
 
 
