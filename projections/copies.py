@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import asyncpg
 
 from projections.store import NAME, Checkpoint, write_updates
 
+_REBUILD_LOCK_CLASS: Final = 0x414E5452  # 'ANTR': one rebuild per projection at a time
 
-class CopyRetired(Exception):
-    """The copy a runner folds into was replaced by a rebuild: the runner must stop."""
+
+async def try_lock_rebuild(conn: asyncpg.Connection, name: str = NAME) -> bool:
+    """Session advisory lock held by the one rebuild of ``name`` for as long as its connection lives."""
+    return bool(
+        await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _REBUILD_LOCK_CLASS, name)
+    )
+
+
+async def lock_active(conn: asyncpg.Connection, name: str = NAME) -> int:
+    """The active copy, its pointer row held (inside a transaction) until the transaction ends."""
+    copy = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1 FOR UPDATE", name)
+    if copy is None:
+        raise LookupError(f"no active copy for projection {name!r}: run the migrations")
+    return int(copy)
 
 
 async def lock_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME) -> Checkpoint:

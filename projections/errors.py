@@ -30,7 +30,3 @@ class DuplicateEntity(FoldError):
 
 class WardMismatch(FoldError):
     """An assessment or retraction is filed in another ward than the entry it is about."""
-
-
-class ProjectionHalted(ProjectionError):
-    """The projection stopped on an event it cannot apply; see the checkpoint's ``halted``."""

@@ -20,12 +20,13 @@ from events.subjects import updates_subject
 from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher
 from infra.streams import UPDATES
 from projections import store
+from projections.errors import ProjectionError
 from projections.store import OutboxRow
 
 log = logging.getLogger(__name__)
 
 
-class PublishFailed(Exception):
+class PublishFailed(ProjectionError):
     """ANTQ_UPDATES did not store an update."""
 
 

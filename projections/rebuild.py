@@ -11,6 +11,9 @@ switched in atomically:
 3. the old runner finds its copy retired at its next commit and stops (the projector then follows the
    pointer); once no runner holds the old copy, its rows are dropped.
 
+One rebuild per read model at a time (a session advisory lock); the switch also checks, holding the ``active``
+row, that the copy it retires is still the active one.
+
 The copy being built publishes no updates.
 """
 
@@ -32,6 +35,7 @@ from infra.stream_reader import last_sequence, read_stream
 from infra.streams import EVENTS
 from projections import copies, store
 from projections.batch import fold_batch
+from projections.errors import ProjectionError
 from projections.metrics import FOLD_VERSION
 from projections.publisher import UpdatePublisher
 
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 Hook = Callable[[str], Awaitable[None]]
 
 
-class RebuildError(Exception):
+class RebuildError(ProjectionError):
     """The rebuild could not finish; the live copy stays active and untouched."""
 
 
@@ -80,6 +84,10 @@ class Rebuild:
     async def run(self) -> RebuildReport:
         conn = await asyncpg.connect(self._url)
         try:
+            if not await copies.try_lock_rebuild(conn):  # released when ``conn`` closes
+                raise RebuildError(
+                    f"another rebuild of {store.NAME} is running; wait for it to finish, then rebuild again"
+                )
             old = await store.active_copy(conn)
             new = await self._new_copy(conn)
             seq = (await store.open_checkpoint(conn, new)).seq
@@ -154,6 +162,9 @@ class Rebuild:
         holder = await asyncpg.connect(self._url)
         try:
             async with holder.transaction():
+                active = await copies.lock_active(holder)
+                if active != old:  # never retire a copy that is no longer the live one
+                    raise RebuildError(f"copy {active} became active while copy {new} was built from {old}")
                 live = await copies.lock_checkpoint(holder, old)
                 if live.halted is not None:
                     log.warning("the live copy %d is halted (%s); the new copy replaces it", old, live.halted)

@@ -7,10 +7,12 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
+import asyncpg
 import nats
 from nats.aio.client import Client
 
 from events.localities import Localities
+from projections import store
 from projections.runner import AlreadyRunning, FoldVersionMismatch, Hook, RunnerConfig, StatsRunner
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,12 @@ class Projector:
         localities: Localities | None = None,
         hook: Hook | None = None,
         nats_options: Mapping[str, str] | None = None,
+        halted_poll_s: float = 1.0,
     ) -> None:
         """``nats_options``: the ``nats.connect`` options of the projector's identity
-        (``infra.auth.nats_connect_options``)."""
+        (``infra.auth.nats_connect_options``); ``halted_poll_s``: while halted, how often to look whether a
+        rebuild replaced the halted copy."""
+        self._halted_poll_s = halted_poll_s
         self._nats_url = nats_url
         self._nats_options = dict(nats_options or {})
         self._config = RunnerConfig(
@@ -61,8 +66,9 @@ class Projector:
             await self._task  # raises why it could not start
 
     async def _supervise(self, runner: StatsRunner) -> None:
-        """Run the runner; follow the active copy after a rebuild; restart after a failure (NATS or PostgreSQL
-        away) with back-off. A failure before the first start is raised to ``start()``."""
+        """Run the runner; follow the active copy after a rebuild, also when halted (the halted copy stays
+        stale until a rebuild replaces it); restart after a failure (NATS or PostgreSQL away) with back-off. A
+        failure before the first start is raised to ``start()``."""
         assert self._nc is not None
         started, delay = False, 0.01
         while True:
@@ -79,7 +85,11 @@ class Projector:
                     raise
                 log.exception("the stats projection failed; restarting in %.2fs", delay)
             else:
-                if not runner.superseded or self._config.copy is not None:
+                if self._config.copy is not None:
+                    return
+                if runner.halted is not None and not await self._replaced(runner.copy):
+                    return  # stopped while halted
+                if not runner.superseded and runner.halted is None:
                     return
                 log.info("following the active copy after a rebuild")
                 wait, delay = False, 0.01
@@ -90,6 +100,24 @@ class Projector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             runner = self.runner = StatsRunner(self._nc, self._config)
+
+    async def _replaced(self, copy: int) -> bool:
+        """While the runner of ``copy`` is halted: wait until a rebuild replaces that copy (True: follow the new
+        active copy; a rebuild with a corrected fold is how a halt ends) or until stopped (False)."""
+        while not self._stop.is_set():
+            try:
+                conn = await asyncpg.connect(self._config.database_url)
+                try:
+                    # a rebuild moved the pointer (and may already have dropped the retired copy's rows)
+                    if await store.active_copy(conn) != copy:
+                        return True
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cannot check whether halted copy %d was replaced: %s", copy, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._halted_poll_s)
+        return False
 
     @property
     def halted(self) -> str | None:

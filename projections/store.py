@@ -14,6 +14,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
+from projections.errors import ProjectionError
 from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
 from projections.metrics import FOLD_VERSION, complete
 from projections.periods import CALENDAR, PERIODS, Period
@@ -66,7 +67,7 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     halted: str | None
 
 
-class CheckpointMoved(Exception):
+class CheckpointMoved(ProjectionError):
     """The checkpoint is not where this runner left it: another runner writes the same copy."""
 
 

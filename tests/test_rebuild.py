@@ -12,7 +12,11 @@ from nats.aio.msg import Msg
 
 from events.localities import Localities
 from projections import store
-from projections.rebuild import Rebuild
+from projections.errors import FoldError
+from projections.folds import Figures, StateUpdate
+from projections.metrics import FOLD_VERSION
+from projections.rebuild import Rebuild, RebuildError
+from projections.runner import StatsRunner
 from projections.service import Projector
 from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
@@ -87,6 +91,9 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
         async def during(point: str) -> None:
             nonlocal paused_query, last
             if point == "built":
+                # the copy being built has committed figures but wrote no update to publish
+                assert await conn.fetchval("SELECT count(*) FROM stats WHERE copy = 2") > 0
+                assert await conn.fetchval("SELECT count(*) FROM stats_outbox WHERE copy = 2") == 0
                 # the live copy keeps folding while the new one is being built …
                 last = await publish(office, some_events(30))
                 live = await wait_for(lambda: folded(last), what="the live copy to fold new events")
@@ -107,6 +114,7 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
         before_switch = await paused_query
         assert before_switch.as_of_seq <= report.switch_seq
         assert before_switch.metrics == await expected(stack, localities, before_switch.as_of_seq)
+        assert before_switch.fold_version == report.fold_version == FOLD_VERSION
         # the old copy is gone, the new one serves and the projector follows it (with updates)
         assert await conn.fetchval("SELECT count(*) FROM stats WHERE copy = 1") == 0
         assert await store.active_copy(conn) == 2
@@ -160,5 +168,112 @@ async def test_a_rebuild_that_changes_figures_publishes_them(
         await wait_for(corrected, what="an update with the rebuilt figures")
     finally:
         await sub.unsubscribe()
+        await projector.stop()
+        await conn.close()
+
+
+async def started_projector(stack: Stack, localities: Localities, halted_poll_s: float = 1.0) -> Projector:
+    projector = Projector(
+        nats_url=stack.servers.nats_url,
+        database_url=stack.database_url,
+        localities=localities,
+        halted_poll_s=halted_poll_s,
+    )
+    await projector.start()
+    return projector
+
+
+async def snapshot_at(conn: asyncpg.Connection, seq: int) -> store.StatsSnapshot | None:
+    snap = await store.read_stats(conn, wards=WARDS, year=2018, period="calendar")
+    return snap if snap.as_of_seq >= seq else None
+
+
+async def test_one_rebuild_at_a_time(stack: Stack, office: OfficeClient, localities: Localities) -> None:
+    last = await publish(office, some_events(30))
+    projector = await started_projector(stack, localities)
+    conn = await asyncpg.connect(stack.database_url)
+    refused: list[str] = []
+
+    async def during(point: str) -> None:
+        if point == "built":  # a second rebuild while the first holds its new copy
+            with pytest.raises(RebuildError, match="another rebuild") as exc:
+                await Rebuild(stack.nc, stack.database_url, localities=localities).run()
+            refused.append(str(exc.value))
+
+    try:
+        await wait_for(lambda: snapshot_at(conn, last), what="the live copy to catch up")
+        report = await Rebuild(stack.nc, stack.database_url, localities=localities, hook=during).run()
+        assert refused and (report.old_copy, report.new_copy) == (1, 2)
+        assert await store.active_copy(conn) == 2
+        copies = await conn.fetch("SELECT copy, retired_at_seq FROM projection_checkpoint ORDER BY copy")
+        assert [(r["copy"], r["retired_at_seq"]) for r in copies] == [(2, None)]  # no third copy was begun
+        last = await publish(office, some_events(10))
+        after = await wait_for(lambda: snapshot_at(conn, last), what="the projector to fold into copy 2")
+        assert after.metrics == await expected(stack, localities, after.as_of_seq)
+        # and the lock went with the first rebuild: a later one runs
+        assert (await Rebuild(stack.nc, stack.database_url, localities=localities).run()).new_copy == 3
+    finally:
+        await projector.stop()
+        await conn.close()
+
+
+async def test_the_switch_never_retires_a_copy_that_is_no_longer_active(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    last = await publish(office, some_events(20))
+    projector = await started_projector(stack, localities)
+    conn = await asyncpg.connect(stack.database_url)
+
+    async def during(point: str) -> None:
+        if point == "built":  # the pointer moves on under the rebuild (as another switch would move it)
+            await conn.execute("UPDATE projection_active SET copy = 7 WHERE name = 'stats'")
+
+    try:
+        await wait_for(lambda: snapshot_at(conn, last), what="the live copy to catch up")
+        with pytest.raises(RebuildError, match="copy 7 became active"):
+            await Rebuild(stack.nc, stack.database_url, localities=localities, hook=during).run()
+        assert await store.active_copy(conn) == 7  # left as it was found
+        assert await conn.fetchval("SELECT retired_at_seq FROM projection_checkpoint WHERE copy = 1") is None
+    finally:
+        await conn.execute("UPDATE projection_active SET copy = 1 WHERE name = 'stats'")
+        await projector.stop()
+        await conn.close()
+
+
+async def test_a_halted_projection_follows_the_rebuild_that_replaces_its_copy(
+    stack: Stack, office: OfficeClient, localities: Localities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copy 1 is folded by a fold with a bug (it cannot apply one valid event) and halts; a rebuild with the
+    corrected fold replaces it, and the halted projector goes on folding into the new copy by itself."""
+    before = await publish(office, some_events(10))
+    poison = await publish(office, [f.session(ward="01447", attendance=7)])
+    assert poison == before + 1
+    real_fold = StatsRunner._fold
+
+    async def buggy_fold(
+        self: StatsRunner, conn: asyncpg.Connection, records: list[tuple[int, object]]
+    ) -> tuple[StateUpdate, Figures, dict[str, str]]:
+        if self.copy == 1 and any(seq == poison for seq, _ in records):
+            raise FoldError("the old fold's bug", seq=poison, event_id="poison")
+        return await real_fold(self, conn, records)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(StatsRunner, "_fold", buggy_fold)
+    projector = await started_projector(stack, localities, halted_poll_s=0.05)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+
+        async def halted() -> store.StatsSnapshot | None:
+            snap = await store.read_stats(conn, wards=WARDS, year=2018, period="calendar")
+            return snap if snap.stale else None
+
+        stale = await wait_for(halted, what="copy 1 to halt")
+        assert stale.as_of_seq == before and projector.halted is not None
+        report = await Rebuild(stack.nc, stack.database_url, localities=localities).run()
+        assert (report.old_copy, report.new_copy, report.switch_seq) == (1, 2, before)
+        last = await publish(office, some_events(5))
+        after = await wait_for(lambda: snapshot_at(conn, last), what="the projector to fold into copy 2")
+        assert not after.stale and projector.halted is None
+        assert after.metrics == await expected(stack, localities, after.as_of_seq)
+    finally:
         await projector.stop()
         await conn.close()
