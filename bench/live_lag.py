@@ -25,7 +25,7 @@ from services.client import OfficeClient
 WARDS = ("01447", "01456", "01465", "09454", "09466", "09469", "09475", "09487")
 
 
-class Update(msgspec.Struct):
+class Update(msgspec.Struct, frozen=True, kw_only=True):
     ward: str
     year: int
     as_of_seq: int

@@ -21,13 +21,13 @@ EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE = 10071
 
 
-class _ApiError(msgspec.Struct):
+class _ApiError(msgspec.Struct, frozen=True, kw_only=True):
     code: int = 0
     err_code: int = 0
     description: str = ""
 
 
-class _PubAck(msgspec.Struct):
+class _PubAck(msgspec.Struct, frozen=True, kw_only=True):
     stream: str | None = None
     seq: int | None = None
     duplicate: bool = False

@@ -35,12 +35,12 @@ class UnfoldableHistory(AuditError):
     """A stored record cannot be decoded or folded: the log holds what the gateway should have refused."""
 
 
-class _Chunk(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class _Chunk(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
     seqs: list[int]
     bodies: list[bytes]
 
 
-class _Outcome(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class _Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
     totals: list[tuple[str, int, str, int]]
     last_seq: int
     events: int
@@ -112,7 +112,9 @@ def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None
                 error = f"the fold failed on seqs {first}..{last}: {type(exc).__name__}: {exc}"
     replay = fold.replay
     totals = [(ward, yk, metric, n) for (ward, yk, metric), n in replay.totals.items() if n]
-    out = _encoder.encode(_Outcome(totals, replay.last_seq, replay.events, error))
+    out = _encoder.encode(
+        _Outcome(totals=totals, last_seq=replay.last_seq, events=replay.events, error=error)
+    )
     stdout.write(_LENGTH.pack(len(out)) + out)
     stdout.flush()
 
@@ -143,7 +145,7 @@ class ProcessFold:
         return cls(proc)
 
     async def feed(self, seqs: list[int], bodies: list[bytes]) -> None:
-        data = _encoder.encode(_Chunk(seqs, bodies))
+        data = _encoder.encode(_Chunk(seqs=seqs, bodies=bodies))
         await self._send(data)
 
     async def _send(self, data: bytes) -> None:

@@ -69,7 +69,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _IdOnly(msgspec.Struct):
+class _IdOnly(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str | None = None
 
 
