@@ -46,6 +46,7 @@ class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
     metrics: dict[str, int]
     as_of_seq: int
     stale: bool = False
+    fold_version: int = FOLD_VERSION  # added later: consumers of older payloads read the default
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,7 +246,14 @@ async def _write_outbox(
             year=y,
             seq=seq,
             payload=_encoder.encode(
-                StatsUpdate(ward=w, year=y, period=CALENDAR, metrics=complete(values), as_of_seq=seq)
+                StatsUpdate(
+                    ward=w,
+                    year=y,
+                    period=CALENDAR,
+                    metrics=complete(values),
+                    as_of_seq=seq,
+                    fold_version=FOLD_VERSION,
+                )
             ),
         )
         for (w, y), values in sorted(figures.items())

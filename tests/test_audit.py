@@ -8,12 +8,16 @@ import datetime as dt
 import json
 import os
 import sys
+from typing import Any
 
 import asyncpg
+import nats
 import pytest
+from nats.aio.msg import Msg
 
 from events.localities import Localities
 from infra.streams import EVENTS
+from projections.metrics import FOLD_VERSION
 from projections.service import Projector
 from projections.store import read_checkpoint
 from services.audit.replay import ReplayScope, replay
@@ -56,6 +60,36 @@ async def test_an_instant_resolves_to_the_last_sequence_stored_by_then(
 
 def _ns(at: dt.datetime) -> int:
     return to_ns(at)
+
+
+@pytest.mark.timeout(60)
+async def test_an_event_stored_during_the_lookup_is_not_counted(stack: Stack) -> None:
+    """An instant of about now: an event stored after the by-time lookup found nothing is after the cut."""
+    subject = "antq.events.04.01447.session"
+    for i in range(3):
+        await stack.js.publish(subject, b"{}", headers={"Nats-Msg-Id": f"before-{i}"})
+    at = dt.datetime.now(dt.UTC)  # after the three were stored
+    nc = await nats.connect(stack.servers.nats_url)
+    real_request = nc.request
+    stored_during: list[int] = []
+
+    async def request_then_store(subj: str, payload: bytes = b"", **kwargs: Any) -> Msg:
+        reply = await real_request(subj, payload, **kwargs)
+        if subj == f"$JS.API.STREAM.MSG.GET.{EVENTS}" and not stored_during:  # right after the lookup
+            ack = await stack.js.publish(subject, b"{}", headers={"Nats-Msg-Id": "during"})
+            stored_during.append(ack.seq)
+        return reply
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(nc, "request", request_then_store)
+            known = await sequence_known_on(nc, EVENTS, at)
+    finally:
+        await nc.close()
+    assert stored_during == [4]
+    assert await stored_ns(stack, 4) > to_ns(at)  # the scenario: stored after the instant
+    assert known == 3
+    assert await sequence_known_on(stack.nc, EVENTS, at) == 3  # and resolved again, with nothing racing
 
 
 async def test_replay_by_ward_reads_only_that_ward_and_honours_record_time(
@@ -141,6 +175,7 @@ async def test_cli_replay_json_has_the_query_shape_and_verify_exits_nonzero_on_a
     body = json.loads(out)
     assert (body["ward"], body["year"], body["period"], body["as_of_seq"]) == ("01447", 2018, "calendar", 2)
     assert body["metrics"]["session_attendance"] == 42
+    assert body["stale"] is False and body["fold_version"] == FOLD_VERSION
     code, out = await cli(
         "audit",
         "replay",

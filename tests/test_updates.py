@@ -10,6 +10,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
+from projections.metrics import FOLD_VERSION
 from projections.runner import RunnerConfig
 from projections.service import Projector
 from services.client import OfficeClient
@@ -83,6 +84,7 @@ async def test_a_late_durable_subscriber_receives_every_change_of_its_province(
     seqs = [int(str(body["as_of_seq"])) for body in ours]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert all(body["stale"] is False and body["period"] == "calendar" for body in ours)
+    assert all(body["fold_version"] == FOLD_VERSION and body["ward"] == "01447" for body in ours)
 
 
 async def test_updates_committed_before_a_crash_are_published_on_restart(

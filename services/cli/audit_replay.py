@@ -17,6 +17,7 @@ from infra.auth import nats_connect_options
 from infra.nats_client import connect as nats_connect
 from infra.reading import audit_reader
 from infra.settings import Settings
+from projections.metrics import FOLD_VERSION
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
 
@@ -87,6 +88,7 @@ def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
             "metrics": result.replay.metrics(wards=result.wards, year=year, period=scope.period),
             "as_of_seq": result.as_of_seq,
             "stale": False,
+            "fold_version": FOLD_VERSION,
         }
         for year in years
     ]
