@@ -65,16 +65,27 @@ class UpdatePublisher:
         """Wait until everything submitted so far is published."""
         await self._queue.join()
 
-    async def stop(self) -> None:
-        """Publish what is queued, then stop."""
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Publish what is queued, then stop; after ``drain_timeout`` seconds (NATS or PostgreSQL away) stop
+        anyway: what is left stays in the outbox, committed, and the next start publishes it."""
         if self._task is not None:
             self._queue.put_nowait(None)
+            done, _ = await asyncio.wait({self._task}, timeout=drain_timeout)
+            if not done:
+                log.warning(
+                    "stopping with updates unpublished after %.1fs; they stay in the outbox for the next start",
+                    drain_timeout,
+                )
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         await self._js.stop()
         if self._conn is not None:
-            await self._conn.close()
+            try:
+                await self._conn.close(timeout=5)
+            except (OSError, TimeoutError, asyncpg.PostgresError):
+                self._conn.terminate()
             self._conn = None
 
     async def _run(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import msgspec
 import pytest
@@ -11,12 +13,13 @@ from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
 from projections.metrics import FOLD_VERSION
+from projections.publisher import UpdatePublisher
 from projections.runner import RunnerConfig
 from projections.service import Projector
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import create_streams, wait_for
 from tests.test_projection import InjectedCrash, as_event, publish_events, run_until
 
 pytestmark = pytest.mark.servers
@@ -119,3 +122,35 @@ async def test_updates_committed_before_a_crash_are_published_on_restart(
     )
     assert msgspec.json.decode(reply.data).get("duplicate") is True
     assert (await stack.js.stream_info(UPDATES)).state.messages == 1
+
+
+@pytest.mark.timeout(60)
+async def test_stopping_while_updates_cannot_be_published_keeps_them_for_the_next_start(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    """ANTQ_UPDATES away: ``stop`` returns after its drain timeout instead of retrying for ever (a SIGTERM
+    would hang), and the committed updates stay in the outbox until a later start publishes them."""
+    assert all(r.ok for r in await office.submit([f.session(ward="01447"), f.pledge(ward="01456")]))
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await store.open_checkpoint(conn, 1)
+        rows = await store.write_updates(conn, 1, 2, {("01447", 2018): "04", ("01456", 2018): "04"})
+        assert len(rows) == 2
+    finally:
+        await conn.close()
+    await stack.js.delete_stream(UPDATES)
+    stuck = UpdatePublisher(stack.nc, stack.database_url, 1, timeout=0.5)
+    await stuck.start()
+    started = time.monotonic()
+    await stuck.stop(drain_timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert stuck.published == 0 and await outbox_rows(stack.database_url) == 2
+
+    await create_streams(stack.js, stack.limits)
+    later = UpdatePublisher(stack.nc, stack.database_url, 1)
+    await later.start()
+    await later.idle()
+    await later.stop()
+    assert later.published == 2 and await outbox_rows(stack.database_url) == 0
+    msg = await stack.js.get_last_msg(UPDATES, "antq.updates.stats.04.01447.2018")
+    assert msgspec.json.decode(msg.data or b"")["as_of_seq"] == 2
