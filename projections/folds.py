@@ -59,7 +59,7 @@ _EVENT_TAG: Final = b"e"
 _ID_MASK: Final = EVENT_BIT - 1
 
 
-class TipState(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=1):
+class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=1):
     ward: str
     day: int  # proleptic Gregorian ordinal of the day the tip was received
     retracted: bool
@@ -70,34 +70,34 @@ class TipState(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=1):
         return not self.retracted and bool(self.assessments) and self.assessments[-1][1]
 
 
-class TipLink(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=2):
+class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2):
     """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip."""
 
     tip: bytes
     assessment: bool
 
 
-class SessionPart(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=3):
+class SessionPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
     ward: str
     day: int
     level: str
     attendance: int
 
 
-class PledgePart(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=4):
+class PledgePart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
     ward: str
     day: int
     signer: str
     signatures: int
 
 
-class MediationPart(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=5):
+class MediationPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=5):
     ward: str
     day: int
     successful: bool
 
 
-class WeaponsPart(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=6):
+class WeaponsPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=6):
     ward: str
     day: int
     items: tuple[tuple[str, int], ...]
