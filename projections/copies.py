@@ -45,7 +45,10 @@ async def switch_active(
     """Make ``new`` the copy queries read and retire ``old`` at ``at_seq`` (one transaction with the lock).
 
     Ward-years whose figures differ between the copies (a rebuild after the fold changed) get an update in the
-    new copy's outbox, published by its runner when it starts: downstream services learn the new figures.
+    new copy's outbox, published by its runner when it starts: downstream services learn the new figures. So do
+    ward-years with updates still unpublished in the old copy's outbox (its runner crashed, or stopped before
+    they went out): the new update, as of ``at_seq``, supersedes them, and they are dropped with the old copy
+    instead of being published late, after newer figures.
     """
     changed = await conn.fetch(
         """SELECT coalesce(n.ward, o.ward) AS ward, coalesce(n.year, o.year) AS year,
@@ -54,7 +57,9 @@ async def switch_active(
            FULL JOIN (SELECT * FROM stats WHERE copy = $2 AND period = 'calendar') o
              ON n.ward = o.ward AND n.year = o.year AND n.metric = o.metric
            WHERE n.value IS DISTINCT FROM o.value
-           GROUP BY 1, 2, 3""",
+           GROUP BY 1, 2, 3
+           UNION
+           SELECT ward, year, province FROM stats_outbox WHERE copy = $2""",
         new,
         old,
     )
@@ -79,7 +84,8 @@ async def is_retired(conn: asyncpg.Connection, copy: int, name: str = NAME) -> b
 
 
 async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
-    """Delete every row of a copy that is not active (its outbox must have been published first)."""
+    """Delete every row of a copy that is not active (unpublished updates included: a retired copy's were
+    superseded at the switch, and a copy never switched in has none)."""
     async with conn.transaction():
         active = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1", name)
         if active == copy:

@@ -37,7 +37,6 @@ from projections import copies, store
 from projections.batch import fold_batch
 from projections.errors import ProjectionError
 from projections.metrics import FOLD_VERSION
-from projections.publisher import UpdatePublisher
 
 log = logging.getLogger(__name__)
 Hook = Callable[[str], Awaitable[None]]
@@ -111,7 +110,6 @@ class Rebuild:
         active = await store.active_copy(conn)
         for copy in await copies.inactive_copies(conn, active):
             if await store.try_lock(conn, copy):
-                await self._publish_leftovers(copy)
                 await copies.drop_copy(conn, copy)
                 await store.unlock(conn, copy)
                 with contextlib.suppress(Exception):
@@ -127,12 +125,6 @@ class Rebuild:
         if not await store.try_lock(conn, new):
             raise RebuildError(f"another rebuild holds copy {new}")
         return new
-
-    async def _publish_leftovers(self, copy: int) -> None:
-        """Updates a copy committed but did not publish (a crash) go out before it is dropped: none is lost."""
-        leftovers = UpdatePublisher(self._nc, self._url, copy)
-        await leftovers.start()
-        await leftovers.stop()
 
     async def _fold_range(self, conn: asyncpg.Connection, copy: int, after: int, upto: int) -> int:
         """Fold (after, upto] into ``copy``; return the sequence reached."""
@@ -180,14 +172,14 @@ class Rebuild:
     async def _drop_old(self, conn: asyncpg.Connection, old: int) -> None:
         """Once no runner holds the old copy (it stops when it sees it retired), drop its rows and consumer.
 
-        Updates the old copy committed but did not publish (a crash) are published first: none is lost.
+        Updates the old copy committed but did not publish (a crash) are dropped with it: the switch wrote newer
+        ones for those ward-years into the new copy's outbox, which its runner publishes first.
         """
         deadline = time.monotonic() + self._old_runner_timeout
         while not await store.try_lock(conn, old):
             if time.monotonic() > deadline:
                 raise RebuildError(f"a runner still holds the retired copy {old}; drop it later")
             await asyncio.sleep(0.05)  # the old runner notices at its next fetch
-        await self._publish_leftovers(old)
         await copies.drop_copy(conn, old)
         with contextlib.suppress(Exception):
             await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{old}")

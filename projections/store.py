@@ -50,6 +50,7 @@ class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
+    copy: int
     province: str
     ward: str
     year: int
@@ -58,7 +59,9 @@ class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def msg_id(self) -> str:
-        return f"{self.ward}:{self.year}:{self.seq}"
+        """Ward, year and seq, so that a re-publish of the same row is a duplicate; and the copy, so that the
+        figures a rebuild corrects at the switch sequence are not taken for the old copy's update of that seq."""
+        return f"{self.ward}:{self.year}:{self.seq}:{self.copy}"
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,6 +244,7 @@ async def _write_outbox(
 ) -> list[OutboxRow]:
     out = [
         OutboxRow(
+            copy=copy,
             province=provinces[w],
             ward=w,
             year=y,
@@ -341,7 +345,14 @@ async def pending_outbox(conn: asyncpg.Connection, copy: int) -> list[OutboxRow]
         copy,
     )
     return [
-        OutboxRow(province=r["province"], ward=r["ward"], year=r["year"], seq=r["seq"], payload=r["payload"])
+        OutboxRow(
+            copy=copy,
+            province=r["province"],
+            ward=r["ward"],
+            year=r["year"],
+            seq=r["seq"],
+            payload=r["payload"],
+        )
         for r in rows
     ]
 

@@ -10,9 +10,10 @@ import msgspec
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from nats.js.errors import NotFoundError
 
 from events.localities import Localities
-from events.schema import Event
+from events.schema import EntryRetracted, Event
 from events.subjects import updates_subject
 from infra.streams import EVENTS, UPDATES
 from projections.metrics import complete
@@ -84,3 +85,15 @@ async def test_figures_equal_the_reference_through_crashes_and_redeliveries(
         update = msgspec.json.decode(msg.data or b"")
         assert update["metrics"] == complete(metrics)
         assert update["period"] == "calendar" and update["ward"] == ward and update["year"] == year
+    # a ward-year whose figures all went back to zero (its entries retracted): if it was ever published, its
+    # latest update says zero everywhere (a stale non-zero update would mislead every subscriber)
+    touched = {(e.locality.ward, e.occurred_on.year) for e in events if not isinstance(e, EntryRetracted)}
+    for ward, year in sorted(touched - set(calendar)):
+        found = localities.ward(ward)
+        assert found is not None
+        try:
+            msg = await stack.js.get_last_msg(UPDATES, updates_subject(found.province, ward, year))
+        except NotFoundError:
+            continue  # its changes cancelled out within one commit: nothing to announce
+        update = msgspec.json.decode(msg.data or b"")
+        assert update["metrics"] == complete({}), (ward, year, update)

@@ -11,18 +11,20 @@ import pytest
 from nats.aio.msg import Msg
 
 from events.localities import Localities
+from infra.streams import UPDATES
 from projections import store
 from projections.errors import FoldError
 from projections.folds import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
 from projections.rebuild import Rebuild, RebuildError
-from projections.runner import StatsRunner
+from projections.runner import RunnerConfig, StatsRunner
 from projections.service import Projector
 from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
 from tests.servers import wait_for
+from tests.test_projection import InjectedCrash, run_until
 
 pytestmark = pytest.mark.servers
 
@@ -131,7 +133,9 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
 async def test_a_rebuild_that_changes_figures_publishes_them(
     stack: Stack, office: OfficeClient, localities: Localities
 ) -> None:
-    last = await publish(office, [f.session(ward="01447", attendance=40), f.pledge(ward="01456")])
+    # the last event is in 01447: the live copy's update of 01447 and the rebuild's correction both come at
+    # the switch sequence, and the correction must not be taken for a re-publish of the live copy's update
+    last = await publish(office, [f.pledge(ward="01456"), f.session(ward="01447", attendance=40)])
     projector = Projector(
         nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
     )
@@ -166,6 +170,13 @@ async def test_a_rebuild_that_changes_figures_publishes_them(
             return any(u["metrics"]["session_attendance"] == 40 for u in updates)  # type: ignore[index]
 
         await wait_for(corrected, what="an update with the rebuilt figures")
+        # … and stored in ANTQ_UPDATES, where durable subscribers read it: the correction comes at the same
+        # sequence as the live copy's last update of 01447, under its own Nats-Msg-Id (not a duplicate of it)
+        stored = await stack.js.pull_subscribe("antq.updates.stats.04.01447.2018", stream=UPDATES)
+        msgs = await stored.fetch(10, timeout=2)
+        ids = [(m.headers or {}).get("Nats-Msg-Id") for m in msgs]
+        assert ids == [f"01447:2018:{last}:1", f"01447:2018:{last}:2"]
+        assert msgspec.json.decode(msgs[-1].data)["metrics"]["session_attendance"] == 40
     finally:
         await sub.unsubscribe()
         await projector.stop()
@@ -277,3 +288,44 @@ async def test_a_halted_projection_follows_the_rebuild_that_replaces_its_copy(
     finally:
         await projector.stop()
         await conn.close()
+
+
+async def test_updates_a_crashed_copy_left_unpublished_are_superseded_at_the_switch_never_sent_late(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    last = await publish(
+        office, [f.session(ward="01447", attendance=5), f.session(ward="01447", attendance=6)]
+    )
+
+    async def crash_after_commit(point: str, seq: int) -> None:
+        if point == "after_commit":
+            raise InjectedCrash
+
+    config = RunnerConfig(
+        database_url=stack.database_url, localities=localities, hook=crash_after_commit, batch=1
+    )
+    with pytest.raises(InjectedCrash):
+        await run_until(stack.nc, config, last)  # copy 1 folded seq 1, its update left in the outbox
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM stats_outbox WHERE copy = 1") == 1
+        report = await Rebuild(stack.nc, stack.database_url, localities=localities).run()
+        assert (report.old_copy, report.new_copy, report.switch_seq) == (1, 2, 1)
+        assert await conn.fetchval("SELECT count(*) FROM stats_outbox WHERE copy = 1") == 0  # dropped, unsent
+        projector = await started_projector(stack, localities)
+        try:
+
+            async def all_published() -> bool:
+                folded = (await store.read_checkpoint(conn, 2)).seq == last
+                return folded and await conn.fetchval("SELECT count(*) FROM stats_outbox") == 0
+
+            await wait_for(all_published, what="copy 2 to fold and publish everything")
+        finally:
+            await projector.stop()
+    finally:
+        await conn.close()
+    sub = await stack.js.pull_subscribe("antq.updates.stats.04.01447.2018", stream=UPDATES)
+    msgs = await sub.fetch(10, timeout=2)
+    sent = [(m.headers or {}).get("Nats-Msg-Id") for m in msgs]
+    seqs = [msgspec.json.decode(m.data)["as_of_seq"] for m in msgs]
+    assert sent == ["01447:2018:1:2", f"01447:2018:{last}:2"] and seqs == [1, last]
