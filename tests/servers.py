@@ -67,12 +67,12 @@ async def prepare_template(servers: Servers) -> None:
         await conn.close()
 
 
-async def fresh_database(servers: Servers) -> str:
-    """A new database cloned from the migrated template."""
+async def fresh_database(servers: Servers, template: str = TEMPLATE_DB) -> str:
+    """A new database cloned from the migrated template (or from ``template``: ``template0`` gives an empty one)."""
     name = f"antq_t{os.getpid()}_{next(_db_counter)}"
     conn = await asyncpg.connect(servers.database_url)
     try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     finally:
         await conn.close()
     return servers.database(name)

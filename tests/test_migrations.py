@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import infra.db
 import infra.migrations
 from infra.db import Migration, MigrationError, migrate, migrations
-from tests.servers import Servers
+from tests.servers import Servers, fresh_database
 
 pytestmark = pytest.mark.servers
 
@@ -49,14 +48,10 @@ def empty_database(servers: Servers) -> EmptyDatabase:
 
     @asynccontextmanager
     async def create() -> AsyncIterator[str]:
-        name = f"antq_mig{os.getpid()}_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(servers.database_url)
+        url = await fresh_database(servers, "template0")
+        name = url.rpartition("/")[2]
         try:
-            await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-        finally:
-            await admin.close()
-        try:
-            yield servers.database(name)
+            yield url
         finally:
             admin = await asyncpg.connect(servers.database_url)
             try:
