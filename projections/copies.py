@@ -90,8 +90,7 @@ async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> No
         active = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1", name)
         if active == copy:
             raise ValueError(f"copy {copy} of {name} is active; it cannot be dropped")
-        for table in ("stats", "stats_fold_state", "stats_outbox"):
-            await conn.execute(f"DELETE FROM {table} WHERE copy = $1", copy)
+        await conn.execute("SELECT antq_drop_copy($1)", copy)  # its own tables (waits for reads under way)
         await conn.execute("DELETE FROM projection_checkpoint WHERE name = $1 AND copy = $2", name, copy)
 
 

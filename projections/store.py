@@ -94,8 +94,17 @@ async def unlock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
     await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2) # $3)", _LOCK_CLASS, name, copy)
 
 
+async def hold_copies(conn: asyncpg.Connection) -> None:
+    """Inside a reading transaction, before it reads which copy is active: no copy's tables can be dropped
+    until it ends (``antq_drop_copy`` waits for it), so a read that found the old copy active reads its rows
+    even while a rebuild finishes. Needs SELECT on ``stats`` only."""
+    await conn.execute("LOCK TABLE stats IN ACCESS SHARE MODE")
+
+
 async def open_checkpoint(conn: asyncpg.Connection, copy: int, name: str = NAME) -> Checkpoint:
-    """The copy's checkpoint, created at 0 with the current fold version if it has none."""
+    """The copy's checkpoint, created at 0 with the current fold version if it has none; and the copy's own
+    tables (partitions of ``stats``, ``stats_fold_state``, ``stats_outbox``), created if missing."""
+    await conn.execute("SELECT antq_create_copy($1)", copy)
     await conn.execute(
         "INSERT INTO projection_checkpoint (name, copy, seq, fold_version) VALUES ($1, $2, 0, $3)"
         " ON CONFLICT (name, copy) DO NOTHING",
@@ -385,6 +394,7 @@ async def _snapshot(
     conn: asyncpg.Connection, sums_sql: str, *args: Any, pause: Pause | None = None
 ) -> StatsSnapshot:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await hold_copies(conn)
         head = await conn.fetchrow(_SNAPSHOT_HEAD, NAME)
         if head is None:
             raise LookupError(f"no active copy for projection {NAME!r}: run the migrations")

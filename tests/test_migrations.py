@@ -167,3 +167,44 @@ async def test_antq_db_migrate_on_a_fresh_database(empty_database: EmptyDatabase
         code, out = await antq_db_migrate(url)
         assert code == 0, out
         assert "nothing (up to date)" in out, out
+
+
+@pytest.mark.timeout(90)
+async def test_versioned_tables_keep_every_copy_s_rows_and_drop_a_copy_whole(
+    empty_database: EmptyDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """011 moves a deployment's read model, every copy of it, into tables per copy; a copy is dropped whole."""
+    before_011 = [m for m in migrations() if m.version < 11]
+    async with empty_database() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            monkeypatch.setattr(infra.db, "migrations", lambda: before_011)
+            await migrate(conn)
+            monkeypatch.undo()
+            await conn.execute(
+                """INSERT INTO projection_checkpoint (name, copy, seq, fold_version) VALUES ('stats', 3, 7, 1);
+                   INSERT INTO stats VALUES (1, 'calendar', '04', '01447', 2018, 'sessions_held', 2),
+                                            (3, 'calendar', '04', '01447', 2018, 'sessions_held', 5);
+                   INSERT INTO stats_fold_state VALUES (1, '\\x01', '\\x02'), (3, '\\x03', '\\x04');
+                   INSERT INTO stats_outbox VALUES (3, '04', '01447', 2018, 7, '\\x05');"""
+            )
+            assert [m.version for m in migrations() if m.version >= 11] and await migrate(conn)
+            for copy in (1, 3):
+                for table in ("stats", "stats_fold_state", "stats_outbox"):
+                    name = f"{table}_c{copy}"
+                    assert await conn.fetchval("SELECT to_regclass($1)::text", name) == name
+            rows = await conn.fetch("SELECT copy, value FROM stats ORDER BY copy")
+            assert [(r["copy"], r["value"]) for r in rows] == [(1, 2), (3, 5)]
+            assert await conn.fetchval("SELECT count(*) FROM stats_c3") == 1  # in the copy's own table
+            assert await conn.fetchval("SELECT count(*) FROM stats_fold_state") == 2
+            assert await conn.fetchval("SELECT count(*) FROM stats_outbox WHERE copy = 3") == 1
+
+            await conn.execute("SELECT antq_drop_copy(3)")
+            assert await conn.fetchval("SELECT to_regclass('stats_c3')") is None
+            assert await conn.fetchval("SELECT count(*) FROM stats") == 1  # copy 1 untouched
+            with pytest.raises(asyncpg.PostgresError, match="no partition"):
+                await conn.execute("INSERT INTO stats VALUES (3, 'calendar', '04', '01447', 2018, 'x', 1)")
+            await conn.execute("SELECT antq_create_copy(3)")  # a copy's tables come back on demand, empty
+            assert await conn.fetchval("SELECT count(*) FROM stats_c3") == 0
+        finally:
+            await conn.close()

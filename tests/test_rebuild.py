@@ -105,13 +105,31 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
                     store.read_stats(paused_conn, wards=WARDS, year=2018, period="calendar", pause=hold)
                 )
                 await paused.wait()
+            if point == "switched":
+                # the old copy's tables are dropped only once the paused query, which read that copy 1 was
+                # active, has read its figures: the drop waits for it (seen in pg_locks), then it is released
+                release_when_drop_waits.append(asyncio.create_task(release_once_the_drop_waits()))
 
+        async def release_once_the_drop_waits() -> None:
+            async def drop_waiting() -> bool:
+                return bool(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE relation = 'stats'::regclass AND NOT granted"
+                    )
+                )
+
+            await wait_for(drop_waiting, what="the drop of copy 1 to wait for the paused query")
+            assert paused_query is not None and not paused_query.done()
+            release.set()
+
+        release_when_drop_waits: list[asyncio.Task[None]] = []
         report = await Rebuild(
             stack.nc, stack.database_url, localities=localities, hook=during, close_enough=50, batch=64
         ).run()
         assert (report.old_copy, report.new_copy) == (1, 2)
         assert report.switch_seq >= last
-        release.set()
+        assert release.is_set()  # by the drop, which could not go on before
+        await release_when_drop_waits[0]
         assert paused_query is not None
         before_switch = await paused_query
         assert before_switch.as_of_seq <= report.switch_seq

@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from events.localities import Localities
 from infra.reading import StreamReader
-from projections.store import NAME, all_figures
+from projections.store import NAME, all_figures, hold_copies
 from services.audit.replay import Progress, ReplayScope, replay
 
 FigureKey = tuple[str, str, int, str]
@@ -38,6 +38,7 @@ class Verification:
 async def live_snapshot(conn: asyncpg.Connection) -> tuple[int, int, dict[FigureKey, int]]:
     """(active copy, its checkpoint, every non-zero figure), read in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await hold_copies(conn)
         row = await conn.fetchrow(
             """SELECT a.copy, coalesce(c.seq, 0) AS seq FROM projection_active a
                LEFT JOIN projection_checkpoint c ON c.name = a.name AND c.copy = a.copy WHERE a.name = $1""",
