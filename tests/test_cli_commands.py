@@ -14,7 +14,7 @@ import pytest
 
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
-from projections import store
+from projections import copies, store
 from projections.metrics import FOLD_VERSION
 from projections.service import Projector
 from services.client import OfficeClient
@@ -260,3 +260,29 @@ async def test_demo_prints_every_article_figure_beside_an_equal_ledger_figure(
     assert "✗" not in out
     assert f"Huyện Trà Lĩnh (Cao Bằng), {YEAR}" in flat(out)
     assert "every figure matches the article" in flat(out)
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_commands_that_cannot_get_an_answer_say_why_in_one_line(stack: Stack) -> None:
+    """No query service, no database, a rebuild already running: a sentence on stderr, exit 1, no traceback."""
+    code, out, err = await antq("stats", "--ward", "01447", "--year", "2018", env=env_of(stack))
+    assert (code, out) == (1, "")
+    assert "nothing answers on antq.query.stats" in flat(err)
+    no_traceback(out, err)
+
+    away = env_of(stack, ANTQ_DATABASE_URL="postgresql://antq@127.0.0.1:1/nothing")
+    code, out, err = await antq("projections", "rebuild", "stats", env=away)
+    assert (code, out) == (1, "")
+    assert "cannot reach the stack" in flat(err)
+    no_traceback(out, err)
+
+    holder = await asyncpg.connect(stack.database_url)
+    try:
+        assert await copies.try_lock_rebuild(holder)  # as a rebuild under way holds it
+        code, out, err = await antq("projections", "rebuild", "stats", env=env_of(stack))
+    finally:
+        await holder.close()
+    assert (code, out) == (1, "")
+    assert "another rebuild of stats is running" in flat(err)
+    no_traceback(out, err)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +44,28 @@ def _nats_options(settings: Settings) -> dict[str, str]:
     except AuthError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """Turn what stops a command before it has an answer into one line on stderr and exit status 1."""
+    from projections.errors import ProjectionError
+    from services.cli.stats_view import QueryFailed
+
+    try:
+        yield
+    except (QueryFailed, ProjectionError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except nats.errors.NoRespondersError:
+        err.print(f"[red]nothing answers on {what}: is that service running?[/red]")
+        raise typer.Exit(1) from None
+    except nats.errors.TimeoutError:
+        err.print(f"[red]no answer in time on {what}[/red]")
+        raise typer.Exit(1) from None
+    except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
+        err.print(f"[red]cannot reach the stack: {str(exc) or type(exc).__name__}[/red]")
+        raise typer.Exit(1) from None
 
 
 def _require(url: str | None, name: str) -> str:
@@ -127,7 +151,8 @@ def stats(
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
 ) -> None:
     """Print one ward's or one province's figures for a year."""
-    from services.cli.stats_view import QueryFailed, query_stats, stats_table
+    from events.subjects import QUERY_SUBJECT
+    from services.cli.stats_view import query_stats, stats_table
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
@@ -144,11 +169,8 @@ def stats(
         finally:
             await nc.drain()
 
-    try:
+    with _reported(f"{QUERY_SUBJECT} (the query service)"):
         reply = asyncio.run(run())
-    except QueryFailed as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(
         stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
     )
@@ -179,7 +201,8 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
             f"copy {report.old_copy} dropped; {report.events} events folded"
         )
 
-    console.print(asyncio.run(run()))
+    with _reported("NATS or PostgreSQL"):
+        console.print(asyncio.run(run()))
 
 
 @app.command()
