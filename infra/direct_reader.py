@@ -14,6 +14,8 @@ within a batch each message names its predecessor, the end of batch names the la
 and a message's pending count may only fall by one from the one before it (a stream only grows). The read
 ends at ``stop`` or where the server says nothing more matches (pending 0, or 404 right after a batch that said
 so). One request in flight: the next is sent as soon as a batch has ended, before that batch is handed out.
+A batch found incomplete is not handed out: the read goes on from the message after the last one it handed out
+(``infra.stream_reader.resuming``), and gives up with ``StreamReadError`` after a few tries in a row.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from infra.pull import InboxCollector
-from infra.stream_reader import Columns, StoredMsg, StreamReadError, last_sequence
+from infra.stream_reader import Columns, ReadInterrupted, StoredMsg, StreamReadError, last_sequence, resuming
 from infra.timestamps import parse_rfc3339_ns
 
 DIRECT_BATCH = 10_000
@@ -95,14 +97,35 @@ async def read_direct_columns(
     batch: int = DIRECT_BATCH,
     timeout: float = 10.0,
 ) -> AsyncIterator[Columns]:
-    """Batches of ``start_seq <= seq <= stop`` (default: last seq at start) as columns; ``subject`` filters."""
+    """Batches of ``start_seq <= seq <= stop`` (default: last seq at start) as columns; ``subject`` filters.
+
+    A batch found incomplete (lost in transit, or answered by a mirror) is read again from the message after the
+    last one handed out (``resuming``, as the consumer reader does)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
     stop = stop_seq if stop_seq is not None else await last_sequence(nc.jetstream(), stream)
-    start = max(start_seq, 1)
-    if stop < start:
+    first = max(start_seq, 1)
+    if stop < first:
         return
-    wanted = subject
+
+    def read_from(start: int, resumed: bool) -> AsyncIterator[Columns]:
+        return _read_direct_from(nc, stream, start, stop, subject, batch, timeout, resumed=resumed)
+
+    async for cols in resuming(read_from, first):
+        yield cols
+
+
+async def _read_direct_from(
+    nc: Client,
+    stream: str,
+    start: int,
+    stop: int,
+    wanted: str | None,
+    batch: int,
+    timeout: float,
+    *,
+    resumed: bool,
+) -> AsyncIterator[Columns]:
     answers = _Answers(nc, stream)
     await answers.start()
     try:
@@ -114,6 +137,10 @@ async def read_direct_columns(
             code = status.get("Status", "")
             if code == "404" and not msgs:
                 if prev_pending is None:
+                    if resumed:  # messages were pending when the last read was interrupted
+                        raise StreamReadError(
+                            f"{stream}: nothing left to read from seq {start}, short of {stop}"
+                        )
                     return  # nothing matches from ``start`` on
                 raise StreamReadError(
                     f"{stream}: nothing found after seq {prev_seq}, though {prev_pending} more were pending"
@@ -128,7 +155,7 @@ async def read_direct_columns(
             seqs: list[int] = []
             before = 0  # each message names the one before it in its batch (0 for the first)
             if status.get(STREAM, stream) != stream:
-                raise StreamReadError(f"{stream}: a batch was closed by {status.get(STREAM)} (a mirror)")
+                raise ReadInterrupted(f"{stream}: a batch was closed by {status.get(STREAM)} (a mirror)")
             for msg in msgs:
                 headers = msg.headers
                 if (
@@ -143,27 +170,27 @@ async def read_direct_columns(
                 if headers.get(STREAM) != stream:
                     # mirrors with mirror_direct answer in the same queue group, each consistent with itself
                     # but possibly behind or filtered: only the stream's own answers count
-                    raise StreamReadError(
-                        f"{stream}: a direct get was answered by {headers.get(STREAM)} (a mirror); read again"
+                    raise ReadInterrupted(
+                        f"{stream}: a direct get was answered by {headers.get(STREAM)} (a mirror)"
                     )
                 seq = int(headers[SEQUENCE])
                 pending = int(headers[PENDING])
                 if int(headers[LAST_SEQUENCE]) != before or seq <= prev_seq:
-                    raise StreamReadError(
+                    raise ReadInterrupted(
                         f"{stream}: direct get returned seq {seq} after {prev_seq} (it names {headers[LAST_SEQUENCE]}"
-                        " as its predecessor): messages were lost in transit; read again"
+                        " as its predecessor): messages were lost in transit"
                     )
                 if prev_pending is not None and pending < prev_pending - 1:
-                    raise StreamReadError(
-                        f"{stream}: {prev_pending - 1 - pending} message(s) skipped before seq {seq}; read again"
+                    raise ReadInterrupted(
+                        f"{stream}: {prev_pending - 1 - pending} message(s) skipped before seq {seq}"
                     )
                 seqs.append(seq)
                 before = prev_seq = seq
                 prev_pending = pending
             if int(status.get(LAST_SEQUENCE, "-1")) != prev_seq:
-                raise StreamReadError(
+                raise ReadInterrupted(
                     f"{stream}: the batch ending at seq {prev_seq} was closed at {status.get(LAST_SEQUENCE)}:"
-                    " messages were lost in transit; read again"
+                    " messages were lost in transit"
                 )
             done = prev_seq >= stop or prev_pending == 0
             if not done:

@@ -1,9 +1,13 @@
 """Read a JetStream stream in order, in batches, from a start sequence: for index catch-up, rebuilds and replay.
 
 An ephemeral pull consumer with no acks; the end is the stream's last sequence when reading began (or a given
-stop sequence), so a reader of a live stream always terminates. With ``consumer_name`` (an auditor, whose
-permissions allow that one name: ``infra/auth.py``) the consumer is created under that name, only if no
-consumer of that name exists (one read at a time per name), and deleted at the end.
+stop sequence), so a reader of a live stream always terminates. Like an ordered consumer, a read that finds
+deliveries missing (a connection that died and came back while requests were open) or its consumer gone
+(inactivity, a server restart) goes on from the message after the last one it handed out, with a new consumer;
+after ``MAX_RESETS`` such resets in a row without a message handed out it raises ``StreamReadError``
+(``resuming``, shared with the direct-get reader). With ``consumer_name`` (an auditor, whose permissions allow
+that one name: ``infra/auth.py``) the consumer is created under that name, only if no consumer of that name
+exists (one read at a time per name), and deleted at the end.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import bisect
 import contextlib
 import datetime as dt
 import json
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import NamedTuple
 
 from nats.aio.msg import Msg
@@ -64,8 +69,37 @@ async def last_sequence(js: JetStreamContext, stream: str) -> int:
     return int(info.state.last_seq)
 
 
+MAX_RESETS = 3
+"""New consumers a read may take in a row without handing out a message before it gives up."""
+
+log = logging.getLogger(__name__)
+
+
 class StreamReadError(InfraError):
     """The server stopped answering before the requested range was read: the read is incomplete."""
+
+
+class ReadInterrupted(StreamReadError):
+    """This read cannot go on (deliveries missing, consumer gone), but a new one from where it was can."""
+
+
+async def resuming(
+    read_from: Callable[[int, bool], AsyncIterator[Columns]], start: int
+) -> AsyncIterator[Columns]:
+    """The batches of ``read_from(start, resumed=False)``; when it is interrupted (``ReadInterrupted``), those of
+    ``read_from(<after the last seq handed out>, resumed=True)``, up to ``MAX_RESETS`` times in a row."""
+    next_seq, resets = start, 0
+    while True:
+        try:
+            async for cols in read_from(next_seq, resets > 0):
+                next_seq, resets = cols.seqs[-1] + 1, 0
+                yield cols
+            return
+        except ReadInterrupted as exc:
+            resets += 1
+            if resets > MAX_RESETS:
+                raise StreamReadError(f"{exc} (gave up after {MAX_RESETS} new reads in a row)") from None
+            log.warning("%s; reading on from seq %d", exc, next_seq)
 
 
 async def _forget(js: JetStreamContext, stream: str, consumer: str, *, wait: bool = False) -> None:
@@ -158,11 +192,37 @@ async def read_columns(
 ) -> AsyncIterator[Columns]:
     """``read_stream`` as columns; ``depth`` pull requests are kept in flight."""
     stop = stop_seq if stop_seq is not None else await last_sequence(js, stream)
-    if stop < start_seq:
+    next_seq = max(start_seq, 1)
+    if stop < next_seq:
         return
+
+    def read_from(start: int, resumed: bool) -> AsyncIterator[Columns]:
+        return _read_with_one_consumer(
+            js, stream, start, stop, subject, batch, timeout, depth, consumer_name, resumed=resumed
+        )
+
+    async for cols in resuming(read_from, next_seq):
+        yield cols
+
+
+async def _read_with_one_consumer(
+    js: JetStreamContext,
+    stream: str,
+    start: int,
+    stop: int,
+    subject: str | None,
+    batch: int,
+    timeout: float,
+    depth: int,
+    consumer_name: str | None,
+    *,
+    resumed: bool,
+) -> AsyncIterator[Columns]:
+    """Read ``start..stop`` with one consumer (a new one on each resume); ``ReadInterrupted`` when that
+    consumer's read cannot go on."""
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=max(start_seq, 1),
+        opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
         replay_policy=ReplayPolicy.INSTANT,
         inactive_threshold=30.0,
@@ -176,6 +236,8 @@ async def read_columns(
     named = consumer_name is not None
     if info.num_pending == 0:
         await _forget(js, stream, str(info.name), wait=named)
+        if resumed:  # messages were pending when the last consumer was interrupted
+            raise StreamReadError(f"{stream}: nothing left to read from seq {start}, short of {stop}")
         return
     puller = BatchPuller(js._nc, stream, str(info.name))
     await puller.start()
@@ -189,11 +251,11 @@ async def read_columns(
             try:
                 msgs = await puller.batch(timeout + 5.0)
             except PullError as exc:
-                raise StreamReadError(f"{stream}: {exc}") from None
+                raise ReadInterrupted(f"{stream}: {exc}") from None
             if not msgs:
                 # the server answered with a status and no message before the range was read: the consumer
                 # is gone (inactivity, restart) or the stream changed; never end a read early in silence
-                raise StreamReadError(f"{stream}: the read stopped before seq {stop} (consumer {info.name})")
+                raise ReadInterrupted(f"{stream}: the read stopped before seq {stop} (consumer {info.name})")
             seqs: list[int] = []
             for msg in msgs:
                 tokens = msg.reply.split(".")
@@ -203,9 +265,9 @@ async def read_columns(
             # way (a connection that died and came back while requests were open)
             first, last = parse_ack_reply(msgs[0].reply), parse_ack_reply(msgs[-1].reply)
             if (first.consumer_seq, last.consumer_seq) != (delivered + 1, delivered + len(msgs)):
-                raise StreamReadError(
-                    f"{stream}: deliveries {first.consumer_seq}..{last.consumer_seq} came where {delivered + 1}..{delivered + len(msgs)}"
-                    " were due: messages were lost in transit; read again"
+                raise ReadInterrupted(
+                    f"{stream}: deliveries {first.consumer_seq}..{last.consumer_seq} came where"
+                    f" {delivered + 1}..{delivered + len(msgs)} were due: messages were lost in transit"
                 )
             delivered += len(msgs)
             done = seqs[-1] >= stop or last.pending == 0

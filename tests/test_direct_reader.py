@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import StreamConfig, StreamSource
 
-from infra.direct_reader import read_direct, read_direct_columns
+from infra.direct_reader import _Answers, read_direct, read_direct_columns
 from infra.nats_client import FastHeadersClient, connect
-from infra.stream_reader import StoredMsg, StreamReadError, read_stream
+from infra.stream_reader import MAX_RESETS, StoredMsg, StreamReadError, read_stream
 from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams, events_config
 from tests.conftest import Stack
 from tests.servers import until_store_created, wait_for
@@ -177,3 +178,40 @@ _LINE = st.one_of(
 def test_the_fast_header_parser_parses_as_nats_py_does(lines: list[bytes]) -> None:
     raw = b"\r\n".join(lines) + b"\r\n\r\n"
     assert FastHeadersClient._parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_a_direct_read_that_misses_a_message_reads_on_from_there_and_skips_nothing(
+    stack: Stack, filled: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One answer lost on the way: the batch is read again from the message after the last one handed out.
+    An answer lost every time: ``StreamReadError`` after ``MAX_RESETS`` new reads, never a short read."""
+    whole = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
+    assert [seq for seq, _ in whole] == list(range(1, N + 1))
+    collect = _Answers._on_msg
+    lost: list[int] = []
+
+    def losing(always: bool) -> Callable[[_Answers, Msg], Awaitable[None]]:
+        async def on_msg(self: _Answers, msg: Msg) -> None:
+            if msg.headers and msg.headers.get("Nats-Sequence") == "57" and (always or not lost):
+                lost.append(57)
+                return
+            await collect(self, msg)
+
+        return on_msg
+
+    monkeypatch.setattr(_Answers, "_on_msg", losing(always=False))
+    again = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
+    assert lost == [57] and again == whole
+
+    monkeypatch.setattr(_Answers, "_on_msg", losing(always=True))
+    seen: list[int] = []
+
+    async def read_all() -> None:
+        async for batch in read_direct(filled, STREAM, batch=40):
+            seen.extend(m.seq for m in batch)
+
+    with pytest.raises(StreamReadError, match=f"lost in transit.*gave up after {MAX_RESETS}"):
+        await read_all()
+    assert seen == list(range(1, 41))  # the batch before the loss, once

@@ -10,8 +10,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from infra.pull import BatchPuller
-from infra.stream_reader import StreamReadError, parse_ack_reply, read_stream
+from infra.stream_reader import MAX_RESETS, StreamReadError, parse_ack_reply, read_stream
 from tests.conftest import Stack
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -51,10 +52,12 @@ async def test_fetches_on_a_live_consumer_never_lose_or_repeat_a_message(stack: 
         await stack.js.delete_stream("PULL_A")
 
 
-async def test_a_read_that_misses_a_delivery_raises_instead_of_skipping_it(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+async def test_a_read_that_misses_a_delivery_goes_on_with_a_new_consumer_and_skips_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A message lost on the way (a connection that died and came back) must not vanish from a replay."""
+    """A message lost on the way (a connection that died and came back) must not vanish from a replay: like an
+    ordered consumer, the read notices the missing delivery and reads on from there with a new consumer; a
+    delivery lost every time makes it give up with ``StreamReadError``, never end short."""
     await stack.js.add_stream(name="PULL_B", subjects=["pullb.>"])
     for i in range(30):
         await stack.js.publish("pullb.x", b"%d" % i)
@@ -62,14 +65,40 @@ async def test_a_read_that_misses_a_delivery_raises_instead_of_skipping_it(
         range(1, 31)
     )
     deliver = BatchPuller._on_msg
+    lost: list[int] = []
 
-    async def lose_the_12th(self: BatchPuller, msg: Msg) -> None:
+    async def lose_the_12th_once(self: BatchPuller, msg: Msg) -> None:
+        if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12 and not lost:
+            lost.append(12)
+            return
+        await deliver(self, msg)
+
+    monkeypatch.setattr(BatchPuller, "_on_msg", lose_the_12th_once)
+    read = [(m.seq, m.data) async for batch in read_stream(stack.js, "PULL_B", batch=7) for m in batch]
+    assert lost == [12] and read == [(i + 1, b"%d" % i) for i in range(30)]
+    assert any(
+        "lost in transit" in r.getMessage() and "reading on from seq 8" in r.getMessage()
+        for r in caplog.records
+    )
+
+    async def lose_the_12th_always(self: BatchPuller, msg: Msg) -> None:
         if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12:
             return
         await deliver(self, msg)
 
-    monkeypatch.setattr(BatchPuller, "_on_msg", lose_the_12th)
-    with pytest.raises(StreamReadError, match="lost in transit"):
-        async for _ in read_stream(stack.js, "PULL_B", batch=7):
-            pass
+    monkeypatch.setattr(BatchPuller, "_on_msg", lose_the_12th_always)
+    seen: list[int] = []
+
+    async def read_all() -> None:
+        async for batch in read_stream(stack.js, "PULL_B", batch=7):
+            seen.extend(m.seq for m in batch)
+
+    with pytest.raises(StreamReadError, match=f"lost in transit.*gave up after {MAX_RESETS}"):
+        await read_all()
+    assert seen == list(range(1, 8))  # what came before the gap, once; nothing after it
+
+    async def no_consumer_left() -> bool:  # each one it made is deleted (in the background)
+        return await stack.js.consumers_info("PULL_B") == []
+
+    await wait_for(no_consumer_left, what="the read's consumers to be deleted")
     await stack.js.delete_stream("PULL_B")

@@ -15,7 +15,7 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.servers
 
 
-async def test_a_read_whose_consumer_vanishes_raises(stack: Stack) -> None:
+async def test_a_read_whose_consumer_vanishes_goes_on_with_a_new_one(stack: Stack) -> None:
     await stack.js.add_stream(name="READER_T", subjects=["reader.>"])
     for i in range(50):
         await stack.js.publish(f"reader.{i % 3}", b"x")
@@ -24,10 +24,27 @@ async def test_a_read_whose_consumer_vanishes_raises(stack: Stack) -> None:
     assert [m.seq for m in first] == list(range(1, 11))
     for name in await stack.js.consumers_info("READER_T"):
         await stack.js.delete_consumer("READER_T", name.name)
-    with pytest.raises(StreamReadError):
+    rest = [m.seq async for batch in reader for m in batch]
+    assert rest == list(range(11, 51))  # from where it was, nothing twice, nothing skipped
+    await stack.js.delete_stream("READER_T")
+
+
+async def test_a_read_resumed_on_a_stream_that_lost_its_messages_raises(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new consumer that finds nothing where messages were pending: the read raises, never ends short."""
+    await stack.js.add_stream(name="READER_V", subjects=["readv.>"])
+    for _ in range(30):
+        await stack.js.publish("readv.x", b"x")
+    reader = read_stream(stack.js, "READER_V", batch=10, timeout=3.0)
+    assert [m.seq for m in await anext(reader)] == list(range(1, 11))
+    await stack.js.purge_stream("READER_V")  # the rest vanishes (ANTQ_EVENTS denies purges; this one may)
+    for name in await stack.js.consumers_info("READER_V"):
+        await stack.js.delete_consumer("READER_V", name.name)
+    with pytest.raises(StreamReadError, match=r"nothing left to read from seq \d+, short of 30"):
         async for _ in reader:
             pass
-    await stack.js.delete_stream("READER_T")
+    await stack.js.delete_stream("READER_V")
 
 
 async def test_a_whole_read_returns_every_message_in_order(stack: Stack) -> None:
