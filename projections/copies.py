@@ -83,15 +83,37 @@ async def is_retired(conn: asyncpg.Connection, copy: int, name: str = NAME) -> b
     return bool(value)
 
 
+COPY_TABLES = ("stats", "stats_fold_state", "stats_outbox")
+"""The tables each copy has its own partition of (``<table>_c<copy>``, migration 011)."""
+
+
 async def drop_copy(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
-    """Delete every row of a copy that is not active (unpublished updates included: a retired copy's were
-    superseded at the switch, and a copy never switched in has none)."""
-    async with conn.transaction():
-        active = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1", name)
-        if active == copy:
-            raise ValueError(f"copy {copy} of {name} is active; it cannot be dropped")
-        await conn.execute("SELECT antq_drop_copy($1)", copy)  # its own tables (waits for reads under way)
-        await conn.execute("DELETE FROM projection_checkpoint WHERE name = $1 AND copy = $2", name, copy)
+    """Drop the tables of a copy that is not active (unpublished updates included: a retired copy's were
+    superseded at the switch, and a copy never switched in has none), then its checkpoint.
+
+    Outside any transaction: each table is detached CONCURRENTLY, which waits for the reads under way (a query
+    that found this copy active still reads it whole) without making new queries wait, then dropped. A drop
+    interrupted half-way is finished by the next call (a detach left pending is finalised); the checkpoint row
+    goes last, so a copy with tables left always has one and is found again by ``inactive_copies``.
+    """
+    active = await conn.fetchval("SELECT copy FROM projection_active WHERE name = $1", name)
+    if active == copy:
+        raise ValueError(f"copy {copy} of {name} is active; it cannot be dropped")
+    for parent in COPY_TABLES:
+        table = f"{parent}_c{int(copy)}"
+        attached = await conn.fetchrow(
+            """SELECT i.inhdetachpending AS pending FROM pg_class c
+               LEFT JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.oid = to_regclass($1)""",
+            table,
+        )
+        if attached is None:
+            continue  # dropped already
+        if attached["pending"] is True:
+            await conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {table} FINALIZE")
+        elif attached["pending"] is False:
+            await conn.execute(f"ALTER TABLE {parent} DETACH PARTITION {table} CONCURRENTLY")
+        await conn.execute(f"DROP TABLE {table}")
+    await conn.execute("DELETE FROM projection_checkpoint WHERE name = $1 AND copy = $2", name, copy)
 
 
 async def inactive_copies(conn: asyncpg.Connection, active: int, name: str = NAME) -> list[int]:

@@ -96,7 +96,7 @@ async def unlock(conn: asyncpg.Connection, copy: int, name: str = NAME) -> None:
 
 async def hold_copies(conn: asyncpg.Connection) -> None:
     """Inside a reading transaction, before it reads which copy is active: no copy's tables can be dropped
-    until it ends (``antq_drop_copy`` waits for it), so a read that found the old copy active reads its rows
+    until it ends (``copies.drop_copy`` waits for it), so a read that found the old copy active reads its rows
     even while a rebuild finishes. Needs SELECT on ``stats`` only."""
     await conn.execute("LOCK TABLE stats IN ACCESS SHARE MODE")
 

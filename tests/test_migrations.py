@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import infra.db
 import infra.migrations
 from infra.db import Migration, MigrationError, migrate, migrations
+from projections import copies
 from tests.servers import Servers, fresh_database
 
 pytestmark = pytest.mark.servers
@@ -188,7 +190,15 @@ async def test_versioned_tables_keep_every_copy_s_rows_and_drop_a_copy_whole(
                    INSERT INTO stats_fold_state VALUES (1, '\\x01', '\\x02'), (3, '\\x03', '\\x04');
                    INSERT INTO stats_outbox VALUES (3, '04', '01447', 2018, 7, '\\x05');"""
             )
+            reader = f"antq_test_reader_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide: a name of its own
+            await conn.execute(f"CREATE ROLE {reader}; GRANT SELECT ON stats, stats_outbox TO {reader}")
             assert [m.version for m in migrations() if m.version >= 11] and await migrate(conn)
+            # what was granted on the old tables holds on the new ones (the auditor's SELECT)
+            granted = "SELECT has_table_privilege($1, $2, 'SELECT')"
+            assert await conn.fetchval(granted, reader, "stats") is True
+            assert await conn.fetchval(granted, reader, "stats_outbox") is True
+            assert await conn.fetchval(granted, reader, "stats_fold_state") is False
+            await conn.execute(f"DROP OWNED BY {reader}; DROP ROLE {reader}")
             for copy in (1, 3):
                 for table in ("stats", "stats_fold_state", "stats_outbox"):
                     name = f"{table}_c{copy}"
@@ -199,7 +209,7 @@ async def test_versioned_tables_keep_every_copy_s_rows_and_drop_a_copy_whole(
             assert await conn.fetchval("SELECT count(*) FROM stats_fold_state") == 2
             assert await conn.fetchval("SELECT count(*) FROM stats_outbox WHERE copy = 3") == 1
 
-            await conn.execute("SELECT antq_drop_copy(3)")
+            await copies.drop_copy(conn, 3)
             assert await conn.fetchval("SELECT to_regclass('stats_c3')") is None
             assert await conn.fetchval("SELECT count(*) FROM stats") == 1  # copy 1 untouched
             with pytest.raises(asyncpg.PostgresError, match="no partition"):

@@ -112,14 +112,14 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
 
         async def release_once_the_drop_waits() -> None:
             async def drop_waiting() -> bool:
-                return bool(
-                    await conn.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE relation = 'stats'::regclass AND NOT granted"
-                    )
-                )
+                return bool(await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
 
             await wait_for(drop_waiting, what="the drop of copy 1 to wait for the paused query")
             assert paused_query is not None and not paused_query.done()
+            # while the drop waits, new queries are not queued behind it: they read copy 2 at once
+            fresh = await asyncio.wait_for(read(), timeout=5)
+            assert fresh.metrics == await expected(stack, localities, fresh.as_of_seq)
+            assert await conn.fetchval("SELECT copy FROM projection_active") == 2
             release.set()
 
         release_when_drop_waits: list[asyncio.Task[None]] = []
@@ -347,3 +347,43 @@ async def test_updates_a_crashed_copy_left_unpublished_are_superseded_at_the_swi
     sent = [(m.headers or {}).get("Nats-Msg-Id") for m in msgs]
     seqs = [msgspec.json.decode(m.data)["as_of_seq"] for m in msgs]
     assert sent == ["01447:2018:1:2", f"01447:2018:{last}:2"] and seqs == [1, last]
+
+
+async def test_a_long_read_makes_neither_queries_nor_commits_wait_on_a_rebuild(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    """A read open since before the rebuild (a report, a dump) holds the old copy: the rebuild creates its copy
+    beside it and switches, and only the drop of the old copy waits for that read; queries and the projector's
+    commits go on all the while (nothing queues behind the drop)."""
+    last = await publish(office, some_events(30))
+    projector = await started_projector(stack, localities)
+    conn = await asyncpg.connect(stack.database_url)
+    long_read = await asyncpg.connect(stack.database_url)
+    held = long_read.transaction(isolation="repeatable_read", readonly=True)
+    try:
+        await wait_for(lambda: snapshot_at(conn, last), what="the live copy to catch up")
+        await held.start()
+        await store.hold_copies(long_read)
+        assert await long_read.fetchval("SELECT count(*) FROM stats WHERE copy = 1") > 0
+        rebuild = asyncio.create_task(Rebuild(stack.nc, stack.database_url, localities=localities).run())
+
+        async def drop_waits_on_the_long_read() -> bool:
+            switched = await conn.fetchval("SELECT copy FROM projection_active") == 2
+            return switched and bool(await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+        await wait_for(drop_waits_on_the_long_read, what="the rebuild to switch and wait to drop copy 1")
+        more = await publish(office, some_events(5))
+        after = await wait_for(
+            lambda: snapshot_at(conn, more), timeout=15, what="new events folded into copy 2"
+        )
+        assert after.metrics == await expected(stack, localities, after.as_of_seq)
+        assert not rebuild.done()
+        assert await long_read.fetchval("SELECT count(*) FROM stats WHERE copy = 1") > 0  # still whole
+        await held.rollback()
+        report = await asyncio.wait_for(rebuild, timeout=30)
+        assert (report.old_copy, report.new_copy) == (1, 2)
+        assert await conn.fetchval("SELECT to_regclass('stats_c1')") is None
+    finally:
+        await projector.stop()
+        await long_read.close()
+        await conn.close()

@@ -2,35 +2,33 @@
 -- `stats_fold_state` and `stats_outbox` become list-partitioned by `copy`, with one partition per copy
 -- (`stats_c2`, `stats_fold_state_c2`, `stats_outbox_c2` for copy 2). The code keeps reading and writing the
 -- parent tables with `copy = $1` (PostgreSQL routes and prunes); a rebuild creates the new copy's tables
--- (`antq_create_copy`) and drops the old copy's tables at the end (`antq_drop_copy`) instead of deleting
--- its rows, which left the tables bloated after every rebuild.
+-- (`antq_create_copy`) and, at the end, detaches the old copy's tables concurrently and drops them
+-- (projections/copies.py), instead of deleting its rows, which left the tables bloated after every rebuild.
+--
+-- Neither step takes a lock that queues queries behind it: a partition is created apart and then attached
+-- (SHARE UPDATE EXCLUSIVE on the parent, which readers and writers do not conflict with), and a detach
+-- CONCURRENTLY waits for the reads under way without blocking new ones. `CREATE TABLE ... PARTITION OF` or a
+-- plain DROP would take ACCESS EXCLUSIVE on the parent: while a long read held it, every query would wait.
 
 CREATE FUNCTION antq_create_copy(c int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    parent text;
 BEGIN
     IF c < 1 THEN
         RAISE EXCEPTION 'copy numbers start at 1, not %', c;
     END IF;
-    -- fillfactor 70: updated rows stay on their page (HOT updates, see 005_hot_updates.sql)
-    IF to_regclass(format('stats_c%s', c)) IS NULL THEN
-        EXECUTE format('CREATE TABLE stats_c%s PARTITION OF stats FOR VALUES IN (%s) WITH (fillfactor = 70)', c, c);
-    END IF;
-    IF to_regclass(format('stats_fold_state_c%s', c)) IS NULL THEN
-        EXECUTE format(
-            'CREATE TABLE stats_fold_state_c%s PARTITION OF stats_fold_state FOR VALUES IN (%s) WITH (fillfactor = 70)',
-            c, c);
-    END IF;
-    IF to_regclass(format('stats_outbox_c%s', c)) IS NULL THEN
-        EXECUTE format('CREATE TABLE stats_outbox_c%s PARTITION OF stats_outbox FOR VALUES IN (%s)', c, c);
-    END IF;
-END
-$$;
-
--- Locks the three parents in the order a runner's commit takes them (figures, fold state, outbox), so that a
--- drop and a commit never wait on each other in a cycle.
-CREATE FUNCTION antq_drop_copy(c int) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    LOCK TABLE stats, stats_fold_state, stats_outbox IN ACCESS EXCLUSIVE MODE;
-    EXECUTE format('DROP TABLE IF EXISTS stats_c%s, stats_fold_state_c%s, stats_outbox_c%s', c, c, c);
+    FOREACH parent IN ARRAY ARRAY['stats', 'stats_fold_state', 'stats_outbox'] LOOP
+        IF to_regclass(format('%s_c%s', parent, c)) IS NULL THEN
+            -- fillfactor 70 on figures and fold state: updated rows stay on their page (HOT updates, 005)
+            EXECUTE format(
+                'CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (fillfactor = %s)',
+                parent || '_c' || c, parent, CASE WHEN parent = 'stats_outbox' THEN 100 ELSE 70 END);
+            -- the partition's constraint, so that the attach need not scan it (it is empty anyway)
+            EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (copy = %s)',
+                parent || '_c' || c, parent || '_c' || c || '_copy', c);
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES IN (%s)', parent, parent || '_c' || c, c);
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -83,4 +81,24 @@ SELECT antq_create_copy(c) FROM (
 INSERT INTO stats SELECT * FROM stats_unversioned;
 INSERT INTO stats_fold_state SELECT * FROM stats_fold_state_unversioned;
 INSERT INTO stats_outbox SELECT * FROM stats_outbox_unversioned;
+
+-- what others were granted on the old tables (the auditor's SELECT, from postgres_auditor.sql), on the new ones
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT t.new_name, a.privilege_type, r.rolname
+        FROM (VALUES ('stats_unversioned', 'stats'), ('stats_fold_state_unversioned', 'stats_fold_state'),
+                     ('stats_outbox_unversioned', 'stats_outbox')) AS t(old_name, new_name)
+        JOIN pg_class c ON c.oid = t.old_name::regclass
+        CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        JOIN pg_roles r ON r.oid = a.grantee
+        WHERE a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON %I TO %I', g.privilege_type, g.new_name, g.rolname);
+    END LOOP;
+END
+$$;
+
 DROP TABLE stats_unversioned, stats_fold_state_unversioned, stats_outbox_unversioned;
