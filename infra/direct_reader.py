@@ -132,8 +132,15 @@ async def _read_direct_from(
         await answers.request(start, batch, wanted)
         prev_seq = start - 1
         prev_pending: int | None = None  # matching messages after ``prev_seq``, as the server last said
+        answered = False
         while True:
-            msgs, status = await answers.answer(timeout)
+            try:
+                msgs, status = await answers.answer(timeout)
+            except StreamReadError as exc:
+                if answered or resumed:  # it answered this read before: an answer lost on the way
+                    raise ReadInterrupted(str(exc)) from None
+                raise  # never answered (no right to read, no server): no point asking again
+            answered = True
             code = status.get("Status", "")
             if code == "404" and not msgs:
                 if prev_pending is None:
@@ -147,7 +154,11 @@ async def _read_direct_from(
                 )
             if code == "503":
                 raise StreamReadError(f"{stream}: no direct gets on this stream (it needs allow_direct)")
-            if code != "204" or not msgs:
+            if code == "204" and not msgs:  # the end of a batch whose messages were lost on the way
+                raise ReadInterrupted(
+                    f"{stream}: a direct get from seq {prev_seq + 1} ended without its messages"
+                )
+            if code != "204":
                 raise StreamReadError(
                     f"{stream}: a direct get from seq {prev_seq + 1} ended with {code} {_description(status)}"
                     f" after {len(msgs)} message(s)"

@@ -215,3 +215,31 @@ async def test_a_direct_read_that_misses_a_message_reads_on_from_there_and_skips
     with pytest.raises(StreamReadError, match=f"lost in transit.*gave up after {MAX_RESETS}"):
         await read_all()
     assert seen == list(range(1, 41))  # the batch before the loss, once
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(60)
+async def test_a_direct_read_whose_whole_answer_is_lost_asks_again(
+    stack: Stack, filled: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that drops loses an answer's tail and its end-of-batch status together: the read waits its
+    timeout, then asks again from the message after the last one handed out; nothing skipped or repeated."""
+    whole = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
+    collect = _Answers._on_msg
+    dropping: list[bool] = []
+
+    async def lose_the_second_answer(self: _Answers, msg: Msg) -> None:
+        headers = msg.headers or {}
+        if headers.get("Nats-Sequence") == "41" and not dropping:
+            dropping.append(True)  # from the second answer's first message …
+        if dropping == [True]:
+            if "Nats-Sequence" not in headers and "Status" in headers:
+                dropping.append(False)  # … to its end-of-batch status, both included
+            return
+        await collect(self, msg)
+
+    monkeypatch.setattr(_Answers, "_on_msg", lose_the_second_answer)
+    again = [
+        (m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40, timeout=1.0) for m in batch
+    ]
+    assert dropping == [True, False] and again == whole
