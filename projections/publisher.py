@@ -1,15 +1,16 @@
 """Publishes outbox rows to ANTQ_UPDATES after their commit, then deletes them.
 
 All rows of a commit are published pipelined over one reply inbox (``infra.js_publisher``) and settled with
-one deadline; the ``Nats-Msg-Id`` (ward:year:seq) makes a
-re-publish after a crash harmless. Rows of one commit are published before those of the next, so a subject's
-updates arrive in order.
+one deadline; the ``Nats-Msg-Id`` (ward:year:seq:copy) makes a re-publish after a crash harmless. Rows of one
+commit are published, and settled, before those of the next (rows left in the outbox by a crash included), so a
+subject's updates are stored in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 
 import asyncpg
@@ -54,7 +55,10 @@ class UpdatePublisher:
         leftover = await store.pending_outbox(self._conn, self._copy)
         if leftover:
             log.info("publishing %d updates left in the outbox", len(leftover))
-            self._queue.put_nowait(leftover)
+        # one commit's rows at a time, as they were submitted: a commit names each ward-year once, so a retry
+        # after a partly failed publish can never store a ward-year's older figures after its newer ones
+        for _, rows in itertools.groupby(leftover, key=lambda row: row.seq):
+            self._queue.put_nowait(list(rows))
         self._task = asyncio.create_task(self._run(), name=f"stats-updates-{self._copy}")
 
     def submit(self, rows: list[OutboxRow]) -> None:

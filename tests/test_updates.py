@@ -13,7 +13,7 @@ from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
 from projections.metrics import FOLD_VERSION
-from projections.publisher import UpdatePublisher
+from projections.publisher import PublishFailed, UpdatePublisher
 from projections.runner import RunnerConfig
 from projections.service import Projector
 from services.client import OfficeClient
@@ -154,3 +154,38 @@ async def test_stopping_while_updates_cannot_be_published_keeps_them_for_the_nex
     assert later.published == 2 and await outbox_rows(stack.database_url) == 0
     msg = await stack.js.get_last_msg(UPDATES, "antq.updates.stats.04.01447.2018")
     assert msgspec.json.decode(msg.data or b"")["as_of_seq"] == 2
+
+
+@pytest.mark.timeout(60)
+async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones(
+    stack: Stack, localities: Localities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commits' updates of one ward-year left in the outbox: the first one's publish is lost while the other
+    rows of its round get through, and is retried. ANTQ_UPDATES must still hold them in commit order."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await store.open_checkpoint(conn, 1)
+        for seq in (1, 2):
+            await store.write_updates(conn, 1, seq, {("01447", 2018): "04", ("01456", 2018): "04"})
+    finally:
+        await conn.close()
+    real = UpdatePublisher._publish_chunk
+    lost: list[str] = []
+
+    async def losing_the_first(self: UpdatePublisher, rows: list[store.OutboxRow]) -> None:
+        first = next((r for r in rows if (r.ward, r.seq) == ("01447", 1)), None)
+        if first is not None and not lost:
+            lost.append(first.msg_id)
+            await real(self, [r for r in rows if r is not first])  # the rest of the round gets through
+            raise PublishFailed(f"{first.msg_id}: lost on the way (test)")
+        await real(self, rows)
+
+    monkeypatch.setattr(UpdatePublisher, "_publish_chunk", losing_the_first)
+    publisher = UpdatePublisher(stack.nc, stack.database_url, 1)
+    await publisher.start()
+    await publisher.idle()
+    await publisher.stop()
+    assert lost == ["01447:2018:1:1"] and await outbox_rows(stack.database_url) == 0
+    sub = await stack.js.pull_subscribe("antq.updates.stats.04.01447.2018", stream=UPDATES)
+    stored = [msgspec.json.decode(m.data)["as_of_seq"] for m in await sub.fetch(10, timeout=2)]
+    assert stored == [1, 2]
