@@ -53,6 +53,7 @@ class RebuildReport:
     switch_seq: int
     events: int
     fold_version: int
+    old_dropped: bool = True  # False: a runner still held the old copy; the next rebuild drops it
 
 
 class Rebuild:
@@ -100,8 +101,8 @@ class Rebuild:
             switch_seq = await self._switch(conn, old, new, seq)
             await store.unlock(conn, new)  # the projector's runner takes the new copy over
             await self._at("switched")
-            await self._drop_old(conn, old)
-            return RebuildReport(old, new, switch_seq, self.events, FOLD_VERSION)
+            dropped = await self._drop_old(conn, old)
+            return RebuildReport(old, new, switch_seq, self.events, FOLD_VERSION, dropped)
         finally:
             await conn.close()
 
@@ -169,8 +170,10 @@ class Rebuild:
         finally:
             await holder.close()
 
-    async def _drop_old(self, conn: asyncpg.Connection, old: int) -> None:
-        """Once no runner holds the old copy (it stops when it sees it retired), drop its rows and consumer.
+    async def _drop_old(self, conn: asyncpg.Connection, old: int) -> bool:
+        """Once no runner holds the old copy (it stops when it sees it retired), drop its tables and consumer;
+        False if a runner still holds it after ``old_runner_timeout``: the switch stands, and the next rebuild
+        drops the retired copy (``_new_copy``).
 
         Updates the old copy committed but did not publish (a crash) are dropped with it: the switch wrote newer
         ones for those ward-years into the new copy's outbox, which its runner publishes first.
@@ -178,8 +181,10 @@ class Rebuild:
         deadline = time.monotonic() + self._old_runner_timeout
         while not await store.try_lock(conn, old):
             if time.monotonic() > deadline:
-                raise RebuildError(f"a runner still holds the retired copy {old}; drop it later")
+                log.warning("a runner still holds the retired copy %d; the next rebuild drops it", old)
+                return False
             await asyncio.sleep(0.05)  # the old runner notices at its next fetch
         await copies.drop_copy(conn, old)
         with contextlib.suppress(Exception):
             await self._nc.jetstream().delete_consumer(EVENTS, f"{store.NAME}-{old}")
+        return True

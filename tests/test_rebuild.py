@@ -387,3 +387,32 @@ async def test_a_long_read_makes_neither_queries_nor_commits_wait_on_a_rebuild(
         await projector.stop()
         await long_read.close()
         await conn.close()
+
+
+async def test_a_switch_stands_when_the_old_copy_cannot_be_dropped_yet(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    """A runner that still holds the retired copy (its publisher draining while NATS is away) does not turn a
+    done switch into a failed rebuild: the report says the old copy is left, and the next rebuild drops it."""
+    last = await publish(office, some_events(10))
+    holder = await asyncpg.connect(stack.database_url)  # stands for an old runner that is slow to stop
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await store.open_checkpoint(holder, 1)
+        assert await store.try_lock(holder, 1)
+        report = await Rebuild(
+            stack.nc, stack.database_url, localities=localities, old_runner_timeout=0.3
+        ).run()
+        assert (report.old_copy, report.new_copy, report.switch_seq, report.old_dropped) == (1, 2, 0, False)
+        assert await store.active_copy(conn) == 2
+        assert await conn.fetchval("SELECT to_regclass('stats_c1')::text") == "stats_c1"  # left for now
+        await holder.close()
+        again = await Rebuild(stack.nc, stack.database_url, localities=localities).run()
+        assert (again.old_copy, again.new_copy, again.old_dropped) == (2, 3, True)
+        assert await conn.fetchval("SELECT to_regclass('stats_c1')") is None
+        assert await conn.fetchval("SELECT to_regclass('stats_c2')") is None
+        copies = await conn.fetch("SELECT copy FROM projection_checkpoint ORDER BY copy")
+        assert [r["copy"] for r in copies] == [3] and last > 0
+    finally:
+        await holder.close()
+        await conn.close()

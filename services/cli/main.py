@@ -198,7 +198,12 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
             await nc.drain()
         return (
             f"{name}: copy {report.new_copy} (fold v{report.fold_version}) active from seq {report.switch_seq}; "
-            f"copy {report.old_copy} dropped; {report.events} events folded"
+            + (
+                f"copy {report.old_copy} dropped"
+                if report.old_dropped
+                else f"copy {report.old_copy} retired (a runner still held it: the next rebuild drops it)"
+            )
+            + f"; {report.events} events folded"
         )
 
     with _reported("NATS or PostgreSQL"):
