@@ -240,9 +240,9 @@ async def _read_with_one_consumer(
             raise StreamReadError(f"{stream}: nothing left to read from seq {start}, short of {stop}")
         return
     puller = BatchPuller(js._nc, stream, str(info.name))
-    await puller.start()
     delivered = 0
     try:
+        await puller.start()  # in the try: a failure here still deletes the consumer
         # Requests that wait (``expires``), not ``no_wait`` ones: the server answers a no_wait request made
         # while another is pending with "408 Requests Pending". The read ends at ``stop`` by sequence.
         for _ in range(depth):
