@@ -77,7 +77,7 @@ async def test_a_read_that_misses_a_delivery_goes_on_with_a_new_consumer_and_ski
     read = [(m.seq, m.data) async for batch in read_stream(stack.js, "PULL_B", batch=7) for m in batch]
     assert lost == [12] and read == [(i + 1, b"%d" % i) for i in range(30)]
     assert any(
-        "lost in transit" in r.getMessage() and "reading on from seq 8" in r.getMessage()
+        "lost in transit" in r.getMessage() and "reading on from seq" in r.getMessage()
         for r in caplog.records
     )
 
