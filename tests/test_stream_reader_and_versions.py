@@ -34,14 +34,14 @@ async def test_a_read_resumed_on_a_stream_that_lost_its_messages_raises(
 ) -> None:
     """A new consumer that finds nothing where messages were pending: the read raises, never ends short."""
     await stack.js.add_stream(name="READER_V", subjects=["readv.>"])
-    for _ in range(30):
+    for _ in range(300):  # far more than the requests in flight can hold (3 x 10): most are still unread
         await stack.js.publish("readv.x", b"x")
     reader = read_stream(stack.js, "READER_V", batch=10, timeout=3.0)
     assert [m.seq for m in await anext(reader)] == list(range(1, 11))
     await stack.js.purge_stream("READER_V")  # the rest vanishes (ANTQ_EVENTS denies purges; this one may)
     for name in await stack.js.consumers_info("READER_V"):
         await stack.js.delete_consumer("READER_V", name.name)
-    with pytest.raises(StreamReadError, match=r"nothing left to read from seq \d+, short of 30"):
+    with pytest.raises(StreamReadError, match=r"nothing left to read from seq \d+, short of 300"):
         async for _ in reader:
             pass
     await stack.js.delete_stream("READER_V")
