@@ -76,6 +76,7 @@ class Rebuild:
         self._hook = hook
         self._old_runner_timeout = old_runner_timeout
         self.events = 0
+        self.switch_ms = 0.0  # how long the switch held the live copy's checkpoint (its commits waited)
 
     async def _at(self, point: str) -> None:
         if self._hook is not None:
@@ -155,6 +156,7 @@ class Rebuild:
         holder = await asyncpg.connect(self._url)
         try:
             async with holder.transaction():
+                held_since = time.monotonic()  # the live runner's commits wait from here to the COMMIT
                 active = await copies.lock_active(holder)
                 if active != old:  # never retire a copy that is no longer the live one
                     raise RebuildError(f"copy {active} became active while copy {new} was built from {old}")
@@ -165,7 +167,15 @@ class Rebuild:
                     raise RebuildError(f"the new copy is ahead of the live one ({seq} > {live.seq})")
                 await self._fold_range(conn, new, seq, live.seq)
                 await copies.switch_active(holder, old=old, new=new, at_seq=live.seq)
-            log.info("%s: copy %d is active from seq %d; copy %d retired", store.NAME, new, live.seq, old)
+            self.switch_ms = (time.monotonic() - held_since) * 1000
+            log.info(
+                "%s: copy %d is active from seq %d; copy %d retired (live commits held %.0f ms)",
+                store.NAME,
+                new,
+                live.seq,
+                old,
+                self.switch_ms,
+            )
             return live.seq
         finally:
             await holder.close()
