@@ -18,9 +18,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from events.localities import Localities
+from events.subjects import QUERY_SUBJECT
 from infra.streams import StreamLimits
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
+from services.query.app import QueryConfig, QueryService
 from tests.servers import Servers, fresh_database, fresh_streams, prepare_template, start_servers, wait_for
 
 settings.register_profile(
@@ -157,3 +159,14 @@ async def wait_until_answering(nc: Client, subject: str) -> None:
 @pytest.fixture
 def office(stack: Stack, gateway: Gateway) -> OfficeClient:
     return OfficeClient(stack.nc, "ca-cao-bang", timeout=20)
+
+
+@pytest.fixture
+async def query(stack: Stack, localities: Localities) -> AsyncIterator[QueryService]:
+    """The query service on the test stack, answering on antq.query.stats."""
+    service = QueryService(
+        QueryConfig(nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities)
+    )
+    async with service.app:
+        await wait_until_answering(stack.nc, QUERY_SUBJECT)
+        yield service

@@ -13,15 +13,14 @@ import asyncpg
 import pytest
 
 from events.localities import Localities
-from events.subjects import QUERY_SUBJECT
 from projections import copies, store
 from projections.metrics import FOLD_VERSION
 from projections.service import Projector
 from services.client import OfficeClient
 from services.demo.tra_linh_2018 import ARTICLE, YEAR, DemoSet
-from services.query.app import QueryConfig, QueryService
+from services.query.app import QueryService
 from tests import factories as f
-from tests.conftest import Stack, wait_until_answering
+from tests.conftest import Stack
 from tests.servers import wait_for
 from tests.test_auth import antq
 
@@ -88,16 +87,6 @@ async def projector_caught_up(
     finally:
         await conn.close()
         await projector.stop()
-
-
-@pytest.fixture
-async def query(stack: Stack, localities: Localities) -> AsyncIterator[QueryService]:
-    service = QueryService(
-        QueryConfig(nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities)
-    )
-    async with service.app:
-        await wait_until_answering(stack.nc, QUERY_SUBJECT)
-        yield service
 
 
 @pytest.mark.servers

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,12 @@ from events.subjects import QUERY_SUBJECT
 from projections.metrics import BASE_METRICS, FOLD_VERSION
 from projections.service import Projector
 from services.client import OfficeClient
-from services.query.app import QueryConfig, QueryService
+from services.query.app import QueryService
 from tests import factories as f
 from tests.conftest import Stack, wait_until_answering
 
 pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def query(stack: Stack, localities: Localities) -> AsyncIterator[QueryService]:
-    service = QueryService(
-        QueryConfig(nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities)
-    )
-    async with service.app:
-        await wait_until_answering(stack.nc, QUERY_SUBJECT)
-        yield service
 
 
 async def ask(stack: Stack, body: Any) -> dict[str, Any]:
