@@ -339,6 +339,33 @@ def compare_ranges(seals: Sequence[Seal], hashers: dict[tuple[int, int], RangeHa
     return findings
 
 
+async def read_both_stores(
+    js: JetStreamContext, conn: asyncpg.Connection, stream: str, seals_stream: str, reader: StreamReader
+) -> tuple[list[Seal], list[Seal], SealLog]:
+    """(NATS seals, PostgreSQL seals, the seals log) as of one consistent moment, while a sealer may run.
+
+    The sealer appends each seal to NATS, then to PostgreSQL, so the stores are read PostgreSQL, NATS,
+    PostgreSQL: every seal of the first PostgreSQL read was in NATS before the NATS read began, and every
+    NATS seal was in PostgreSQL before the second read began unless its append is unfinished (or failed).
+    The PostgreSQL seals checked are those of the first read plus the second read's seals of numbers the NATS
+    read holds; seals appended to both after the NATS read are left to the next check.
+    """
+    first = await _fetch_readonly(conn, stream)
+    log = SealLog(js, seals_stream, stream, reader)
+    await log.refresh()
+    nats_seals = [logged.seal for logged in log.seals]
+    second = await _fetch_readonly(conn, stream)
+    in_nats = {seal.number for seal in nats_seals}
+    in_first = {seal.number for seal in first}
+    later = [seal for seal in second if seal.number in in_nats and seal.number not in in_first]
+    return nats_seals, sorted(first + later, key=lambda s: s.number), log
+
+
+async def _fetch_readonly(conn: asyncpg.Connection, stream: str) -> list[Seal]:
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        return await fetch_seals(conn, stream)
+
+
 async def verify_seals(
     js: JetStreamContext,
     conn: asyncpg.Connection,
@@ -351,11 +378,7 @@ async def verify_seals(
     """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only; ``reader``: how to
     read both streams (``infra.reading.audit_reader``; default: unnamed consumers)."""
     reader = reader or StreamReader()
-    log = SealLog(js, seals_stream, stream, reader)
-    await log.refresh()
-    nats_seals = [logged.seal for logged in log.seals]
-    async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        pg_seals = await fetch_seals(conn, stream)
+    nats_seals, pg_seals, log = await read_both_stores(js, conn, stream, seals_stream, reader)
 
     findings: list[Finding] = [
         Finding(kind="malformed_seal", store="nats", detail=f"message {seq} of {seals_stream} is not a seal")
