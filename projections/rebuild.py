@@ -165,18 +165,20 @@ class Rebuild:
                     log.warning("the live copy %d is halted (%s); the new copy replaces it", old, live.halted)
                 if seq > live.seq:
                     raise RebuildError(f"the new copy is ahead of the live one ({seq} > {live.seq})")
-                await self._fold_range(conn, new, seq, live.seq)
-                await copies.switch_active(holder, old=old, new=new, at_seq=live.seq)
+                reached = await self._fold_range(
+                    conn, new, seq, live.seq
+                )  # short of it if the log is shorter
+                await copies.switch_active(holder, old=old, new=new, at_seq=reached)
             self.switch_ms = (time.monotonic() - held_since) * 1000
             log.info(
                 "%s: copy %d is active from seq %d; copy %d retired (live commits held %.0f ms)",
                 store.NAME,
                 new,
-                live.seq,
+                reached,
                 old,
                 self.switch_ms,
             )
-            return live.seq
+            return reached
         finally:
             await holder.close()
 

@@ -35,7 +35,7 @@ from events.codec import decode_recorded
 from events.localities import Localities
 from events.schema import Recorded
 from infra.pull import BatchPuller
-from infra.stream_reader import parse_ack_reply
+from infra.stream_reader import last_sequence, parse_ack_reply
 from infra.streams import EVENTS
 from projections import copies, store
 from projections.batch import UnknownWard, fold_batch
@@ -141,6 +141,15 @@ class StatsRunner:
                 f"v{FOLD_VERSION}: run the matching version, or rebuild"
             )
         self.seq = checkpoint.seq
+        log_end = await last_sequence(self._js, EVENTS)
+        if checkpoint.seq > log_end:  # a checkpoint edited by hand, or ANTQ_EVENTS recreated: never fold on
+            await self._halt(
+                conn,
+                checkpoint.seq,
+                f"CheckpointAhead: copy {self.copy} says it folded up to seq {checkpoint.seq}, but {EVENTS} ends at"
+                f" seq {log_end}",
+            )
+            return
         publish = self._config.publish if self._config.publish is not None else self.copy == active
         if publish:
             self._publisher = UpdatePublisher(self._nc, self._config.database_url, self.copy)

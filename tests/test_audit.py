@@ -17,7 +17,9 @@ from nats.aio.msg import Msg
 
 from events.localities import Localities
 from infra.streams import EVENTS
+from projections import store
 from projections.metrics import FOLD_VERSION
+from projections.runner import RunnerConfig, StatsRunner
 from projections.service import Projector
 from projections.store import read_checkpoint
 from services.audit.replay import ReplayScope, replay
@@ -146,6 +148,59 @@ async def test_verify_catches_a_figure_edited_by_hand(
     finally:
         await conn.close()
         await projector.stop()
+
+
+async def test_verify_says_when_the_read_model_cannot_be_compared_and_the_runner_halts_on_it(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    """A checkpoint ahead of the log (edited, or the stream recreated) or a copy of another fold version: verify
+    does not call the figures matching, the CLI exits 1, and the runner never folds on from such a checkpoint."""
+    docs = [f.session(), f.pledge()]
+    assert all(r.ok for r in await office.submit(docs))
+    stop = asyncio.Event()
+    runner = StatsRunner(stack.nc, RunnerConfig(database_url=stack.database_url, localities=localities))
+    run = asyncio.create_task(runner.run(stop))
+    await wait_for(
+        lambda: checkpoint_at(stack.database_url, len(docs)), what="the runner to fold both events"
+    )
+    stop.set()
+    await run
+    conn = await asyncpg.connect(stack.database_url)
+    env = {"ANTQ_NATS_URL": stack.servers.nats_url, "ANTQ_DATABASE_URL": stack.database_url}
+    try:
+        assert (await verify(stack.nc, conn, localities)).ok
+        await conn.execute("UPDATE projection_checkpoint SET seq = 100 WHERE copy = 1")
+        ahead = await verify(stack.nc, conn, localities)
+        assert not ahead.ok and ahead.differences == [] and ahead.as_of_seq == len(docs)
+        assert len(ahead.problems) == 1 and "ahead of the log" in ahead.problems[0]
+        code, out = await cli("audit", "verify", env=env)
+        assert code == 1 and b"match the replay" not in out
+
+        again = StatsRunner(stack.nc, RunnerConfig(database_url=stack.database_url, localities=localities))
+        await asyncio.wait_for(again.run(asyncio.Event()), timeout=20)  # returns by itself: halted
+        assert again.halted is not None and "CheckpointAhead" in again.halted
+        snap = await store.read_stats(conn, wards=["01447"], year=2018, period="calendar")
+        assert snap.stale is True
+
+        await conn.execute(
+            "UPDATE projection_checkpoint SET seq = $1, halted = NULL, fold_version = $2 WHERE copy = 1",
+            len(docs),
+            FOLD_VERSION + 1,
+        )
+        other_fold = await verify(stack.nc, conn, localities)
+        assert not other_fold.ok and any(f"fold v{FOLD_VERSION + 1}" in p for p in other_fold.problems)
+    finally:
+        await conn.close()
+
+
+async def checkpoint_at(database_url: str, seq: int) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return (await read_checkpoint(conn, 1)).seq >= seq
+    except LookupError:
+        return False  # the runner has not opened its checkpoint yet
+    finally:
+        await conn.close()
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, bytes]:

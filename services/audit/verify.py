@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from nats.aio.client import Client
 
 from events.localities import Localities
 from infra.reading import StreamReader
+from infra.stream_reader import last_sequence
+from infra.streams import EVENTS
+from projections.metrics import FOLD_VERSION
 from projections.store import NAME, all_figures, hold_copies
 from services.audit.replay import Progress, ReplayScope, replay
 
@@ -29,25 +32,37 @@ class Verification:
     copy: int
     figures: int
     differences: list[Difference]
+    problems: list[str] = field(default_factory=list)
+    """Why the comparison itself cannot be trusted (a checkpoint ahead of the log, another fold version)."""
 
     @property
     def ok(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.problems
 
 
-async def live_snapshot(conn: asyncpg.Connection) -> tuple[int, int, dict[FigureKey, int]]:
-    """(active copy, its checkpoint, every non-zero figure), read in one snapshot."""
+@dataclass(frozen=True)
+class LiveSnapshot:
+    copy: int
+    seq: int
+    fold_version: int
+    figures: dict[FigureKey, int]
+
+
+async def live_snapshot(conn: asyncpg.Connection) -> LiveSnapshot:
+    """The active copy, its checkpoint and fold version, and every non-zero figure, read in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await hold_copies(conn)
         row = await conn.fetchrow(
-            """SELECT a.copy, coalesce(c.seq, 0) AS seq FROM projection_active a
+            """SELECT a.copy, coalesce(c.seq, 0) AS seq, coalesce(c.fold_version, $2) AS fold_version
+               FROM projection_active a
                LEFT JOIN projection_checkpoint c ON c.name = a.name AND c.copy = a.copy WHERE a.name = $1""",
             NAME,
+            FOLD_VERSION,
         )
         if row is None:
             raise LookupError("no active statistics copy: run the migrations")
         figures = await all_figures(conn, row["copy"])
-    return int(row["copy"]), int(row["seq"]), figures
+    return LiveSnapshot(int(row["copy"]), int(row["seq"]), int(row["fold_version"]), figures)
 
 
 async def verify(
@@ -58,12 +73,27 @@ async def verify(
     progress: Progress | None = None,
     reader: StreamReader | None = None,
 ) -> Verification:
-    copy, seq, live = await live_snapshot(conn)
+    snap = await live_snapshot(conn)
+    problems: list[str] = []
+    seq = snap.seq
+    last = await last_sequence(nc.jetstream(), EVENTS)
+    if seq > last:
+        problems.append(
+            f"the read model (copy {snap.copy}) says it folded the log up to seq {seq}, but the log ends at seq"
+            f" {last}: its checkpoint is ahead of the log (edited by hand, or {EVENTS} was recreated)"
+        )
+        seq = last
+    if snap.fold_version != FOLD_VERSION:
+        problems.append(
+            f"copy {snap.copy} was folded by fold v{snap.fold_version}, this auditor folds v{FOLD_VERSION}: figures"
+            " may differ by design; verify with the code of that fold version, or after a rebuild"
+        )
     result = await replay(nc, ReplayScope(stop_seq=seq), localities, progress=progress, reader=reader)
+    live = snap.figures
     replayed: dict[FigureKey, int] = {key: value for key, value in result.replay.figures.items()}
     differences = [
         Difference(key, live.get(key, 0), replayed.get(key, 0))
         for key in sorted(live.keys() | replayed.keys())
         if live.get(key, 0) != replayed.get(key, 0)
     ]
-    return Verification(seq, copy, len(replayed), differences)
+    return Verification(seq, snap.copy, len(replayed), differences, problems)

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import asyncpg
+import typer
 from nats.aio.client import Client
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -106,6 +107,8 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
 
 
 async def run_verify(settings: Settings, nats_url: str, database_url: str, err: Console) -> Verification:
+    """The verification, when it can be trusted; otherwise its problems (and any differences) are printed and
+    the command exits 1."""
     reader = audit_reader(settings)
     nc = await connect(settings, nats_url, err)
     try:
@@ -117,17 +120,26 @@ async def run_verify(settings: Settings, nats_url: str, database_url: str, err: 
                 def advance(seq: int, stop: int) -> None:
                     bar.update(task, completed=seq, total=stop)
 
-                return await verify(nc, conn, Localities.load(), progress=advance, reader=reader)
+                result = await verify(nc, conn, Localities.load(), progress=advance, reader=reader)
         finally:
             await conn.close()
     finally:
         await nc.close()
+    if result.problems:
+        for problem in result.problems:
+            err.print(f"[red bold]cannot verify as it stands:[/red bold] [red]{problem}[/red]")
+        if result.differences:
+            Console().print(differences_table(result))
+        raise typer.Exit(1)
+    return result
 
 
 def differences_table(result: Verification) -> Table:
     table = Table(title=f"read model (copy {result.copy}) vs replay, at seq {result.as_of_seq}")
     for column in ("period", "ward", "year", "metric", "live", "replayed", "difference"):
-        table.add_column(column, justify="right" if column in ("live", "replayed", "difference") else "left")
+        numeric = column in ("live", "replayed", "difference")
+        # fold rather than cut: two breakdowns of one metric must not look alike at any terminal width
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for d in result.differences:
         period, ward, year, metric = d.key
         table.add_row(
