@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
+import re
 from collections.abc import Iterator
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -26,7 +29,7 @@ from infra.reading import audit_reader
 from infra.settings import Settings, SettingsError
 from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
-from services.sealer.verify import Report, verify_at
+from services.sealer.verify import Expected, Report, verify_at
 
 audit = typer.Typer(no_args_is_help=True, help="Auditors: verify the log and its seals (read access only).")
 console = Console()
@@ -104,15 +107,80 @@ def export_record(report: Report) -> dict[str, object]:
     }
 
 
+class ExportRecord(msgspec.Struct, kw_only=True):
+    """What ``export_record`` prints, read back (``--expect FILE``)."""
+
+    stream: str
+    seal: int | None
+    digest: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    events: int | None = None
+    sealed_at: dt.datetime | None = None
+    stream_created: dt.datetime | None = None
+    signer: str | None = None
+
+
+_INLINE_EXPECT = re.compile(r"(\d+):([0-9a-fA-F]{64})")
+
+
+def _usage(message: str) -> typer.Exit:
+    err.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def parse_expect(value: str, stream: str) -> Expected:
+    """``N:DIGEST``, or a file holding what ``--export --format json`` printed (the whole output or its
+    ``export`` object). Exit 2 with one line on stderr when it is neither, or names no seal or another stream."""
+    inline = _INLINE_EXPECT.fullmatch(value.strip())
+    if inline is not None:
+        return Expected(number=int(inline[1]), digest=inline[2].lower())
+    try:
+        raw = Path(value).read_bytes()
+    except OSError as exc:
+        raise _usage(
+            f"--expect {value}: neither N:DIGEST (a seal number and its 64 hex digits) nor a readable file "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        body: Any = msgspec.json.decode(raw)
+        if isinstance(body, dict) and isinstance(body.get("export"), dict):
+            body = body["export"]
+        record = msgspec.convert(body, ExportRecord)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _usage(
+            f"--expect {value}: not what `antq audit seals --export --format json` prints ({exc})"
+        ) from None
+    if record.seal is None or record.digest is None:
+        raise _usage(f"--expect {value}: the export names no seal (the log had none when it was printed)")
+    if record.stream != stream:
+        raise _usage(
+            f"--expect {value}: the export is of stream {record.stream}; give --stream {record.stream}"
+        )
+    return Expected(
+        number=record.seal,
+        digest=record.digest,
+        stream=record.stream,
+        first_seq=record.first_seq,
+        last_seq=record.last_seq,
+        count=record.events,
+        stream_created=record.stream_created,
+        sealed_at=record.sealed_at,
+        signer=record.signer,
+    )
+
+
 def _summary(report: Report) -> Table:
     table = Table(title=f"seals of {report.stream}", show_header=False)
     table.add_column("", style="bold")
-    table.add_column("")
+    table.add_column("", overflow="fold")  # a printed seal's digest whole
     table.add_row("seals in NATS / PostgreSQL", f"{report.seals_nats} / {report.seals_postgres}")
     table.add_row("sealed through sequence", str(report.sealed_through))
     table.add_row("stream last sequence", str(report.stream_last_seq) if report.stream_last_seq else "-")
     table.add_row("events recomputed", str(report.events_checked))
     table.add_row("not sealed yet", str(report.unsealed))
+    for printed in report.expected:
+        table.add_row("printed seal checked", f"#{printed.number} {printed.digest}")
     return table
 
 
@@ -147,11 +215,19 @@ def seals(
         list[str] | None,
         typer.Option(help=f"trusted signer public key (repeatable; also ${TRUSTED_KEYS_ENV})"),
     ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a seal printed earlier, which must still be in both stores with the chain going on from it: "
+            "N:DIGEST, or a file holding the output of --export --format json (repeatable)"
+        ),
+    ] = None,
 ) -> None:
     """Recompute the seal chain from the events; report altered ranges, gaps, a recreated stream, bad seals."""
     if output not in ("table", "json"):
         err.print("[red]--format is table or json[/red]")
         raise typer.Exit(2)
+    expected = [parse_expect(value, stream) for value in expect or []]
     settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
     database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
@@ -168,15 +244,24 @@ def seals(
                 stream=stream,
                 seals_stream=seals_stream,
                 trusted_keys=frozenset(keys) if keys else None,
+                expected=expected,
             )
         )
+    pin_hint = f" (pin it with --trusted-key or ${TRUSTED_KEYS_ENV})"
+    warnings = [
+        f"warning: {w.detail}" + (pin_hint if w.kind == "signer_not_pinned" else "") for w in report.warnings
+    ]
     if output == "json":
         body: dict[str, object] = {"ok": report.ok, "report": report}
         if export:
             body["export"] = export_record(report)
         print(msgspec.json.encode(body).decode())
+        for line in warnings:
+            err.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
     else:
         console.print(_summary(report))
+        for line in warnings:
+            console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
         if export:
             console.print(_export_table(export_record(report)))
         if report.findings:

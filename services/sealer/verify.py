@@ -4,6 +4,12 @@ Both stores' chains are checked on their own (numbering, seal digest, signature,
 ranges), then against each other, then every range of a sound seal is recomputed from the stored events in
 one ordered pass and compared (gaps, altered content, re-recorded timestamps), and the stream's creation
 time is compared with the one the seals recorded.
+
+A log wiped and sealed again from scratch (both seal stores emptied, the stream recreated, the sealer
+restarted) carries a sound chain of its own. Only what lies outside the stack tells it from the original: a
+seal printed on an earlier report (``Expected``: it must still be in both stores, unchanged, with the chain
+going on from it to the latest seal) or a pinned signer key (``trusted_keys``). Without a pinned key the
+report carries a warning saying so.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ Kind = Literal[
     "malformed_seal",  # a seals-stream message that is not a seal
     "store_missing_seal",  # a seal held by one store only
     "stores_disagree",  # NATS and PostgreSQL hold different seals under one number
+    "expected_seal_missing",  # a seal printed on an earlier report is not in a store
+    "expected_seal_differs",  # a store holds another seal under the printed seal's number
+    "expected_chain_broken",  # the chain does not lead from the printed seal to the store's latest seal
+    "signer_not_pinned",  # a warning, never a finding: no trusted key given, any key's chain would pass
 ]
 Store = Literal["nats", "postgres"]
 
@@ -56,6 +66,21 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     seqs: tuple[int, ...] = ()
 
 
+class Expected(msgspec.Struct, frozen=True, kw_only=True):
+    """A seal as an earlier report printed it (``antq audit seals --export``): at least its number and digest;
+    the other fields, when known, must match too."""
+
+    number: int
+    digest: str
+    stream: str | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    count: int | None = None
+    stream_created: dt.datetime | None = None
+    sealed_at: dt.datetime | None = None
+    signer: str | None = None
+
+
 class Report(msgspec.Struct, frozen=True, kw_only=True):
     stream: str
     seals_nats: int
@@ -67,6 +92,8 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     unsealed: int  # events after the latest seal (not a finding: the sealer seals them later)
     latest: Seal | None
     findings: tuple[Finding, ...]
+    expected: tuple[Expected, ...] = ()  # the printed seals checked
+    warnings: tuple[Finding, ...] = ()  # said on the report, but not findings: ``ok`` does not depend on them
 
     @property
     def ok(self) -> bool:
@@ -199,6 +226,114 @@ def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | N
             sound.append(seal)
         prev, expected = seal, n + 1
     return _Chain(findings, sound)
+
+
+def _sound(seal: Seal) -> bool:
+    return recompute_digest(seal) == seal.digest and signature_valid(seal)
+
+
+def _expected_differences(expected: Expected, seal: Seal) -> list[str]:
+    recorded: tuple[tuple[str, object, object], ...] = (
+        ("stream", expected.stream, seal.stream),
+        ("first_seq", expected.first_seq, seal.first_seq),
+        ("last_seq", expected.last_seq, seal.last_seq),
+        ("count", expected.count, seal.count),
+        ("stream_created", expected.stream_created, seal.stream_created),
+        ("sealed_at", expected.sealed_at, seal.sealed_at),
+        ("signer", expected.signer, seal.signer),
+    )
+    return [name for name, want, have in recorded if want is not None and want != have]
+
+
+def check_expected(store: Store, seals: Sequence[Seal], expected: Expected) -> list[Finding]:
+    """The printed seal is in ``store`` with that very digest (and the other fields printed), and a chain of
+    sound seals with contiguous ranges leads from it to the store's latest seal."""
+    by_number: dict[int, list[Seal]] = {}
+    for seal in seals:
+        by_number.setdefault(seal.number, []).append(seal)
+    n, printed = expected.number, f"{expected.digest[:16]}…"
+    held = by_number.get(n, [])
+    match = next((s for s in held if s.digest == expected.digest), None)
+    if match is None:
+        if not held:
+            tip = max(by_number, default=0)
+            return [
+                Finding(
+                    kind="expected_seal_missing",
+                    store=store,
+                    seal=n,
+                    detail=f"the printed seal #{n} ({printed}) is not in {store}, which holds seals up to #{tip}",
+                )
+            ]
+        other = held[0]
+        created = (
+            f"; it seals the stream created {other.stream_created.isoformat()}, the printed one the stream "
+            f"created {expected.stream_created.isoformat()}"
+            if expected.stream_created is not None and expected.stream_created != other.stream_created
+            else ""
+        )
+        return [
+            Finding(
+                kind="expected_seal_differs",
+                store=store,
+                seal=n,
+                first_seq=other.first_seq,
+                last_seq=other.last_seq,
+                detail=(
+                    f"seal #{n} in {store} has digest {other.digest[:16]}…, the printed one {printed}{created}: "
+                    "the seals were made again"
+                ),
+            )
+        ]
+    differing = _expected_differences(expected, match)
+    if differing:
+        return [
+            Finding(
+                kind="expected_seal_differs",
+                store=store,
+                seal=n,
+                detail=f"seal #{n} in {store} has the printed digest but another {', '.join(differing)}",
+            )
+        ]
+    tip = max(by_number)
+
+    def broken(k: int, why: str) -> list[Finding]:
+        detail = f"in {store}, the chain from the printed seal #{n} to the latest seal #{tip} breaks at #{k}: {why}"
+        return [Finding(kind="expected_chain_broken", store=store, seal=k, detail=detail)]
+
+    if not _sound(match):
+        return broken(n, "the printed seal itself does not verify")
+    current = match
+    for k in range(n + 1, tip + 1):
+        nxt = next(
+            (
+                s
+                for s in by_number.get(k, [])
+                if s.prev_digest == current.digest and s.first_seq == current.last_seq + 1 and _sound(s)
+            ),
+            None,
+        )
+        if nxt is None:
+            return broken(k, f"no sound seal #{k} follows #{k - 1} (its digest and the next range)")
+        current = nxt
+    return []
+
+
+def _not_pinned(sound: Iterable[Seal], expected: Sequence[Expected]) -> Finding:
+    signers = sorted({s.signer for s in sound})
+    return Finding(
+        kind="signer_not_pinned",
+        detail=(
+            "no signer key is pinned: each seal was checked against the key it names itself, so a chain made "
+            "again from scratch and signed by any key would pass"
+            + (
+                "; a printed seal found in the chain ties it to the key that signed that seal"
+                if expected
+                else ""
+            )
+            + (f"; the seals are signed by {', '.join(signers)}" if signers else "")
+        ),
+    )
 
 
 def _differing_fields(a: Seal, b: Seal) -> list[str]:
@@ -374,9 +509,11 @@ async def verify_seals(
     seals_stream: str,
     trusted_keys: frozenset[str] | None = None,
     reader: StreamReader | None = None,
+    expected: Sequence[Expected] = (),
 ) -> Report:
     """Check ``stream`` against its seals in ``seals_stream`` and PostgreSQL. Reads only; ``reader``: how to
-    read both streams (``infra.reading.audit_reader``; default: unnamed consumers)."""
+    read both streams (``infra.reading.audit_reader``; default: unnamed consumers); ``expected``: seals printed
+    on earlier reports, each of which must still be in both stores with the chain going on from it."""
     reader = reader or StreamReader()
     nats_seals, pg_seals, log = await read_both_stores(js, conn, stream, seals_stream, reader)
 
@@ -388,10 +525,14 @@ async def verify_seals(
     pg_chain = check_chain("postgres", pg_seals, trusted_keys)
     findings += nats_chain.findings + pg_chain.findings
     findings += cross_check(nats_seals, pg_seals)
+    for printed in expected:
+        findings += check_expected("nats", nats_seals, printed)
+        findings += check_expected("postgres", pg_seals, printed)
 
     sound = _unique_ranges(nats_chain.sound + pg_chain.sound)
     latest = max(sound, key=lambda s: (s.number, s in nats_chain.sound), default=None)
     sealed_through = max((s.last_seq for s in sound), default=0)
+    warnings = () if trusted_keys is not None else (_not_pinned(sound, expected),)
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
@@ -407,6 +548,8 @@ async def verify_seals(
             unsealed=0,
             latest=latest,
             findings=tuple(findings),
+            expected=tuple(expected),
+            warnings=warnings,
         )
     created = utc(info.created) if info.created is not None else None
     last_seq = int(info.state.last_seq)
@@ -443,6 +586,8 @@ async def verify_seals(
         unsealed=max(0, last_seq - sealed_through),
         latest=latest,
         findings=tuple(findings),
+        expected=tuple(expected),
+        warnings=warnings,
     )
 
 
@@ -455,6 +600,7 @@ async def verify_at(
     nats_options: Mapping[str, str] | None = None,
     reader: StreamReader | None = None,
     trusted_keys: frozenset[str] | None = None,
+    expected: Sequence[Expected] = (),
 ) -> Report:
     """Connect (read-only use), verify, disconnect. ``nats_options``: ``infra.auth.nats_connect_options``."""
 
@@ -481,6 +627,7 @@ async def verify_at(
                 seals_stream=seals_stream,
                 trusted_keys=trusted_keys,
                 reader=reader,
+                expected=expected,
             )
         finally:
             await conn.close()
