@@ -1,15 +1,15 @@
 """Composition root of the query service: ``antq.query.stats`` request/reply over the read models.
 
-The handler takes the raw message, decodes it with msgspec and always answers (a FastStream handler that
-raises sends no reply at all).
+The handler takes the raw message, decodes it with msgspec and always answers. It sends the answer itself (the
+subscriber has ``no_reply``): a request waiting for its ``min_seq`` is answered later, from a task of its own,
+so that it holds neither a worker nor a database connection while it waits (``services.query.waiting``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -24,17 +24,22 @@ from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
 from services.nats_broker import nats_broker
 from services.query.request import (
+    Busy,
     ErrorBody,
     ErrorReply,
     NotCaughtUp,
     QueryError,
     StatsQuery,
     StatsReply,
+    Unavailable,
     parse_query,
     resolve_wards,
 )
+from services.query.waiting import CheckpointWatch, Waiter, WatchClosed, WatchFull, read_head
 
 log = logging.getLogger("antq.query")
+
+Send = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass
@@ -43,35 +48,145 @@ class QueryConfig:
     database_url: str
     queue: str = "antq-query"
     workers: int = 8
-    """Requests served at once: one waiting for ``min_seq`` must not hold up the others."""
+    """Requests served at once. A request waiting for ``min_seq`` gives its worker back while it waits."""
+    max_waiters: int = 1000
+    """Requests that may wait for their ``min_seq`` at once; beyond, a request is answered ``busy``."""
+    poll_interval_s: float = 0.025
+    """How often the active copy's checkpoint is read while requests wait for their ``min_seq``."""
     localities: Localities | None = None
     nats_options: Mapping[str, str] = field(default_factory=dict)
     """``nats.connect`` options of the query service's identity (``infra.auth.nats_connect_options``)."""
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """A request whose snapshot was behind its ``min_seq``: what its answer needs once the wait is over."""
+
+    query: StatsQuery
+    min_seq: int
+    wards: list[str]
+    waiter: Waiter
+    deadline: float  # the event loop's clock
+
+
+def _error(exc: QueryError) -> bytes:
+    return encode(ErrorReply(error=ErrorBody(code=exc.code, message=exc.message, path=exc.path)))
+
+
+_FAILED = encode(
+    ErrorReply(error=ErrorBody(code="unavailable", message="the query failed; retry", path=None))
+)
+
+
+def _not_caught_up(snapshot: StatsSnapshot, min_seq: int) -> NotCaughtUp:
+    return NotCaughtUp(
+        f"the statistics are at seq {snapshot.as_of_seq}, not yet {min_seq}; retry or raise timeout_ms",
+        "$.min_seq",
+    )
+
+
+def _caught_up(snapshot: StatsSnapshot, min_seq: int) -> bool:
+    return snapshot.as_of_seq >= min_seq or snapshot.stale  # a halted projection will not get there
+
+
 class StatsQueries:
     """Answers statistics queries from the active read model."""
 
-    def __init__(self, pool: asyncpg.Pool, localities: Localities) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        localities: Localities,
+        *,
+        max_waiters: int = 1000,
+        poll_interval_s: float = 0.025,
+    ) -> None:
         self._pool = pool
         self._localities = localities
+        self._watch = CheckpointWatch(lambda: read_head(pool), interval=poll_interval_s, capacity=max_waiters)
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def answer(self, body: bytes) -> bytes:
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for their ``min_seq`` right now."""
+        return self._watch.waiting
+
+    async def answer(self, body: bytes, send: Send) -> None:
+        """Answer ``body`` through ``send``, exactly once: before returning, or, when the request waits for its
+        ``min_seq``, from a task that sends once the projection is there or the request's timeout has passed."""
+        started = asyncio.get_running_loop().time()
         try:
-            return encode(await self._answer(parse_query(body)))
+            outcome = await self._start(parse_query(body), started)
         except QueryError as exc:
-            return encode(ErrorReply(error=ErrorBody(code=exc.code, message=exc.message, path=exc.path)))
+            await _send(send, _error(exc))
+            return
         except Exception:
             log.exception("query failed")
-            return encode(
-                ErrorReply(error=ErrorBody(code="unavailable", message="the query failed; retry", path=None))
-            )
+            await _send(send, _FAILED)
+            return
+        if isinstance(outcome, _Waiting):
+            task = asyncio.create_task(self._finish(outcome, send), name="antq-query-waiting")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            await _send(send, encode(outcome))
 
-    async def _answer(self, query: StatsQuery) -> StatsReply:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Answer the waiting requests ``unavailable`` (the service is stopping) and wait for those answers."""
+        await self._watch.close()
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+
+    async def _start(self, query: StatsQuery, started: float) -> StatsReply | _Waiting:
         wards = resolve_wards(query, self._localities)
         snapshot = await self._read(wards, query)
-        if query.min_seq is not None and snapshot.as_of_seq < query.min_seq and not snapshot.stale:
-            snapshot = await self._wait_for_seq(wards, query, query.min_seq)
+        if query.min_seq is None or _caught_up(snapshot, query.min_seq):
+            return self._reply(query, wards, snapshot)
+        if query.timeout_ms == 0:
+            raise _not_caught_up(snapshot, query.min_seq)
+        try:
+            waiter = self._watch.register(query.min_seq)
+        except WatchFull:
+            raise Busy(
+                f"{self.waiting} requests are already waiting for their min_seq, the most this service allows;"
+                " retry later, or ask without min_seq",
+                "$.min_seq",
+            ) from None
+        except WatchClosed:
+            raise Unavailable("the query service is stopping; retry") from None
+        deadline = started + query.timeout_ms / 1000
+        return _Waiting(query=query, min_seq=query.min_seq, wards=wards, waiter=waiter, deadline=deadline)
+
+    async def _finish(self, waiting: _Waiting, send: Send) -> None:
+        try:
+            body = encode(await self._wait(waiting))
+        except QueryError as exc:
+            body = _error(exc)
+        except Exception:
+            log.exception("query failed")
+            body = _FAILED
+        finally:
+            self._watch.unregister(waiting.waiter)
+        await _send(send, body)
+
+    async def _wait(self, waiting: _Waiting) -> StatsReply:
+        """Read-your-writes: read again once the checkpoint has reached ``min_seq``, or once at the timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                released = await self._watch.wait(waiting.waiter, waiting.deadline - loop.time())
+            except WatchClosed:
+                raise Unavailable("the query service is stopping; retry") from None
+            snapshot = await self._read(waiting.wards, waiting.query)
+            if _caught_up(snapshot, waiting.min_seq):
+                return self._reply(waiting.query, waiting.wards, snapshot)
+            if not released or loop.time() >= waiting.deadline:
+                raise _not_caught_up(snapshot, waiting.min_seq)
+            # released, yet the snapshot is behind: the active copy switched between the poll and the read
+
+    def _reply(self, query: StatsQuery, wards: list[str], snapshot: StatsSnapshot) -> StatsReply:
         return StatsReply(
             year=query.year,
             period=query.period,
@@ -89,21 +204,12 @@ class StatsQueries:
             connection = cast(asyncpg.Connection, conn)  # a pooled connection proxies a Connection
             return await read_stats(connection, wards=wards, year=query.year, period=query.period)
 
-    async def _wait_for_seq(self, wards: list[str], query: StatsQuery, min_seq: int) -> StatsSnapshot:
-        """Read-your-writes: answer once the projection has folded ``min_seq`` in, or time out."""
-        deadline = time.monotonic() + query.timeout_ms / 1000
-        delay = 0.005
-        while True:
-            snapshot = await self._read(wards, query)
-            if snapshot.as_of_seq >= min_seq or snapshot.stale:  # a halted projection will not get there
-                return snapshot
-            if time.monotonic() >= deadline:
-                raise NotCaughtUp(
-                    f"the statistics are at seq {snapshot.as_of_seq}, not yet {min_seq}; retry or raise timeout_ms",
-                    "$.min_seq",
-                )
-            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, 0.05)
+
+async def _send(send: Send, body: bytes) -> None:
+    try:
+        await send(body)
+    except Exception:  # the requester is gone or NATS is: nobody left to tell
+        log.warning("could not send a query reply", exc_info=True)
 
 
 class QueryService:
@@ -114,20 +220,50 @@ class QueryService:
         self._localities = config.localities or Localities.load()
         self._pool: asyncpg.Pool | None = None
         self._queries: StatsQueries | None = None
-        broker = nats_broker(config.nats_url, config.nats_options)
-        broker.subscriber(QUERY_SUBJECT, queue=config.queue, max_workers=config.workers)(self._handle)
-        self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
+        self._broker = nats_broker(config.nats_url, config.nats_options)
+        self._broker.subscriber(QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True)(
+            self._handle
+        )
+        self.app = FastStream(
+            self._broker,
+            logger=None,
+            on_startup=[self._connect],
+            on_shutdown=[self._stop_waiting],
+            after_shutdown=[self._close],
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for their ``min_seq`` right now."""
+        return 0 if self._queries is None else self._queries.waiting
 
     async def _connect(self) -> None:
         self._pool = await create_pool(self._config.database_url, max_size=8)
-        self._queries = StatsQueries(self._pool, self._localities)
+        self._queries = StatsQueries(
+            self._pool,
+            self._localities,
+            max_waiters=self._config.max_waiters,
+            poll_interval_s=self._config.poll_interval_s,
+        )
 
-    async def _handle(self, msg: NatsMessage) -> bytes:
+    async def _handle(self, msg: NatsMessage) -> None:
+        reply_to = msg.reply_to
+        if not reply_to:
+            return  # a publish, not a request: there is nobody to answer
+        correlation_id = msg.correlation_id
+
+        async def send(body: bytes) -> None:
+            await self._broker.publish(body, reply_to, correlation_id=correlation_id)
+
         if self._queries is None:
-            return encode(
-                ErrorReply(error=ErrorBody(code="unavailable", message="starting; retry", path=None))
-            )
-        return await self._queries.answer(msg.body)
+            await _send(send, _error(Unavailable("starting; retry")))
+            return
+        await self._queries.answer(msg.body, send)
+
+    async def _stop_waiting(self) -> None:
+        """Before the broker stops: the waiting requests are answered while the connection is still open."""
+        if self._queries is not None:
+            await self._queries.close()
 
     async def _close(self) -> None:
         if self._pool is not None:

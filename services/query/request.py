@@ -46,6 +46,16 @@ class NotCaughtUp(QueryError):
     code = "timeout"
 
 
+class Busy(QueryError):
+    """Too many requests already wait for their ``min_seq``."""
+
+    code = "busy"
+
+
+class Unavailable(QueryError):
+    code = "unavailable"
+
+
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     message: str
