@@ -273,6 +273,33 @@ def seals(
         raise typer.Exit(1)
 
 
+VIETNAM = dt.timezone(dt.timedelta(hours=7))
+
+
+def known_instant(value: str) -> dt.datetime:
+    """``--as-known-on``: an instant. A bare date is refused (exit 2): read as 00:00 it would leave out that
+    whole day's entries, while whoever copies a report's print date means the day included. A date-time
+    without a zone is Vietnam time."""
+    text = value.strip()
+    try:
+        day: dt.date | None = dt.date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None:
+        raise _usage(
+            f"--as-known-on {value} is a date, not an instant: it would mean 00:00 that day and leave out the "
+            f"day's entries; give a date-time with its time zone, e.g. {day.isoformat()}T17:00+07:00"
+        )
+    try:
+        known = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise _usage(
+            f"--as-known-on {value} is not an ISO 8601 date-time; give one with its time zone, "
+            "e.g. 2026-11-22T17:00+07:00"
+        ) from None
+    return known if known.tzinfo is not None else known.replace(tzinfo=VIETNAM)
+
+
 @audit.command("replay")
 def replay_command(
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
@@ -282,14 +309,16 @@ def replay_command(
         str | None, typer.Option(help="business time: only facts that occurred on or before this date")
     ] = None,
     as_known_on: Annotated[
-        str | None, typer.Option(help="record time: only what the log had stored by this instant (ISO 8601)")
+        str | None,
+        typer.Option(
+            help="record time: only what the log had stored by this instant, an ISO 8601 date-time with its "
+            "time zone (e.g. 2026-11-22T17:00+07:00); a bare date is refused"
+        ),
     ] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
     output: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
 ) -> None:
     """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
-    import datetime as dt
-
     from services.audit.replay import AuditError, ReplayScope
     from services.cli.audit_replay import as_csv, replies, run_replay
     from services.cli.stats_view import stats_table
@@ -302,12 +331,10 @@ def replay_command(
         raise typer.Exit(2)
     try:
         occurred = dt.date.fromisoformat(as_of_occurred) if as_of_occurred else None
-        known = dt.datetime.fromisoformat(as_known_on) if as_known_on else None
-        if known is not None and known.tzinfo is None:
-            known = known.replace(tzinfo=dt.timezone(dt.timedelta(hours=7)))  # Vietnam time when not given
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    known = known_instant(as_known_on) if as_known_on else None
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     scope = ReplayScope(
