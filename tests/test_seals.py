@@ -94,6 +94,7 @@ def kinds(report: Report) -> set[str]:
     return {finding.kind for finding in report.findings}
 
 
+@pytest.mark.timeout(60)
 async def test_seal_ranges_are_contiguous_chained_and_stored_twice(
     stack: Stack, office: OfficeClient
 ) -> None:
@@ -119,6 +120,7 @@ async def test_seal_ranges_are_contiguous_chained_and_stored_twice(
     assert report.events_checked == 25 and report.sealed_through == 25 and report.latest == seals[-1]
 
 
+@pytest.mark.timeout(60)
 async def test_seals_every_n_events_or_after_t_seconds(
     stack: Stack, office: OfficeClient, clock: FixedClock
 ) -> None:
@@ -144,6 +146,7 @@ def race_once(barrier: asyncio.Barrier) -> Callable[[Seal], Awaitable[None]]:
     return hook
 
 
+@pytest.mark.timeout(60)
 async def test_two_racing_sealers_keep_one_chain(stack: Stack, office: OfficeClient) -> None:
     await publish(office, 30)
     barrier = asyncio.Barrier(2)
@@ -162,6 +165,7 @@ async def test_two_racing_sealers_keep_one_chain(stack: Stack, office: OfficeCli
     assert report.ok, report.findings
 
 
+@pytest.mark.timeout(60)
 async def test_intact_copy_verifies_and_a_deleted_message_is_a_gap(
     stack: Stack, office: OfficeClient
 ) -> None:
@@ -177,6 +181,7 @@ async def test_intact_copy_verifies_and_a_deleted_message_is_a_gap(
     assert kinds(report) == {"gap"}
 
 
+@pytest.mark.timeout(60)
 async def test_recreated_copy_with_one_altered_event(stack: Stack, office: OfficeClient) -> None:
     events, _ = await sealed_copy(stack, office)
     original = events[16].data
@@ -197,6 +202,7 @@ async def test_recreated_copy_with_one_altered_event(stack: Stack, office: Offic
             await sealer.seal_once()
 
 
+@pytest.mark.timeout(60)
 async def test_an_edited_or_deleted_seal_row_in_postgres_is_reported(
     stack: Stack, office: OfficeClient
 ) -> None:
@@ -224,6 +230,7 @@ async def test_an_edited_or_deleted_seal_row_in_postgres_is_reported(
     assert "range_digest" in disagree and seals[1].number == 2
 
 
+@pytest.mark.timeout(60)
 async def test_a_seal_signed_by_another_key_is_reported(stack: Stack, office: OfficeClient) -> None:
     _, seals = await sealed_copy(stack, office)
     tip = seals[-1]
@@ -255,6 +262,7 @@ async def test_a_seal_signed_by_another_key_is_reported(stack: Stack, office: Of
     assert {x.seal for x in pinned.findings if x.kind == "untrusted_signer"} == {1, 2, 3, 4}
 
 
+@pytest.mark.timeout(60)
 async def test_cli_audit_seals_exit_status_and_export(stack: Stack, office: OfficeClient) -> None:
     _, seals = await sealed_copy(stack, office)
     env = {"ANTQ_NATS_URL": stack.servers.nats_url, "ANTQ_DATABASE_URL": stack.database_url}
