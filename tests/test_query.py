@@ -33,6 +33,7 @@ async def ask(stack: Stack, body: Any) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.timeout(60)
 async def test_known_ward_without_events_answers_zeros(stack: Stack, query: QueryService) -> None:
     reply = await ask(stack, {"ward": "01447", "year": 2018})
     assert reply["metrics"] == dict.fromkeys(BASE_METRICS, 0)
@@ -45,6 +46,7 @@ async def test_known_ward_without_events_answers_zeros(stack: Stack, query: Quer
     )
 
 
+@pytest.mark.timeout(60)
 async def test_ward_province_and_ward_list_sums_with_read_your_writes(
     stack: Stack, query: QueryService, office: OfficeClient, localities: Localities
 ) -> None:
@@ -79,6 +81,7 @@ async def test_ward_province_and_ward_list_sums_with_read_your_writes(
         await projector.stop()
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("body", "code", "path"),
     [
@@ -91,6 +94,13 @@ async def test_ward_province_and_ward_list_sums_with_read_your_writes(
         ({"ward": "99999", "year": 2018}, "unknown_locality", "$.ward"),
         ({"province": "99", "year": 2018}, "unknown_locality", "$.province"),
         ({"wards": ["01447", "00000"], "year": 2018}, "unknown_locality", "$.wards[1]"),
+        ({"ward": "01447", "year": 2018, "extra": 1}, "bad_request", "$.extra"),
+        ({"ward": "01447", "year": 2018, "a b": 1}, "bad_request", '$["a b"]'),
+        ([1, 2], "bad_request", "$"),
+        ("01447", "bad_request", "$"),
+        ({"ward": "01447\n", "year": 2018}, "bad_request", "$.ward"),  # `$` in a pattern matches before \n
+        ({"province": "04\n", "year": 2018}, "bad_request", "$.province"),
+        ({"wards": ["01447", "01456\n"], "year": 2018}, "bad_request", "$.wards[1]"),
     ],
 )
 async def test_query_errors(

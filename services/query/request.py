@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
 
 from events.localities import Localities
 
-WardCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$")]
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
+# \A and \Z, not ^ and $: msgspec searches the pattern, and $ also matches before a trailing newline ("01447\n")
+WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z")]
+ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{2}\Z")]
 Period = Literal["calendar", "reporting"]
 
 
@@ -79,6 +81,22 @@ class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 _decoder = msgspec.json.Decoder(StatsQuery)
+_FIELDS = frozenset(StatsQuery.__struct_fields__)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _key_path(key: str) -> str:
+    return f"$.{key}" if _NAME.fullmatch(key) else f"$[{msgspec.json.encode(key).decode()}]"
+
+
+def _unknown_field(body: bytes) -> str | None:
+    """The path of the first field of ``body`` that the query does not have: read from the body itself, not
+    from msgspec's message (a field name may hold backticks or `` - at ``)."""
+    try:
+        fields = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+    except msgspec.MsgspecError:
+        return None
+    return next((_key_path(key) for key in fields if key not in _FIELDS), None)
 
 
 def parse_query(body: bytes) -> StatsQuery:
@@ -86,8 +104,10 @@ def parse_query(body: bytes) -> StatsQuery:
         query = _decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        message, _, path = text.partition(" - at `")
-        raise BadRequest(message, path.rstrip("`") or None) from None
+        if text.startswith("Object contains unknown field"):
+            raise BadRequest(text, _unknown_field(body) or "$") from None
+        message, at, path = text.partition(" - at `")
+        raise BadRequest(message, path.rstrip("`") if at else "$") from None  # no path: the body itself
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request is not valid JSON: {exc}") from None
     given = [name for name in ("ward", "province", "wards") if getattr(query, name) is not None]
