@@ -258,3 +258,13 @@ async def test_cli_replay_json_has_the_query_shape_and_verify_exits_nonzero_on_a
     code, out = await cli("audit", "verify", env=env)
     assert code == 1
     assert b"tips_received" in out
+
+
+async def test_replay_of_a_ward_without_events_says_so_and_gives_zeros_for_a_year(stack: Stack) -> None:
+    env = {"ANTQ_NATS_URL": stack.servers.nats_url, "ANTQ_DATABASE_URL": stack.database_url, "COLUMNS": "200"}
+    code, out = await cli("audit", "replay", "--ward", "01273", env=env)
+    assert code == 0 and "no figures in any year" in out.decode()
+    code, out = await cli("audit", "replay", "--ward", "01273", "--year", "2018", "--format", "json", env=env)
+    body = json.loads(out)
+    assert code == 0 and body["ward"] == "01273" and body["metrics"]["sessions_held"] == 0
+    assert set(body["metrics"].values()) == {0}

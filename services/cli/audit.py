@@ -357,9 +357,14 @@ def replay_command(
     elif output == "csv":
         print(as_csv(rows), end="")
     else:
+        place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
         for reply in rows:
-            place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
             console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
+        if not rows:  # without --year, the years are those with figures: say there are none
+            console.print(
+                f"{place}: no figures in any year up to seq {result.as_of_seq} ({period} years);"
+                " give --year to print one year's zeros"
+            )
 
 
 @audit.command("verify")
