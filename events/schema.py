@@ -12,7 +12,7 @@ from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
-WardCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$", description="official 2025 GSO ward code")]
+WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z", description="official 2025 GSO ward code")]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]

@@ -60,7 +60,7 @@ PG_AUDITOR_TABLES = ("stats", "projection_active", "projection_checkpoint", "sea
 
 READ_CONSUMER_PREFIX = "audit_"
 SERVICE_ROLES = ("admin", "gateway", "projector", "query", "sealer", "auditor", "reader")
-_OFFICE_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # one subject token: no dots, no wildcards, no spaces
+_OFFICE_ID = re.compile(r"\A[A-Za-z0-9_-]+\Z")  # one subject token: no dots, no wildcards, no spaces
 _CONSUMER_NAME = _OFFICE_ID
 JS = "$JS.API"
 ALL_STREAMS = (EVENTS, REJECTED, UPDATES, SEALS)

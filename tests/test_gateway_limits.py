@@ -106,6 +106,15 @@ async def test_figure_above_its_bound_is_invalid(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("ward", ["01447\n", "\n01447", "01447 ", "０1447"])
+async def test_a_ward_code_with_anything_around_it_is_invalid(
+    stack: Stack, office: OfficeClient, ward: str
+) -> None:
+    """Five digits and nothing else: ``$`` would let a trailing newline through to the locality lookup."""
+    await assert_refused_and_kept(stack, office, f.session(ward=ward), "$.locality.ward")
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("version", [VERSION_MAX + 1, 2**64 - 1, 2**64, 10**30])
 async def test_expected_version_above_bigint_is_invalid(
     stack: Stack, office: OfficeClient, version: int

@@ -112,7 +112,7 @@ class ExportRecord(msgspec.Struct, kw_only=True):
 
     stream: str
     seal: int | None
-    digest: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
+    digest: Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{64}\Z")] | None = None
     first_seq: int | None = None
     last_seq: int | None = None
     events: int | None = None

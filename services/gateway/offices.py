@@ -11,7 +11,7 @@ from pathlib import Path
 from events.localities import Localities
 from services.gateway.errors import OfficesFileError
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ID = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 @dataclass(frozen=True, slots=True)
