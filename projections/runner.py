@@ -149,6 +149,7 @@ class StatsRunner:
                 f"CheckpointAhead: copy {self.copy} says it folded up to seq {checkpoint.seq}, but {EVENTS} ends at"
                 f" seq {log_end}",
             )
+            self.ready.set()  # started, and settled: halted (whoever waits for the start must not wait on)
             return
         publish = self._config.publish if self._config.publish is not None else self.copy == active
         if publish:

@@ -179,6 +179,14 @@ async def test_verify_says_when_the_read_model_cannot_be_compared_and_the_runner
         again = StatsRunner(stack.nc, RunnerConfig(database_url=stack.database_url, localities=localities))
         await asyncio.wait_for(again.run(asyncio.Event()), timeout=20)  # returns by itself: halted
         assert again.halted is not None and "CheckpointAhead" in again.halted
+        projector = Projector(
+            nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+        )
+        await asyncio.wait_for(projector.start(), timeout=20)  # returns: started, and halted
+        try:
+            assert projector.halted is not None and "CheckpointAhead" in projector.halted
+        finally:
+            await asyncio.wait_for(projector.stop(), timeout=20)
         snap = await store.read_stats(conn, wards=["01447"], year=2018, period="calendar")
         assert snap.stale is True
 
