@@ -14,7 +14,9 @@ report carries a warning saying so.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -475,7 +477,12 @@ def compare_ranges(seals: Sequence[Seal], hashers: dict[tuple[int, int], RangeHa
 
 
 async def read_both_stores(
-    js: JetStreamContext, conn: asyncpg.Connection, stream: str, seals_stream: str, reader: StreamReader
+    js: JetStreamContext,
+    conn: asyncpg.Connection,
+    stream: str,
+    seals_stream: str,
+    reader: StreamReader,
+    append_grace_s: float = 3.0,
 ) -> tuple[list[Seal], list[Seal], SealLog]:
     """(NATS seals, PostgreSQL seals, the seals log) as of one consistent moment, while a sealer may run.
 
@@ -483,17 +490,25 @@ async def read_both_stores(
     PostgreSQL: every seal of the first PostgreSQL read was in NATS before the NATS read began, and every
     NATS seal was in PostgreSQL before the second read began unless its append is unfinished (or failed).
     The PostgreSQL seals checked are those of the first read plus the second read's seals of numbers the NATS
-    read holds; seals appended to both after the NATS read are left to the next check.
+    read holds; seals appended to both after the NATS read are left to the next check. Newest NATS seals not yet
+    in PostgreSQL are read again for up to ``append_grace_s`` (an insert in flight); a seal still missing then
+    is reported.
     """
     first = await _fetch_readonly(conn, stream)
     log = SealLog(js, seals_stream, stream, reader)
     await log.refresh()
     nats_seals = [logged.seal for logged in log.seals]
-    second = await _fetch_readonly(conn, stream)
     in_nats = {seal.number for seal in nats_seals}
     in_first = {seal.number for seal in first}
-    later = [seal for seal in second if seal.number in in_nats and seal.number not in in_first]
-    return nats_seals, sorted(first + later, key=lambda s: s.number), log
+    deadline = time.monotonic() + append_grace_s
+    while True:
+        second = await _fetch_readonly(conn, stream)
+        later = [seal for seal in second if seal.number in in_nats and seal.number not in in_first]
+        unfinished = in_nats - in_first - {seal.number for seal in later}
+        # only the newest NATS seals can be unfinished appends (NATS is written first, PostgreSQL right after)
+        if not unfinished or min(unfinished) <= max(in_first, default=0) or time.monotonic() > deadline:
+            return nats_seals, sorted(first + later, key=lambda s: s.number), log
+        await asyncio.sleep(0.05)  # poll interval while the sealer finishes its PostgreSQL insert
 
 
 async def _fetch_readonly(conn: asyncpg.Connection, stream: str) -> list[Seal]:
