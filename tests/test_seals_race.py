@@ -102,3 +102,34 @@ async def test_a_seal_whose_postgres_insert_is_still_in_flight_is_waited_for(
         assert (await sealing) is not None
     assert report.ok, report.findings
     assert (report.seals_nats, report.seals_postgres) == (2, 2) and len(reads) >= 3
+
+
+@pytest.mark.timeout(60)
+async def test_a_failed_postgres_insert_is_made_good_before_the_next_seal(
+    stack: Stack, office: OfficeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seal 2 reaches NATS but its PostgreSQL insert fails once: the next seal first copies seal 2, so
+    PostgreSQL never keeps a hole in the chain while the sealer runs on."""
+    await publish(office, 35)
+    failed: list[int] = []
+
+    async def failing_once(pool: Any, seal: Seal, seals_seq: int) -> None:
+        if seal.number == 2 and not failed:
+            failed.append(2)
+            raise OSError("PostgreSQL went away (test)")
+        await insert_seal(pool, seal, seals_seq)
+
+    async with Sealer(config(stack)) as sealer:
+        assert await sealer.seal_once() is not None
+        monkeypatch.setattr(service_module, "insert_seal", failing_once)
+        with pytest.raises(OSError, match="went away"):
+            await sealer.seal_once()
+        third = await sealer.seal_once()
+        assert third is not None and third.number == 3 and failed == [2]
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        assert [s.number for s in await fetch_seals(conn, EVENTS)] == [1, 2, 3]
+        report = await verify_seals(stack.js, conn, stream=EVENTS, seals_stream=SEALS)
+    finally:
+        await conn.close()
+    assert report.ok, report.findings

@@ -84,6 +84,7 @@ class Sealer:
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_sealed_at: dt.datetime | None = field(default=None, init=False)
     _halted: str | None = field(default=None, init=False)
+    _postgres_behind: bool = field(default=False, init=False)  # an insert failed after its NATS append
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -207,6 +208,11 @@ class Sealer:
         """Seal the next range (up to N events) now, whatever the policy; None when nothing waits."""
         if self._halted:
             raise SealingHalted(self._halted)
+        if self._postgres_behind:  # copy the seals PostgreSQL missed before extending the chain
+            await self._load()
+            self._postgres_behind = False
+            if self._halted:
+                raise SealingHalted(self._halted)
         c, cfg = self._c(), self.config
         for _ in range(cfg.max_attempts):
             seal = await self._next_seal(c)
@@ -225,6 +231,9 @@ class Sealer:
             except SealConflict as exc:
                 self._halted = f"{exc}: the two stores disagree; run `antq audit seals`"
                 raise SealingHalted(self._halted) from exc
+            except BaseException:
+                self._postgres_behind = True  # in NATS, not in PostgreSQL: the next seal copies it first
+                raise
             self._last_sealed_at = cfg.clock()
             log.info(
                 "sealed %s #%d: seqs %d..%d (%d events), digest %s",
