@@ -79,9 +79,10 @@ async def test_a_seal_whose_postgres_insert_is_still_in_flight_is_waited_for(
 
     async def counted_fetch(conn: asyncpg.Connection, stream: str) -> list[Seal]:
         reads.append(1)
-        if len(reads) == 2:  # the verifier has read PostgreSQL and NATS: the insert commits now
+        seals = await real_fetch(conn, stream)
+        if len(reads) == 2:  # the verifier has read PostgreSQL, NATS and PostgreSQL: the insert commits now
             gate.set()
-        return await real_fetch(conn, stream)
+        return seals
 
     async with Sealer(config(stack)) as sealer:
         assert await sealer.seal_once() is not None  # seal 1, in both stores
