@@ -68,6 +68,18 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     seqs: tuple[int, ...] = ()
 
 
+def _about(seal: Seal, kind: Kind, store: Store, detail: str) -> Finding:
+    """A finding about one seal of a store, naming the range it covers."""
+    return Finding(
+        kind=kind,
+        store=store,
+        seal=seal.number,
+        first_seq=seal.first_seq,
+        last_seq=seal.last_seq,
+        detail=detail,
+    )
+
+
 class Expected(msgspec.Struct, frozen=True, kw_only=True):
     """A seal as an earlier report printed it (``antq audit seals --export``): at least its number and digest;
     the other fields, when known, must match too."""
@@ -151,13 +163,11 @@ def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | N
         digest_ok = recompute_digest(seal) == seal.digest
         if not digest_ok:
             findings.append(
-                Finding(
-                    kind="seal_altered",
-                    store=store,
-                    seal=n,
-                    first_seq=seal.first_seq,
-                    last_seq=seal.last_seq,
-                    detail=f"seal #{n}'s fields do not hash to its digest {seal.digest[:16]}…",
+                _about(
+                    seal,
+                    "seal_altered",
+                    store,
+                    f"seal #{n}'s fields do not hash to its digest {seal.digest[:16]}…",
                 )
             )
         sig_ok = signature_valid(seal)
@@ -203,13 +213,11 @@ def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | N
         want_first = 1 if n == 1 else (prev.last_seq + 1 if prev is not None else None)
         if want_first is not None and seal.first_seq != want_first:
             findings.append(
-                Finding(
-                    kind="range_not_contiguous",
-                    store=store,
-                    seal=n,
-                    first_seq=seal.first_seq,
-                    last_seq=seal.last_seq,
-                    detail=f"seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should start at {want_first}",
+                _about(
+                    seal,
+                    "range_not_contiguous",
+                    store,
+                    f"seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should start at {want_first}",
                 )
             )
         if prev is not None and prev.stream_created != seal.stream_created:
