@@ -19,9 +19,10 @@ from infra.streams import EVENTS, SEALS, events_config
 from services.cli.audit import audit
 from services.client import OfficeClient
 from services.sealer.chain import GENESIS, Seal, encode_seal, make_seal
+from services.sealer.findings import Report
 from services.sealer.service import Sealer, SealerConfig, SealingHalted
 from services.sealer.store import fetch_seals, insert_seal
-from services.sealer.verify import Report, verify_seals
+from services.sealer.verify import verify_seals
 from tests import factories as f
 from tests.conftest import FixedClock, Stack
 
@@ -248,12 +249,7 @@ async def test_a_seal_signed_by_another_key_is_reported(stack: Stack, office: Of
         sealed_at=tip.sealed_at,
         signer=impostor,
     )
-    ack = await stack.js.publish("antq.seals", encode_seal(forged), stream=SEALS)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        await insert_seal(conn, forged, ack.seq)
-    finally:
-        await conn.close()
+    await append_seal(stack, forged)
     report = await verify(stack)
     bad = {(x.store, x.seal) for x in report.findings if x.kind == "bad_signature"}
     assert bad == {("nats", 4), ("postgres", 4)}
@@ -280,3 +276,13 @@ async def test_cli_audit_seals_exit_status_and_export(stack: Stack, office: Offi
     await stack.js.delete_msg(COPY, 3)
     code, out = await asyncio.to_thread(run)
     assert code == 1 and "gap" in out
+
+
+async def append_seal(stack: Stack, seal: Seal) -> None:
+    """Append a seal to both stores behind the sealer's back, as someone with access to both could."""
+    ack = await stack.js.publish("antq.seals", encode_seal(seal), stream=SEALS)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await insert_seal(conn, seal, ack.seq)
+    finally:
+        await conn.close()

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from infra.streams import EVENTS, SEALS, ensure_streams
 from services.cli.audit import audit
 from services.client import OfficeClient
-from services.sealer.chain import Seal, encode_seal, make_seal
+from services.sealer.chain import Seal, make_seal
+from services.sealer.findings import Expected, Report
 from services.sealer.service import Sealer
-from services.sealer.store import insert_seal
-from services.sealer.verify import Expected, Report, verify_seals
+from services.sealer.verify import verify_seals
 from tests.conftest import Stack
-from tests.test_seals import COPY, SIGNER, config, make_copy, publish, stored
+from tests.test_seals import COPY, SIGNER, append_seal, config, make_copy, publish, stored
 
 NOT_PINNED = "warning: no signer key is pinned"
 
@@ -162,12 +162,7 @@ async def test_the_printed_seal_must_be_in_both_stores_and_lead_to_the_latest(
         sealed_at=tip.sealed_at,
         signer=SIGNER,
     )
-    ack = await stack.js.publish("antq.seals", encode_seal(stray), stream=SEALS)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        await insert_seal(conn, stray, ack.seq)
-    finally:
-        await conn.close()
+    await append_seal(stack, stray)
     report = await verify(stack, Expected(number=1, digest=first.digest))
     broken = {(f.store, f.seal) for f in report.findings if f.kind == "expected_chain_broken"}
     assert broken == {("nats", 4), ("postgres", 4)}

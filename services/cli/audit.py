@@ -29,7 +29,8 @@ from infra.reading import audit_reader
 from infra.settings import Settings, SettingsError
 from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
-from services.sealer.verify import Expected, Report, verify_at
+from services.sealer.findings import Expected, Report
+from services.sealer.verify import verify_at
 
 audit = typer.Typer(no_args_is_help=True, help="Auditors: verify the log and its seals (read access only).")
 console = Console()
