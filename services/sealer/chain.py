@@ -130,34 +130,22 @@ def range_digests(events: Iterable[tuple[int, int, str, bytes]]) -> tuple[str, s
     return hasher.range_digest, hasher.content_digest, hasher.count
 
 
-def seal_digest_bytes(
-    *,
-    number: int,
-    stream: str,
-    first_seq: int,
-    last_seq: int,
-    count: int,
-    stream_created: dt.datetime,
-    prev_digest: str,
-    range_digest: str,
-    content_digest: str,
-    sealed_at: dt.datetime,
-    signer: str,
-) -> bytes:
-    """The 32-byte seal digest (see the module docstring for the layout)."""
+def seal_digest_bytes(seal: Seal) -> bytes:
+    """The 32-byte seal digest of the seal's fields (see the module docstring for the layout); its own
+    ``digest`` and ``signature`` do not enter it."""
     h = hashlib.sha256(SEAL_TAG)
     for part in (
-        u64(number),
-        lp(stream.encode("utf-8")),
-        u64(first_seq),
-        u64(last_seq),
-        u64(count),
-        ts(stream_created),
-        bytes.fromhex(prev_digest),
-        bytes.fromhex(range_digest),
-        bytes.fromhex(content_digest),
-        ts(sealed_at),
-        lp(signer.encode("ascii")),
+        u64(seal.number),
+        lp(seal.stream.encode("utf-8")),
+        u64(seal.first_seq),
+        u64(seal.last_seq),
+        u64(seal.count),
+        ts(seal.stream_created),
+        bytes.fromhex(seal.prev_digest),
+        bytes.fromhex(seal.range_digest),
+        bytes.fromhex(seal.content_digest),
+        ts(seal.sealed_at),
+        lp(seal.signer.encode("ascii")),
     ):
         h.update(part)
     return h.digest()
@@ -170,19 +158,7 @@ def recompute_digest(seal: Seal) -> str:
             len(bytes.fromhex(d)) != 32 for d in (seal.prev_digest, seal.range_digest, seal.content_digest)
         ):
             return ""
-        return seal_digest_bytes(
-            number=seal.number,
-            stream=seal.stream,
-            first_seq=seal.first_seq,
-            last_seq=seal.last_seq,
-            count=seal.count,
-            stream_created=seal.stream_created,
-            prev_digest=seal.prev_digest,
-            range_digest=seal.range_digest,
-            content_digest=seal.content_digest,
-            sealed_at=seal.sealed_at,
-            signer=seal.signer,
-        ).hex()
+        return seal_digest_bytes(seal).hex()
     except (ValueError, UnicodeEncodeError):
         return ""
 
@@ -201,35 +177,23 @@ def make_seal(
     sealed_at: dt.datetime,
     signer: Signer,
 ) -> Seal:
-    created, at = utc(stream_created), utc(sealed_at)
-    digest = seal_digest_bytes(
+    unsigned = Seal(
         number=number,
         stream=stream,
         first_seq=first_seq,
         last_seq=last_seq,
         count=count,
-        stream_created=created,
+        stream_created=utc(stream_created),
         prev_digest=prev_digest,
         range_digest=range_digest,
         content_digest=content_digest,
-        sealed_at=at,
+        digest="",
+        sealed_at=utc(sealed_at),
         signer=signer.public_key,
+        signature="",
     )
-    return Seal(
-        number=number,
-        stream=stream,
-        first_seq=first_seq,
-        last_seq=last_seq,
-        count=count,
-        stream_created=created,
-        prev_digest=prev_digest,
-        range_digest=range_digest,
-        content_digest=content_digest,
-        digest=digest.hex(),
-        sealed_at=at,
-        signer=signer.public_key,
-        signature=signer.sign(digest).hex(),
-    )
+    digest = seal_digest_bytes(unsigned)
+    return msgspec.structs.replace(unsigned, digest=digest.hex(), signature=signer.sign(digest).hex())
 
 
 def signature_valid(seal: Seal) -> bool:

@@ -7,50 +7,22 @@ import asyncpg
 from services.sealer.chain import Seal
 from services.sealer.errors import SealConflict as SealConflict  # importable from here as before
 
-_COLUMNS = (
-    "stream, number, first_seq, last_seq, count, stream_created, prev_digest, range_digest, "
-    "content_digest, digest, sealed_at, signer, signature"
-)
+_FIELDS: tuple[str, ...] = Seal.__struct_fields__
+_COLUMNS = ", ".join(_FIELDS)  # the table's columns are named after the seal's fields
 
 
 def _seal(row: asyncpg.Record) -> Seal:
-    return Seal(
-        number=row["number"],
-        stream=row["stream"],
-        first_seq=row["first_seq"],
-        last_seq=row["last_seq"],
-        count=row["count"],
-        stream_created=row["stream_created"],
-        prev_digest=row["prev_digest"],
-        range_digest=row["range_digest"],
-        content_digest=row["content_digest"],
-        digest=row["digest"],
-        sealed_at=row["sealed_at"],
-        signer=row["signer"],
-        signature=row["signature"],
-    )
+    return Seal(**{name: row[name] for name in _FIELDS})
 
 
 async def insert_seal(conn: asyncpg.Connection | asyncpg.Pool, seal: Seal, seals_seq: int | None) -> bool:
     """Store a seal; True if stored now, False if this very seal was there already; SealConflict otherwise."""
     row = await conn.fetchrow(
         f"""INSERT INTO seals ({_COLUMNS}, seals_seq)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            VALUES ({", ".join(f"${i}" for i in range(1, len(_FIELDS) + 2))})
             ON CONFLICT (stream, number) DO NOTHING
             RETURNING number""",
-        seal.stream,
-        seal.number,
-        seal.first_seq,
-        seal.last_seq,
-        seal.count,
-        seal.stream_created,
-        seal.prev_digest,
-        seal.range_digest,
-        seal.content_digest,
-        seal.digest,
-        seal.sealed_at,
-        seal.signer,
-        seal.signature,
+        *(getattr(seal, name) for name in _FIELDS),
         seals_seq,
     )
     if row is not None:
