@@ -104,20 +104,26 @@ class Projector:
     async def _replaced(self, copy: int) -> bool:
         """While the runner of ``copy`` is halted: wait until a rebuild replaces that copy (True: follow the new
         active copy; a rebuild with a corrected fold is how a halt ends) or until stopped (False)."""
-        while not self._stop.is_set():
-            try:
-                conn = await asyncpg.connect(self._config.database_url)
+        conn: asyncpg.Connection | None = None
+        try:
+            while not self._stop.is_set():
                 try:
-                    # a rebuild moved the pointer (and may already have dropped the retired copy's rows)
+                    conn = (
+                        conn
+                        if conn is not None and not conn.is_closed()
+                        else await asyncpg.connect(self._config.database_url)
+                    )
+                    # a rebuild moved the pointer (and may already have dropped the retired copy's tables)
                     if await store.active_copy(conn) != copy:
                         return True
-                finally:
-                    await conn.close()
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("cannot check whether halted copy %d was replaced: %s", copy, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._halted_poll_s)
-        return False
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("cannot check whether halted copy %d was replaced: %s", copy, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self._halted_poll_s)
+            return False
+        finally:
+            if conn is not None:
+                await conn.close()
 
     @property
     def halted(self) -> str | None:
