@@ -36,6 +36,9 @@ class Settings:
     ack_timeout_s: float = 10.0  # how long a JetStream publish may wait for its ack
     intake_queue: str = "antq-gateway"
     metrics_port: int | None = None  # serve Prometheus /metrics on this port (ANTQ_METRICS_PORT)
+    # the projection's update signing key, an nkey seed file (ANTQ_UPDATE_KEY_FILE; created if missing; default:
+    # <data dir>/updates.nk, else an ephemeral key: infra/update_signing.py)
+    update_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,4 +63,5 @@ class Settings:
             dedup_window_s=float(env.get("ANTQ_DEDUP_WINDOW_S", DAY)),
             metrics_port=int(env["ANTQ_METRICS_PORT"]) if env.get("ANTQ_METRICS_PORT") else None,
             ack_timeout_s=float(env.get("ANTQ_ACK_TIMEOUT_S", 10.0)),
+            update_key_file=path("ANTQ_UPDATE_KEY_FILE"),
         )

@@ -4,7 +4,9 @@ Runs until SIGTERM/SIGINT. A halt (an event the fold cannot apply) stops consumi
 so the halt stays visible (logs, ``stale`` in replies, ``antq_projection_halted 1``) until an operator acts;
 an unexpected error exits 1. With ``--metrics-port`` (or ``ANTQ_METRICS_PORT``) Prometheus metrics are served
 on ``/metrics`` (``projections/telemetry.py``). With a server that requires auth it connects as the identity
-of ``ANTQ_NATS_NKEY_SEED_FILE`` (the projector's seed) or ``ANTQ_NATS_CREDS``.
+of ``ANTQ_NATS_NKEY_SEED_FILE`` (the projector's seed) or ``ANTQ_NATS_CREDS``. Updates are signed with the key
+of ``ANTQ_UPDATE_KEY_FILE``, else ``$ANTQ_DATA_DIR/updates.nk`` (created on first use), else an ephemeral key
+(``infra/update_signing.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import signal
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from infra.auth import AuthError, nats_connect_options
+from infra.seal_keys import SealKeyError
 from infra.settings import Settings
+from infra.update_signing import resolve_update_key
 from projections.service import Projector
 from projections.telemetry import Exporter, ProjectionCollector
 
@@ -42,8 +46,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
     try:
-        args.nats_options = nats_connect_options(Settings.from_env())
-    except AuthError as exc:
+        settings = Settings.from_env()
+        args.nats_options = nats_connect_options(settings)
+        args.update_key = (
+            None if args.no_publish else resolve_update_key(settings.update_key_file, settings.data_dir)
+        )
+    except (AuthError, SealKeyError, OSError) as exc:
         parser.error(str(exc))
     return args
 
@@ -60,6 +68,7 @@ async def _main(args: argparse.Namespace) -> int:
         publish=False if args.no_publish else None,
         batch=args.batch,
         nats_options=args.nats_options,
+        update_key=args.update_key,
     )
     exporter = None
     if args.metrics_port is not None:

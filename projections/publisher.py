@@ -1,9 +1,11 @@
 """Publishes outbox rows to ANTQ_UPDATES after their commit, then deletes them.
 
 All rows of a commit are published pipelined over one reply inbox (``infra.js_publisher``) and settled with
-one deadline; the ``Nats-Msg-Id`` (ward:year:seq:copy) makes a re-publish after a crash harmless. Rows of one
-commit are published, and settled, before those of the next (rows left in the outbox by a crash included), so a
-subject's updates are stored in order.
+one deadline. Each update is signed, and its ``Nats-Msg-Id`` is its natural id (ward:year:seq:copy) tagged
+under the projection's key (``infra.update_signing``): a re-publish after a crash is harmless, and nobody
+without the key can store a message with that id first to have the real update dropped as a duplicate. Rows of
+one commit are published, and settled, before those of the next (rows left in the outbox by a crash included),
+so a subject's updates are stored in order.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import nats.errors
 from nats.aio.client import Client
 
 from events.subjects import updates_subject
-from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher
+from infra.js_publisher import EXPECTED_STREAM, JetStreamPublisher
 from infra.streams import UPDATES
+from infra.update_signing import UpdateKey, ephemeral_update_key
 from projections import store
 from projections.errors import ProjectionError
 from projections.store import OutboxRow
@@ -32,12 +35,22 @@ class PublishFailed(ProjectionError):
 
 
 class UpdatePublisher:
-    """A background task that drains a queue of committed outbox rows; rows left by a crash come first."""
+    """A background task that drains a queue of committed outbox rows; rows left by a crash come first.
+
+    ``key`` signs the updates and tags their ids; without one, an ephemeral key (with a warning)."""
 
     def __init__(
-        self, nc: Client, database_url: str, copy: int, *, timeout: float = 10.0, max_in_flight: int = 2000
+        self,
+        nc: Client,
+        database_url: str,
+        copy: int,
+        *,
+        key: UpdateKey | None = None,
+        timeout: float = 10.0,
+        max_in_flight: int = 2000,
     ) -> None:
         self._nc = nc
+        self._key = key if key is not None else ephemeral_update_key()
         self._database_url = database_url
         self._copy = copy
         self._timeout = timeout
@@ -122,7 +135,7 @@ class UpdatePublisher:
             await self._js.publish(
                 updates_subject(row.province, row.ward, row.year),
                 row.payload,
-                {MSG_ID: row.msg_id, EXPECTED_STREAM: UPDATES},
+                {**self._key.headers(row.msg_id, row.payload), EXPECTED_STREAM: UPDATES},
             )
             for row in rows
         ]

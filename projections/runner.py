@@ -37,6 +37,7 @@ from events.schema import Recorded
 from infra.pull import BatchPuller
 from infra.stream_reader import last_sequence, parse_ack_reply
 from infra.streams import EVENTS
+from infra.update_signing import UpdateKey
 from projections import copies, store
 from projections.batch import UnknownWard, fold_batch
 from projections.errors import FoldError, ProjectionError
@@ -87,6 +88,8 @@ class RunnerConfig:
     """Keep an existing durable whatever its position: its unacked messages then come back after ack_wait
     (and are skipped by seq). By default a durable that disagrees with the checkpoint is recreated."""
     localities: Localities | None = None
+    update_key: UpdateKey | None = None
+    """Signs the updates and tags their message ids (``infra.update_signing``); default: an ephemeral key."""
 
 
 @dataclass
@@ -153,7 +156,9 @@ class StatsRunner:
             return
         publish = self._config.publish if self._config.publish is not None else self.copy == active
         if publish:
-            self._publisher = UpdatePublisher(self._nc, self._config.database_url, self.copy)
+            self._publisher = UpdatePublisher(
+                self._nc, self._config.database_url, self.copy, key=self._config.update_key
+            )
             await self._publisher.start()
             self._cache = store.CalendarCache()
         sub = await self._subscribe()

@@ -12,6 +12,7 @@ import nats
 from nats.aio.client import Client
 
 from events.localities import Localities
+from infra.update_signing import UpdateKey, ephemeral_update_key
 from projections import store
 from projections.runner import AlreadyRunning, FoldVersionMismatch, Hook, RunnerConfig, StatsRunner
 
@@ -33,10 +34,12 @@ class Projector:
         hook: Hook | None = None,
         nats_options: Mapping[str, str] | None = None,
         halted_poll_s: float = 1.0,
+        update_key: UpdateKey | None = None,
     ) -> None:
         """``nats_options``: the ``nats.connect`` options of the projector's identity
         (``infra.auth.nats_connect_options``); ``halted_poll_s``: while halted, how often to look whether a
-        rebuild replaced the halted copy."""
+        rebuild replaced the halted copy; ``update_key``: signs the updates (``infra.update_signing``;
+        default, when publishing: one ephemeral key for the projector's life, with a warning)."""
         self._halted_poll_s = halted_poll_s
         self._nats_url = nats_url
         self._nats_options = dict(nats_options or {})
@@ -47,6 +50,7 @@ class Projector:
             batch=batch,
             localities=localities,
             hook=hook,
+            update_key=update_key if update_key is not None or publish is False else ephemeral_update_key(),
         )
         self._nc: Client | None = None
         self._stop = asyncio.Event()
@@ -124,6 +128,11 @@ class Projector:
         finally:
             if conn is not None:
                 await conn.close()
+
+    @property
+    def update_key(self) -> UpdateKey | None:
+        """The key the updates are signed with (its ``public_key`` is what subscribers pin)."""
+        return self._config.update_key
 
     @property
     def halted(self) -> str | None:

@@ -17,6 +17,7 @@ from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.settings import Settings
 from infra.streams import StreamLimits, ensure_streams
+from infra.update_signing import resolve_update_key
 from projections.service import Projector
 from services.gateway.app import Gateway, GatewayConfig
 from services.query.app import QueryConfig, QueryService
@@ -101,7 +102,12 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
             nats_options=nats_options,
         )
     )
-    projector = Projector(nats_url=urls.nats_url, database_url=urls.database_url, nats_options=nats_options)
+    projector = Projector(
+        nats_url=urls.nats_url,
+        database_url=urls.database_url,
+        nats_options=nats_options,
+        update_key=resolve_update_key(settings.update_key_file, urls.data_dir),
+    )
     sealer = build_sealer(
         settings, nats_url=urls.nats_url, database_url=urls.database_url, data_dir=urls.data_dir
     )
