@@ -21,7 +21,6 @@ import asyncpg
 import msgspec
 import nats.errors
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from infra.auth import AuthError, nats_connect_options
@@ -29,12 +28,14 @@ from infra.reading import audit_reader
 from infra.settings import Settings, SettingsError
 from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
+from services.cli.plain import cell, say
+from services.cli.plain import console as plain_console
 from services.sealer.findings import Expected, Report
 from services.sealer.verify import verify_at
 
 audit = typer.Typer(no_args_is_help=True, help="Auditors: verify the log and its seals (read access only).")
-console = Console()
-err = Console(stderr=True)
+console = plain_console()
+err = plain_console(stderr=True)
 
 TRUSTED_KEYS_ENV = "ANTQ_SEAL_PUBLIC_KEYS"
 
@@ -48,7 +49,7 @@ def _settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
 
 
@@ -65,10 +66,10 @@ def failing_clearly(settings: Settings) -> Iterator[None]:
     try:
         yield
     except AuthError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
     except StreamReadError as exc:
-        err.print(f"[red]the read of the log could not complete: {exc}[/red]")
+        say(err, f"the read of the log could not complete: {exc}", "red")
         raise typer.Exit(2) from None
     except nats.errors.TimeoutError:
         err.print(
@@ -78,7 +79,7 @@ def failing_clearly(settings: Settings) -> Iterator[None]:
         )
         raise typer.Exit(2) from None
     except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
-        err.print(f"[red]cannot reach the stack: {str(exc) or type(exc).__name__}[/red]")
+        say(err, f"cannot reach the stack: {str(exc) or type(exc).__name__}", "red")
         if "authorization" in str(exc).lower():
             if settings.nats_nkey_seed_file is None and settings.nats_creds is None:
                 err.print(
@@ -191,7 +192,7 @@ def _findings(report: Report) -> Table:
         table.add_column(col)
     for f in report.findings:
         span = f"{f.first_seq}..{f.last_seq}" if f.first_seq is not None else ""
-        table.add_row(f.kind, f.store or "", str(f.seal or ""), span, f.detail)
+        table.add_row(cell(f.kind), cell(f.store), cell(f.seal or ""), span, cell(f.detail))
     return table
 
 
@@ -200,7 +201,7 @@ def _export_table(record: dict[str, object]) -> Table:
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("", overflow="fold")  # a digest is printed whole, folded if the terminal is narrow
     for key, value in record.items():
-        table.add_row(key, str(value))
+        table.add_row(key, cell(value))
     return table
 
 
@@ -333,7 +334,7 @@ def replay_command(
     try:
         occurred = dt.date.fromisoformat(as_of_occurred) if as_of_occurred else None
     except ValueError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
     known = known_instant(as_known_on) if as_known_on else None
     settings = _settings()
@@ -350,7 +351,7 @@ def replay_command(
         with failing_clearly(settings):
             result = asyncio.run(run_replay(settings, url, scope, err))
     except AuditError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
     rows = replies(result, scope)
     if output == "json":
@@ -362,9 +363,10 @@ def replay_command(
         for reply in rows:
             console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
         if not rows:  # without --year, the years are those with figures: say there are none
-            console.print(
+            say(
+                console,
                 f"{place}: no figures in any year up to seq {result.as_of_seq} ({period} years);"
-                " give --year to print one year's zeros"
+                " give --year to print one year's zeros",
             )
 
 

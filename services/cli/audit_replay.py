@@ -21,6 +21,8 @@ from infra.settings import Settings
 from projections.metrics import FOLD_VERSION
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
+from services.cli.plain import cell, escape
+from services.cli.plain import console as plain_console
 
 
 async def connect(settings: Settings, url: str, err: Console) -> Client:
@@ -32,7 +34,7 @@ async def connect(settings: Settings, url: str, err: Console) -> Client:
 
     async def report(exc: Exception) -> None:
         if connected:
-            err.print(f"[yellow]NATS: {exc}[/yellow]")
+            err.print(f"[yellow]NATS: {escape(str(exc))}[/yellow]")
 
     nc = await nats_connect(
         url,
@@ -127,9 +129,9 @@ async def run_verify(settings: Settings, nats_url: str, database_url: str, err: 
         await nc.close()
     if result.problems:
         for problem in result.problems:
-            err.print(f"[red bold]cannot verify as it stands:[/red bold] [red]{problem}[/red]")
+            err.print(f"[red bold]cannot verify as it stands:[/red bold] [red]{escape(str(problem))}[/red]")
         if result.differences:
-            Console().print(differences_table(result))
+            plain_console().print(differences_table(result))
         raise typer.Exit(1)
     return result
 
@@ -143,6 +145,12 @@ def differences_table(result: Verification) -> Table:
     for d in result.differences:
         period, ward, year, metric = d.key
         table.add_row(
-            period, ward, str(year), metric, str(d.live), str(d.replayed), f"{d.live - d.replayed:+d}"
+            cell(period),
+            cell(ward),
+            str(year),
+            cell(metric),
+            str(d.live),
+            str(d.replayed),
+            f"{d.live - d.replayed:+d}",
         )
     return table

@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from infra.auth import AuthError, Generated, generate
 from infra.settings import Settings
+from services.cli.plain import cell, say
+from services.cli.plain import console as plain_console
 
 auth = typer.Typer(
     no_args_is_help=True, help="Access control: NATS nkey identities per role, read-only auditors."
 )
-console = Console()
-err = Console(stderr=True)
+console = plain_console()
+err = plain_console(stderr=True)
 
 
 @auth.callback()
@@ -47,12 +48,12 @@ def offices_in(registry: Path) -> list[str]:
 
 
 def _identities_table(result: Generated) -> Table:
-    table = Table(title=f"NATS identities in {result.directory}")
+    table = Table(title=cell(f"NATS identities in {result.directory}", "table.title"))
     for col in ("identity", "public key", "seed file", ""):
         table.add_column(col, overflow="fold")
     for ident in result.identities:
         state = "new" if ident.name in result.created else "kept"
-        table.add_row(ident.name, ident.public_key, ident.seed_file, state)
+        table.add_row(cell(ident.name), ident.public_key, cell(ident.seed_file), state)
     return table
 
 
@@ -76,7 +77,7 @@ def generate_command(
         ids = list(office or []) + (offices_in(registry) if registry is not None else [])
         result = generate(out, ids)
     except AuthError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
     console.print(_identities_table(result))
     console.print(

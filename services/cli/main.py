@@ -13,12 +13,13 @@ import asyncpg
 import msgspec
 import nats
 import typer
-from rich.console import Console
 
 from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
 from infra.settings import Settings
 from services.cli.audit import audit
+from services.cli.plain import console as plain_console
+from services.cli.plain import say
 
 app = typer.Typer(no_args_is_help=True, help="ANTQ Ledger: the movement's event log and its statistics.")
 dev = typer.Typer(no_args_is_help=True, help="The embedded development stack.")
@@ -29,8 +30,8 @@ app.add_typer(audit, name="audit")
 projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from the log.")
 app.add_typer(projections_cli, name="projections")
 app.add_typer(__import__("services.cli.auth_cmd", fromlist=["auth"]).auth, name="auth")
-console = Console()
-err = Console(stderr=True)
+console = plain_console()
+err = plain_console(stderr=True)
 
 
 def _settings() -> Settings:
@@ -42,7 +43,7 @@ def _nats_options(settings: Settings) -> dict[str, str]:
     try:
         return nats_connect_options(settings)
     except AuthError as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(2) from None
 
 
@@ -55,7 +56,7 @@ def _reported(what: str) -> Iterator[None]:
     try:
         yield
     except (QueryFailed, ProjectionError) as exc:
-        err.print(f"[red]{exc}[/red]")
+        say(err, exc, "red")
         raise typer.Exit(1) from None
     except nats.errors.NoRespondersError:
         err.print(f"[red]nothing answers on {what}: is that service running?[/red]")
@@ -64,7 +65,7 @@ def _reported(what: str) -> Iterator[None]:
         err.print(f"[red]no answer in time on {what}[/red]")
         raise typer.Exit(1) from None
     except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
-        err.print(f"[red]cannot reach the stack: {str(exc) or type(exc).__name__}[/red]")
+        say(err, f"cannot reach the stack: {str(exc) or type(exc).__name__}", "red")
         raise typer.Exit(1) from None
 
 
@@ -125,22 +126,47 @@ def publish(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines, one event per line")],
     office: Annotated[str, typer.Option(help="your office id")],
     batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
+    rejected: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="write every rejected line here as JSON lines: line, event_id, code, message, path",
+        ),
+    ] = None,
 ) -> None:
-    """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code."""
-    from services.cli.publish import publish_documents, read_lines, summary_table
+    """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code, and each
+    rejected line (number, event id, code, path, message) on stderr. Exit 0: all accepted; 1: some rejected."""
+    from services.cli.publish import (
+        RejectedWriter,
+        numbered_lines,
+        print_rejections,
+        publish_lines,
+        summary_table,
+    )
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     options = _nats_options(settings)
-    total = sum(1 for _ in read_lines(file))
-    summary = asyncio.run(
-        publish_documents(
-            url, office, read_lines(file), batch_size=batch_size, total=total, nats_options=options
+    total = sum(1 for _ in numbered_lines(file))
+    with contextlib.ExitStack() as files:
+        try:
+            sink = RejectedWriter(files.enter_context(rejected.open("wb")).write) if rejected else None
+        except OSError as exc:
+            say(err, f"--rejected {rejected}: {exc.strerror or exc}", "red")
+            raise typer.Exit(2) from None
+        lines = numbered_lines(file)
+        summary = asyncio.run(
+            publish_lines(
+                url, office, lines, batch_size=batch_size, total=total, nats_options=options, on_rejected=sink
+            )
         )
-    )
     console.print(summary_table(summary))
+    print_rejections(summary, err)
     if summary.rejected:
         raise typer.Exit(1)
+
+
+app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
 
 
 @app.command()
@@ -183,7 +209,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     from projections.store import NAME
 
     if name != NAME:
-        err.print(f"[red]unknown read model {name!r}; known: {NAME}[/red]")
+        say(err, f"unknown read model {name!r}; known: {NAME}", "red")
         raise typer.Exit(2)
     settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")

@@ -1,4 +1,4 @@
-"""Rendering statistics replies as rich tables."""
+"""Rendering statistics replies as rich tables (every cell and title printed literally: ``services.cli.plain``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nats.aio.client import Client
 from rich.table import Table
 
 from events.subjects import QUERY_SUBJECT
+from services.cli.plain import cell
 
 
 class QueryFailed(Exception):
@@ -27,7 +28,10 @@ async def query_stats(nc: Client, request: Mapping[str, Any], timeout: float = 3
 
 def stats_table(title: str, reply: Mapping[str, Any], reference: Mapping[str, int] | None = None) -> Table:
     table = Table(
-        title=title, caption=f"as of stream seq {reply['as_of_seq']}" + (" — STALE" if reply["stale"] else "")
+        title=cell(title, "table.title"),
+        caption=cell(
+            f"as of stream seq {reply['as_of_seq']}" + (" — STALE" if reply["stale"] else ""), "table.caption"
+        ),
     )
     table.add_column("metric")
     table.add_column("ledger", justify="right")
@@ -36,12 +40,12 @@ def stats_table(title: str, reply: Mapping[str, Any], reference: Mapping[str, in
         table.add_column("", justify="center")
     metrics: dict[str, int] = reply["metrics"]
     for name in sorted(metrics, key=lambda m: (m.split(".")[0], "." in m, m)):
-        row = [("  " if "." in name else "") + name, f"{metrics[name]:,}"]
+        row = [cell(("  " if "." in name else "") + name), cell(f"{metrics[name]:,}")]
         if reference is not None:
             expected = reference.get(name)
             row += [
-                "" if expected is None else f"{expected:,}",
-                "" if expected is None else ("✓" if expected == metrics[name] else "✗"),
+                cell("" if expected is None else f"{expected:,}"),
+                cell("" if expected is None else ("✓" if expected == metrics[name] else "✗")),
             ]
         table.add_row(*row, style=None if "." in name else "bold")
     return table
