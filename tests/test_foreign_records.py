@@ -239,15 +239,18 @@ def _oracle_subject(doc: dict[str, Any]) -> str:
     """Where the gateway stores an event, written out here from the README's subject table."""
     ward = doc["locality"]["ward"]
     province = {"01447": "04", "01456": "04", "09454": "24", "20551": "48"}[ward]
-    rest = {
-        "tip.received": lambda d: f"tip.{d['tip_id']}",
-        "tip.assessed": lambda d: f"tip.{d['tip_id']}",
-        "mediation.concluded": lambda d: f"mediation.{d['case_id']}",
-        "entry.retracted": lambda d: f"retraction.{d['target_event_id']}",
-        "session.held": lambda d: "session",
-        "pledge.signed": lambda d: "pledge",
-        "weapons.surrendered": lambda d: "weapons",
-    }[doc["type"]](doc)
+    kind = doc["type"]
+    entity_field = {
+        "tip.received": ("tip", "tip_id"),
+        "tip.assessed": ("tip", "tip_id"),
+        "mediation.concluded": ("mediation", "case_id"),
+        "entry.retracted": ("retraction", "target_event_id"),
+    }
+    if kind in entity_field:
+        prefix, field = entity_field[kind]
+        rest = f"{prefix}.{doc[field]}"
+    else:
+        rest = {"session.held": "session", "pledge.signed": "pledge", "weapons.surrendered": "weapons"}[kind]
     return f"antq.events.{province}.{ward}.{rest}"
 
 
