@@ -102,6 +102,16 @@ async def test_every_reader_sets_foreign_records_aside_and_agrees(
     )
     assert runner.halted is None and runner.seq == last
     assert runner.stats.foreign == n
+    from projections.telemetry import FOREIGN, projection_registry
+
+    class _Source:
+        def __init__(self, r: StatsRunner) -> None:
+            self.runner = r
+
+    sampled = projection_registry(_Source(runner)).get_sample_value(
+        f"{FOREIGN}_total", {"projection": "stats"}
+    )
+    assert sampled == n
     live = await figures(stack.database_url)
     assert live[("calendar", "01447", 2018, "session_attendance")] == 30  # the forged 500 is not counted
     assert live[("calendar", "01447", 2018, "tips_valuable")] == 1
