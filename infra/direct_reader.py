@@ -210,7 +210,9 @@ async def _read_direct_from(
                 del seqs[bisect.bisect_right(seqs, stop) :]
                 del msgs[len(seqs) :]
             if seqs:
-                yield Columns(seqs, [msg.data for msg in msgs], msgs)
+                yield Columns(
+                    seqs, [msg.data for msg in msgs], msgs, [(msg.headers or {})[SUBJECT] for msg in msgs]
+                )
             if done:
                 return
     finally:

@@ -145,6 +145,8 @@ class Columns(NamedTuple):
     seqs: list[int]
     bodies: list[bytes]
     msgs: list[Msg]
+    subjects: list[str]
+    """The subject each message was stored on."""
 
 
 async def read_stream(
@@ -273,13 +275,14 @@ async def _read_with_one_consumer(
             done = seqs[-1] >= stop or last.pending == 0
             if seqs[-1] > stop:
                 del seqs[bisect.bisect_right(seqs, stop) :]
-            cols = Columns(seqs, [], msgs)
+            cols = Columns(seqs, [], msgs, [])
             if not done:
                 # keeps ``depth`` requests in flight
                 await puller.request(batch, expires=timeout, until_drained=True)
             if seqs:
                 del msgs[len(seqs) :]
                 cols.bodies.extend(msg.data for msg in msgs)
+                cols.subjects.extend(msg.subject for msg in msgs)
                 yield cols
             if done:
                 return

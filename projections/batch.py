@@ -9,23 +9,15 @@ import asyncpg
 from events.localities import Localities
 from events.schema import Recorded
 from projections import store
-from projections.errors import ProjectionError
+from projections.errors import UnknownWard
 from projections.folds import Figures, Key, StateUpdate, Value, by_period, fold, keys_needed
-
-
-class UnknownWard(ProjectionError):
-    """An event names a ward that is not in the 2025 list (the gateway should have refused it)."""
-
-    def __init__(self, message: str, seq: int) -> None:
-        super().__init__(message)
-        self.seq = seq
 
 
 async def fold_batch(
     conn: asyncpg.Connection, copy: int, records: Sequence[tuple[int, Recorded]], localities: Localities
 ) -> tuple[StateUpdate, Figures, dict[str, str]]:
-    """(state update, changes of figures by period, ward → province) for ``records``; raises FoldError /
-    UnknownWard."""
+    """(state update, changes of figures by period, ward → province) for ``records``; raises FoldError
+    (UnknownWard among them)."""
     state: dict[Key, Value] = {}
     asked: set[Key] = set()
     while need := keys_needed(records, state) - asked:
@@ -38,7 +30,7 @@ async def fold_batch(
         if ward not in provinces:
             found = localities.ward(ward)
             if found is None:
-                seq = next(s for s, r in records if r.event.locality.ward == ward)
-                raise UnknownWard(f"ward {ward} is not a 2025 ward", seq)
+                seq, rec = next((s, r) for s, r in records if r.event.locality.ward == ward)
+                raise UnknownWard(f"ward {ward} is not a 2025 ward", seq=seq, event_id=rec.event.event_id)
             provinces[ward] = found.province
     return update, figures, provinces

@@ -30,3 +30,8 @@ class DuplicateEntity(FoldError):
 
 class WardMismatch(FoldError):
     """An assessment or retraction is filed in another ward than the entry it is about."""
+
+
+class UnknownWard(FoldError):
+    """An event names a ward that is not in the 2025 list (readers set such records aside as foreign, so this
+    means the ward list changed under a copy)."""

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import asyncpg
 from nats.aio.client import Client
 
-from events.codec import decode_recorded
 from events.localities import Localities
+from events.stored import Foreign, StoredRecords
 from infra.stream_reader import last_sequence, read_stream
 from infra.streams import EVENTS
 from projections import copies, store
@@ -71,11 +71,13 @@ class Rebuild:
         self._nc = nc
         self._url = database_url
         self._localities = localities or Localities.load()
+        self._stored = StoredRecords(self._localities)
         self._close_enough = close_enough
         self._batch = batch
         self._hook = hook
         self._old_runner_timeout = old_runner_timeout
         self.events = 0
+        self.foreign = 0  # foreign records set aside (events.stored)
         self.switch_ms = 0.0  # how long the switch held the live copy's checkpoint (its commits waited)
 
     async def _at(self, point: str) -> None:
@@ -134,7 +136,16 @@ class Rebuild:
         js = self._nc.jetstream()
         upto = min(upto, await last_sequence(js, EVENTS))
         async for msgs in read_stream(js, EVENTS, start_seq=after + 1, stop_seq=upto, batch=self._batch):
-            records = [(m.seq, decode_recorded(m.data)) for m in msgs]
+            records = []
+            for m in msgs:
+                read = self._stored.read(m.seq, m.subject, m.data)  # UnknownEventType: the rebuild stops
+                if isinstance(read, Foreign):
+                    log.warning(
+                        "foreign record set aside at seq %d on %s: %s", read.seq, read.subject, read.why
+                    )
+                    self.foreign += 1
+                else:
+                    records.append((m.seq, read))
             update, deltas, provinces = await fold_batch(conn, copy, records, self._localities)
             await store.commit_batch(
                 conn,

@@ -24,22 +24,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from events.codec import decode_recorded
 from events.localities import Localities
 from events.schema import Recorded
+from events.stored import Foreign, StoredRecords, UnknownEventType
 from infra.pull import BatchPuller
 from infra.stream_reader import last_sequence, parse_ack_reply
 from infra.streams import EVENTS
 from infra.update_signing import UpdateKey
 from projections import copies, store
-from projections.batch import UnknownWard, fold_batch
+from projections.batch import fold_batch
 from projections.errors import FoldError, ProjectionError
 from projections.folds import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
@@ -70,6 +69,8 @@ class RunnerStats:
     events: int = 0
     redelivered_skipped: int = 0
     halts: int = 0
+    foreign: int = 0
+    """Foreign records set aside (``events.stored``): passed over, never folded."""
 
 
 @dataclass(kw_only=True)
@@ -96,8 +97,11 @@ class RunnerConfig:
 class _Batch:
     records: list[tuple[int, Recorded]] = field(default_factory=list)
     last: Msg | None = None
+    to_seq: int = 0
+    """The last sequence the batch takes in (a record, or a foreign record passed over)."""
+    foreign: list[Foreign] = field(default_factory=list)
     unreadable: tuple[int, str] | None = None
-    """The first message that is not a Recorded: the batch ends before it."""
+    """The first message of a type this code does not know: the batch ends before it."""
 
 
 class StatsRunner:
@@ -108,6 +112,7 @@ class StatsRunner:
         self._js: JetStreamContext = nc.jetstream()
         self._config = config
         self._localities = config.localities or Localities.load()
+        self._stored = StoredRecords(self._localities)
         self._conn: asyncpg.Connection | None = None
         self._publisher: UpdatePublisher | None = None
         self._cache: store.CalendarCache | None = None
@@ -175,7 +180,7 @@ class StatsRunner:
                         return
                     continue
                 batch = self._prepare(msgs)
-                if not batch.records and batch.unreadable is None:
+                if not batch.to_seq and batch.unreadable is None:
                     if batch.last is not None:
                         await batch.last.ack()  # only redeliveries at or below the checkpoint
                     continue
@@ -232,7 +237,8 @@ class StatsRunner:
         return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
 
     def _prepare(self, msgs: list[Msg]) -> _Batch:
-        """Decode a fetched batch, leaving out redeliveries at or below the checkpoint.
+        """Read a fetched batch, leaving out redeliveries at or below the checkpoint and setting foreign records
+        aside (``events.stored``: logged, counted, passed over).
 
         ANTQ_EVENTS never loses a message (no deletes, no purges), so what follows the checkpoint is exactly
         checkpoint + 1, + 2, ...: a jump means messages were lost on the way (a connection that died and came
@@ -242,37 +248,48 @@ class StatsRunner:
         for msg in msgs:
             seq = parse_ack_reply(msg.reply).stream_seq
             batch.last = msg
-            if seq <= self.seq or (batch.records and seq <= batch.records[-1][0]):
+            if seq <= max(self.seq, batch.to_seq):
                 self.stats.redelivered_skipped += 1
                 continue
-            expected = batch.records[-1][0] + 1 if batch.records else self.seq + 1
+            expected = (batch.to_seq or self.seq) + 1
             if seq != expected:
                 raise SequenceGap(
                     f"seq {seq} came where {expected} was due: messages were lost on the way; the runner "
                     "restarts from its checkpoint"
                 )
             try:
-                batch.records.append((seq, decode_recorded(msg.data)))
-            except msgspec.DecodeError as exc:
-                batch.unreadable = (seq, f"unreadable record: {exc}")
+                read = self._stored.read(seq, msg.subject, msg.data)
+            except UnknownEventType as exc:
+                batch.unreadable = (seq, f"{type(exc).__name__}: {exc}")
                 break
+            if isinstance(read, Foreign):
+                batch.foreign.append(read)
+            else:
+                batch.records.append((seq, read))
+            batch.to_seq = seq
         return batch
 
     async def _process(self, conn: asyncpg.Connection, batch: _Batch) -> bool:
         """Fold and commit a batch; False if the projection halted on one of its events."""
         records = batch.records
         failure = batch.unreadable
+        to_seq = batch.to_seq
         try:
             update, deltas, provinces = await self._fold(conn, records)
-        except (FoldError, UnknownWard) as exc:
+        except FoldError as exc:
             failure = (exc.seq, f"{type(exc).__name__}: {exc}")
             records = [r for r in records if r[0] < exc.seq]
+            to_seq = exc.seq - 1
             update, deltas, provinces = await self._fold(conn, records)  # the valid prefix
-        if records:
-            await self._commit(conn, records[-1][0], update, deltas, provinces)
+        foreign = [f for f in batch.foreign if f.seq <= to_seq]
+        if to_seq > self.seq:
+            await self._commit(conn, to_seq, update, deltas, provinces)
+            for f in foreign:
+                log.warning("foreign record set aside at seq %d on %s: %s", f.seq, f.subject, f.why)
+            self.stats.foreign += len(foreign)
             if failure is None and batch.last is not None:
                 await batch.last.ack()
-            await self._at("after_ack", records[-1][0])
+            await self._at("after_ack", to_seq)
         if failure is not None:
             await self._halt(conn, *failure)
             return False

@@ -31,6 +31,7 @@ CHECKPOINT_SEQ = "antq_projection_checkpoint_seq"
 EVENTS_FOLDED = "antq_projection_events_folded"  # ..._total
 COMMITS = "antq_projection_commits"  # ..._total
 REDELIVERED_SKIPPED = "antq_projection_redelivered_skipped"  # ..._total
+FOREIGN = "antq_projection_foreign_records"  # ..._total: set aside, never folded (events.stored)
 COPY = "antq_projection_copy"
 FOLD_VERSION_METRIC = "antq_projection_fold_version"
 
@@ -48,12 +49,14 @@ class _Totals:
     batches: int = 0
     redelivered_skipped: int = 0
     halts: int = 0
+    foreign: int = 0
 
     def add(self, runner: StatsRunner) -> None:
         self.events += runner.stats.events
         self.batches += runner.stats.batches
         self.redelivered_skipped += runner.stats.redelivered_skipped
         self.halts += runner.stats.halts
+        self.foreign += runner.stats.foreign
 
 
 class ProjectionCollector:
@@ -88,6 +91,9 @@ class ProjectionCollector:
             REDELIVERED_SKIPPED: CounterMetricFamily(
                 REDELIVERED_SKIPPED, "Redelivered events skipped at or below the checkpoint", labels=labels
             ),
+            FOREIGN: CounterMetricFamily(
+                FOREIGN, "Foreign records of ANTQ_EVENTS set aside, never folded", labels=labels
+            ),
             COPY: GaugeMetricFamily(COPY, "Read-model copy the runner builds", labels=labels),
             FOLD_VERSION_METRIC: GaugeMetricFamily(
                 FOLD_VERSION_METRIC, "Version of the fold the runner applies", labels=labels
@@ -114,6 +120,7 @@ class ProjectionCollector:
             EVENTS_FOLDED: totals.events,
             COMMITS: totals.batches,
             REDELIVERED_SKIPPED: totals.redelivered_skipped,
+            FOREIGN: totals.foreign,
         }
         if runner is not None and runner.ready.is_set():
             # before ready, the runner has not read its checkpoint yet: its seq and copy are not known

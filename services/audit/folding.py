@@ -20,7 +20,9 @@ from typing import BinaryIO
 
 import msgspec
 
-from events.codec import decode_recorded
+from events.localities import Localities
+from events.schema import Recorded
+from events.stored import Foreign, StoredRecords, UnknownEventType
 from projections.asof import OccurredOnOrBefore
 from projections.errors import FoldError
 from projections.folds import Deltas
@@ -37,6 +39,7 @@ class UnfoldableHistory(AuditError):
 
 class _Chunk(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
     seqs: list[int]
+    subjects: list[str]
     bodies: list[bytes]
 
 
@@ -45,21 +48,31 @@ class _Outcome(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
     last_seq: int
     events: int
     error: str | None = None
+    foreign: int = 0
 
 
 class LocalFold:
-    """Decode, cut at a business date (``as_of_occurred``), fold in memory."""
+    """Read stored records as every reader does (``events.stored``: foreign ones set aside and counted), cut at
+    a business date (``as_of_occurred``), fold in memory."""
 
-    def __init__(self, as_of_occurred: dt.date | None) -> None:
+    def __init__(self, as_of_occurred: dt.date | None, localities: Localities | None = None) -> None:
         self.replay = InMemoryReplay()
+        self.foreign = 0
+        self._stored = StoredRecords(localities or Localities.load())
         self._keep = OccurredOnOrBefore(as_of_occurred).keep if as_of_occurred is not None else None
 
-    def feed(self, seqs: Sequence[int], bodies: Sequence[bytes]) -> None:
+    def feed(self, seqs: Sequence[int], subjects: Sequence[str], bodies: Sequence[bytes]) -> None:
+        read = self._stored.read
+        records: list[tuple[int, Recorded]] = []
         try:
-            records = [(seq, decode_recorded(body)) for seq, body in zip(seqs, bodies, strict=True)]
-        except msgspec.DecodeError:
-            seq = next(s for s, b in zip(seqs, bodies, strict=True) if not _decodes(b))
-            raise UnfoldableHistory(f"seq {seq}: the stored record is not a valid event") from None
+            for seq, subject, body in zip(seqs, subjects, bodies, strict=True):
+                got = read(seq, subject, body)
+                if isinstance(got, Foreign):
+                    self.foreign += 1
+                else:
+                    records.append((seq, got))
+        except UnknownEventType as exc:
+            raise UnfoldableHistory(str(exc)) from None
         if self._keep is not None:
             keep = self._keep
             records = [(seq, rec) for seq, rec in records if keep(rec)]
@@ -67,14 +80,6 @@ class LocalFold:
             self.replay.feed(records)
         except FoldError as exc:
             raise UnfoldableHistory(f"the history cannot be folded: {exc}") from None
-
-
-def _decodes(body: bytes) -> bool:
-    try:
-        decode_recorded(body)
-    except msgspec.DecodeError:
-        return False
-    return True
 
 
 _chunks = msgspec.msgpack.Decoder(_Chunk)
@@ -104,7 +109,7 @@ def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None
         if error is None:
             chunk = _chunks.decode(data)
             try:
-                fold.feed(chunk.seqs, chunk.bodies)
+                fold.feed(chunk.seqs, chunk.subjects, chunk.bodies)
             except AuditError as exc:
                 error = str(exc)  # keep draining: the parent learns of it when it asks for the outcome
             except Exception as exc:  # a bug: still say where
@@ -113,7 +118,9 @@ def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None
     replay = fold.replay
     totals = [(ward, yk, metric, n) for (ward, yk, metric), n in replay.totals.items() if n]
     out = _encoder.encode(
-        _Outcome(totals=totals, last_seq=replay.last_seq, events=replay.events, error=error)
+        _Outcome(
+            totals=totals, last_seq=replay.last_seq, events=replay.events, error=error, foreign=fold.foreign
+        )
     )
     stdout.write(_LENGTH.pack(len(out)) + out)
     stdout.flush()
@@ -144,8 +151,8 @@ class ProcessFold:
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1024 * 1024)
         return cls(proc)
 
-    async def feed(self, seqs: list[int], bodies: list[bytes]) -> None:
-        data = _encoder.encode(_Chunk(seqs=seqs, bodies=bodies))
+    async def feed(self, seqs: list[int], subjects: list[str], bodies: list[bytes]) -> None:
+        data = _encoder.encode(_Chunk(seqs=seqs, subjects=subjects, bodies=bodies))
         await self._send(data)
 
     async def _send(self, data: bytes) -> None:
@@ -158,7 +165,8 @@ class ProcessFold:
         except (BrokenPipeError, ConnectionResetError):
             raise AuditError(f"the fold process ended early (exit {await self._proc.wait()})") from None
 
-    async def result(self) -> InMemoryReplay:
+    async def result(self) -> tuple[InMemoryReplay, int]:
+        """The replay's totals and the number of foreign records set aside."""
         await self._send(b"")
         stdout = self._proc.stdout
         assert stdout is not None
@@ -171,7 +179,8 @@ class ProcessFold:
         if outcome.error is not None:
             raise UnfoldableHistory(outcome.error)
         totals: Deltas = {(ward, yk, metric): n for ward, yk, metric, n in outcome.totals}
-        return InMemoryReplay.restored(totals, last_seq=outcome.last_seq, events=outcome.events)
+        replay = InMemoryReplay.restored(totals, last_seq=outcome.last_seq, events=outcome.events)
+        return replay, outcome.foreign
 
     async def close(self) -> None:
         """Stop the child whatever state it is in (after ``result`` it has already ended)."""

@@ -66,6 +66,8 @@ class ReplayResult:
     replay: InMemoryReplay
     as_of_seq: int
     wards: list[str] | None
+    foreign: int = 0
+    """Foreign records set aside (``events.stored``), in the scope's subjects."""
 
 
 Progress = Callable[[int, int], None]
@@ -100,18 +102,19 @@ async def replay(
         child_process = stop >= CHILD_FOLD_FROM
     subject = scope.subject(localities)
     if not child_process:
-        local = LocalFold(scope.as_of_occurred)
+        local = LocalFold(scope.as_of_occurred, localities)
         async for cols in reader.columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
-            local.feed(cols.seqs, cols.bodies)
+            local.feed(cols.seqs, cols.subjects, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)
-        return ReplayResult(local.replay, stop, wards)
+        return ReplayResult(local.replay, stop, wards, local.foreign)
     child = await ProcessFold.start(scope.as_of_occurred)
     try:
         async for cols in reader.columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
-            await child.feed(cols.seqs, cols.bodies)
+            await child.feed(cols.seqs, cols.subjects, cols.bodies)
             if progress is not None:
                 progress(cols.seqs[-1], stop)
-        return ReplayResult(await child.result(), stop, wards)
+        folded, foreign = await child.result()
+        return ReplayResult(folded, stop, wards, foreign)
     finally:
         await child.close()

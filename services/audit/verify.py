@@ -33,7 +33,18 @@ class Verification:
     figures: int
     differences: list[Difference]
     problems: list[str] = field(default_factory=list)
-    """Why the comparison itself cannot be trusted (a checkpoint ahead of the log, another fold version)."""
+    """Why the comparison itself cannot be trusted (a checkpoint ahead of the log, another fold version), or
+    why the read model cannot be current (halted)."""
+    log_last_seq: int = 0
+    """The last sequence of the log when verify read it: the checkpoint is ``as_of_seq``."""
+    halted: str | None = None
+    foreign: int = 0
+    """Foreign records set aside by the replay (``events.stored``), as the projection sets them aside."""
+
+    @property
+    def behind(self) -> int:
+        """How many sequences the read model is behind the log."""
+        return max(0, self.log_last_seq - self.as_of_seq)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +57,7 @@ class LiveSnapshot:
     seq: int
     fold_version: int
     figures: dict[FigureKey, int]
+    halted: str | None = None
 
 
 async def live_snapshot(conn: asyncpg.Connection) -> LiveSnapshot:
@@ -53,7 +65,7 @@ async def live_snapshot(conn: asyncpg.Connection) -> LiveSnapshot:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await hold_copies(conn)
         row = await conn.fetchrow(
-            """SELECT a.copy, coalesce(c.seq, 0) AS seq, coalesce(c.fold_version, $2) AS fold_version
+            """SELECT a.copy, coalesce(c.seq, 0) AS seq, coalesce(c.fold_version, $2) AS fold_version, c.halted
                FROM projection_active a
                LEFT JOIN projection_checkpoint c ON c.name = a.name AND c.copy = a.copy WHERE a.name = $1""",
             NAME,
@@ -62,7 +74,9 @@ async def live_snapshot(conn: asyncpg.Connection) -> LiveSnapshot:
         if row is None:
             raise LookupError("no active statistics copy: run the migrations")
         figures = await all_figures(conn, row["copy"])
-    return LiveSnapshot(int(row["copy"]), int(row["seq"]), int(row["fold_version"]), figures)
+    return LiveSnapshot(
+        int(row["copy"]), int(row["seq"]), int(row["fold_version"]), figures, halted=row["halted"]
+    )
 
 
 async def verify(
@@ -88,6 +102,11 @@ async def verify(
             f"copy {snap.copy} was folded by fold v{snap.fold_version}, this auditor folds v{FOLD_VERSION}: figures"
             " may differ by design; verify with the code of that fold version, or after a rebuild"
         )
+    if snap.halted is not None:
+        problems.append(
+            f"the projection (copy {snap.copy}) is HALTED at seq {seq}, {max(0, last - seq)} behind the log:"
+            f" {snap.halted}; its figures are stale (README: 'When the projection halts')"
+        )
     result = await replay(nc, ReplayScope(stop_seq=seq), localities, progress=progress, reader=reader)
     live = snap.figures
     replayed: dict[FigureKey, int] = {key: value for key, value in result.replay.figures.items()}
@@ -96,4 +115,13 @@ async def verify(
         for key in sorted(live.keys() | replayed.keys())
         if live.get(key, 0) != replayed.get(key, 0)
     ]
-    return Verification(seq, snap.copy, len(replayed), differences, problems)
+    return Verification(
+        seq,
+        snap.copy,
+        len(replayed),
+        differences,
+        problems,
+        log_last_seq=last,
+        halted=snap.halted,
+        foreign=result.foreign,
+    )

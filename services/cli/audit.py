@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 import nats.errors
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from infra.auth import AuthError, nats_connect_options
@@ -385,3 +386,56 @@ def verify_command() -> None:
         console.print(f"[red bold]{len(result.differences)} figure(s) differ[/red bold]")
         raise typer.Exit(1)
     console.print(f"[green]{result.figures} figures match the replay at seq {result.as_of_seq}[/green]")
+
+
+@audit.command("foreign")
+def foreign_command(
+    from_seq: Annotated[int, typer.Option(help="first sequence to read")] = 1,
+    output: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """List the records of ANTQ_EVENTS that every reader sets aside: sequence, subject, why, first bytes.
+
+    Exit status 0 when there are none, 1 when there are (or when a record's type is unknown to this code).
+    """
+    from services.cli.audit_replay import run_foreign
+
+    if output not in ("table", "json") or from_seq < 1:
+        err.print("[red]--format is table or json; --from-seq is 1 or more[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    url = _require(settings.nats_url, "ANTQ_NATS_URL")
+    with failing_clearly(settings):
+        scan = asyncio.run(run_foreign(settings, url, from_seq, err))
+    rows = [("foreign", f) for f in scan.records] + [("unknown_type", f) for f in scan.unknown_types]
+    rows.sort(key=lambda row: row[1].seq)
+    if output == "json":
+        print(
+            msgspec.json.encode(
+                [
+                    {
+                        "seq": f.seq,
+                        "subject": f.subject,
+                        "kind": kind,
+                        "why": f.why,
+                        "head": f.head.decode("utf-8", "backslashreplace"),
+                    }
+                    for kind, f in rows
+                ]
+            ).decode()
+        )
+    else:
+        table = Table(title=f"records set aside in {EVENTS} ({scan.read} read from seq {from_seq})")
+        for column in ("seq", "subject", "kind", "why", "first bytes"):
+            table.add_column(column, justify="right" if column == "seq" else "left", overflow="fold")
+        for kind, f in rows:
+            table.add_row(
+                str(f.seq),
+                escape(f.subject),
+                kind,
+                escape(f.why),
+                escape(repr(f.head)[2:-1]),  # the bytes as Python writes them: control bytes escaped
+            )
+        console.print(table, emoji=False)
+        console.print(f"{len(scan.records)} foreign record(s), {len(scan.unknown_types)} of an unknown type")
+    if rows:
+        raise typer.Exit(1)

@@ -10,6 +10,7 @@ import asyncpg
 import typer
 from nats.aio.client import Client
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -19,9 +20,10 @@ from infra.nats_client import connect as nats_connect
 from infra.reading import audit_reader
 from infra.settings import Settings
 from projections.metrics import FOLD_VERSION
+from services.audit.foreign import ForeignScan, scan_foreign
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
-from services.cli.plain import cell, escape
+from services.cli.plain import cell
 from services.cli.plain import console as plain_console
 
 
@@ -127,6 +129,7 @@ async def run_verify(settings: Settings, nats_url: str, database_url: str, err: 
             await conn.close()
     finally:
         await nc.close()
+    err.print(position_line(result), markup=False, emoji=False)
     if result.problems:
         for problem in result.problems:
             err.print(f"[red bold]cannot verify as it stands:[/red bold] [red]{escape(str(problem))}[/red]")
@@ -134,6 +137,19 @@ async def run_verify(settings: Settings, nats_url: str, database_url: str, err: 
             plain_console().print(differences_table(result))
         raise typer.Exit(1)
     return result
+
+
+def position_line(result: Verification) -> str:
+    """Where the read model stands against the log, always printed by verify."""
+    state = "HALTED" if result.halted is not None else "running"
+    distance = "caught up" if not result.behind else f"{result.behind} sequence(s) behind the log"
+    line = (
+        f"read model copy {result.copy}: checkpoint seq {result.as_of_seq}, log last seq {result.log_last_seq}"
+        f" ({distance}; projection {state})"
+    )
+    if result.foreign:
+        line += f"; {result.foreign} foreign record(s) set aside (antq audit foreign)"
+    return line
 
 
 def differences_table(result: Verification) -> Table:
@@ -154,3 +170,12 @@ def differences_table(result: Verification) -> Table:
             f"{d.live - d.replayed:+d}",
         )
     return table
+
+
+async def run_foreign(settings: Settings, url: str, from_seq: int, err: Console) -> ForeignScan:
+    reader = audit_reader(settings)
+    nc = await connect(settings, url, err)
+    try:
+        return await scan_foreign(nc, Localities.load(), reader=reader, start_seq=from_seq)
+    finally:
+        await nc.close()

@@ -24,10 +24,11 @@ from nats.js import JetStreamContext
 from events.codec import encode
 from events.intake import refused
 from events.localities import Localities
+from events.stored import StoredRecords
 from events.subjects import INTAKE_PREFIX, office_of_intake
 from infra.db import create_pool
 from infra.streams import StreamLimits, ensure_streams
-from services.gateway.catch_up import catch_up
+from services.gateway.catch_up import CatchUpCounters, catch_up
 from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
@@ -70,6 +71,8 @@ class Gateway:
         self._catching_up: asyncio.Task[None] | None = None
         self.counters = IntakeCounters()
         """Answers of this copy (``services/gateway/telemetry.py`` exports them)."""
+        self.catch_up_counters = CatchUpCounters()
+        self._stored = StoredRecords(self._localities)
         broker = nats_broker(config.nats_url, config.nats_options)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
         broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
@@ -83,7 +86,7 @@ class Gateway:
         await ensure_streams(js, self._config.limits)
         self._pool = await create_pool(self._config.database_url, max_size=8)
         index = EventIndex(self._pool)
-        await catch_up(js, index)
+        await catch_up(js, index, self._stored, counters=self.catch_up_counters)
         # An event stored whose index row was lost (an ack that timed out, a copy that died between publish
         # and insert) is indexed by the next round, long before the dedup window ends.
         self._catching_up = asyncio.create_task(self._keep_caught_up(js, index))
@@ -96,7 +99,7 @@ class Gateway:
         while True:
             await asyncio.sleep(self._config.catch_up_every_s)
             try:
-                await catch_up(js, index)
+                await catch_up(js, index, self._stored, counters=self.catch_up_counters)
             except Exception:
                 log.exception("index catch-up failed; retrying at the next round")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
-from events.codec import body_hash, decode_recorded
+from events.codec import body_hash
+from events.stored import Foreign, StoredRecords
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS
 from services.gateway.index import Claim, EventIndex, IndexRow
@@ -15,15 +17,39 @@ from services.gateway.pipeline import entity_of, event_type
 log = logging.getLogger("antq.gateway")
 
 
-async def catch_up(js: JetStreamContext, index: EventIndex, stream: str = EVENTS) -> int:
-    """Index every event the stream holds beyond the checkpoint; return the sequence reached."""
+@dataclass
+class CatchUpCounters:
+    """What the index catch-up of one gateway copy saw (exported by ``services/gateway/telemetry.py``)."""
+
+    foreign: int = 0
+    """Foreign records passed over (``events.stored``)."""
+
+
+async def catch_up(
+    js: JetStreamContext,
+    index: EventIndex,
+    stored: StoredRecords,
+    stream: str = EVENTS,
+    counters: CatchUpCounters | None = None,
+) -> int:
+    """Index every event the stream holds beyond the checkpoint; return the sequence reached.
+
+    A foreign record (``events.stored``) is passed over, never indexed, so no later event can refer to it;
+    ``counters`` counts them. A record of a type this code does not know raises ``UnknownEventType``.
+    """
     start = await index.checkpoint() + 1
     reached = start - 1
     async for batch in read_stream(js, stream, start_seq=start):
         rows: list[IndexRow] = []
         claims: list[Claim] = []
         for msg in batch:
-            event = decode_recorded(msg.data).event
+            read = stored.read(msg.seq, msg.subject, msg.data)
+            if isinstance(read, Foreign):
+                log.warning("foreign record set aside at seq %d on %s: %s", read.seq, read.subject, read.why)
+                if counters is not None:
+                    counters.foreign += 1
+                continue
+            event = read.event
             rows.append(
                 IndexRow(
                     event.event_id,
