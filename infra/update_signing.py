@@ -12,7 +12,7 @@ update. So the projection holds one key (an nkey seed, as the sealer's: ``infra.
   64-byte Ed25519 signature of the message's payload, byte for byte as stored, and ``Antq-Update-Key`` the
   signing key's public nkey (``N…``), for information only: a subscriber checks against the key it pinned.
 
-A downstream service calls ``verify_update(msg.data, msg.headers, pinned_public_key)``.
+A downstream service calls ``verify_update(msg.data, msg.headers, pinned_public_key, subject=msg.subject)``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import nkeys
 
+from events.subjects import UPDATES_PREFIX
 from infra.seal_keys import (
     SealKeyError,
     Signer,
@@ -131,6 +133,24 @@ def resolve_update_key(key_file: Path | None, data_dir: Path | None) -> UpdateKe
     return ephemeral_update_key()
 
 
+class _Place(msgspec.Struct, frozen=True):
+    province: str
+    ward: str
+    year: int
+
+
+_place = msgspec.json.Decoder(_Place)
+
+
+def _on_its_subject(payload: bytes, subject: str) -> bool:
+    tokens = subject.split(".")
+    try:
+        body = _place.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return tokens == [*UPDATES_PREFIX.split("."), body.province, body.ward, str(body.year)]
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is not None:
@@ -139,9 +159,16 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if str(k).lower() == lowered), None)
 
 
-def verify_update(payload: bytes, headers: Mapping[str, str] | None, public_key: str) -> bool:
+def verify_update(
+    payload: bytes, headers: Mapping[str, str] | None, public_key: str, *, subject: str | None = None
+) -> bool:
     """True when ``headers`` carry a valid Ed25519 signature of exactly ``payload`` by ``public_key`` (an nkey
-    public key, ``N…``, pinned by the subscriber). A missing, malformed or wrong signature is False."""
+    public key, ``N…``, pinned by the subscriber). A missing, malformed or wrong signature is False.
+
+    With ``subject`` (the message's, ``antq.updates.stats.<province>.<ward>.<year>``) the payload's province,
+    ward and year must also be the subject's: a real update copied onto another subject does not verify."""
+    if subject is not None and not _on_its_subject(payload, subject):
+        return False
     if not headers:
         return False
     encoded = _header(headers, SIGNATURE)

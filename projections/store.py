@@ -47,6 +47,7 @@ class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
     as_of_seq: int
     stale: bool = False
     fold_version: int = FOLD_VERSION  # added later: consumers of older payloads read the default
+    province: str | None = None  # added with the signatures: the subject's province, signed with the rest
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -266,6 +267,7 @@ async def _write_outbox(
                     metrics=complete(values),
                     as_of_seq=seq,
                     fold_version=FOLD_VERSION,
+                    province=provinces[w],
                 )
             ),
         )

@@ -43,9 +43,9 @@ EXAMPLE_PUBLIC_KEY = "NAB2CB576PHBBPQ5ODORRZ2LYCMWPZGWGCN2KDK7DXOIMZASKUY3RSWB"
 EXAMPLE_RAW_PUBLIC_KEY = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
 EXAMPLE_PAYLOAD = (
     b'{"ward":"01447","year":2018,"period":"calendar","metrics":{"sessions_held":6},"as_of_seq":6,'
-    b'"stale":false,"fold_version":1}'
+    b'"stale":false,"fold_version":1,"province":"04"}'
 )
-EXAMPLE_SIGNATURE = "+4vz81gsLbt6E/hXNnhgNEOgGRp9vRwjOCtb3EPlYcY0ODztELn8DfFLnqabC0du45vuy9FQ9JpKTE8iMgB6Cg=="
+EXAMPLE_SIGNATURE = "5qAWDGYuhxaEclJj7A+I1/dd2m+gE5AcqpxT4k03oV4Tbxv5q8nBkYlwK3U7NtWG0sOsBEOBuw7cjuLxpfgADA=="
 EXAMPLE_MSG_ID = "01447:2018:6:1:3ab7cb8644e32d32628965da16c95c0e"
 
 
@@ -83,6 +83,16 @@ def test_a_forgery_does_not_verify() -> None:
     for junk in ("", "not base64!", base64.b64encode(b"short").decode(), EXAMPLE_SIGNATURE[:-4]):
         assert not verify_update(EXAMPLE_PAYLOAD, {SIGNATURE: junk}, key.public_key)
     assert not verify_update(EXAMPLE_PAYLOAD, good, "not-a-public-key")
+    # on its own subject only: a real update copied onto another ward's (or year's) subject does not verify
+    assert verify_update(EXAMPLE_PAYLOAD, good, key.public_key, subject=SUBJECT)
+    for elsewhere in (
+        "antq.updates.stats.04.01456.2018",
+        "antq.updates.stats.04.01447.2019",
+        "antq.updates.stats.24.01447.2018",
+        "antq.updates.stats.04.01447",
+        "antq.x",
+    ):
+        assert not verify_update(EXAMPLE_PAYLOAD, good, key.public_key, subject=elsewhere)
 
 
 def test_message_ids_are_deterministic_per_key_and_unguessable_without_it(tmp_path: Path) -> None:
@@ -151,7 +161,10 @@ async def test_a_forged_message_with_the_natural_id_does_not_suppress_the_real_u
     # and a subscriber reading the subject tells the forgery from the real update
     sub = await stack.js.pull_subscribe(SUBJECT, stream=UPDATES)
     stored = await sub.fetch(10, timeout=2)
-    assert [verify_update(m.data, m.headers, key.public_key) for m in stored] == [False, True]
+    assert [verify_update(m.data, m.headers, key.public_key, subject=m.subject) for m in stored] == [
+        False,
+        True,
+    ]
 
 
 @pytest.mark.timeout(60)
