@@ -155,11 +155,18 @@ def publish(
             say(err, f"--rejected {rejected}: {exc.strerror or exc}", "red")
             raise typer.Exit(2) from None
         lines = numbered_lines(file)
-        summary = asyncio.run(
-            publish_lines(
-                url, office, lines, batch_size=batch_size, total=total, nats_options=options, on_rejected=sink
+        with _reported("the gateway"):
+            summary = asyncio.run(
+                publish_lines(
+                    url,
+                    office,
+                    lines,
+                    batch_size=batch_size,
+                    total=total,
+                    nats_options=options,
+                    on_rejected=sink,
+                )
             )
-        )
     console.print(summary_table(summary))
     print_rejections(summary, err)
     if summary.rejected:

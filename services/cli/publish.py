@@ -21,7 +21,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from events.intake import IntakeResult, refused
-from services.cli.plain import cell
+from services.cli.plain import cell, say
 from services.cli.plain import console as plain_console
 from services.client import OfficeClient
 
@@ -146,7 +146,15 @@ async def publish_lines(
 
     ``nats_options``: the office identity's ``nats.connect`` options (``infra.auth.nats_connect_options``)."""
     summary = PublishSummary()
-    nc = await nats.connect(nats_url, **(nats_options or {}))
+    err = plain_console(stderr=True)
+    connected = False
+
+    async def report(exc: Exception) -> None:  # one line, not nats-py's traceback; a failed connect is raised
+        if connected:
+            say(err, f"NATS: {exc}", "yellow")
+
+    nc = await nats.connect(nats_url, error_cb=report, **(nats_options or {}))
+    connected = True
     client = OfficeClient(nc, office, timeout=60)
     try:
         with Progress(console=plain_console(stderr=True), transient=True) as progress:

@@ -211,18 +211,20 @@ def command(
             raise RejectedQueryError(f"--format is table or json, not {format_!r}")
         office_subject(office)  # refuse a bad --office before connecting
         after = parse_since(since, dt.datetime.now(dt.UTC)) if since is not None else None
-        options = nats_connect_options(settings)
+        nats_connect_options(settings)  # a bad identity setting: before connecting
         reader = audit_reader(settings)
     except (RejectedQueryError, AuthError) as exc:
         say(err, exc, "red")
         raise typer.Exit(2) from None
 
     async def run(url: str) -> list[RejectedRow]:
-        nc = await nats.connect(url, **options)
+        from services.cli.audit_replay import connect  # one line per server error (a permissions violation)
+
+        nc = await connect(settings, url, err)
         try:
             return await read_rejected(nc, reader, office=office, since=after)
         finally:
-            await nc.drain()
+            await nc.close()
 
     try:
         rows = asyncio.run(run(settings.nats_url))
