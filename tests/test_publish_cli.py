@@ -210,3 +210,22 @@ def test_tables_print_user_text_literally() -> None:
     ):
         assert text.count(MARKUP) >= 2, text
         assert "😃" not in text
+
+
+@pytest.mark.timeout(120)
+async def test_lines_no_gateway_answered_are_listed_as_not_answered(stack: Stack, tmp_path: Path) -> None:
+    """No gateway running: every line is reported, none is counted as accepted, and the exit status says so."""
+    source = events_file(tmp_path / "events.jsonl", [f.session(), "not JSON", "", f.pledge()])
+    out = tmp_path / "rejected.jsonl"
+    code, stdout, stderr = await antq(
+        "publish", str(source), "--office", "ca-tra-linh", "--rejected", str(out), env=env_of(stack)
+    )
+    no_traceback(stdout, stderr)
+    assert code == 1
+    rejected = json_lines(out.read_text())
+    assert [(r["line"], r["code"]) for r in rejected] == [
+        (1, "not_answered"),
+        (2, "not_answered"),
+        (4, "not_answered"),
+    ]
+    assert all("resend" in r["message"] for r in rejected)

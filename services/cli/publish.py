@@ -33,7 +33,8 @@ NOT_ANSWERED = "not_answered"
 """The code of a line whose request got no answer (it may or may not be stored: resend, duplicates are
 recognised)."""
 BAD_REPLY = "bad_reply"
-"""The code of a line the gateway's answer does not account for (an answer of another length than the request)."""
+"""The code of a line the gateway's answer does not account for (unreadable, or of another length than the
+request)."""
 
 
 class Rejection(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,12 +175,15 @@ async def publish_lines(
                     try:
                         answer = await client.send_raw(body)
                     except (TimeoutError, nats.errors.Error) as exc:
-                        failed = refused(
+                        answer = refused(
                             NOT_ANSWERED,
                             f"no answer from the gateway ({type(exc).__name__}); resend the file: events already "
                             "stored are recognised as duplicates",
                         )
-                        answer = [failed] * len(numbers) if len(numbers) > 1 else failed
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        answer = refused(
+                            BAD_REPLY, f"the gateway's answer could not be read ({exc}); resend the file"
+                        )
                     outcomes += _outcomes(numbers, answer)
                 for number, res in sorted(outcomes, key=lambda outcome: outcome[0]):  # in the file's order
                     _count(summary, number, res, on_rejected)
