@@ -221,6 +221,9 @@ def _quota(value: object, where: str) -> int:
 # --- rate limiting -------------------------------------------------------------------------------------
 
 
+_EPSILON = 1e-9
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -244,10 +247,10 @@ class RateLimiter:
         elapsed = max(0.0, now - bucket.at)  # a clock that steps back refills nothing
         bucket.tokens = min(float(rate.burst), bucket.tokens + elapsed * rate.events_per_second)
         bucket.at = max(bucket.at, now)
-        granted = min(wanted, int(bucket.tokens))
-        bucket.tokens -= granted
+        granted = min(wanted, int(bucket.tokens + _EPSILON))  # 9.999999… tokens after float sums are 10
+        bucket.tokens = max(0.0, bucket.tokens - granted)
         rest = wanted - granted
         if rest == 0:
             return granted, 0
         missing = min(rest, rate.burst) - bucket.tokens  # until the bucket holds the rest (or is full)
-        return granted, max(1, math.ceil(missing / rate.events_per_second * 1000))
+        return granted, max(1, math.ceil(round(missing / rate.events_per_second * 1000, 6)))
