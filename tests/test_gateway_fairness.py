@@ -6,6 +6,7 @@ Costs are counted (NATS reads, index catch-ups), never timed; the rate limit run
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections import Counter
@@ -37,6 +38,7 @@ from services.gateway.pipeline import IntakePipeline
 from services.gateway.publisher import IntakePublisher
 from tests import factories as f
 from tests.conftest import OFFICES_TOML, FixedClock, Stack, gateway_config, wait_until_answering
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -328,3 +330,41 @@ async def test_beyond_its_quota_an_office_refusals_are_kept_without_their_body(
         await OfficeClient(stack.nc, OFFICE, timeout=20).send_raw(bad[0])
     last = (await rejected_records(stack))[-1]
     assert last.office == OFFICE and not last.over_quota and last.raw == bad[0]
+
+
+# --- one office's requests cannot hold every worker ---------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_an_office_with_many_stuck_requests_leaves_workers_for_another(
+    stack: Stack, gateway: Gateway
+) -> None:
+    """Office A's 40 requests are stuck (their tips' claims wait on a lock held here); office B is answered
+    meanwhile. Before, four of A's requests held the four workers and B waited for all of them."""
+    tips = [f.tip() for _ in range(40)]
+    blocker = await asyncpg.connect(stack.database_url)
+    transaction = blocker.transaction()
+    await transaction.start()
+    try:
+        await blocker.executemany(
+            "INSERT INTO entity_claims (entity, event_id, ward, subject) VALUES ($1, $2, '01447', 'x')",
+            [(f"tip:{tip['tip_id']}", uuid.uuid4()) for tip in tips],
+        )
+        flooder = OfficeClient(stack.nc, "office-1", timeout=60)
+        stuck = [asyncio.ensure_future(flooder.submit_one(tip)) for tip in tips]
+
+        async def turned_away() -> list[IntakeResult] | None:
+            done = [task.result() for task in stuck if task.done()]
+            return done if len(done) == 8 else None
+
+        busy = await wait_for(turned_away, timeout=30, what="8 of office A's requests to be turned away")
+        assert {limited(r) for r in busy} == {100}  # 32 admitted (2 running, 30 waiting), the rest: retry
+        quiet = await OfficeClient(stack.nc, "office-2", timeout=20).submit_one(f.session())
+        assert quiet.ok and not quiet.duplicate, quiet  # answered while A's requests are still stuck
+        assert sum(task.done() for task in stuck) == 8
+    finally:
+        await transaction.rollback()
+        await blocker.close()
+    results = await asyncio.gather(*stuck)
+    assert sum(r.ok and not r.duplicate for r in results) == 32
+    assert gateway.counters.office_busy == 8

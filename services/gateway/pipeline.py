@@ -51,7 +51,7 @@ from services.gateway.errors import (
     UnknownTarget,
 )
 from services.gateway.index import Claim, EventIndex, IndexRow
-from services.gateway.offices import Office, OfficeRegistry, RateLimiter
+from services.gateway.offices import UNKNOWN_OFFICE, Office, OfficeRegistry, RateLimiter
 from services.gateway.publisher import MSG_ID, IntakePublisher, Outcome
 
 log = logging.getLogger("antq.gateway")
@@ -124,6 +124,18 @@ class _Batch:
 
 
 @dataclass
+class _Gate:
+    """One office's requests in this copy: at most so many running, and so many admitted (running or waiting)."""
+
+    running: asyncio.Semaphore
+    admitted: int = 0
+
+
+BUSY_RETRY_MS = 100
+"""``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
+
+
+@dataclass
 class IntakeCounters:
     """Answers given, per event (read at scrape time by ``services/gateway/telemetry.py``)."""
 
@@ -138,6 +150,8 @@ class IntakeCounters:
     """Refusals recorded in ANTQ_REJECTED without their raw body: the office's daily quota was used up."""
     index_catch_ups: int = 0
     """Index catch-ups run to decide a 'wrong last sequence' (the entity's last event was beyond the index)."""
+    office_busy: int = 0
+    """Requests answered ``unavailable`` at once: their office had too many requests in progress here."""
 
     def record(self, results: Sequence[IntakeResult]) -> None:
         self.requests += 1
@@ -163,6 +177,8 @@ class IntakePipeline:
         clock: Clock = utc_now,
         counters: IntakeCounters | None = None,
         catch_up: CatchUp | None = None,
+        office_running: int = 2,
+        office_admitted: int = 32,
     ) -> None:
         self._js = js
         self._publisher = publisher
@@ -174,6 +190,9 @@ class IntakePipeline:
         self._catch_up = catch_up or self._catch_up_index
         self._catching_up = asyncio.Lock()
         self._limiter = RateLimiter()
+        self._office_running = office_running
+        self._office_admitted = office_admitted
+        self._gates: dict[str, _Gate] = {}
 
     async def _catch_up_index(self) -> int:
         from services.gateway.catch_up import catch_up  # catch_up imports this module
@@ -181,25 +200,51 @@ class IntakePipeline:
         return await catch_up(self._js, self._index)
 
     async def handle(self, office_id: str | None, body: bytes) -> bytes:
-        """Answer one intake request; never raises (a request that raises would get no reply)."""
-        try:
-            results, is_array = await self.submit(office_id, body)
-        except Exception:
-            log.exception("intake failed")
-            results, is_array = self._failed(body)
+        """Answer one intake request; never raises (a request that raises would get no reply).
+
+        One office's requests run at most ``office_running`` at a time in this copy, so that one office's big
+        batches cannot hold every worker; beyond ``office_admitted`` requests of one office in this copy
+        (running or waiting), a request is answered ``unavailable`` at once, with ``retry_after_ms``."""
+        key = (
+            office_id
+            if office_id is not None and self._offices.get(office_id) is not None
+            else UNKNOWN_OFFICE
+        )
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = _Gate(asyncio.Semaphore(self._office_running))
+        if gate.admitted >= self._office_admitted:
+            self.counters.office_busy += 1
+            message = f"office {office_id} has {gate.admitted} requests in progress at this gateway; retry"
+            results, is_array = self._failed(body, message, BUSY_RETRY_MS)
+        else:
+            gate.admitted += 1
+            try:
+                async with gate.running:
+                    results, is_array = await self.submit(office_id, body)
+            except Exception:
+                log.exception("intake failed")
+                results, is_array = self._failed(body)
+            finally:
+                gate.admitted -= 1
         self.counters.record(results)
         return encode(results if is_array else results[0])
 
     @staticmethod
-    def _failed(body: bytes) -> tuple[list[IntakeResult], bool]:
-        """``unavailable`` for every event of a request that failed inside the gateway, in the request's own
-        shape: an array is answered with an array of the same length, in order."""
-        message = "the gateway failed; retry the same request"
+    def _failed(
+        body: bytes,
+        message: str = "the gateway failed; retry the same request",
+        retry_after_ms: int | None = None,
+    ) -> tuple[list[IntakeResult], bool]:
+        """``unavailable`` for every event of a request that failed inside the gateway (or was not taken up),
+        in the request's own shape: an array is answered with an array of the same length, in order."""
+        detail = ErrorDetail(code="unavailable", message=message, path=None, retry_after_ms=retry_after_ms)
         try:
             raws, is_array = split_body(body)
-            return [refused("unavailable", message, None, guess_event_id(bytes(r))) for r in raws], is_array
+            results = [IntakeResult(ok=False, event_id=guess_event_id(bytes(r)), error=detail) for r in raws]
         except Exception:  # answer whatever happens: a request without a reply times out at the office
-            return [refused("unavailable", message)], False
+            return [IntakeResult(ok=False, event_id=None, error=detail)], False
+        return results, is_array
 
     async def submit(self, office_id: str | None, body: bytes) -> tuple[list[IntakeResult], bool]:
         now = self._clock()
