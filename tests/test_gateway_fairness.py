@@ -216,9 +216,8 @@ async def test_a_lost_index_row_behind_later_events_is_still_a_duplicate(
 
 RATED_OFFICES = (
     "rate = { events_per_second = 10, burst = 50 }\n"
-    + OFFICES_TOML
-    + '\n[[office]]\nid = "fast"\nname = "Fast"\njurisdiction = ["province:04"]\n'
-    "rate = { events_per_second = 1000, burst = 2000 }\n"
+    + "".join(f'\n[[office]]\nid = "office-{i}"\njurisdiction = ["province:04"]\n' for i in range(3))
+    + '\n[[office]]\nid = "fast"\njurisdiction = ["province:04"]\nrate = { events_per_second = 1000, burst = 2000 }\n'
 )
 
 

@@ -179,6 +179,7 @@ class IntakePipeline:
         catch_up: CatchUp | None = None,
         office_running: int = 2,
         office_admitted: int = 32,
+        limited_hold_s: float = 1.0,
     ) -> None:
         self._js = js
         self._publisher = publisher
@@ -192,6 +193,7 @@ class IntakePipeline:
         self._limiter = RateLimiter()
         self._office_running = office_running
         self._office_admitted = office_admitted
+        self._limited_hold_s = limited_hold_s
         self._gates: dict[str, _Gate] = {}
 
     async def _catch_up_index(self) -> int:
@@ -222,6 +224,7 @@ class IntakePipeline:
             try:
                 async with gate.running:
                     results, is_array = await self.submit(office_id, body)
+                await self._hold_if_limited(results)
             except Exception:
                 log.exception("intake failed")
                 results, is_array = self._failed(body)
@@ -229,6 +232,15 @@ class IntakePipeline:
                 gate.admitted -= 1
         self.counters.record(results)
         return encode(results if is_array else results[0])
+
+    async def _hold_if_limited(self, results: list[IntakeResult]) -> None:
+        """A request with events refused by the rate limit is answered after a pause (up to
+        ``limited_hold_s``, never beyond their ``retry_after_ms``): a client that resends as soon as it is
+        answered sends a few requests a second instead of hundreds. The pause holds only this office's
+        admission, outside its running slots; the events accepted in the request are already stored."""
+        waits = [r.error.retry_after_ms for r in results if r.error is not None and r.error.retry_after_ms]
+        if waits:
+            await asyncio.sleep(min(self._limited_hold_s, min(waits) / 1000))
 
     @staticmethod
     def _failed(
