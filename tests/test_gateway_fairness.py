@@ -271,6 +271,12 @@ async def test_a_flooding_office_is_held_to_its_rate_while_another_is_served(
     again = await flooder.submit(flood[2][10:])
     assert all(r.ok and not r.duplicate for r in again), again
     assert limited((await flooder.submit([f.session()]))[0]) == 100
+    # and at the same time: ten flooding requests in flight beside the other office's five
+    flooding = [asyncio.ensure_future(flooder.submit([f.session() for _ in range(20)])) for _ in range(10)]
+    served = [asyncio.ensure_future(quiet.submit_one(f.pledge())) for _ in range(5)]
+    assert all(r.ok and not r.duplicate for r in await asyncio.gather(*served))
+    assert all(limited(r) > 0 for reply in await asyncio.gather(*flooding) for r in reply)
+    assert await count(stack) == 50 + 5 + 10 + 5
     fast = await OfficeClient(stack.nc, "fast", timeout=20).submit([f.session() for _ in range(500)])
     assert all(r.ok for r in fast)  # an office's own rate replaces the default
 
