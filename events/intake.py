@@ -5,10 +5,12 @@ from __future__ import annotations
 import msgspec
 
 
-class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: str
     message: str
     path: str | None
+    retry_after_ms: int | None = None
+    """With ``unavailable`` from the rate limit: wait this long before sending the refused events again."""
 
 
 class IntakeResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -33,7 +35,7 @@ def refused(code: str, message: str, path: str | None = None, event_id: str | No
     return IntakeResult(ok=False, event_id=event_id, error=ErrorDetail(code=code, message=message, path=path))
 
 
-class RejectedRecord(msgspec.Struct, frozen=True, kw_only=True):
+class RejectedRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What ``ANTQ_REJECTED`` keeps of a refused submission: nothing an office sent is lost."""
 
     office: str
@@ -43,6 +45,8 @@ class RejectedRecord(msgspec.Struct, frozen=True, kw_only=True):
     size: int
     truncated: bool
     raw: bytes
+    over_quota: bool = False
+    """The raw body was not kept (``raw`` is empty): the office's daily ``ANTQ_REJECTED`` quota was used up."""
 
 
 decode_results = msgspec.json.Decoder(IntakeResult | list[IntakeResult]).decode

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import math
+import sys
 from pathlib import Path
 
 from prometheus_client import ProcessCollector
@@ -19,6 +20,7 @@ from infra.settings import Settings
 from infra.streams import StreamLimits
 from projections.telemetry import Exporter
 from services.gateway.app import Gateway, GatewayConfig
+from services.gateway.errors import OfficesFileError
 from services.gateway.telemetry import gateway_registry
 
 
@@ -49,7 +51,11 @@ def main() -> None:
         ack_timeout_s=settings.ack_timeout_s,
         nats_options=nats_options,
     )
-    gateway = Gateway(config)
+    try:
+        gateway = Gateway(config)  # reads the offices file: a bad one stops here, before any connection
+    except OfficesFileError as exc:
+        print(f"antq gateway: {exc}", file=sys.stderr)
+        sys.exit(2)
     exporter = None
     if args.metrics_port is not None:
         registry = gateway_registry(gateway.counters, gateway.catch_up_counters)

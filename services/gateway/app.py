@@ -44,7 +44,7 @@ class GatewayConfig:
     database_url: str
     offices_path: Path
     queue: str = "antq-gateway"
-    workers: int = 4
+    workers: int = 64  # requests taken up at once; one office runs at most 2 of them (IntakePipeline)
     catch_up_every_s: float = 30.0
     ack_timeout_s: float = 10.0  # a publish not acked by then is answered `unavailable` (ANTQ_ACK_TIMEOUT_S)
     limits: StreamLimits = field(default_factory=StreamLimits)

@@ -38,7 +38,18 @@ class Unavailable(GatewayError):
     code = "unavailable"
 
 
+class RateLimited(Unavailable):
+    """An office sent more events than its rate allows: ``unavailable`` with ``retry_after_ms``."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
 class OfficesFileError(GatewayError):
-    """The offices registry file is unreadable or inconsistent (raised at start, never on the wire)."""
+    """The offices registry file is unreadable or inconsistent (raised at start, never on the wire).
+
+    Its message is one line naming the file and the problem: print it and exit 2, no traceback.
+    """
 
     code = "unavailable"

@@ -8,6 +8,7 @@ nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,39 @@ class EventIndex:
             ids,
         )
         return {r["event_id"]: IndexRow(**dict(r)) for r in rows}
+
+    async def find(self, event_id: uuid.UUID) -> tuple[IndexRow | None, int]:
+        """One event's row (or None) and the catch-up checkpoint, read in one statement (one snapshot): every
+        event stored at or below that checkpoint has its row, written in the same transaction."""
+        found = await self._pool.fetchrow(
+            """SELECT c.seq AS checkpoint, i.event_id, i.seq, i.body_hash, i.type, i.ward, i.subject
+               FROM event_index_checkpoint c LEFT JOIN event_index i ON i.event_id = $1""",
+            event_id,
+        )
+        assert found is not None  # migration 001 inserts the checkpoint's one row
+        row = None
+        if found["event_id"] is not None:
+            row = IndexRow(
+                found["event_id"],
+                found["seq"],
+                found["body_hash"],
+                found["type"],
+                found["ward"],
+                found["subject"],
+            )
+        return row, int(found["checkpoint"])
+
+    async def count_rejected_bytes(self, office: str, day: dt.date, raw_bytes: int) -> int:
+        """Add raw bytes an office asked ``ANTQ_REJECTED`` to keep on ``day``; return its count before them."""
+        total = await self._pool.fetchval(
+            """INSERT INTO rejected_usage (office, day, raw_bytes) VALUES ($1, $2, $3)
+               ON CONFLICT (office, day) DO UPDATE SET raw_bytes = rejected_usage.raw_bytes + EXCLUDED.raw_bytes
+               RETURNING raw_bytes""",
+            office,
+            day,
+            raw_bytes,
+        )
+        return int(total) - raw_bytes
 
     async def record(self, rows: Sequence[IndexRow]) -> None:
         if not rows:

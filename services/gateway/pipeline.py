@@ -11,12 +11,11 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from events.codec import (
@@ -29,7 +28,7 @@ from events.codec import (
     vietnam_today,
 )
 from events.errors import EventError, UnknownLocality
-from events.intake import IntakeResult, refused
+from events.intake import ErrorDetail, IntakeResult, refused
 from events.localities import Localities
 from events.schema import (
     EntryRetracted,
@@ -40,22 +39,25 @@ from events.schema import (
     TipReceived,
 )
 from events.subjects import event_subject
-from infra.streams import EVENTS
+from infra.streams import EVENTS, REJECTED_RAW_LIMIT
 from services.gateway.errors import (
     Conflict,
     GatewayError,
     IdReused,
     OutOfJurisdiction,
+    RateLimited,
     Unavailable,
     UnknownOffice,
     UnknownTarget,
 )
 from services.gateway.index import Claim, EventIndex, IndexRow
-from services.gateway.offices import Office, OfficeRegistry
+from services.gateway.offices import UNKNOWN_OFFICE, Office, OfficeRegistry, RateLimiter
 from services.gateway.publisher import MSG_ID, IntakePublisher, Outcome
 
 log = logging.getLogger("antq.gateway")
 Clock = Callable[[], dt.datetime]
+CatchUp = Callable[[], Awaitable[int]]
+"""Index everything the stream holds beyond the index's checkpoint; return the sequence reached."""
 
 
 # A claim whose event is not in the log after this long was left by a failed publish (acks time out in 10 s).
@@ -122,6 +124,18 @@ class _Batch:
 
 
 @dataclass
+class _Gate:
+    """One office's requests in this copy: at most so many running, and so many admitted (running or waiting)."""
+
+    running: asyncio.Semaphore
+    admitted: int = 0
+
+
+BUSY_RETRY_MS = 100
+"""``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
+
+
+@dataclass
 class IntakeCounters:
     """Answers given, per event (read at scrape time by ``services/gateway/telemetry.py``)."""
 
@@ -130,6 +144,14 @@ class IntakeCounters:
     duplicate: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     """Per error code."""
+    rate_limited: int = 0
+    """Events answered ``unavailable`` by the office's rate limit (also counted in ``rejected``)."""
+    rejected_raw_dropped: int = 0
+    """Refusals recorded in ANTQ_REJECTED without their raw body: the office's daily quota was used up."""
+    index_catch_ups: int = 0
+    """Index catch-ups run to decide a 'wrong last sequence' (the entity's last event was beyond the index)."""
+    office_busy: int = 0
+    """Requests answered ``unavailable`` at once: their office had too many requests in progress here."""
 
     def record(self, results: Sequence[IntakeResult]) -> None:
         self.requests += 1
@@ -154,6 +176,10 @@ class IntakePipeline:
         offices: OfficeRegistry,
         clock: Clock = utc_now,
         counters: IntakeCounters | None = None,
+        catch_up: CatchUp | None = None,
+        office_running: int = 2,
+        office_admitted: int = 32,
+        limited_hold_s: float = 1.0,
     ) -> None:
         self._js = js
         self._publisher = publisher
@@ -162,27 +188,75 @@ class IntakePipeline:
         self._offices = offices
         self._clock = clock
         self.counters = counters if counters is not None else IntakeCounters()
+        self._catch_up = catch_up or self._catch_up_index
+        self._catching_up = asyncio.Lock()
+        self._limiter = RateLimiter()
+        self._office_running = office_running
+        self._office_admitted = office_admitted
+        self._limited_hold_s = limited_hold_s
+        self._gates: dict[str, _Gate] = {}
+
+    async def _catch_up_index(self) -> int:
+        from services.gateway.catch_up import catch_up  # catch_up imports this module
+
+        return await catch_up(self._js, self._index)
 
     async def handle(self, office_id: str | None, body: bytes) -> bytes:
-        """Answer one intake request; never raises (a request that raises would get no reply)."""
-        try:
-            results, is_array = await self.submit(office_id, body)
-        except Exception:
-            log.exception("intake failed")
-            results, is_array = self._failed(body)
+        """Answer one intake request; never raises (a request that raises would get no reply).
+
+        One office's requests run at most ``office_running`` at a time in this copy, so that one office's big
+        batches cannot hold every worker; beyond ``office_admitted`` requests of one office in this copy
+        (running or waiting), a request is answered ``unavailable`` at once, with ``retry_after_ms``."""
+        key = (
+            office_id
+            if office_id is not None and self._offices.get(office_id) is not None
+            else UNKNOWN_OFFICE
+        )
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = _Gate(asyncio.Semaphore(self._office_running))
+        if gate.admitted >= self._office_admitted:
+            self.counters.office_busy += 1
+            message = f"office {office_id} has {gate.admitted} requests in progress at this gateway; retry"
+            results, is_array = self._failed(body, message, BUSY_RETRY_MS)
+        else:
+            gate.admitted += 1
+            try:
+                async with gate.running:
+                    results, is_array = await self.submit(office_id, body)
+                await self._hold_if_limited(results)
+            except Exception:
+                log.exception("intake failed")
+                results, is_array = self._failed(body)
+            finally:
+                gate.admitted -= 1
         self.counters.record(results)
         return encode(results if is_array else results[0])
 
+    async def _hold_if_limited(self, results: list[IntakeResult]) -> None:
+        """A request with events refused by the rate limit is answered after a pause (up to
+        ``limited_hold_s``, never beyond their ``retry_after_ms``): a client that resends as soon as it is
+        answered sends a few requests a second instead of hundreds. The pause holds only this office's
+        admission, outside its running slots; the events accepted in the request are already stored."""
+        waits = [r.error.retry_after_ms for r in results if r.error is not None and r.error.retry_after_ms]
+        if waits:
+            await asyncio.sleep(min(self._limited_hold_s, min(waits) / 1000))
+
     @staticmethod
-    def _failed(body: bytes) -> tuple[list[IntakeResult], bool]:
-        """``unavailable`` for every event of a request that failed inside the gateway, in the request's own
-        shape: an array is answered with an array of the same length, in order."""
-        message = "the gateway failed; retry the same request"
+    def _failed(
+        body: bytes,
+        message: str = "the gateway failed; retry the same request",
+        retry_after_ms: int | None = None,
+    ) -> tuple[list[IntakeResult], bool]:
+        """``unavailable`` for every event of a request that failed inside the gateway (or was not taken up),
+        in the request's own shape: an array is answered with an array of the same length, in order."""
+        detail = ErrorDetail(code="unavailable", message=message, path=None, retry_after_ms=retry_after_ms)
         try:
             raws, is_array = split_body(body)
-            return [refused("unavailable", message, None, guess_event_id(bytes(r))) for r in raws], is_array
+            results = [IntakeResult(ok=False, event_id=guess_event_id(bytes(r)), error=detail) for r in raws]
         except Exception:  # answer whatever happens: a request without a reply times out at the office
-            return [refused("unavailable", message)], False
+            return [IntakeResult(ok=False, event_id=None, error=detail)], False
+        return results, is_array
 
     async def submit(self, office_id: str | None, body: bytes) -> tuple[list[IntakeResult], bool]:
         now = self._clock()
@@ -195,14 +269,31 @@ class IntakePipeline:
             return [result], False
         raw_items = [bytes(r) for r in raws]
         office = self._offices.get(office_id or "")
+        limited: list[IntakeResult] = []
         if office is None:
             err = UnknownOffice(f"office {office_id!r} is not in the offices registry; ask the administrator")
             results = [self._refuse(err, guess_event_id(raw)) for raw in raw_items]
         else:
-            results = await self._process(office, raw_items, vietnam_today(now))
+            granted, retry_after_ms = self._limiter.take(office, len(raw_items), now.timestamp())
+            if granted < len(raw_items):
+                limited = self._rate_limited(office, raw_items[granted:], retry_after_ms)
+                raw_items = raw_items[:granted]
+            results = await self._process(office, raw_items, vietnam_today(now)) if raw_items else []
         refused_items = [(raw, res) for raw, res in zip(raw_items, results, strict=True) if not res.ok]
         await self._keep_rejected(office_name, refused_items, now)
-        return results, is_array
+        # events beyond the rate are not examined and not kept in ANTQ_REJECTED (a flood would write there)
+        return results + limited, is_array
+
+    def _rate_limited(self, office: Office, raws: list[bytes], retry_after_ms: int) -> list[IntakeResult]:
+        rate = office.rate
+        err = RateLimited(
+            f"office {office.id} sent more events than its rate ({rate.events_per_second:g} events/s, "
+            f"burst {rate.burst}); send these again in {retry_after_ms} ms",
+            retry_after_ms,
+        )
+        self.counters.rate_limited += len(raws)
+        detail = ErrorDetail(code=err.code, message=err.message, path=None, retry_after_ms=retry_after_ms)
+        return [IntakeResult(ok=False, event_id=guess_event_id(raw), error=detail) for raw in raws]
 
     @staticmethod
     def _refuse(exc: EventError | GatewayError, event_id: str | None) -> IntakeResult:
@@ -211,13 +302,35 @@ class IntakePipeline:
     async def _keep_rejected(
         self, office: str, items: list[tuple[bytes, IntakeResult]], now: dt.datetime
     ) -> None:
+        if not items:
+            return
+        keep_raw = await self._within_quota(office, [raw for raw, _ in items], now)
         futures = []
-        for raw, result in items:
+        for (raw, result), keep in zip(items, keep_raw, strict=True):
             assert result.error is not None
-            futures.append(await self._publisher.keep_rejected(office, raw, result.error, now))
+            futures.append(await self._publisher.keep_rejected(office, raw, result.error, now, keep_raw=keep))
         for outcome in await self._publisher.settle(futures):
             if outcome.seq is None:
                 log.error("could not keep a rejected submission: %s", outcome.failure)
+
+    async def _within_quota(self, office: str, raws: list[bytes], now: dt.datetime) -> list[bool]:
+        """Which refusals keep their raw body: those within the office's daily quota of ANTQ_REJECTED bytes.
+
+        Counted in PostgreSQL (shared by every copy, kept across restarts). When it cannot be counted (the
+        database is down) the bodies are kept: nothing is lost, and the stream's own byte limit still holds."""
+        key, quota = self._offices.rejected_quota(office)
+        sizes = [min(len(raw), REJECTED_RAW_LIMIT) for raw in raws]
+        try:
+            used = await self._index.count_rejected_bytes(key, now.astimezone(dt.UTC).date(), sum(sizes))
+        except Exception:
+            log.warning("could not count ANTQ_REJECTED bytes of %s; keeping the bodies", key, exc_info=True)
+            return [True] * len(raws)
+        keep = []
+        for size in sizes:
+            used += size
+            keep.append(used <= quota)
+        self.counters.rejected_raw_dropped += keep.count(False)
+        return keep
 
     def _validate(self, office: Office, raw: bytes, today: dt.date) -> tuple[Event, str]:
         event = decode_event(raw, today=today)
@@ -410,48 +523,64 @@ class IntakePipeline:
 
     async def _check_stored_hash(self, seq: int, cand: _Candidate) -> None:
         stored = await self._js.get_msg(EVENTS, seq)
-        if body_hash(decode_recorded(stored.data or b"").event) != cand.hash:
+        self._same_body(stored.data or b"", seq, cand)
+
+    @staticmethod
+    def _same_body(data: bytes, seq: int, cand: _Candidate) -> None:
+        if body_hash(decode_recorded(data).event) != cand.hash:
             raise IdReused(
                 f"event_id {cand.event.event_id} was already used for a different event (seq {seq})",
                 "$.event_id",
             )
 
-    async def _own_seq_on_subject(self, cand: _Candidate, last: RawStreamMsg) -> int | None:
-        """Where the log holds this event on its entity subject: usually the last message, but a retry whose
-        index row was lost in a crash may find later events of the entity after it (all are scanned)."""
-        event_id = str(cand.event.event_id)
-        if last.headers and last.headers.get(MSG_ID) == event_id and last.seq is not None:
-            return int(last.seq)
-        seq = 1
-        while last.seq is not None and seq < last.seq:
+    async def _caught_up_to(self, seq: int) -> None:
+        """Until the index's checkpoint reaches ``seq``: one catch-up at a time; a request that waited for
+        another's finds the checkpoint there and reads nothing."""
+        async with self._catching_up:
+            if await self._index.checkpoint() >= seq:
+                return
+            self.counters.index_catch_ups += 1
             try:
-                msg = await self._js.get_msg(EVENTS, seq, subject=cand.subject, next=True)
-            except NotFoundError:
-                return None
-            if msg.seq is None or msg.seq >= last.seq:
-                return None
-            if msg.headers and msg.headers.get(MSG_ID) == event_id:
-                return int(msg.seq)
-            seq = msg.seq + 1
-        return None
+                reached = await self._catch_up()
+            except Exception as exc:
+                log.exception("index catch-up failed while deciding a conflict")
+                raise Unavailable("the gateway's index is behind the log; retry the same request") from exc
+            if reached < seq:
+                raise Unavailable("the gateway's index is behind the log; retry the same request")
 
     async def _resolve_wrong_last(self, cand: _Candidate, expected: int | None) -> int:
-        """'Wrong last sequence': a retry of our own earlier publish (a duplicate), or a real conflict."""
+        """'Wrong last sequence': a retry of our own earlier publish (a duplicate), or a real conflict.
+
+        JetStream checks the expected subject sequence before its dedup window, so a retry of an entity event
+        lands here, not on 'duplicate'. Decided with a bounded number of reads, whatever the entity's history:
+        the index row with its checkpoint (one PostgreSQL statement), the subject's last message (one direct
+        get). The event can only be ours without an index row if its row was lost (a crash between the ack and
+        the insert) and it lies beyond the checkpoint; then, and only when the subject's last message is
+        beyond the checkpoint, the index is caught up first (once, shared by concurrent requests)."""
         ev = cand.event
-        row = (await self._index.lookup([ev.event_id])).get(ev.event_id)
+        row, checkpoint = await self._index.find(ev.event_id)
+        last_seq = 0
+        if row is None:
+            try:
+                last = await self._js.get_last_msg(EVENTS, cand.subject)
+            except NotFoundError:
+                last = None
+            if last is not None and last.seq is not None:
+                last_seq = int(last.seq)
+                if last.headers and last.headers.get(MSG_ID) == str(ev.event_id):
+                    self._same_body(last.data or b"", last_seq, cand)
+                    return last_seq
+            if last_seq > checkpoint:
+                await self._caught_up_to(last_seq)
+                row, checkpoint = await self._index.find(ev.event_id)
         if row is not None:
             if row.body_hash != cand.hash:
                 raise IdReused(f"event_id {ev.event_id} was already used for a different event", "$.event_id")
             return row.seq
-        last = await self._js.get_last_msg(EVENTS, cand.subject)
-        own = await self._own_seq_on_subject(cand, last)
-        if own is not None:
-            await self._check_stored_hash(own, cand)
-            return own
         match ev:
             case TipAssessed():
                 raise Conflict(
-                    f"tip {ev.tip_id} is at version {last.seq}, not {expected}: read it again and resubmit",
+                    f"tip {ev.tip_id} is at version {last_seq}, not {expected}: read it again and resubmit",
                     "$.expected_version",
                 )
             case EntryRetracted():

@@ -33,16 +33,19 @@ class IntakePublisher(JetStreamPublisher):
         return await self.publish(subject, data, headers)
 
     async def keep_rejected(
-        self, office: str, raw: bytes, error: ErrorDetail, now: dt.datetime
+        self, office: str, raw: bytes, error: ErrorDetail, now: dt.datetime, *, keep_raw: bool = True
     ) -> asyncio.Future[Outcome]:
+        """Record a refusal; without its raw body when ``keep_raw`` is False (the office's quota is used up)."""
+        kept = raw[:REJECTED_RAW_LIMIT] if keep_raw else b""
         record = RejectedRecord(
             office=office,
             received_at=now.astimezone(dt.UTC).isoformat(),
             error=error,
             sha256=hashlib.sha256(raw).hexdigest(),
             size=len(raw),
-            truncated=len(raw) > REJECTED_RAW_LIMIT,
-            raw=raw[:REJECTED_RAW_LIMIT],
+            truncated=len(raw) > len(kept),
+            raw=kept,
+            over_quota=not keep_raw,
         )
         token = office if office.replace("-", "").replace("_", "").isalnum() else "_invalid"
         headers = {EXPECTED_STREAM: REJECTED}
