@@ -25,6 +25,7 @@ from events.codec import decode_event, encode_recorded, vietnam_today
 from events.intake import IntakeResult, RejectedRecord, decode_results
 from events.localities import Localities
 from events.schema import Recorded
+from events.stored import StoredRecords
 from events.subjects import event_subject
 from infra.db import create_pool
 from infra.stream_reader import read_stream
@@ -88,7 +89,7 @@ async def harness(
 
     async def counted_catch_up() -> int:
         holder[0].catch_ups += 1
-        return await catch_up(stack.js, index)
+        return await catch_up(stack.js, index, StoredRecords(Localities.load()))
 
     pipeline = IntakePipeline(
         cast(JetStreamContext, counting),
@@ -136,7 +137,7 @@ async def tip_with_history(
     version it was received at."""
     tip = f.tip()
     tip_seq = await publish_directly(stack, [tip], clock, localities)
-    await catch_up(stack.js, harness.index)
+    await catch_up(stack.js, harness.index, StoredRecords(Localities.load()))
     history = [f.assessment(tip, valuable=bool(i % 2)) for i in range(assessments)]
     await publish_directly(stack, history, clock, localities)
     return tip, tip_seq
@@ -157,7 +158,9 @@ async def test_a_conflict_costs_the_same_reads_whatever_the_entity_history(
     assessments made one conflict 3,000 reads, and a few batches of them kept every worker busy."""
     short, short_version = await tip_with_history(stack, harness, clock, localities, 10)
     long, long_version = await tip_with_history(stack, harness, clock, localities, 3000)
-    await catch_up(stack.js, harness.index)  # indexed, as the gateway's rows and catch-up leave them
+    await catch_up(
+        stack.js, harness.index, StoredRecords(Localities.load())
+    )  # indexed, as the gateway's rows and catch-up leave them
 
     costs = []
     for tip, version in [(short, short_version), (long, long_version)]:

@@ -92,7 +92,14 @@ class Gateway:
         self._catching_up = asyncio.create_task(self._keep_caught_up(js, index))
         publisher = IntakePublisher(self._nc, ack_timeout=self._config.ack_timeout_s)
         self._pipeline = IntakePipeline(
-            js, publisher, index, self._localities, self._offices, self._config.clock, self.counters
+            js,
+            publisher,
+            index,
+            self._localities,
+            self._offices,
+            self._config.clock,
+            self.counters,
+            catch_up=lambda: catch_up(js, index, self._stored, counters=self.catch_up_counters),
         )
 
     async def _keep_caught_up(self, js: JetStreamContext, index: EventIndex) -> None:

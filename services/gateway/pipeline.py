@@ -38,6 +38,7 @@ from events.schema import (
     TipAssessed,
     TipReceived,
 )
+from events.stored import StoredRecords
 from events.subjects import event_subject
 from infra.streams import EVENTS, REJECTED_RAW_LIMIT
 from services.gateway.errors import (
@@ -185,6 +186,7 @@ class IntakePipeline:
         self._publisher = publisher
         self._index = index
         self._localities = localities
+        self._stored = StoredRecords(localities)
         self._offices = offices
         self._clock = clock
         self.counters = counters if counters is not None else IntakeCounters()
@@ -199,7 +201,7 @@ class IntakePipeline:
     async def _catch_up_index(self) -> int:
         from services.gateway.catch_up import catch_up  # catch_up imports this module
 
-        return await catch_up(self._js, self._index)
+        return await catch_up(self._js, self._index, self._stored)
 
     async def handle(self, office_id: str | None, body: bytes) -> bytes:
         """Answer one intake request; never raises (a request that raises would get no reply).
