@@ -52,7 +52,7 @@ def main() -> None:
     gateway = Gateway(config)
     exporter = None
     if args.metrics_port is not None:
-        registry = gateway_registry(gateway.counters)
+        registry = gateway_registry(gateway.counters, gateway.dropped)
         ProcessCollector(registry=registry)
         exporter = Exporter(registry, args.metrics_port)
         logging.getLogger("antq.gateway").info("Prometheus metrics on port %d at /metrics", exporter.port)
