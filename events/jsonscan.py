@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Iterable
 from itertools import accumulate
 from typing import Any
 
@@ -88,13 +87,17 @@ def duplicate_key(document: bytes) -> str | None:
 
 def _strings(node: Any) -> int:
     """Keys and string values in a decoded document."""
-    count = 0
-    values: Iterable[Any]
-    if type(node) is dict:
+    kind = type(node)
+    if kind is str:
+        return 1
+    if kind is dict:
         count = len(node)
         values = node.values()
-    else:
+    elif kind is list:
+        count = 0
         values = node
+    else:
+        return 0
     for value in values:
         kind = type(value)
         if kind is str:
