@@ -16,7 +16,15 @@ import msgspec
 
 from events.errors import EventError, Invalid, Malformed, TooLarge, UnknownType
 from events.jsonscan import MAX_DEPTH, duplicate_key, too_deep
-from events.schema import FREE_TEXT_FIELDS, ID_FIELDS, TAGS, EntryRetracted, Event, Recorded
+from events.schema import (
+    EVENT_TYPES,
+    FREE_TEXT_FIELDS,
+    ID_FIELDS,
+    TAGS,
+    EntryRetracted,
+    Event,
+    Recorded,
+)
 from events.text import text_problem
 
 MAX_BATCH = 1000
@@ -33,6 +41,9 @@ _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _NIL_UUID = uuid.UUID(int=0)
 _MAX_UUID = uuid.UUID(int=2**128 - 1)
+# per event type, the id and free-text fields it has (looked up once, not tried by name on every event)
+_IDS_OF = {t: tuple(n for n in ID_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
+_TEXTS_OF = {t: tuple(n for n in FREE_TEXT_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
 
 
 def vietnam_today(now: dt.datetime) -> dt.date:
@@ -86,9 +97,9 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
 
 
 def _check_ids(event: Event) -> None:
-    for name in ID_FIELDS:
-        value = getattr(event, name, None)
-        if value in (_NIL_UUID, _MAX_UUID):
+    for name in _IDS_OF[type(event)]:
+        value: uuid.UUID = getattr(event, name)
+        if value.int in (0, _MAX_UUID.int):
             which = "nil" if value == _NIL_UUID else "max"
             raise Invalid(
                 f"{name} is the {which} UUID {value}, which is no identifier: use a random one", f"$.{name}"
@@ -96,8 +107,8 @@ def _check_ids(event: Event) -> None:
 
 
 def _check_text(event: Event) -> None:
-    for name in FREE_TEXT_FIELDS:
-        value = getattr(event, name, None)
+    for name in _TEXTS_OF[type(event)]:
+        value = getattr(event, name)
         if value is not None:
             problem = text_problem(value)
             if problem is not None:

@@ -22,24 +22,30 @@ import msgspec
 
 MAX_DEPTH = 64
 
-# A JSON string, escapes included.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A string of the skeleton (quotes and brackets only, no escapes left): the brackets in it are text.
+_IN_STRING = re.compile(rb'"[^"]*"')
+_NOT_SKELETON = bytes(b for b in range(256) if b not in b'[{]}"')
 # Brackets to +1 (opening) and -1 (closing, 0xff as a signed byte); everything else is deleted.
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _generic = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
 
 
 def nesting_depth(body: bytes) -> int:
     """How deep ``[``/``{`` nest in ``body``, ignoring those inside strings (an unterminated string runs to the
-    end). Linear in the body, at C speed: strings are cut out by a regular expression, the brackets left are
-    summed as signed bytes."""
-    outside = _STRING.sub(b"", body)
-    open_quote = outside.find(b'"')  # a string that never ends: the rest of the body is inside it
+    end). Linear in the body, at C speed: escaped backslashes and quotes are removed (so that every quote left
+    opens or closes a string), then everything but quotes and brackets; the strings left (quotes around
+    brackets) are cut out, and the brackets summed as signed bytes."""
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # two quotes side by side are an empty string, or two strings with nothing between them: both can go
+    skeleton = unescaped.translate(None, _NOT_SKELETON).replace(b'""', b"")
+    skeleton = _IN_STRING.sub(b"", skeleton)
+    open_quote = skeleton.find(b'"')  # a string that never ends: the rest of the body is inside it
     if open_quote >= 0:
-        outside = outside[:open_quote]
-    return _depth_of_brackets(outside)
+        skeleton = skeleton[:open_quote]
+    return _depth_of_brackets(skeleton)
 
 
 def _depth_of_brackets(data: bytes) -> int:
@@ -66,7 +72,7 @@ def duplicate_key(document: bytes) -> str | None:
 
     Cheap when there is none: every string of valid JSON (key or value) is delimited by two quotes that are
     not escaped, and a decoder keeps one key of each duplicate pair, so the document has more such quotes than
-    twice the strings of its decoded form exactly when a key was dropped. Only then (or when the document
+    its decoded form encoded again exactly when a key (and its value) was dropped. Only then (or when the document
     holds an escaped backslash, which makes a backslash before a quote ambiguous) is it walked object by
     object."""
     if b"\\\\" not in document:
@@ -75,8 +81,9 @@ def duplicate_key(document: bytes) -> str | None:
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
             pass  # a number too large for msgspec, say: the walk below decides
         else:
-            quotes = document.count(b'"') - document.count(b'\\"')
-            if quotes == 2 * _strings(tree):
+            # the decoded form encoded again: its strings are the same, quoted the same way
+            again = _encoder.encode(tree)
+            if _quotes(document) == _quotes(again):
                 return None
     try:
         pairs = json.loads(document, object_pairs_hook=_Pairs)
@@ -85,26 +92,9 @@ def duplicate_key(document: bytes) -> str | None:
     return _find_duplicate(pairs, "$")
 
 
-def _strings(node: Any) -> int:
-    """Keys and string values in a decoded document."""
-    kind = type(node)
-    if kind is str:
-        return 1
-    if kind is dict:
-        count = len(node)
-        values = node.values()
-    elif kind is list:
-        count = 0
-        values = node
-    else:
-        return 0
-    for value in values:
-        kind = type(value)
-        if kind is str:
-            count += 1
-        elif kind is dict or kind is list:
-            count += _strings(value)
-    return count
+def _quotes(document: bytes) -> int:
+    """The quotes that open or close a string, in JSON without an escaped backslash."""
+    return document.count(b'"') - document.count(b'\\"')
 
 
 class _Pairs(list[tuple[str, Any]]):
