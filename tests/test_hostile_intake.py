@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import unicodedata
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
 from services.client import OfficeClient
 from services.gateway.app import Gateway
 from services.gateway.telemetry import gateway_registry
+from services.replies import LOG_EVERY_S, DroppedRequests, client_of, is_inbox
 from tests import factories as f
 from tests.conftest import Stack
 from tests.servers import wait_for
@@ -457,3 +459,45 @@ def test_decode_event_refuses_the_nil_and_max_uuid_in_every_id_field(field: str,
         decode_event(msgspec.json.encode(doc), today=TODAY)
     assert (refused.value.code, refused.value.path) == ("invalid", f"$.{field}")
     assert uuid.UUID(value) in (uuid.UUID(int=0), uuid.UUID(int=2**128 - 1))
+
+
+# --- the reply rule itself ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["_INBOX.abc", "_INBOX.abc.def", "_INBOX.UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4.n.1"],
+)
+def test_inboxes(subject: str) -> None:
+    assert is_inbox(subject)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [None, "", *NOT_INBOXES, "_INBOX.a>", "_INBOX.a b", "_INBOX.a\tb", "_INBOX.a.", "_inbox.a", "x._INBOX.a"],
+)
+def test_not_inboxes(subject: str | None) -> None:
+    assert not is_inbox(subject)
+
+
+def test_the_client_of_an_inbox_is_its_prefix() -> None:
+    assert client_of("_INBOX.UDXU4.nuid.1") == "_INBOX.UDXU4"
+    assert client_of("_INBOX.abc") == "_INBOX.abc"
+
+
+def test_dropped_requests_are_counted_each_and_logged_at_most_every_ten_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    dropped = DroppedRequests("the test", logging.getLogger("antq.test"), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="antq.test"):
+        assert dropped.accept("antq.intake.x", "_INBOX.ok.1")
+        for _ in range(5):
+            assert not dropped.accept("antq.intake.x", "antq.events.04.01447.session")
+        assert not dropped.accept("antq.intake.x", None)
+        assert len(caplog.records) == 1  # the first one only
+        now[0] += LOG_EVERY_S
+        assert not dropped.accept("antq.intake.x", "foo")
+    assert dropped.counts == {"not_inbox": 6, "no_reply": 1} and dropped.total == 7
+    assert len(caplog.records) == 2
+    assert "6 dropped since the last such warning, 7 in all" in caplog.records[1].getMessage()
