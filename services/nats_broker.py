@@ -33,9 +33,9 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
     """A subscriber ``decoder=`` that hands the handler the bytes as they came.
 
     FastStream's default decoder runs before the handler: with a ``content-type: application/json`` header it
-    parses the body with ``json.loads`` and lets its error escape (the framework swallows it, and the request
-    gets no answer); without one it still parses, and a body nested ~1,000 deep raises ``RecursionError``,
-    which it does not swallow either. The services decode the bytes themselves, and always answer.
+    parses the body with ``json.loads`` and lets a parse error escape; without one it parses all the same, and a
+    body nested ~1,000 deep raises ``RecursionError``. Either ends the request in the framework, which swallows
+    the error: no answer, no log. The services decode the bytes themselves, and always answer.
     """
     body: bytes = message.body
     return body

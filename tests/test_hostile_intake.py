@@ -10,11 +10,13 @@ and the checks behind them (``events.jsonscan``, ``events.text``) against indepe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import unicodedata
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -22,21 +24,28 @@ import nats
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from events.codec import decode_event
 from events.errors import EventError
 from events.jsonscan import MAX_DEPTH, duplicate_key, nesting_depth, too_deep
+from events.localities import Localities
 from events.schema import EVENT_TYPES, FREE_TEXT_FIELDS, ID_FIELDS
+from events.subjects import QUERY_SUBJECT
 from events.text import text_problem
-from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+from infra.auth import generate, nats_connect_options
+from infra.embedded import EmbeddedNats
+from infra.settings import Settings
+from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
 from services.client import OfficeClient
-from services.gateway.app import Gateway
+from services.gateway.app import Gateway, GatewayConfig
 from services.gateway.telemetry import gateway_registry
+from services.query.app import QueryConfig, QueryService
 from services.replies import LOG_EVERY_S, DroppedRequests, client_of, is_inbox
 from tests import factories as f
-from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.conftest import Stack, wait_until_answering
+from tests.servers import Servers, fresh_database, wait_for
 from tests.test_gateway_limits import rejected_records
 
 pytestmark = pytest.mark.servers
@@ -501,3 +510,83 @@ def test_dropped_requests_are_counted_each_and_logged_at_most_every_ten_seconds(
     assert dropped.counts == {"not_inbox": 6, "no_reply": 1} and dropped.total == 7
     assert len(caplog.records) == 2
     assert "6 dropped since the last such warning, 7 in all" in caplog.records[1].getMessage()
+
+
+# --- the same on the secure stack (generated identities) ---------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_with_generated_auth_a_non_inbox_reply_stores_nothing_at_either_service(
+    template: Servers, localities: Localities, offices_file: Path, tmp_path: Path
+) -> None:
+    """An office (at the gateway, which may write ``antq.events.>``) and a reader (at the query service) name
+    a stream's subject as their reply subject: both requests are dropped, and proper requests still work."""
+    generated = generate(tmp_path / "auth", ["ca-cao-bang"])
+    server = EmbeddedNats(tmp_path / "nats", sync_always=False, auth_conf=generated.server_conf)
+    server.start()
+    connections: list[Client] = []
+
+    async def connect(name: str) -> Client:
+        seed = Settings(nats_url=server.url, nats_nkey_seed_file=generated.directory / f"{name}.nk")
+        nc = await nats.connect(server.url, allow_reconnect=False, **nats_connect_options(seed))
+        connections.append(nc)
+        return nc
+
+    def options(name: str) -> dict[str, str]:
+        seed = Settings(nats_url=server.url, nats_nkey_seed_file=generated.directory / f"{name}.nk")
+        return nats_connect_options(seed)
+
+    try:
+        admin = await connect("admin")
+        await ensure_streams(admin.jetstream(), StreamLimits())
+        database_url = await fresh_database(template)
+        gateway = Gateway(
+            GatewayConfig(
+                nats_url=server.url,
+                database_url=database_url,
+                offices_path=offices_file,
+                localities=localities,
+                nats_options=options("gateway"),
+            )
+        )
+        query = QueryService(
+            QueryConfig(
+                nats_url=server.url,
+                database_url=database_url,
+                localities=localities,
+                nats_options=options("query"),
+            )
+        )
+        async with gateway.app, query.app:
+            office = await connect("office-ca-cao-bang")
+            reader = await connect("reader")
+            await wait_until_answering(office, INTAKE)
+            await wait_until_answering(reader, QUERY_SUBJECT)
+            before = int((await admin.jetstream().stream_info(EVENTS)).state.messages)
+            await office.publish(INTAKE, b"x", reply="antq.events.04.01447.session")
+            await office.publish(
+                INTAKE, msgspec.json.encode(f.session()), reply="antq.events.04.01447.session"
+            )
+            await reader.publish(
+                QUERY_SUBJECT, msgspec.json.encode({"ward": "01447", "year": 2018}), reply="antq.seals"
+            )
+            await office.flush()
+            await reader.flush()
+
+            async def dropped() -> bool:
+                return gateway.dropped_reply_subject == 2 and query.dropped_reply_subject == 1
+
+            await wait_for(dropped, what="the requests dropped at both services")
+            assert (await OfficeClient(office, OFFICE, timeout=20).submit_one(f.pledge())).ok
+            answer = await reader.request(
+                QUERY_SUBJECT, msgspec.json.encode({"ward": "01447", "year": 2018}), timeout=20
+            )
+            assert "metrics" in msgspec.json.decode(answer.data)
+            after = int((await admin.jetstream().stream_info(EVENTS)).state.messages)
+            assert after == before + 1  # the proper event only
+            assert int((await admin.jetstream().stream_info(SEALS)).state.messages) == 0
+    finally:
+        for nc in connections:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        server.stop()
