@@ -45,8 +45,8 @@ class DroppedRequests:
     logger: logging.Logger
     counts: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
-    _last_log: float | None = None
-    _unlogged: int = 0
+    _last_log: float | None = field(default=None, init=False, repr=False)
+    _unlogged: int = field(default=0, init=False, repr=False)
 
     @property
     def total(self) -> int:
