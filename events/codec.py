@@ -10,11 +10,22 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
+import uuid
 
 import msgspec
 
 from events.errors import EventError, Invalid, Malformed, TooLarge, UnknownType
-from events.schema import TAGS, EntryRetracted, Event, Recorded
+from events.jsonscan import MAX_DEPTH, duplicate_key, too_deep
+from events.schema import (
+    EVENT_TYPES,
+    FREE_TEXT_FIELDS,
+    ID_FIELDS,
+    TAGS,
+    EntryRetracted,
+    Event,
+    Recorded,
+)
+from events.text import text_problem
 
 MAX_BATCH = 1000
 MAX_EVENT_BYTES = 16 * 1024
@@ -28,6 +39,11 @@ _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_NIL_UUID = uuid.UUID(int=0)
+_MAX_UUID = uuid.UUID(int=2**128 - 1)
+# per event type, the id and free-text fields it has (looked up once, not tried by name on every event)
+_IDS_OF = {t: tuple(n for n in ID_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
+_TEXTS_OF = {t: tuple(n for n in FREE_TEXT_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
 
 
 def vietnam_today(now: dt.datetime) -> dt.date:
@@ -39,6 +55,7 @@ def split_body(body: bytes) -> tuple[list[msgspec.Raw], bool]:
     """Split an intake body into raw event documents; the flag says whether it was an array."""
     if len(body) > MAX_BODY_BYTES:
         raise TooLarge(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    _check_depth(body)
     stripped = body.lstrip()
     if not stripped.startswith(b"["):
         return [msgspec.Raw(body)], False
@@ -51,6 +68,14 @@ def split_body(body: bytes) -> tuple[list[msgspec.Raw], bool]:
     if len(items) > MAX_BATCH:
         raise TooLarge(f"{len(items)} events in one request; send at most {MAX_BATCH}", "$")
     return items, True
+
+
+def _check_depth(body: bytes) -> None:
+    """Refuse a body nested deeper than ``MAX_DEPTH`` before any recursive decoder sees it (msgspec and
+    Python's json raise ``RecursionError`` at about 1,000, which no handler expects)."""
+    depth = too_deep(body)
+    if depth is not None:
+        raise TooLarge(f"the body is nested {depth} deep; the limit is {MAX_DEPTH}", "$")
 
 
 def _validation_error(exc: msgspec.ValidationError) -> EventError:
@@ -71,6 +96,25 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
     return Invalid(msg, path)
 
 
+def _check_ids(event: Event) -> None:
+    for name in _IDS_OF[type(event)]:
+        value: uuid.UUID = getattr(event, name)
+        if value.int in (0, _MAX_UUID.int):
+            which = "nil" if value == _NIL_UUID else "max"
+            raise Invalid(
+                f"{name} is the {which} UUID {value}, which is no identifier: use a random one", f"$.{name}"
+            )
+
+
+def _check_text(event: Event) -> None:
+    for name in _TEXTS_OF[type(event)]:
+        value = getattr(event, name)
+        if value is not None:
+            problem = text_problem(value)
+            if problem is not None:
+                raise Invalid(f"{name} {problem}", f"$.{name}")
+
+
 def _nfc(text: str | None) -> str | None:
     return None if text is None else unicodedata.normalize("NFC", text)
 
@@ -89,6 +133,7 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
     """Decode and validate one event document; ``today`` is the current date in Vietnam."""
     if len(raw) > MAX_EVENT_BYTES:
         raise TooLarge(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    _check_depth(raw)
     try:
         event = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -97,6 +142,11 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
         raise Malformed(f"not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 inside a string
         raise Malformed(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    duplicate = duplicate_key(raw)
+    if duplicate is not None:
+        raise Invalid("this key is given twice in the same object: give each key once", duplicate)
+    _check_ids(event)
+    _check_text(event)
     if event.occurred_on > today:
         raise Invalid(
             f"occurred_on {event.occurred_on} is after today ({today}, Vietnam time)", "$.occurred_on"

@@ -145,6 +145,13 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
 )
 TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 
+FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason")
+"""Every ``str`` field of an event that is neither a ``Literal`` nor a code with a pattern: checked as free
+text (``events.text``). A test keeps this list complete."""
+ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id")
+"""Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
+A test keeps this list complete."""
+
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     """What ``ANTQ_EVENTS`` stores: the normalised event plus the office that sent it.

@@ -1,11 +1,14 @@
 """FastStream's ``NatsBroker`` connecting as an identity: the ``nats.connect`` options of
 ``infra.auth.nats_connect_options`` turned into FastStream's ``security`` (its own ``nkeys_seed`` and
-``user_credentials`` arguments are deprecated) and the identity's private inbox prefix."""
+``user_credentials`` arguments are deprecated) and the identity's private inbox prefix; and the decoder of a
+request/reply subscriber that decodes its bodies itself (``raw_body``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 
@@ -24,3 +27,15 @@ def nats_broker(url: str, options: Mapping[str, str]) -> NatsBroker:
     if "inbox_prefix" in options:
         return NatsBroker(url, logger=None, security=security, inbox_prefix=options["inbox_prefix"])
     return NatsBroker(url, logger=None, security=security)
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """A subscriber ``decoder=`` that hands the handler the bytes as they came.
+
+    FastStream's default decoder runs before the handler: with a ``content-type: application/json`` header it
+    parses the body with ``json.loads`` and lets a parse error escape; without one it parses all the same, and a
+    body nested ~1,000 deep raises ``RecursionError``. Either ends the request in the framework, which swallows
+    the error: no answer, no log. The services decode the bytes themselves, and always answer.
+    """
+    body: bytes = message.body
+    return body

@@ -58,7 +58,7 @@ def main() -> None:
         sys.exit(2)
     exporter = None
     if args.metrics_port is not None:
-        registry = gateway_registry(gateway.counters, gateway.catch_up_counters)
+        registry = gateway_registry(gateway.counters, gateway.dropped, gateway.catch_up_counters)
         ProcessCollector(registry=registry)
         exporter = Exporter(registry, args.metrics_port)
         logging.getLogger("antq.gateway").info("Prometheus metrics on port %d at /metrics", exporter.port)

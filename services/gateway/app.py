@@ -1,7 +1,9 @@
 """Composition root of the ingest gateway: a FastStream app answering ``antq.intake.<office_id>``.
 
 Core NATS request/reply in a queue group, so several copies share the load. The handler takes the raw
-``NatsMessage`` (no pydantic casting) and always answers, whatever happens inside.
+``NatsMessage`` with its body as bytes (``raw_body``: FastStream decodes nothing) and always answers, whatever
+happens inside, itself (the subscriber has ``no_reply``) and only to an inbox: a request whose reply subject is
+not one is dropped unprocessed (``services.replies``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
-from services.nats_broker import nats_broker
+from services.nats_broker import nats_broker, raw_body
+from services.replies import DroppedRequests
 
 log = logging.getLogger("antq.gateway")
 
@@ -73,10 +76,25 @@ class Gateway:
         """Answers of this copy (``services/gateway/telemetry.py`` exports them)."""
         self.catch_up_counters = CatchUpCounters()
         self._stored = StoredRecords(self._localities)
-        broker = nats_broker(config.nats_url, config.nats_options)
+        self.dropped = DroppedRequests("the gateway", log)
+        """Requests dropped unanswered for their reply subject, per reason (exported with the counters)."""
+        self._broker = nats_broker(config.nats_url, config.nats_options)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
-        broker.subscriber(f"{INTAKE_PREFIX}.*", queue=config.queue, max_workers=config.workers)(self._intake)
-        self.app = FastStream(broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close])
+        self._broker.subscriber(
+            f"{INTAKE_PREFIX}.*",
+            queue=config.queue,
+            max_workers=config.workers,
+            no_reply=True,
+            decoder=raw_body,
+        )(self._receive)
+        self.app = FastStream(
+            self._broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close]
+        )
+
+    @property
+    def dropped_reply_subject(self) -> int:
+        """Requests dropped because their reply subject was missing or not an inbox."""
+        return self.dropped.total
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -110,7 +128,18 @@ class Gateway:
             except Exception:
                 log.exception("index catch-up failed; retrying at the next round")
 
+    async def _receive(self, msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        if not self.dropped.accept(raw.subject, raw.reply):
+            return
+        body = await self._intake(msg)
+        try:
+            await self._broker.publish(body, raw.reply, correlation_id=msg.correlation_id)
+        except Exception:  # the office is gone or NATS is: nobody left to tell (a retry is a duplicate)
+            log.warning("could not send an intake reply", exc_info=True)
+
     async def _intake(self, msg: NatsMessage) -> bytes:
+        """The answer to one request (whose reply subject is an inbox)."""
         if self._pipeline is None:
             result = refused("unavailable", "the gateway is starting; retry")
             self.counters.record([result])

@@ -1,8 +1,11 @@
 """Composition root of the query service: ``antq.query.stats`` request/reply over the read models.
 
-The handler takes the raw message, decodes it with msgspec and always answers. It sends the answer itself (the
-subscriber has ``no_reply``): a request waiting for its ``min_seq`` is answered later, from a task of its own,
-so that it holds neither a worker nor a database connection while it waits (``services.query.waiting``).
+The handler takes the raw message with its body as bytes (``raw_body``: FastStream decodes nothing), decodes it
+with msgspec and always answers. It sends the answer itself (the subscriber has ``no_reply``), and only to an
+inbox: a request whose reply subject is not one is dropped unprocessed (``services.replies``). A request
+waiting for its ``min_seq`` is answered later, from a task of its own, so that it holds neither a worker nor a
+database connection while it waits (``services.query.waiting``); each client (its reply inbox prefix) may have
+``max_waiters_per_client`` requests waiting at once.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
 from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
-from services.nats_broker import nats_broker
+from services.nats_broker import nats_broker, raw_body
 from services.query.request import (
     Busy,
     ErrorBody,
@@ -35,7 +38,15 @@ from services.query.request import (
     parse_query,
     resolve_wards,
 )
-from services.query.waiting import CheckpointWatch, Waiter, WatchClosed, WatchFull, read_head
+from services.query.waiting import (
+    CheckpointWatch,
+    ClientFull,
+    Waiter,
+    WatchClosed,
+    WatchFull,
+    read_head,
+)
+from services.replies import DroppedRequests, client_of
 
 log = logging.getLogger("antq.query")
 
@@ -51,6 +62,9 @@ class QueryConfig:
     """Requests served at once. A request waiting for ``min_seq`` gives its worker back while it waits."""
     max_waiters: int = 1000
     """Requests that may wait for their ``min_seq`` at once; beyond, a request is answered ``busy``."""
+    max_waiters_per_client: int = 100
+    """Requests of one client (its reply inbox prefix) that may wait at once; beyond, that client is answered
+    ``busy`` while the others still wait."""
     poll_interval_s: float = 0.025
     """How often the active copy's checkpoint is read while requests wait for their ``min_seq``."""
     localities: Localities | None = None
@@ -98,11 +112,17 @@ class StatsQueries:
         localities: Localities,
         *,
         max_waiters: int = 1000,
+        max_waiters_per_client: int = 100,
         poll_interval_s: float = 0.025,
     ) -> None:
         self._pool = pool
         self._localities = localities
-        self._watch = CheckpointWatch(lambda: read_head(pool), interval=poll_interval_s, capacity=max_waiters)
+        self._watch = CheckpointWatch(
+            lambda: read_head(pool),
+            interval=poll_interval_s,
+            capacity=max_waiters,
+            per_client=max_waiters_per_client,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -110,12 +130,13 @@ class StatsQueries:
         """Requests waiting for their ``min_seq`` right now."""
         return self._watch.waiting
 
-    async def answer(self, body: bytes, send: Send) -> None:
+    async def answer(self, body: bytes, send: Send, client: str) -> None:
         """Answer ``body`` through ``send``, exactly once: before returning, or, when the request waits for its
-        ``min_seq``, from a task that sends once the projection is there or the request's timeout has passed."""
+        ``min_seq``, from a task that sends once the projection is there or the request's timeout has passed.
+        ``client`` (the reply inbox prefix) is whose share of the waiters a wait takes."""
         started = asyncio.get_running_loop().time()
         try:
-            outcome = await self._start(parse_query(body), started)
+            outcome = await self._start(parse_query(body), started, client)
         except QueryError as exc:
             await _send(send, _error(exc))
             return
@@ -139,7 +160,7 @@ class StatsQueries:
             for task in pending:
                 task.cancel()
 
-    async def _start(self, query: StatsQuery, started: float) -> StatsReply | _Waiting:
+    async def _start(self, query: StatsQuery, started: float, client: str) -> StatsReply | _Waiting:
         wards = resolve_wards(query, self._localities)
         snapshot = await self._read(wards, query)
         if query.min_seq is None or _caught_up(snapshot, query.min_seq):
@@ -147,7 +168,14 @@ class StatsQueries:
         if query.timeout_ms == 0:
             raise _not_caught_up(snapshot, query.min_seq)
         try:
-            waiter = self._watch.register(query.min_seq)
+            waiter = self._watch.register(query.min_seq, client)
+        except ClientFull:
+            raise Busy(
+                f"{self._watch.waiting_for(client)} requests of this client ({client}) are already waiting for"
+                " their min_seq, the most this service allows one client; retry once some are answered, or ask"
+                " without min_seq",
+                "$.min_seq",
+            ) from None
         except WatchFull:
             raise Busy(
                 f"{self.waiting} requests are already waiting for their min_seq, the most this service allows;"
@@ -220,10 +248,12 @@ class QueryService:
         self._localities = config.localities or Localities.load()
         self._pool: asyncpg.Pool | None = None
         self._queries: StatsQueries | None = None
+        self.dropped = DroppedRequests("the query service", log)
+        """Requests dropped unanswered for their reply subject, per reason."""
         self._broker = nats_broker(config.nats_url, config.nats_options)
-        self._broker.subscriber(QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True)(
-            self._handle
-        )
+        self._broker.subscriber(
+            QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True, decoder=raw_body
+        )(self._handle)
         self.app = FastStream(
             self._broker,
             logger=None,
@@ -237,19 +267,25 @@ class QueryService:
         """Requests waiting for their ``min_seq`` right now."""
         return 0 if self._queries is None else self._queries.waiting
 
+    @property
+    def dropped_reply_subject(self) -> int:
+        """Requests dropped because their reply subject was missing or not an inbox."""
+        return self.dropped.total
+
     async def _connect(self) -> None:
         self._pool = await create_pool(self._config.database_url, max_size=8)
         self._queries = StatsQueries(
             self._pool,
             self._localities,
             max_waiters=self._config.max_waiters,
+            max_waiters_per_client=self._config.max_waiters_per_client,
             poll_interval_s=self._config.poll_interval_s,
         )
 
     async def _handle(self, msg: NatsMessage) -> None:
-        reply_to = msg.reply_to
-        if not reply_to:
-            return  # a publish, not a request: there is nobody to answer
+        reply_to = msg.raw_message.reply
+        if not self.dropped.accept(msg.raw_message.subject, reply_to) or not reply_to:
+            return  # nobody to answer, or a subject that is not an inbox: never published to
         correlation_id = msg.correlation_id
 
         async def send(body: bytes) -> None:
@@ -258,7 +294,7 @@ class QueryService:
         if self._queries is None:
             await _send(send, _error(Unavailable("starting; retry")))
             return
-        await self._queries.answer(msg.body, send)
+        await self._queries.answer(msg.body, send, client_of(reply_to))
 
     async def _stop_waiting(self) -> None:
         """Before the broker stops: the waiting requests are answered while the connection is still open."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
 
+from events.jsonscan import MAX_DEPTH, duplicate_key, key_path, too_deep
 from events.localities import Localities
 
 # \A and \Z, not ^ and $: msgspec searches the pattern, and $ also matches before a trailing newline ("01447\n")
 WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z")]
 ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{2}\Z")]
 Period = Literal["calendar", "reporting"]
+MAX_SEQ = 2**63 - 1  # a stream sequence as PostgreSQL stores it (bigint)
+MAX_BODY_BYTES = 64 * 1024  # a query of 1,000 wards is about 9 KiB
 
 
 class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -21,7 +23,7 @@ class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     province: ProvinceCode | None = None
     wards: Annotated[list[WardCode], msgspec.Meta(min_length=1, max_length=1000)] | None = None
     period: Period = "calendar"
-    min_seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    min_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
 
 
@@ -82,11 +84,6 @@ class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 _decoder = msgspec.json.Decoder(StatsQuery)
 _FIELDS = frozenset(StatsQuery.__struct_fields__)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _key_path(key: str) -> str:
-    return f"$.{key}" if _NAME.fullmatch(key) else f"$[{msgspec.json.encode(key).decode()}]"
 
 
 def _unknown_field(body: bytes) -> str | None:
@@ -96,10 +93,16 @@ def _unknown_field(body: bytes) -> str | None:
         fields = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
     except msgspec.MsgspecError:
         return None
-    return next((_key_path(key) for key in fields if key not in _FIELDS), None)
+    return next((key_path("$", key) for key in fields if key not in _FIELDS), None)
 
 
 def parse_query(body: bytes) -> StatsQuery:
+    """The query in ``body`` (raw bytes, decoded here and nowhere before), or ``BadRequest`` with a path."""
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"the request is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", "$")
+    depth = too_deep(body)
+    if depth is not None:
+        raise BadRequest(f"the request is nested {depth} deep; the limit is {MAX_DEPTH}", "$")
     try:
         query = _decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -110,6 +113,11 @@ def parse_query(body: bytes) -> StatsQuery:
         raise BadRequest(message, path.rstrip("`") if at else "$") from None  # no path: the body itself
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 inside a string
+        raise BadRequest(f"the request is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    duplicate = duplicate_key(body)
+    if duplicate is not None:
+        raise BadRequest("this key is given twice: give each key once", duplicate)
     given = [name for name in ("ward", "province", "wards") if getattr(query, name) is not None]
     if len(given) != 1:
         raise BadRequest("give exactly one of `ward`, `province` or `wards`", "$")

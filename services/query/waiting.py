@@ -5,7 +5,9 @@ A request whose snapshot is behind its ``min_seq`` registers a ``Waiter`` here a
 checkpoint every ``interval`` seconds (one short query on a pooled connection, given back between polls) and
 releases every waiter whose ``min_seq`` it has reached, or all of them when the projection has halted (it will
 get no further: they answer ``stale``). A waiter holds no connection and no worker while it waits, and the
-number of waiters is capped (``WatchFull``) so that clients cannot pile up memory.
+number of waiters is capped (``WatchFull``) so that clients cannot pile up memory: in all, and per client (a
+client is its reply inbox prefix, ``services.replies.client_of``), so that one client filling its share
+leaves room for every other (``ClientFull``).
 
 PostgreSQL LISTEN/NOTIFY would need the projection to notify on each commit; it does not, so this polls.
 """
@@ -56,6 +58,10 @@ class WatchFull(Exception):
     """As many requests as allowed are already waiting."""
 
 
+class ClientFull(WatchFull):
+    """As many requests of this client as allowed are already waiting."""
+
+
 class WatchClosed(Exception):
     """The service is stopping: nobody waits any more."""
 
@@ -63,19 +69,22 @@ class WatchClosed(Exception):
 class Waiter:
     """One request waiting for the checkpoint to reach ``min_seq``."""
 
-    __slots__ = ("future", "min_seq")
+    __slots__ = ("client", "future", "min_seq")
 
-    def __init__(self, min_seq: int) -> None:
+    def __init__(self, min_seq: int, client: str) -> None:
         self.min_seq = min_seq
+        self.client = client
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class CheckpointWatch:
-    def __init__(self, read: ReadHead, *, interval: float, capacity: int) -> None:
+    def __init__(self, read: ReadHead, *, interval: float, capacity: int, per_client: int) -> None:
         self._read = read
         self._interval = interval
         self._capacity = capacity
+        self._per_client = per_client
         self._waiters: set[Waiter] = set()
+        self._of_client: dict[str, int] = {}
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
         self._failing = False
@@ -84,20 +93,32 @@ class CheckpointWatch:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def register(self, min_seq: int) -> Waiter:
-        """A waiter for ``min_seq`` (synchronous: the cap is checked before the request's task exists)."""
+    def waiting_for(self, client: str) -> int:
+        return self._of_client.get(client, 0)
+
+    def register(self, min_seq: int, client: str) -> Waiter:
+        """A waiter for ``min_seq`` (synchronous: the caps are checked before the request's task exists)."""
         if self._closed:
             raise WatchClosed
+        if self._of_client.get(client, 0) >= self._per_client:
+            raise ClientFull
         if len(self._waiters) >= self._capacity:
             raise WatchFull
-        waiter = Waiter(min_seq)
+        waiter = Waiter(min_seq, client)
         self._waiters.add(waiter)
+        self._of_client[client] = self._of_client.get(client, 0) + 1
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name="antq-query-checkpoint-poller")
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
-        self._waiters.discard(waiter)
+        if waiter in self._waiters:
+            self._waiters.discard(waiter)
+            left = self._of_client[waiter.client] - 1
+            if left:
+                self._of_client[waiter.client] = left
+            else:
+                del self._of_client[waiter.client]
         if not waiter.future.done():
             waiter.future.cancel()
 
