@@ -158,10 +158,6 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
     return normalise(event)
 
 
-def encode_event(event: Event) -> bytes:
-    return _encoder.encode(event)
-
-
 def body_hash(event: Event) -> bytes:
     """SHA-256 of the normalised event: what makes a retry 'the same body'."""
     return hashlib.sha256(_encoder.encode(event)).digest()

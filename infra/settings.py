@@ -34,7 +34,6 @@ class Settings:
     data_dir: Path | None = None
     dedup_window_s: float = DAY
     ack_timeout_s: float = 10.0  # how long a JetStream publish may wait for its ack
-    intake_queue: str = "antq-gateway"
     metrics_port: int | None = None  # serve Prometheus /metrics on this port (ANTQ_METRICS_PORT)
     # the projection's update signing key, an nkey seed file (ANTQ_UPDATE_KEY_FILE; created if missing; default:
     # <data dir>/updates.nk, else an ephemeral key: infra/update_signing.py)

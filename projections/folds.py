@@ -153,12 +153,6 @@ def year_key(ordinal: int) -> YearKey:
     return found
 
 
-def years_of_key(yk: YearKey) -> tuple[tuple[Period, int], tuple[Period, int]]:
-    """(period, year) for both periods, calendar first."""
-    year = yk >> 1
-    return ((CALENDAR, year), (REPORTING, year + (yk & 1)))
-
-
 def by_period(deltas: Mapping[DeltaKey, int]) -> Figures:
     """Deltas (or figures) split into both kinds of year, keyed (period, ward, year, metric); zeros left out."""
     out: Figures = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from events.schema import SESSION_LEVELS, SIGNERS, WEAPON_KINDS
+from events.schema import WEAPON_KINDS
 
 FOLD_VERSION: Final = 1
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due."""
@@ -37,14 +37,6 @@ BASE_METRICS: Final[tuple[str, ...]] = (
 
 AMMUNITION: Final = "ammunition"
 WEAPON_KINDS_COUNTED: Final[tuple[str, ...]] = tuple(k for k in WEAPON_KINDS if k != AMMUNITION)
-
-BREAKDOWN_METRICS: Final[tuple[str, ...]] = (
-    *(f"{SESSIONS_HELD}.{level}" for level in SESSION_LEVELS),
-    *(f"{SESSION_ATTENDANCE}.{level}" for level in SESSION_LEVELS),
-    *(f"{PLEDGE_SIGNATURES}.{signer}" for signer in SIGNERS),
-    *(f"{WEAPONS_SURRENDERED}.{kind}" for kind in WEAPON_KINDS_COUNTED),
-)
-ALL_METRICS: Final[frozenset[str]] = frozenset((*BASE_METRICS, *BREAKDOWN_METRICS))
 
 
 def breakdown(base: str, sub: str) -> str:

@@ -56,6 +56,29 @@ jurisdiction = ["province:24"]
 )
 
 
+SERVER_FIXTURES = frozenset({"servers", "template", "offices_file", "stack", "gateway", "office", "query"})
+"""Fixtures that start or use the real servers: a test requesting one (directly or through another fixture) must
+be marked ``servers``, so that ``pytest -m "not servers"`` stays a fast run that starts no server."""
+
+
+def unmarked_server_tests(items: list[pytest.Item]) -> list[str]:
+    return [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("servers") is None
+    ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = unmarked_server_tests(items)
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the real servers but are not marked `servers` (add `pytestmark = pytest.mark.servers`"
+            " to their file): " + ", ".join(unmarked)
+        )
+
+
 @dataclass
 class FixedClock:
     """An injectable clock; tests move it instead of waiting."""

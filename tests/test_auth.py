@@ -66,6 +66,8 @@ from tests import factories as f
 from tests.conftest import wait_until_answering
 from tests.servers import Servers, fresh_database, wait_for
 
+pytestmark = pytest.mark.servers
+
 OFFICES = ["ca-tra-linh", "ca-cao-bang"]
 DENIED_WAIT = 1.0  # a JetStream request the server refuses is never answered: how long to wait for nothing
 
@@ -196,14 +198,12 @@ def test_cli_generate_takes_offices_from_options_and_registry_and_prints_no_seed
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_without_an_identity_the_server_refuses_the_connection(auth_stack: AuthStack) -> None:
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
         await nats.connect(auth_stack.server.url, allow_reconnect=False, max_reconnect_attempts=0)
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_an_office_submits_on_its_own_intake_subject_only(auth_stack: AuthStack) -> None:
     gateway = await auth_stack.connect("gateway")
@@ -263,7 +263,6 @@ async def create_request(
     return answer
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
     auth_stack: AuthStack, localities: Localities
@@ -326,7 +325,6 @@ async def test_the_auditor_reads_the_log_and_the_seals_and_changes_nothing(
         await ajs.consumer_info(EVENTS, "auditor-own")
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer(
     auth_stack: AuthStack, template: Servers, localities: Localities
@@ -398,7 +396,6 @@ async def test_the_auditor_can_neither_replace_nor_drain_the_projectors_consumer
         await projector.stop()
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_one_consumer_read_at_a_time_per_name_and_direct_reads_in_parallel(
     auth_stack: AuthStack,
@@ -430,7 +427,6 @@ async def test_one_consumer_read_at_a_time_per_name_and_direct_reads_in_parallel
     assert a == b == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("role", ["auditor", "sealer"])
 async def test_readers_without_consumer_rights_cannot_make_a_push_consumer_deliver_stored_events_elsewhere(
@@ -471,7 +467,6 @@ async def test_readers_without_consumer_rights_cannot_make_a_push_consumer_deliv
     assert (info.state.messages, info.state.last_seq) == (3, 3)
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_antq_audit_replay_runs_as_the_auditor_and_says_clearly_when_it_has_no_identity(
     auth_stack: AuthStack,
@@ -512,7 +507,6 @@ async def test_antq_audit_replay_runs_as_the_auditor_and_says_clearly_when_it_ha
     assert "cannot read the nkey seed file" in err and "Traceback" not in err
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
     auth_stack: AuthStack, template: Servers, localities: Localities
@@ -601,7 +595,6 @@ async def test_the_auditor_verifies_a_running_stack_with_read_only_postgres(
         await projector.stop()
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_the_services_and_the_commands_run_as_their_own_identities(
     auth_stack: AuthStack, template: Servers, localities: Localities, offices_file: Path, tmp_path: Path

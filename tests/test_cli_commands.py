@@ -24,6 +24,8 @@ from tests.conftest import Stack
 from tests.servers import wait_for
 from tests.test_auth import antq
 
+pytestmark = pytest.mark.servers
+
 WARDS = ["01447", "01456", "01465"]  # Cao Bằng (province 04)
 # rich wraps and sizes tables to the terminal: fix the width so the parsing below does not depend on the CI's
 WIDE = {"COLUMNS": "160", "PYTHONIOENCODING": "utf-8"}
@@ -89,7 +91,6 @@ async def projector_caught_up(
         await projector.stop()
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_projections_rebuild_stats_switches_to_a_fresh_copy_with_the_same_figures(
     stack: Stack, office: OfficeClient, localities: Localities
@@ -160,7 +161,6 @@ async def test_projections_rebuild_of_an_unknown_read_model_is_refused_clearly()
     no_traceback(out, err)
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_stats_prints_a_provinces_and_a_wards_figures_and_refuses_unknown_codes(
     stack: Stack, office: OfficeClient, query: QueryService, localities: Localities
@@ -227,7 +227,6 @@ WARD_2018 = {
 }
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_demo_prints_every_article_figure_beside_an_equal_ledger_figure(
     stack: Stack, tmp_path: Path, localities: Localities
@@ -251,7 +250,6 @@ async def test_demo_prints_every_article_figure_beside_an_equal_ledger_figure(
     assert "every figure matches the article" in flat(out)
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_commands_that_cannot_get_an_answer_say_why_in_one_line(stack: Stack) -> None:
     """No query service, no database, a rebuild already running: a sentence on stderr, exit 1, no traceback."""

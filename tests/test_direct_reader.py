@@ -19,6 +19,8 @@ from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams, events_co
 from tests.conftest import Stack
 from tests.servers import until_store_created, wait_for
 
+pytestmark = pytest.mark.servers
+
 STREAM = "DIRECT_T"
 N = 300
 
@@ -49,7 +51,6 @@ async def direct(nc: Client, **kw: object) -> list[StoredMsg]:
     return [m async for batch in read_direct(nc, STREAM, **kw) for m in batch]  # type: ignore[arg-type]
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("batch", [7, 100, 10_000])
 async def test_the_direct_reader_returns_what_a_consumer_reads(
@@ -68,7 +69,6 @@ async def test_the_direct_reader_returns_what_a_consumer_reads(
     assert [m.seq for m in only_b] == [s for s in range(20, 251) if (s - 1) % 3 == 1]
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_columns_carry_the_same_sequences_and_bodies(stack: Stack, filled: Client) -> None:
     seqs: list[int] = []
@@ -81,7 +81,6 @@ async def test_columns_carry_the_same_sequences_and_bodies(stack: Stack, filled:
     assert seqs == [m.seq for m in want] and bodies == [m.data for m in want]
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_empty_ranges_and_a_stop_beyond_the_end(stack: Stack, filled: Client) -> None:
     assert await direct(filled, start_seq=200, stop_seq=199) == []
@@ -96,7 +95,6 @@ async def test_empty_ranges_and_a_stop_beyond_the_end(stack: Stack, filled: Clie
     assert [m.seq for m in tail] == [1]
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_stream_without_direct_gets_fails_loudly(stack: Stack) -> None:
     await stack.js.add_stream(StreamConfig(name="DIRECT_OFF", subjects=["directoff.>"]))
@@ -107,7 +105,6 @@ async def test_a_stream_without_direct_gets_fails_loudly(stack: Stack) -> None:
     await stack.js.delete_stream("DIRECT_OFF")
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_mirror_answering_direct_gets_never_passes_for_the_stream(stack: Stack) -> None:
     """Mirrors with mirror_direct join the stream's direct-get queue group; a filtered (or lagging) mirror's
@@ -142,7 +139,6 @@ async def test_a_mirror_answering_direct_gets_never_passes_for_the_stream(stack:
     await stack.js.delete_stream("DIRECT_SP")
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_existing_streams_get_direct_gets_in_place(stack: Stack) -> None:
     """ensure_streams turns direct gets on for an ANTQ_EVENTS / ANTQ_SEALS created before; nothing else changes."""
@@ -180,7 +176,6 @@ def test_the_fast_header_parser_parses_as_nats_py_does(lines: list[bytes]) -> No
     assert FastHeadersClient._parse_header_lines(raw) == Client._parse_header_lines(raw)
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_direct_read_that_misses_a_message_reads_on_from_there_and_skips_nothing(
     stack: Stack, filled: Client, monkeypatch: pytest.MonkeyPatch
@@ -217,7 +212,6 @@ async def test_a_direct_read_that_misses_a_message_reads_on_from_there_and_skips
     assert seen == list(range(1, 41))  # the batch before the loss, once
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_direct_read_whose_whole_answer_is_lost_asks_again(
     stack: Stack, filled: Client, monkeypatch: pytest.MonkeyPatch

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from events.schema import Event, Recorded, TipReceived
 from projections import folds
 from projections.errors import DuplicateEntity, FoldError, UnknownTarget, UnknownTip, WardMismatch
-from projections.periods import reporting_range, reporting_year
 from tests.test_fold_model import Figures, _assess, _retract, _tip, histories, recorded, reference
 
 
@@ -98,10 +97,12 @@ def test_fold_refuses_what_the_gateway_should_not_have_let_in(
 
 
 def test_reporting_year_runs_from_15_december() -> None:
-    assert reporting_year(dt.date(2018, 12, 14)) == 2018
-    assert reporting_year(dt.date(2018, 12, 15)) == 2019
-    assert reporting_year(dt.date(2019, 1, 1)) == 2019
-    assert reporting_range(2019) == (dt.date(2018, 12, 15), dt.date(2019, 12, 14))
+    def years(day: dt.date) -> set[tuple[str, int]]:
+        return {(p, y) for p, _, y, _ in folds.by_period({("w", folds.year_key(day.toordinal()), "m"): 1})}
+
+    assert years(dt.date(2018, 12, 14)) == {("calendar", 2018), ("reporting", 2018)}
+    assert years(dt.date(2018, 12, 15)) == {("calendar", 2018), ("reporting", 2019)}
+    assert years(dt.date(2019, 1, 1)) == {("calendar", 2019), ("reporting", 2019)}
 
 
 def test_state_values_are_small() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from events.localities import Localities
 from events.schema import Event
-from services.audit.folding import UnfoldableHistory
+from services.audit.errors import UnfoldableHistory
 from services.audit.replay import ReplayScope, replay
 from tests import factories as f
 from tests.conftest import Stack

@@ -24,6 +24,8 @@ from services.sealer.verify import verify_seals
 from tests.conftest import Stack
 from tests.test_seals import COPY, SIGNER, append_seal, config, make_copy, publish, stored
 
+pytestmark = pytest.mark.servers
+
 NOT_PINNED = "warning: no signer key is pinned"
 
 
@@ -71,7 +73,6 @@ def findings(report: Report) -> set[tuple[str, str | None, int | None]]:
     return {(f.kind, f.store, f.seal) for f in report.findings}
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_a_log_wiped_and_sealed_again_fails_against_the_printed_seal(
     copy_stack: Stack, office: OfficeClient, tmp_path: Path
@@ -127,7 +128,6 @@ async def test_a_log_wiped_and_sealed_again_fails_against_the_printed_seal(
     assert code == 1 and "expected_seal_differs" in out
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_printed_seal_must_be_in_both_stores_and_lead_to_the_latest(
     copy_stack: Stack, office: OfficeClient
@@ -168,7 +168,6 @@ async def test_the_printed_seal_must_be_in_both_stores_and_lead_to_the_latest(
     assert broken == {("nats", 4), ("postgres", 4)}
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_report_says_when_no_signer_key_is_pinned(copy_stack: Stack, office: OfficeClient) -> None:
     stack = copy_stack

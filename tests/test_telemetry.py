@@ -35,6 +35,8 @@ from tests.conftest import Stack, wait_until_answering
 from tests.servers import wait_for
 from tests.test_projection import as_event, checkpoint, local, publish_events
 
+pytestmark = pytest.mark.servers
+
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"projection": "stats"}
 
@@ -84,7 +86,6 @@ def free_port() -> int:
         return port
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_halt_shows_in_the_registry_and_on_the_http_endpoint(
     stack: Stack, localities: Localities
@@ -135,7 +136,6 @@ async def test_a_halt_shows_in_the_registry_and_on_the_http_endpoint(
         await projector.stop()
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_python_m_projections_serves_metrics_on_antq_metrics_port(
     stack: Stack, localities: Localities
@@ -185,7 +185,6 @@ class Holder:
     runner: StatsRunner | None = None
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(30)
 async def test_counters_carry_over_when_the_projector_replaces_its_runner(
     stack: Stack, localities: Localities
@@ -238,7 +237,6 @@ def gateway_samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]
     }
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_the_gateway_counts_accepted_duplicate_and_rejected_per_code(
     gateway: Gateway, office: OfficeClient, localities: Localities
@@ -273,7 +271,6 @@ async def test_the_gateway_counts_accepted_duplicate_and_rejected_per_code(
     }
 
 
-@pytest.mark.servers
 @pytest.mark.timeout(90)
 async def test_python_m_services_gateway_serves_metrics_on_antq_metrics_port(
     stack: Stack, offices_file: Path

@@ -27,14 +27,7 @@ from projections.asof import OccurredOnOrBefore
 from projections.errors import FoldError
 from projections.folds import Deltas
 from projections.replay import InMemoryReplay
-
-
-class AuditError(Exception):
-    """Root of the auditors' errors: a scope that names nothing, a history that cannot be folded."""
-
-
-class UnfoldableHistory(AuditError):
-    """A stored record cannot be decoded or folded: the log holds what the gateway should have refused."""
+from services.audit.errors import AuditError, UnfoldableHistory
 
 
 class _Chunk(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):

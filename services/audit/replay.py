@@ -19,7 +19,8 @@ from infra.stream_reader import last_sequence
 from infra.streams import EVENTS
 from projections.periods import Period
 from projections.replay import InMemoryReplay
-from services.audit.folding import AuditError, LocalFold, ProcessFold
+from services.audit.errors import AuditError
+from services.audit.folding import LocalFold, ProcessFold
 from services.audit.timeline import sequence_known_on
 
 __all__ = ["AuditError", "ReplayResult", "ReplayScope", "replay"]

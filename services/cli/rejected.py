@@ -28,6 +28,7 @@ from infra.reading import StreamReader, audit_reader
 from infra.settings import Settings
 from infra.stream_reader import StreamReadError
 from infra.streams import REJECTED
+from services.cli.errors import CliError
 from services.cli.plain import cell, console, say
 
 UNREADABLE = "unreadable"
@@ -35,7 +36,7 @@ UNREADABLE = "unreadable"
 PREVIEW = 80
 
 
-class RejectedQueryError(ValueError):
+class RejectedQueryError(CliError, ValueError):
     """An ``--office`` or ``--since`` that cannot be used; the message says what is accepted."""
 
 

@@ -10,10 +10,11 @@ from nats.aio.client import Client
 from rich.table import Table
 
 from events.subjects import QUERY_SUBJECT
+from services.cli.errors import CliError
 from services.cli.plain import cell
 
 
-class QueryFailed(Exception):
+class QueryFailed(CliError):
     """The query service answered with an error."""
 
 

@@ -46,6 +46,12 @@ class RateLimited(Unavailable):
         self.retry_after_ms = retry_after_ms
 
 
+class GatewayInvalid(GatewayError):
+    """A well-formed event that contradicts the log (wire code ``invalid``)."""
+
+    code = "invalid"
+
+
 class OfficesFileError(GatewayError):
     """The offices registry file is unreadable or inconsistent (raised at start, never on the wire).
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from events.localities import Localities
-from services.gateway.errors import OfficesFileError
+from services.gateway.errors import GatewayError, OfficesFileError
 
 _ID = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
 MAX_RATE = 1_000_000.0
@@ -102,7 +102,7 @@ _OFFICE_KEYS = ("id", "name", "jurisdiction", "rate", "rejected_quota_bytes")
 _RATE_KEYS = ("events_per_second", "burst")
 
 
-class _Problem(Exception):
+class _Problem(GatewayError):
     """A problem found while parsing; ``OfficeRegistry.parse`` adds the file's name."""
 
 

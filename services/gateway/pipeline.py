@@ -44,6 +44,7 @@ from infra.streams import EVENTS, REJECTED_RAW_LIMIT
 from services.gateway.errors import (
     Conflict,
     GatewayError,
+    GatewayInvalid,
     IdReused,
     OutOfJurisdiction,
     RateLimited,
@@ -592,9 +593,3 @@ class IntakePipeline:
             case MediationConcluded():
                 raise Conflict(f"case {ev.case_id} was already concluded", "$.case_id")
         raise Conflict("the entity changed concurrently; retry")  # pragma: no cover
-
-
-class GatewayInvalid(GatewayError):
-    """A well-formed event that contradicts the log (wire code ``invalid``)."""
-
-    code = "invalid"

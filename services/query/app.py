@@ -26,26 +26,9 @@ from events.subjects import QUERY_SUBJECT
 from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
 from services.nats_broker import nats_broker, raw_body
-from services.query.request import (
-    Busy,
-    ErrorBody,
-    ErrorReply,
-    NotCaughtUp,
-    QueryError,
-    StatsQuery,
-    StatsReply,
-    Unavailable,
-    parse_query,
-    resolve_wards,
-)
-from services.query.waiting import (
-    CheckpointWatch,
-    ClientFull,
-    Waiter,
-    WatchClosed,
-    WatchFull,
-    read_head,
-)
+from services.query.errors import Busy, NotCaughtUp, QueryError, Unavailable
+from services.query.request import ErrorBody, ErrorReply, StatsQuery, StatsReply, parse_query, resolve_wards
+from services.query.waiting import CheckpointWatch, ClientFull, Waiter, WatchClosed, WatchFull, read_head
 from services.replies import DroppedRequests, client_of
 
 log = logging.getLogger("antq.query")

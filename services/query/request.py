@@ -8,6 +8,7 @@ import msgspec
 
 from events.jsonscan import MAX_DEPTH, duplicate_key, key_path, too_deep
 from events.localities import Localities
+from services.query.errors import BadRequest, UnknownLocality
 
 # \A and \Z, not ^ and $: msgspec searches the pattern, and $ also matches before a trailing newline ("01447\n")
 WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z")]
@@ -25,39 +26,6 @@ class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     period: Period = "calendar"
     min_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
-
-
-class QueryError(Exception):
-    """Root of the query service's errors; ``code`` goes on the wire."""
-
-    code = "bad_request"
-
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-
-
-class BadRequest(QueryError):
-    code = "bad_request"
-
-
-class UnknownLocality(QueryError):
-    code = "unknown_locality"
-
-
-class NotCaughtUp(QueryError):
-    code = "timeout"
-
-
-class Busy(QueryError):
-    """Too many requests already wait for their ``min_seq``."""
-
-    code = "busy"
-
-
-class Unavailable(QueryError):
-    code = "unavailable"
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):

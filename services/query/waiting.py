@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 
 from projections.store import NAME
+from services.query.errors import QueryError
 
 log = logging.getLogger("antq.query")
 
@@ -54,16 +55,26 @@ async def read_head(pool: asyncpg.Pool) -> Head:
     return Head(seq=int(row["seq"]), halted=bool(row["halted"]))
 
 
-class WatchFull(Exception):
-    """As many requests as allowed are already waiting."""
+class WatchFull(QueryError):
+    """As many requests as allowed are already waiting (the app answers ``busy``)."""
+
+    code = "busy"
+
+    def __init__(self) -> None:
+        super().__init__("as many requests as allowed are already waiting for their min_seq")
 
 
 class ClientFull(WatchFull):
     """As many requests of this client as allowed are already waiting."""
 
 
-class WatchClosed(Exception):
-    """The service is stopping: nobody waits any more."""
+class WatchClosed(QueryError):
+    """The service is stopping: nobody waits any more (the app answers ``unavailable``)."""
+
+    code = "unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("the query service is stopping; retry")
 
 
 class Waiter:

@@ -94,11 +94,6 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
         return not self.findings
 
     @property
-    def first_mismatch(self) -> Finding | None:
-        """The first seal range whose recomputed events no longer match (timestamps included)."""
-        return self._first(("gap", "range_altered", "range_rerecorded"))
-
-    @property
     def first_altered(self) -> Finding | None:
         """The first seal range whose facts changed: an event missing, altered or substituted."""
         return self._first(("gap", "range_altered"))
