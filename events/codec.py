@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import unicodedata
 import uuid
@@ -39,6 +40,8 @@ _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_PLAIN_KEY = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<field>[^`]+)`")
 _NIL_UUID = uuid.UUID(int=0)
 _MAX_UUID = uuid.UUID(int=2**128 - 1)
 # per event type, the id and free-text fields it has (looked up once, not tried by name on every event)
@@ -89,6 +92,13 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
         if path == "$.type":
             return Invalid("the event has no `type`; give one of: " + ", ".join(sorted(TAGS)), path)
         return Invalid(f"required field `{field}` is missing", path)
+    unknown = _UNKNOWN.match(msg)
+    if unknown:
+        field = unknown.group("field")
+        return Invalid(
+            f"unknown field `{field}`: it is not part of this event (misspelt?); nothing was stored",
+            f"{path}.{field}" if _PLAIN_KEY.match(field) else f"{path}[{json.dumps(field)}]",
+        )
     if path == "$.type" and msg.startswith("Invalid value"):
         return UnknownType(f"{msg}: known types are " + ", ".join(sorted(TAGS)), path)
     if path == "$" and msg.startswith("Expected `object`"):

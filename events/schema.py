@@ -71,8 +71,14 @@ class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     quantity: Positive
 
 
-class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+class BaseEvent(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True, forbid_unknown_fields=True
+):
     """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key.
+
+    Unknown fields are refused at every level (``forbid_unknown_fields``): a misspelt field is an error, never
+    dropped. A stored record with a field this code does not know was written by a newer gateway: readers halt
+    on it (``events.stored``), as on an unknown type.
 
     Defaults are left out of the encoding, so a field added later with a default does not change the stored
     form (nor the body hash that tells a retry from a reused id) of events sent before it existed.

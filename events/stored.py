@@ -31,8 +31,8 @@ HEAD_BYTES = 64
 
 
 class UnknownEventType(EventError):
-    """A stored record with a well-formed envelope whose type this code does not know: a newer gateway wrote
-    it. The reader halts: run the newer readers first (the README's deploy order)."""
+    """A stored record with a well-formed envelope whose type (or one of whose fields) this code does not know:
+    a newer gateway wrote it. The reader halts: run the newer readers first (the README's deploy order)."""
 
     code = "unknown_type"
 
@@ -102,9 +102,11 @@ class StoredRecords:
         except (msgspec.DecodeError, UnicodeDecodeError):
             return self.foreign(seq, subject, data, f"not a stored record envelope: {exc}")
         kind = envelope.event.type
-        if kind not in TAGS:
+        unknown_field = str(exc).startswith("Object contains unknown field")
+        if kind not in TAGS or unknown_field:
+            what = f"event type {kind!r}" if kind not in TAGS else f"a field of {kind} ({exc})"
             raise UnknownEventType(
-                f"seq {seq}: event type {kind!r} is unknown to this reader (a newer gateway wrote it); "
+                f"seq {seq}: {what} is unknown to this reader (a newer gateway wrote it); "
                 "upgrade this reader: readers are deployed before the gateway",
                 seq=seq,
                 event_type=kind,
