@@ -27,15 +27,20 @@ Known gaps (say them plainly)
     change before 30 June 2025 is *not* covered: a commune merged away earlier
     is ``unknown_locality`` under its old code, and a commune that moved
     district or was renamed is reported with its district and name of 30 June
-    2025 for every date.  Examples among the articles' places: the rest of
-    NQ 897 (Quảng Uyên + Phục Hòa → Quảng Hòa 049; Thông Nông → Hà Quảng,
-    NQ 864, 2020-02-01); Quan Hóa (385) communes merged in 2019–2020 (xã Hồi
-    Xuân into the district town, Thanh Xuân into Phú Xuân, Xuân Phú into Phú
-    Nghiêm); Đại Thành into Đại Dực (Tiên Yên 199); names of Điện Bàn (507).
-    The source marks 1,234 legacy units with former-name aliases: each is a
-    possible older change.  The five island districts without communes
-    (Bạch Long Vĩ, Cồn Cỏ, Hoàng Sa, Lý Sơn, Côn Đảo) cannot be named by a
-    commune code.
+    2025 for every date (a district given as it was then is refused).  Among
+    the articles' places and their neighbours: the rest of NQ 897 (Quảng Uyên
+    + Phục Hòa → Quảng Hòa 049, and the communes Trùng Khánh 047 absorbed:
+    Đình Minh, Ngọc Chung, Lăng Yên, Cảnh Tiên, Thông Huề, Thân Giáp, Đoài
+    Côn); Thông Nông → Hà Quảng (NQ 864, 2020-02-01); Quan Hóa (385): xã Hồi
+    Xuân, Thanh Xuân and Xuân Phú, merged into Hồi Xuân town, Phú Xuân and Phú
+    Nghiêm; Tiên Yên (199): Đại Thành into Đại Dực; Gia Bình (263): Nhân Thắng
+    before it became a town; Điện Bàn (507): communes before they became
+    wards.  The old codes of merged-away communes are not in the source, so
+    they are not guessed here.  The source marks 1,234 legacy units with
+    former-name aliases (``extract_localities.py --gaps DISTRICT`` lists them):
+    each is a possible older change.  The five island districts without
+    communes (Bạch Long Vĩ, Cồn Cỏ, Hoàng Sa, Lý Sơn, Côn Đảo) cannot be named
+    by a commune code.
 
 Build with ``Localities.load()`` once and keep the instance; every lookup is
 pure and does no I/O.
