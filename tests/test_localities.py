@@ -125,12 +125,13 @@ def test_lineage_agrees_with_legacy_table_where_codes_overlap() -> None:
     legacy: dict[str, set[str]] = {}
     for r in _tsv("legacy_2025.tsv")[1:]:
         legacy.setdefault(r[0], set()).add(r[6])
-    lineage = _tsv("lineage.tsv")[1:]
-    assert len(lineage) == 10
-    overlap = [r for r in lineage if r[0] in legacy]
+    header, *lineage = _tsv("lineage.tsv")
+    col = {name: i for i, name in enumerate(header)}
+    assert len(lineage) == 18
+    overlap = [r for r in lineage if r[col["old_ward"]] in legacy]
     assert {r[0] for r in overlap} == {"01447", "01453", "01456", "01462", "01465", "01468", "01471", "01474"}
     for r in overlap:
-        assert legacy[r[0]] == {r[5]}, r[0]
+        assert legacy[r[0]] == {r[col["ward"]]}, r[0]
     # Trùng Khánh (047) as of 30 June 2025 still lists the surviving Trà Lĩnh communes.
     assert {"01447", "01456", "01465"} <= set(Localities.load().district_wards("047"))
 

@@ -19,8 +19,14 @@ geocoder) and writes project-owned files under ``events/data/``:
   itself is the unit that became a 2025 special zone.
 * ``NOTICE`` -- the source's MIT licence.
 
-``lineage.tsv`` (pre-2025 changes the legacy table misses) is hand-written and
-is not touched by this script.
+``lineage.tsv`` (pre-2025 changes the legacy table misses, with ``valid_from``/
+``valid_to``/``source`` per row) is hand-written and is not written by this
+script; the script checks it against the source: a lineage period left open
+(or ending on 2025-06-30) must match the source's unit of that code (name,
+district, province), and a code whose lineage ends earlier must be absent
+from the source (it was merged away).  ``--gaps DISTRICT`` lists the source's
+former-name aliases of a legacy district's communes: each marks an older
+merger or rename that ``lineage.tsv`` may still have to cover.
 
 Codes are reused across the reform (a 2025 ward usually keeps one of its
 source communes' codes; province 24 was Bắc Giang and is now Bắc Ninh), so the
@@ -209,6 +215,50 @@ def join(
     return pairs
 
 
+LINEAGE_NAME = "lineage.tsv"
+REFORM_EVE = "2025-06-30"
+
+
+def check_lineage(path: Path, legacy: dict[str, LegacyUnit]) -> list[str]:
+    """Disagreements between ``lineage.tsv`` and the source's list of 30 June 2025."""
+    if not path.is_file():
+        return [f"{path}: missing"]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:] if line]
+    by_code = {u.ward: u for u in legacy.values() if u.ward}
+    problems: list[str] = []
+    for code in sorted({r["old_ward"] for r in rows}):
+        mine = [r for r in rows if r["old_ward"] == code]
+        last = [r for r in mine if r["valid_to"] in ("", REFORM_EVE)]
+        unit = by_code.get(code)
+        if not last:
+            if unit is not None:
+                problems.append(
+                    f"{code}: lineage ends before the reform but the source lists {unit.ward_name}"
+                )
+            continue
+        if unit is None:
+            problems.append(f"{code}: lineage runs to the reform but the source has no such commune")
+            continue
+        for r in last:
+            got = (r["old_ward_name"], r["old_district"], r["old_province"])
+            want = (unit.ward_name, unit.district, unit.province)
+            if got != want:
+                problems.append(f"{code}: lineage {got} != source {want}")
+    return problems
+
+
+def aliases(db: sqlite3.Connection, district: str) -> list[tuple[str, str, str]]:
+    """(code, name, former-name aliases) of a legacy district's communes that carry aliases."""
+    rows = db.execute(
+        "SELECT wardCode, ward, wardAlias FROM admin_units_legacy"
+        " WHERE districtCode = ? AND wardAlias IS NOT NULL AND wardAlias != '' ORDER BY wardCode",
+        (district,),
+    )
+    return [(clean(c), clean(n), ", ".join(json.loads(a))) for c, n, a in rows]
+
+
 def write_tsv(path: Path, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     lines = ["\t".join(header)] + ["\t".join(r) for r in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
@@ -218,10 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--source", type=Path, help="package directory (default: the installed one)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument(
+        "--gaps", metavar="DISTRICT", help="list former-name aliases of a legacy district, then stop"
+    )
     args = parser.parse_args(argv)
 
     db_path, converter_path, licence_path = source_files(args.source)
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        if args.gaps:
+            for code, name, alias in aliases(db, args.gaps):
+                print(f"{code}\t{name}\t{alias}")
+            return 0
         new, new_by_key = read_new(db)
         legacy = read_legacy(db)
     converter = json.loads(converter_path.read_text(encoding="utf-8"))
@@ -278,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     write_tsv(args.out / "legacy_2025.tsv", LEGACY_HEADER, legacy_rows)
 
+    problems = check_lineage(DEFAULT_OUT / LINEAGE_NAME, legacy)
+    for problem in problems:
+        print(f"lineage.tsv: {problem}", file=sys.stderr)
+    assert not problems, f"lineage.tsv disagrees with the source in {len(problems)} places"
+
     licence = licence_path.read_text(encoding="utf-8").rstrip("\n")
     notice = (
         f"wards_2025.tsv and legacy_2025.tsv in this directory derive from {SOURCE_DIST} {SOURCE_VERSION}\n"
@@ -299,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  whole into one ward: {whole}; split: {split} ({dict(sorted(sizes.items()))} by ward count)")
     print(f"  sources per 2025 ward: {min(per_new.values())}..{max(per_new.values())}; unresolved: 0")
+    print(f"lineage.tsv: agrees with the source ({DEFAULT_OUT / LINEAGE_NAME})")
     return 0
 
 
