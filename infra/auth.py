@@ -401,6 +401,8 @@ def role_sql(role: PgRole, verifier: str | None = None) -> str:
             f"            WHERE p.relname IN ({parents})))",
             "    LOOP",
             f"        EXECUTE format('ALTER TABLE %I OWNER TO {name}', t.relname);",
+            # the REVOKE above took the owner's own rights away when it owned them already: back again
+            f"        EXECUTE format('GRANT ALL ON %I TO {name}', t.relname);",
             "    END LOOP;",
             "END",
             "$$;",

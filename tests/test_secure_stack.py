@@ -1,0 +1,471 @@
+"""The secure stack: every role against every stream subject on a real nats-server started with the generated
+configuration, the web / subscriber / office-rejection roles, revoke and rotate without a restart, the
+services' PostgreSQL roles, and ``antq dev up`` (secure by default, ``--insecure`` warned, no temp dir left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from typer.testing import CliRunner
+
+from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT
+from infra.auth import (
+    PG_ROLES,
+    Generated,
+    generate,
+    pg_password,
+    rejections_consumer,
+    role_database_url,
+    roles_sql,
+    subscriber_consumer,
+)
+from infra.embedded import EmbeddedNats
+from infra.settings import Settings
+from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
+from services.cli.main import app
+from tests.servers import Servers, fresh_database, wait_for
+
+pytestmark = pytest.mark.servers
+
+OFFICE, OTHER = "ca-tra-linh", "ca-cao-bang"
+SUBSCRIBER = "s04"  # a downstream subscriber of province 04
+IDENTITIES = [
+    "admin",
+    "gateway",
+    "projector",
+    "query",
+    "sealer",
+    "auditor",
+    "reader",
+    "web",
+    f"office-{OFFICE}",
+    f"office-{OTHER}",
+    f"subscriber-{SUBSCRIBER}",
+]
+DENIED_WAIT = 1.0
+
+
+@dataclass
+class Secure:
+    generated: Generated
+    server: EmbeddedNats
+    admin: Client
+    clients: list[Client] = field(default_factory=list)
+    errors: dict[Client, list[str]] = field(default_factory=dict)
+
+    def seed_file(self, name: str) -> Path:
+        return self.generated.directory / f"{name}.nk"
+
+    def options(self, name: str) -> dict[str, str]:
+        from infra.auth import nats_connect_options
+
+        settings = Settings(credentials_dir=self.generated.directory, identity=name)
+        return nats_connect_options(settings)
+
+    async def connect(self, name: str, **extra: object) -> Client:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc).lower())
+
+        nc = await nats.connect(
+            self.server.url, error_cb=on_error, allow_reconnect=False, **self.options(name), **extra
+        )
+        self.clients.append(nc)
+        self.errors[nc] = errors
+        return nc
+
+    async def refused(self, nc: Client, subject: str) -> None:
+        async def seen() -> bool:
+            return any("permissions violation" in e and subject.lower() in e for e in self.errors[nc])
+
+        await wait_for(seen, timeout=10, what=f"the server refusing {subject}")
+
+    async def last_seq(self, stream: str) -> int:
+        return int((await self.admin.jetstream().stream_info(stream)).state.last_seq)
+
+
+async def start_secure(directory: Path) -> Secure:
+    generated = generate(directory / "credentials", [OFFICE, OTHER], {SUBSCRIBER: ["04"]})
+    server = EmbeddedNats(directory / "nats", sync_always=False, auth_conf=generated.server_conf)
+    server.start()
+    admin = await nats.connect(server.url, allow_reconnect=False, **_options(generated, "admin"))
+    await ensure_streams(admin.jetstream(), StreamLimits())
+    return Secure(generated, server, admin)
+
+
+def _options(generated: Generated, name: str) -> dict[str, str]:
+    from infra.auth import nats_connect_options
+
+    return nats_connect_options(Settings(credentials_dir=generated.directory, identity=name))
+
+
+async def stop_secure(stack: Secure) -> None:
+    for nc in [*stack.clients, stack.admin]:
+        with contextlib.suppress(Exception):
+            await nc.close()
+    stack.server.stop()
+
+
+@pytest.fixture(scope="module")
+async def secure_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secure]:
+    stack = await start_secure(tmp_path_factory.mktemp("secure"))
+    try:
+        yield stack
+    finally:
+        await stop_secure(stack)
+
+
+@pytest.fixture
+async def secure(secure_server: Secure) -> AsyncIterator[Secure]:
+    """The module's server; the connections a test opened are closed after it."""
+    yield secure_server
+    while secure_server.clients:
+        nc = secure_server.clients.pop()
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+@pytest.fixture
+async def own_secure(tmp_path: Path) -> AsyncIterator[Secure]:
+    """A server of its own, for a test that changes the identities."""
+    stack = await start_secure(tmp_path)
+    try:
+        yield stack
+    finally:
+        await stop_secure(stack)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every role against every stream subject (and the two request subjects)
+
+STREAM_SUBJECTS = {
+    "events": (EVENTS, "antq.events.04.01447.session", {"gateway"}),
+    "rejected": (REJECTED, f"antq.rejected.{OFFICE}", {"gateway"}),
+    "updates": (UPDATES, "antq.updates.stats.04.01447.2018", {"projector"}),
+    "seals": (SEALS, SEALS_SUBJECT, {"sealer"}),
+}
+REQUEST_SUBJECTS = {
+    "intake": (f"antq.intake.{OFFICE}", {f"office-{OFFICE}"}),
+    "query": (QUERY_SUBJECT, {"reader", "web"}),
+}
+CASES = [(who, what) for what in [*STREAM_SUBJECTS, *REQUEST_SUBJECTS] for who in IDENTITIES]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("who", "what"), CASES, ids=[f"{w}-{s}" for w, s in CASES])
+async def test_every_role_against_every_stream_subject(secure: Secure, who: str, what: str) -> None:
+    """Only the gateway publishes on antq.events.> (and antq.rejected.>), only the projector on antq.updates.>,
+    only the sealer on antq.seals; an office on its own intake; readers and the web role on the query subject."""
+    nc = await secure.connect(who)
+    token = secrets.token_hex(8).encode()
+    if what in STREAM_SUBJECTS:
+        stream, subject, allowed = STREAM_SUBJECTS[what]
+        before = await secure.last_seq(stream)
+        await nc.publish(subject, token)
+        if who in allowed:
+            await wait_for(lambda: _grown(secure, stream, before), what=f"{who}'s message in {stream}")
+            assert not secure.errors[nc]
+        else:
+            await secure.refused(nc, subject)
+            assert await secure.last_seq(stream) == before  # nothing stored
+        return
+    subject, allowed = REQUEST_SUBJECTS[what]
+    receiver = await secure.connect("gateway" if what == "intake" else "query")
+    got = await receiver.subscribe(subject)
+    await receiver.flush()
+    await nc.publish(subject, token)
+    if who in allowed:
+        msg = await got.next_msg(timeout=10)
+        assert msg.data == token
+    else:
+        await secure.refused(nc, subject)
+        await receiver.flush()
+        with pytest.raises(nats.errors.TimeoutError):
+            await got.next_msg(timeout=0.2)
+
+
+async def _grown(secure: Secure, stream: str, before: int) -> bool:
+    return await secure.last_seq(stream) > before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("responder", "asker", "reply"),
+    [
+        ("query", "reader", "antq.events.04.01447.session"),
+        ("query", "web", "antq.updates.stats.04.01447.2018"),
+        ("query", "reader", SEALS_SUBJECT),
+        ("gateway", f"office-{OFFICE}", "antq.updates.stats.04.01447.2018"),
+        ("gateway", f"office-{OFFICE}", SEALS_SUBJECT),
+    ],
+)
+async def test_a_responder_cannot_answer_into_a_stream_it_may_not_write(
+    secure: Secure, responder: str, asker: str, reply: str
+) -> None:
+    """A request naming a stream subject as its reply: the server refuses the responder's answer (responders
+    answer on _INBOX.> only, no allow_responses). The gateway may write antq.events.> itself: that reply is
+    refused by the gateway's code (issue 8, defect 1), not by the server."""
+    service = await secure.connect(responder)
+    subject = QUERY_SUBJECT if responder == "query" else f"antq.intake.{OFFICE}"
+    answered: list[str] = []
+
+    async def answer(msg: nats.aio.msg.Msg) -> None:
+        answered.append(msg.reply)
+        await msg.respond(b'{"forged": true}')
+
+    await service.subscribe(subject, cb=answer)
+    await service.flush()
+    stream = next(s for s, subj, _ in STREAM_SUBJECTS.values() if subj == reply)
+    before = await secure.last_seq(stream)
+    client = await secure.connect(asker)
+    await client.publish(subject, b"{}", reply=reply)
+    await secure.refused(service, reply)
+    assert answered == [reply]
+    assert await secure.last_seq(stream) == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the roles of the next issues
+
+
+async def _update(secure: Secure, province: str, ward: str) -> None:
+    projector = await secure.connect("projector")
+    await projector.jetstream().publish(f"antq.updates.stats.{province}.{ward}.2018", f"{ward}".encode())
+
+
+@pytest.mark.timeout(60)
+async def test_web_reads_updates_with_an_ordered_consumer_and_nothing_else(secure: Secure) -> None:
+    web = await secure.connect("web")
+    await _update(secure, "04", "01447")
+    sub = await web.jetstream().subscribe(
+        "antq.updates.stats.>", stream=UPDATES, ordered_consumer=True, deliver_policy=DeliverPolicy.LAST
+    )
+    msg = await sub.next_msg(timeout=10)
+    assert msg.subject.startswith("antq.updates.stats.")
+    await sub.unsubscribe()
+
+    js = web.jetstream(timeout=DENIED_WAIT)
+    for stream in (EVENTS, REJECTED, SEALS):  # no consumer on any other stream
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_consumer(stream, ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        await secure.refused(web, f"$JS.API.CONSUMER.CREATE.{stream}")
+    with pytest.raises(nats.errors.TimeoutError):  # no durable, no named consumer of its own
+        await js.add_consumer(UPDATES, ConsumerConfig(durable_name="web-durable"))
+    await secure.refused(web, f"$JS.API.CONSUMER.DURABLE.CREATE.{UPDATES}.web-durable")
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.add_consumer(UPDATES, ConsumerConfig(name="web-named"))
+    await secure.refused(web, f"$JS.API.CONSUMER.CREATE.{UPDATES}.web-named")
+    # a durable through the unnamed create subject is refused by the server itself
+    body = {"stream_name": UPDATES, "config": {"durable_name": "sneaky", "ack_policy": "explicit"}}
+    answer = await web.request(f"$JS.API.CONSUMER.CREATE.{UPDATES}", json.dumps(body).encode(), timeout=5)
+    assert "error" in json.loads(answer.data), answer.data
+    # no pull from a subscriber's consumer
+    name = subscriber_consumer(SUBSCRIBER, "04")
+    await web.publish(f"$JS.API.CONSUMER.MSG.NEXT.{UPDATES}.{name}", b'{"batch": 1}')
+    await secure.refused(web, f"$JS.API.CONSUMER.MSG.NEXT.{UPDATES}.{name}")
+    names = {c.name for c in await secure.admin.jetstream().consumers_info(UPDATES)}
+    assert "sneaky" not in names and "web-durable" not in names
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscriber_reads_the_updates_of_its_provinces_only(secure: Secure) -> None:
+    await _update(secure, "04", "01456")
+    await _update(secure, "24", "07210")
+    sub = await secure.connect(f"subscriber-{SUBSCRIBER}")
+    name = subscriber_consumer(SUBSCRIBER, "04")
+    js = sub.jetstream()
+    await js.add_consumer(
+        UPDATES,
+        ConsumerConfig(
+            name=name,
+            filter_subject="antq.updates.stats.04.>",
+            ack_policy=AckPolicy.EXPLICIT,
+            inactive_threshold=30,
+        ),
+    )
+    pull = await js.pull_subscribe_bind(name, stream=UPDATES)
+    msgs = await pull.fetch(100, timeout=5)
+    assert msgs and all(m.subject.startswith("antq.updates.stats.04.") for m in msgs)
+    for m in msgs:
+        await m.ack()
+
+    denied = js = sub.jetstream(timeout=DENIED_WAIT)
+    other = subscriber_consumer(SUBSCRIBER, "24")
+    with pytest.raises(nats.errors.TimeoutError):  # another province
+        await denied.add_consumer(
+            UPDATES, ConsumerConfig(name=other, filter_subject="antq.updates.stats.24.>")
+        )
+    await secure.refused(sub, f"$JS.API.CONSUMER.CREATE.{UPDATES}.{other}.antq.updates.stats.24.>")
+    with pytest.raises(nats.errors.TimeoutError):  # all provinces
+        await denied.add_consumer(UPDATES, ConsumerConfig(name=name))
+    await secure.refused(sub, f"$JS.API.CONSUMER.CREATE.{UPDATES}.{name}")
+    for body in (  # the subject's filter is its own province, the body's another: the server refuses it
+        {"name": name, "filter_subject": "antq.updates.stats.24.>"},
+        {"name": name, "filter_subjects": ["antq.updates.stats.04.>", "antq.updates.stats.24.>"]},
+    ):
+        answer = await sub.request(
+            f"$JS.API.CONSUMER.CREATE.{UPDATES}.{name}.antq.updates.stats.04.>",
+            json.dumps({"stream_name": UPDATES, "config": {"ack_policy": "explicit", **body}}).encode(),
+            timeout=5,
+        )
+        assert "error" in json.loads(answer.data), answer.data
+    for forbidden in (f"$JS.API.CONSUMER.CREATE.{EVENTS}", QUERY_SUBJECT):
+        await sub.publish(forbidden, b"{}")
+        await secure.refused(sub, forbidden)
+    info = await secure.admin.jetstream().consumer_info(UPDATES, name)
+    assert info.config.filter_subject == "antq.updates.stats.04.>"
+
+
+@pytest.mark.timeout(60)
+async def test_an_office_reads_only_its_own_rejections(secure: Secure) -> None:
+    gateway = (await secure.connect("gateway")).jetstream()
+    for office in (OFFICE, OTHER, OFFICE):
+        await gateway.publish(f"antq.rejected.{office}", office.encode())
+    nc = await secure.connect(f"office-{OFFICE}")
+    js = nc.jetstream()
+    name = rejections_consumer(OFFICE)
+    await js.add_consumer(
+        REJECTED,
+        ConsumerConfig(name=name, filter_subject=f"antq.rejected.{OFFICE}", inactive_threshold=30),
+    )
+    pull = await js.pull_subscribe_bind(name, stream=REJECTED)
+    msgs = await pull.fetch(10, timeout=5)
+    assert {m.subject for m in msgs} == {f"antq.rejected.{OFFICE}"}
+    assert [m.data for m in msgs].count(OFFICE.encode()) == 2 and OTHER.encode() not in {m.data for m in msgs}
+
+    denied = nc.jetstream(timeout=DENIED_WAIT)
+    theirs = rejections_consumer(OTHER)
+    with pytest.raises(nats.errors.TimeoutError):
+        await denied.add_consumer(
+            REJECTED, ConsumerConfig(name=theirs, filter_subject=f"antq.rejected.{OTHER}")
+        )
+    await secure.refused(nc, f"$JS.API.CONSUMER.CREATE.{REJECTED}.{theirs}")
+    with pytest.raises(nats.errors.TimeoutError):
+        await denied.add_consumer(REJECTED, ConsumerConfig(name=name, filter_subject="antq.rejected.>"))
+    await secure.refused(nc, f"$JS.API.CONSUMER.CREATE.{REJECTED}.{name}.antq.rejected.>")
+    answer = await nc.request(
+        f"$JS.API.CONSUMER.CREATE.{REJECTED}.{name}.antq.rejected.{OFFICE}",
+        json.dumps(
+            {"stream_name": REJECTED, "config": {"name": name, "filter_subject": f"antq.rejected.{OTHER}"}}
+        ).encode(),
+        timeout=5,
+    )
+    assert "error" in json.loads(answer.data)
+    await nc.publish(f"$JS.API.DIRECT.GET.{REJECTED}.antq.rejected.{OTHER}", b"")
+    await secure.refused(nc, f"$JS.API.DIRECT.GET.{REJECTED}.antq.rejected.{OTHER}")
+    await nc.publish(f"$JS.API.DIRECT.GET.{REJECTED}", b'{"next_by_subj": "antq.rejected.>"}')
+    await secure.refused(nc, f"$JS.API.DIRECT.GET.{REJECTED}")
+
+
+@pytest.mark.timeout(60)
+async def test_a_push_consumer_aimed_at_the_log_or_an_intake_stores_nothing(secure: Secure) -> None:
+    """nats-server does not check a push consumer's deliver subject (its issue 8274): the web role's consumer
+    can be made to deliver update messages onto antq.events.… or an office's intake. No stream stores a
+    JetStream delivery, so the log is untouched; a service gets the projector's update with a ``$JS.ACK.…``
+    reply subject, which is no inbox (refused by the services, issue 8 defect 1)."""
+    web = await secure.connect("web")
+    gateway = await secure.connect("gateway")
+    intake = await gateway.subscribe(f"antq.intake.{OTHER}")
+    await gateway.flush()
+    before = await secure.last_seq(EVENTS)
+    created = []
+    for target in ("antq.events.04.01447.session", f"antq.intake.{OTHER}"):
+        body = {
+            "stream_name": UPDATES,
+            "config": {"deliver_subject": target, "deliver_policy": "all", "ack_policy": "none"},
+        }
+        answer = await web.request(f"$JS.API.CONSUMER.CREATE.{UPDATES}", json.dumps(body).encode(), timeout=5)
+        created.append(json.loads(answer.data)["name"])
+    await _update(secure, "04", "01465")
+    delivered = await intake.next_msg(timeout=10)
+    assert delivered.reply.startswith("$JS.ACK.")
+    assert await secure.last_seq(EVENTS) == before
+    for name in created:
+        await secure.admin.jetstream().delete_consumer(UPDATES, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# revoke and rotate without a restart
+
+
+@pytest.mark.timeout(90)
+async def test_a_revoked_office_is_cut_off_and_a_rotated_one_gets_a_new_key_while_others_publish(
+    own_secure: Secure,
+) -> None:
+    stack = own_secure
+    gateway = await stack.connect("gateway")
+
+    async def answer(msg: nats.aio.msg.Msg) -> None:
+        await msg.respond(b'{"ok": true}')
+
+    await gateway.subscribe("antq.intake.*", cb=answer)
+    await gateway.flush()
+    lost = await stack.connect(f"office-{OFFICE}")
+    other = await stack.connect(f"office-{OTHER}")
+    assert (await lost.request(f"antq.intake.{OFFICE}", b"[]", timeout=5)).data == b'{"ok": true}'
+    old_seed = stack.seed_file(f"office-{OFFICE}").read_bytes()
+    saved = stack.generated.directory.parent / "old-office.nk"
+    saved.write_bytes(old_seed)
+    saved.chmod(0o600)
+    directory = str(stack.generated.directory)
+    pid_file = str(stack.server.pid_file)
+
+    result = CliRunner().invoke(
+        app, ["auth", "revoke", "--office", OFFICE, "--out", directory, "--nats-pid-file", pid_file]
+    )
+    assert result.exit_code == 0, result.output
+    await wait_for(lambda: _closed(lost), what="the revoked office's connection closed")
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(
+            stack.server.url, allow_reconnect=False, max_reconnect_attempts=0, nkeys_seed=str(saved)
+        )
+    for _ in range(3):  # the others never noticed
+        assert (await other.request(f"antq.intake.{OTHER}", b"[]", timeout=5)).data == b'{"ok": true}'
+    assert not gateway.is_closed
+    # a later generate (antq dev up's next start) does not bring it back
+    generate(stack.generated.directory, [OFFICE, OTHER])
+    assert not stack.seed_file(f"office-{OFFICE}").exists()
+
+    result = CliRunner().invoke(
+        app,
+        ["--credentials-dir", directory, "auth", "rotate", "--office", OFFICE, "--nats-pid-file", pid_file],
+    )
+    assert result.exit_code == 0, result.output
+    assert stack.seed_file(f"office-{OFFICE}").read_bytes() != old_seed
+
+    async def new_key_works() -> bool:
+        try:
+            fresh = await stack.connect(f"office-{OFFICE}")
+        except nats.errors.Error:
+            return False
+        return (await fresh.request(f"antq.intake.{OFFICE}", b"[]", timeout=5)).data == b'{"ok": true}'
+
+    await wait_for(new_key_works, what="the rotated key accepted")
+    with pytest.raises(nats.errors.Error):
+        await nats.connect(
+            stack.server.url, allow_reconnect=False, max_reconnect_attempts=0, nkeys_seed=str(saved)
+        )
+    assert (await other.request(f"antq.intake.{OTHER}", b"[]", timeout=5)).data == b'{"ok": true}'
+
+
+async def _closed(nc: Client) -> bool:
+    return nc.is_closed
