@@ -5,9 +5,7 @@ services' PostgreSQL roles, and ``antq dev up`` (secure by default, ``--insecure
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import secrets
@@ -23,15 +21,16 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from typer.testing import CliRunner
 
+from events.localities import Localities
 from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT
 from infra.auth import (
     PG_ROLES,
     Generated,
     generate,
-    pg_password,
     rejections_consumer,
     role_database_url,
     roles_sql,
@@ -40,8 +39,16 @@ from infra.auth import (
 from infra.embedded import EmbeddedNats
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
+from projections.rebuild import Rebuild
+from projections.service import Projector
 from services.cli.main import app
-from tests.servers import Servers, fresh_database, wait_for
+from services.cli.stats_view import query_stats
+from services.client import OfficeClient
+from services.gateway.app import Gateway, GatewayConfig
+from services.query.app import QueryConfig, QueryService
+from tests import factories as f
+from tests.conftest import wait_until_answering
+from tests.servers import Servers, fresh_database, fresh_streams, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -228,7 +235,7 @@ async def test_a_responder_cannot_answer_into_a_stream_it_may_not_write(
     subject = QUERY_SUBJECT if responder == "query" else f"antq.intake.{OFFICE}"
     answered: list[str] = []
 
-    async def answer(msg: nats.aio.msg.Msg) -> None:
+    async def answer(msg: Msg) -> None:
         answered.append(msg.reply)
         await msg.respond(b'{"forged": true}')
 
@@ -414,7 +421,7 @@ async def test_a_revoked_office_is_cut_off_and_a_rotated_one_gets_a_new_key_whil
     stack = own_secure
     gateway = await stack.connect("gateway")
 
-    async def answer(msg: nats.aio.msg.Msg) -> None:
+    async def answer(msg: Msg) -> None:
         await msg.respond(b'{"ok": true}')
 
     await gateway.subscribe("antq.intake.*", cb=answer)
@@ -469,3 +476,299 @@ async def test_a_revoked_office_is_cut_off_and_a_rotated_one_gets_a_new_key_whil
 
 async def _closed(nc: Client) -> bool:
     return nc.is_closed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PostgreSQL: each service's role writes only its tables
+
+ALL_TABLES = (
+    "event_index",
+    "event_index_checkpoint",
+    "entity_claims",
+    "stats",
+    "stats_fold_state",
+    "stats_outbox",
+    "projection_active",
+    "projection_checkpoint",
+    "seals",
+)
+WRITES = {  # role: the tables it may write (INSERT)
+    "antq_gateway": {"event_index", "event_index_checkpoint", "entity_claims"},
+    "antq_projector": {
+        "stats",
+        "stats_fold_state",
+        "stats_outbox",
+        "projection_active",
+        "projection_checkpoint",
+    },
+    "antq_query": set(),
+    "antq_sealer": {"seals"},
+    "antq_auditor": set(),
+}
+READS = {
+    "antq_gateway": {"event_index", "event_index_checkpoint", "entity_claims"},
+    "antq_projector": WRITES["antq_projector"],
+    "antq_query": {"stats", "projection_active", "projection_checkpoint"},
+    "antq_sealer": {"seals"},
+    "antq_auditor": {"stats", "projection_active", "projection_checkpoint", "seals"},
+}
+
+
+async def roles_database(template: Servers) -> str:
+    url = await fresh_database(template)
+    owner = await asyncpg.connect(url)
+    try:
+        await owner.execute(roles_sql())
+        await owner.execute(roles_sql())  # run again (every `antq dev up` start does): the same rights
+    finally:
+        await owner.close()
+    return url
+
+
+def as_role(url: str, role: str) -> str:
+    return role_database_url(url, role, "unused-with-trust-auth")
+
+
+@pytest.mark.timeout(60)
+async def test_each_postgres_role_reads_and_writes_only_its_tables(template: Servers) -> None:
+    url = await roles_database(template)
+    owner = await asyncpg.connect(url)
+    try:
+        for role in (r.name for r in PG_ROLES):
+            for table in ALL_TABLES:
+                for privilege, allowed in (
+                    ("INSERT", table in WRITES[role]),
+                    ("UPDATE", table in WRITES[role] and table != "seals"),
+                    ("SELECT", table in READS[role]),
+                ):
+                    granted = await owner.fetchval(
+                        "SELECT has_table_privilege($1, $2, $3)", role, table, privilege
+                    )
+                    assert granted is allowed, (role, table, privilege)
+    finally:
+        await owner.close()
+
+    gateway = await asyncpg.connect(as_role(url, "antq_gateway"))
+    try:
+        await gateway.execute("UPDATE event_index_checkpoint SET seq = seq")
+        for statement in (
+            "UPDATE stats SET value = value + 1",
+            "DELETE FROM projection_active",
+            "DELETE FROM seals",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await gateway.execute(statement)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await gateway.execute("CREATE TABLE mine (x int)")
+    finally:
+        await gateway.close()
+    query = await asyncpg.connect(as_role(url, "antq_query"))
+    try:
+        await query.fetch("SELECT * FROM stats")
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await query.execute("UPDATE projection_active SET copy = copy")
+        await query.execute("SET default_transaction_read_only = off")
+        for statement in (
+            "UPDATE projection_active SET copy = copy",
+            "UPDATE stats SET value = value + 1",
+            "DELETE FROM event_index",
+            "CREATE TABLE mine (x int)",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await query.execute(statement)
+    finally:
+        await query.close()
+    sealer = await asyncpg.connect(as_role(url, "antq_sealer"))
+    try:
+        for statement in ("UPDATE stats SET value = value + 1", "DELETE FROM entity_claims"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await sealer.execute(statement)
+    finally:
+        await sealer.close()
+    projector = await asyncpg.connect(as_role(url, "antq_projector"))
+    try:
+        for statement in ("DELETE FROM event_index", "DELETE FROM entity_claims", "DELETE FROM seals"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await projector.execute(statement)
+    finally:
+        await projector.close()
+
+
+@pytest.mark.timeout(120)
+async def test_the_services_run_and_a_rebuild_swaps_copies_under_their_own_roles(
+    template: Servers, offices_file: Path, localities: Localities
+) -> None:
+    """The gateway, the projection, the query service and a rebuild (which creates the new copy's tables and
+    drops the old copy's: the projection owns them) each on its own PostgreSQL role."""
+    url = await roles_database(template)
+    nc = await nats.connect(template.nats_url)
+    js = nc.jetstream()
+    await fresh_streams(js, StreamLimits(dedup_window_s=3600.0))
+    gateway = Gateway(
+        GatewayConfig(
+            nats_url=template.nats_url,
+            database_url=as_role(url, "antq_gateway"),
+            offices_path=offices_file,
+            localities=localities,
+        )
+    )
+    query = QueryService(
+        QueryConfig(
+            nats_url=template.nats_url, database_url=as_role(url, "antq_query"), localities=localities
+        )
+    )
+    projector = Projector(
+        nats_url=template.nats_url, database_url=as_role(url, "antq_projector"), localities=localities
+    )
+    try:
+        async with gateway.app, query.app:
+            await projector.start()
+            try:
+                await wait_until_answering(nc, "antq.intake._probe")
+                results = await OfficeClient(nc, "ca-cao-bang", timeout=30).submit(
+                    [f.session(attendance=10) for _ in range(3)]
+                )
+                assert all(r.ok for r in results), [r.error for r in results]
+                last = max(r.seq or 0 for r in results)
+                await wait_until_answering(nc, QUERY_SUBJECT)
+                reply = await query_stats(
+                    nc, {"ward": "01447", "year": 2018, "min_seq": last, "timeout_ms": 20_000}
+                )
+                assert reply["metrics"]["sessions_held"] == 3
+                report = await Rebuild(nc, as_role(url, "antq_projector"), localities=localities).run()
+                assert (report.old_copy, report.new_copy, report.old_dropped) == (1, 2, True)
+                reply = await query_stats(nc, {"ward": "01447", "year": 2018, "min_seq": last})
+                assert reply["metrics"]["session_attendance"] == 30
+            finally:
+                await projector.stop()
+    finally:
+        await nc.drain()
+    owner = await asyncpg.connect(url)
+    try:
+        assert (
+            await owner.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'stats_c2'")
+            == "antq_projector"
+        )
+        assert await owner.fetchval("SELECT to_regclass('stats_c1')") is None
+    finally:
+        await owner.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# antq dev up: secure by default; --insecure warned; nothing left in the temp dir
+
+
+@contextlib.contextmanager
+def dev_up(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``antq dev up`` in a subprocess until its ready line; stopped with SIGTERM (exit status checked)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "dev", "up", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**base, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until ready (pytest's timeout bounds it)
+        assert line, proc.stderr.read() if proc.stderr else b""
+        yield proc, json.loads(line)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def antq_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def seeds_in(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.glob("*.nk")}
+
+
+def write_events(path: Path) -> Path:
+    path.write_text(json.dumps(f.session(attendance=7)) + "\n")
+    return path
+
+
+def dev_dirs(temp: Path) -> list[str]:
+    return [p.name for p in temp.iterdir() if p.name.startswith("antq-dev-")]
+
+
+async def _anonymous_refused(url: str) -> bool:
+    try:
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+    except nats.errors.Error as exc:
+        return "authorization violation" in str(exc).lower()
+    await nc.close()
+    return False
+
+
+@pytest.mark.timeout(180)
+async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with dev_up("--data-dir", str(data)) as (_, ready):
+        credentials = Path(ready["credentials_dir"])
+        assert credentials == data / "credentials"
+        assert {
+            "admin.nk",
+            "gateway.nk",
+            "projector.nk",
+            "query.nk",
+            "sealer.nk",
+            "auditor.nk",
+            "reader.nk",
+        } <= set(seeds_in(credentials))
+        assert {"web.nk", "office-ca-tra-linh.nk", "office-bcd-tra-linh-cu.nk"} <= set(seeds_in(credentials))
+        seeds = seeds_in(credentials)
+        assert await _anonymous_refused(ready["nats_url"])
+        events = write_events(tmp_path / "events.jsonl")
+        url = {"ANTQ_NATS_URL": ready["nats_url"]}
+        published = antq_cli(
+            "--credentials-dir", str(credentials), "publish", str(events), "--office", "ca-tra-linh", env=url
+        )
+        assert published.returncode == 0, published.stdout + published.stderr
+        # the office's identity may not ask the query service; the reader's (ANTQ_CREDENTIALS_DIR) may
+        stats = antq_cli(
+            "stats",
+            "--ward",
+            "01447",
+            "--year",
+            "2018",
+            env={**url, "ANTQ_CREDENTIALS_DIR": str(credentials)},
+        )
+        assert stats.returncode == 0, stats.stderr
+        assert "tips_received" in stats.stdout
+        anonymous = antq_cli("stats", "--ward", "01447", "--year", "2018", env=url)
+        assert anonymous.returncode != 0 and "Traceback" not in anonymous.stderr
+    with dev_up("--data-dir", str(data)) as (_, again):  # a later start keeps every identity
+        assert again["credentials_dir"] == ready["credentials_dir"]
+        assert seeds_in(credentials) == seeds
+        assert await _anonymous_refused(again["nats_url"])
+
+
+@pytest.mark.timeout(180)
+async def test_dev_up_insecure_warns_and_a_run_without_data_dir_leaves_no_temp_dir(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with dev_up("--insecure", env={"TMPDIR": str(temp)}) as (proc, ready):
+        assert ready["credentials_dir"] is None
+        nc = await nats.connect(ready["nats_url"], allow_reconnect=False)  # the open stack
+        await nc.close()
+        assert dev_dirs(temp)  # in use while it runs
+    assert proc.stderr is not None
+    warning = proc.stderr.read().decode()
+    assert "WARNING: open stack (--insecure)" in warning and "forged events" in warning
+    assert not dev_dirs(temp)

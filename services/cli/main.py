@@ -105,7 +105,16 @@ def _reported(what: str) -> Iterator[None]:
         raise typer.Exit(1) from None
     except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
         err.print(f"[red]cannot reach the stack: {str(exc) or type(exc).__name__}[/red]")
+        if "authorization" in str(exc).lower():
+            err.print(
+                "[red]the NATS server requires an identity: give --credentials-dir (ANTQ_CREDENTIALS_DIR), "
+                "the directory `antq dev up` prints as credentials_dir[/red]"
+            )
         raise typer.Exit(1) from None
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py's default prints a traceback for what the command reports itself on one line."""
 
 
 def _require(url: str | None, name: str) -> str:
@@ -228,7 +237,15 @@ def stats(
     request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
 
     async def run() -> dict[str, object]:
-        nc = await nats.connect(url, **options)
+        # no retries: a server that is away or refuses the identity is said at once
+        nc = await nats.connect(
+            url,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            connect_timeout=5,
+            error_cb=_quiet,
+            **options,
+        )
         try:
             return await query_stats(nc, request)
         finally:
