@@ -5,6 +5,7 @@ services' PostgreSQL roles, and ``antq dev up`` (secure by default, ``--insecure
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from events.localities import Localities
@@ -37,6 +40,8 @@ from infra.auth import (
     subscriber_consumer,
 )
 from infra.embedded import EmbeddedNats
+from infra.metrics import Exporter
+from infra.seal_keys import generate_seed, signer_from_seed
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
 from projections.rebuild import Rebuild
@@ -46,9 +51,13 @@ from services.cli.stats_view import query_stats
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from services.query.app import QueryConfig, QueryService
+from services.query.telemetry import query_registry
+from services.sealer.errors import SealingHalted
+from services.sealer.service import Sealer, SealerConfig
+from services.sealer.telemetry import sealer_registry
 from tests import factories as f
-from tests.conftest import wait_until_answering
-from tests.servers import Servers, fresh_database, fresh_streams, wait_for
+from tests.conftest import Stack, wait_until_answering
+from tests.servers import Servers, create_streams, fresh_database, fresh_streams, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -772,3 +781,107 @@ async def test_dev_up_insecure_warns_and_a_run_without_data_dir_leaves_no_temp_d
     warning = proc.stderr.read().decode()
     assert "WARNING: open stack (--insecure)" in warning and "forged events" in warning
     assert not dev_dirs(temp)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prometheus metrics of the query service and the sealer (infra/metrics.py)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` over HTTP, as Prometheus reads it: sample name with labels to value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.mark.timeout(60)
+async def test_the_query_service_exports_waiting_requests_and_dropped_replies(
+    stack: Stack, query: QueryService
+) -> None:
+    exporter = Exporter(query_registry(query), 0, addr="127.0.0.1")
+    try:
+        first = await asyncio.to_thread(scrape, exporter.port)
+        assert first["antq_query_waiting"] == 0
+        assert first["antq_query_dropped_reply_subject_total"] == 0
+        assert "process_cpu_seconds_total" in first
+        inbox = stack.nc.new_inbox()
+        answers = await stack.nc.subscribe(inbox)
+        await stack.nc.publish(  # waits for a sequence the log does not have yet, for 5 s
+            QUERY_SUBJECT, b'{"ward": "01447", "year": 2018, "min_seq": 99, "timeout_ms": 5000}', reply=inbox
+        )
+
+        async def waiting(count: int) -> bool:
+            return (await asyncio.to_thread(scrape, exporter.port))["antq_query_waiting"] == count
+
+        await wait_for(lambda: waiting(1), what="the waiting request in antq_query_waiting")
+        assert b"not yet 99" in (await answers.next_msg(timeout=20)).data
+        await wait_for(lambda: waiting(0), what="antq_query_waiting back to 0")
+    finally:
+        exporter.close()
+
+
+def test_query_metrics_read_what_the_service_counts() -> None:
+    @dataclass
+    class Counted:
+        waiting: int = 2
+        requests_by_code: dict[str, int] = field(default_factory=lambda: {"ok": 5, "bad_request": 1})
+        dropped_reply_subject: int = 3
+
+    text = generate_latest(query_registry(Counted(), process=False)).decode()
+    assert 'antq_query_requests_total{code="ok"} 5.0' in text
+    assert 'antq_query_requests_total{code="bad_request"} 1.0' in text
+    assert "antq_query_waiting 2.0" in text
+    assert "antq_query_dropped_reply_subject_total 3.0" in text
+
+    @dataclass
+    class Dropped:
+        total: int = 4
+
+    @dataclass
+    class WithRecord:
+        dropped: Dropped = field(default_factory=Dropped)
+
+    assert (
+        "antq_query_dropped_reply_subject_total 4.0" in generate_latest(query_registry(WithRecord())).decode()
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_the_sealer_exports_seals_made_the_last_sealed_seq_and_halts(stack: Stack) -> None:
+    for n in range(5):
+        await stack.js.publish("antq.events.04.01447.session", b"%d" % n)
+    config = SealerConfig(
+        nats_url=stack.servers.nats_url,
+        database_url=stack.database_url,
+        signer=signer_from_seed(generate_seed()),
+        every_events=2,
+    )
+    async with Sealer(config) as sealer:
+        exporter = Exporter(sealer_registry(sealer), 0, addr="127.0.0.1")
+        try:
+            before = await asyncio.to_thread(scrape, exporter.port)
+            assert before['antq_sealer_seals_total{stream="ANTQ_EVENTS"}'] == 0
+            await sealer.tick()
+            after = await asyncio.to_thread(scrape, exporter.port)
+            assert after['antq_sealer_seals_total{stream="ANTQ_EVENTS"}'] == 2  # 1..2, 3..4; 5 waits
+            assert after['antq_sealer_last_sealed_seq{stream="ANTQ_EVENTS"}'] == 4
+            assert after['antq_sealer_halted{stream="ANTQ_EVENTS"}'] == 0
+            assert after['antq_sealer_halts_total{stream="ANTQ_EVENTS"}'] == 0
+            await stack.js.delete_stream(EVENTS)  # recreated: the chain no longer describes it
+            await create_streams(stack.js, stack.limits)
+            for n in range(3):
+                await stack.js.publish("antq.events.04.01447.session", b"%d" % n)
+            with pytest.raises(SealingHalted):
+                await sealer.seal_once()
+            with pytest.raises(SealingHalted):
+                await sealer.seal_once()
+            halted = await asyncio.to_thread(scrape, exporter.port)
+            assert halted['antq_sealer_halted{stream="ANTQ_EVENTS"}'] == 1
+            assert halted['antq_sealer_halts_total{stream="ANTQ_EVENTS"}'] == 1
+        finally:
+            exporter.close()
