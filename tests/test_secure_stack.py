@@ -10,9 +10,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -725,9 +727,20 @@ async def _anonymous_refused(url: str) -> bool:
     return False
 
 
+@pytest.fixture
+def data_root() -> Iterator[Path]:
+    """A directory outside pytest's (whose root other pytest sessions on the machine reset to mode 0700, which
+    the unprivileged PostgreSQL user of a root run can then not traverse); removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="antq-secure-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout(180)
-async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Path, data_root: Path) -> None:
+    data = data_root / "data"
     with dev_up("--data-dir", str(data)) as (_, ready):
         credentials = Path(ready["credentials_dir"])
         assert credentials == data / "credentials"
@@ -762,6 +775,21 @@ async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Pa
         assert "tips_received" in stats.stdout
         anonymous = antq_cli("stats", "--ward", "01447", "--year", "2018", env=url)
         assert anonymous.returncode != 0 and "Traceback" not in anonymous.stderr
+        as_us = {**url, "ANTQ_CREDENTIALS_DIR": str(credentials), "ANTQ_DATABASE_URL": ready["database_url"]}
+        replay = antq_cli(
+            "audit", "replay", "--ward", "01447", "--year", "2018", "--format", "json", env=as_us
+        )
+        assert replay.returncode == 0, replay.stderr  # as the auditor, with direct gets
+        assert json.loads(replay.stdout)["metrics"]["session_attendance"] == 7
+        rebuilt = antq_cli("projections", "rebuild", "stats", env=as_us)  # as the projector, both servers
+        assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+        owner = await asyncpg.connect(ready["database_url"])
+        try:
+            assert await owner.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'stats_c2'") == (
+                "antq_projector"
+            )
+        finally:
+            await owner.close()
     with dev_up("--data-dir", str(data)) as (_, again):  # a later start keeps every identity
         assert again["credentials_dir"] == ready["credentials_dir"]
         assert seeds_in(credentials) == seeds
@@ -769,8 +797,8 @@ async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Pa
 
 
 @pytest.mark.timeout(180)
-async def test_dev_up_insecure_warns_and_a_run_without_data_dir_leaves_no_temp_dir(tmp_path: Path) -> None:
-    temp = tmp_path / "tmp"
+async def test_dev_up_insecure_warns_and_a_run_without_data_dir_leaves_no_temp_dir(data_root: Path) -> None:
+    temp = data_root / "tmp"
     temp.mkdir()
     with dev_up("--insecure", env={"TMPDIR": str(temp)}) as (proc, ready):
         assert ready["credentials_dir"] is None

@@ -258,6 +258,20 @@ def stats(
     )
 
 
+def _projector_database(settings: Settings, url: str) -> str:
+    """With a credentials directory holding the projector's PostgreSQL password, the rebuild connects as the
+    projector's role (the new copy's tables are then the projection's own, as the live runner's are)."""
+    from infra.auth import PG_SERVICE_ROLE, pg_password, role_database_url
+
+    role = PG_SERVICE_ROLE["projector"]
+    if (
+        settings.credentials_dir is None
+        or not (settings.credentials_dir / "postgres_projector.password").exists()
+    ):
+        return url
+    return role_database_url(url, role, pg_password(settings.credentials_dir, role))
+
+
 @projections_cli.command("rebuild")
 def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model: stats")]) -> None:
     """Build a fresh copy from sequence 1 beside the live one, switch atomically, drop the old copy."""
@@ -269,7 +283,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
         raise typer.Exit(2)
     settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
-    database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
+    database_url = _projector_database(settings, _require(settings.database_url, "ANTQ_DATABASE_URL"))
     options = _nats_options(settings)
 
     async def run() -> str:
