@@ -184,21 +184,21 @@ def _filtered_pull(stream: str, consumer: str, filters: Sequence[str]) -> list[s
     return out
 
 
-def rejections_consumer(office_id: str) -> str:
-    """The one consumer name under which an office reads its own rejections."""
-    return f"rejected-{office_id}"
-
-
 def office_permissions(office_id: str, inbox: str) -> Permissions:
     """An office submits on its own intake subject, reads the gateway's answers, and reads its own rejections
-    (``antq.rejected.<id>`` and below): a pull consumer filtered to them, or direct gets by subject."""
+    (``antq.rejected.<id>`` and below): a pull consumer filtered to them under the one name its identity reads
+    with (``read_consumer_name``: what ``ANTQ_READ_MODE=consumer`` readers such as ``antq rejected`` take), or the
+    last one of a subject by direct get. ``STREAM.INFO`` of ANTQ_REJECTED tells a reader where the stream ends
+    (its totals over every office: counts, not contents)."""
     if not _OFFICE_ID.match(office_id):
         raise AuthError(f"office id {office_id!r} is not one subject token (letters, digits, - and _)")
     own = (f"{REJECTED_PREFIX}.{office_id}", f"{REJECTED_PREFIX}.{office_id}.>")
+    consumer = read_consumer_name(inbox.removeprefix("_INBOX."))
     return Permissions(
         publish=(
             f"{INTAKE_PREFIX}.{office_id}",
-            *_filtered_pull(REJECTED, rejections_consumer(office_id), own),
+            f"{JS}.STREAM.INFO.{REJECTED}",
+            *_filtered_pull(REJECTED, consumer, own),
             *(f"{JS}.DIRECT.GET.{REJECTED}.{subject}" for subject in own),
         ),
         subscribe=(f"{inbox}.>",),
@@ -329,7 +329,11 @@ class PgRole:
 
 
 PG_ROLES = (
-    PgRole(name="antq_gateway", write=("event_index", "event_index_checkpoint", "entity_claims")),
+    PgRole(
+        name="antq_gateway",
+        # rejected_usage: the per-office quota of ANTQ_REJECTED (the gateway's migration 013), once it exists
+        write=("event_index", "event_index_checkpoint", "entity_claims", "rejected_usage"),
+    ),
     PgRole(
         name="antq_projector",
         write=("projection_active", "projection_checkpoint"),
@@ -380,12 +384,25 @@ def role_sql(role: PgRole, verifier: str | None = None) -> str:
         f"{'GRANT' if role.create else 'REVOKE'} CREATE ON SCHEMA public {'TO' if role.create else 'FROM'} {name};",
         f"GRANT USAGE ON SCHEMA public TO {name};",
     ]
-    if role.select:
-        lines.append(f"GRANT SELECT ON {', '.join(role.select)} TO {name};")
-    if role.append:
-        lines.append(f"GRANT SELECT, INSERT ON {', '.join(role.append)} TO {name};")
-    if role.write:
-        lines.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(role.write)} TO {name};")
+    for tables, rights in (
+        (role.select, "SELECT"),
+        (role.append, "SELECT, INSERT"),
+        (role.write, "SELECT, INSERT, UPDATE, DELETE"),
+    ):
+        if tables:  # a table a later migration adds is granted once it exists (the SQL is run on every start)
+            lines += [
+                "DO $$",
+                "DECLARE",
+                "    t text;",
+                "BEGIN",
+                f"    FOREACH t IN ARRAY ARRAY[{', '.join(repr(t) for t in tables)}] LOOP",
+                "        IF to_regclass(t) IS NOT NULL THEN",
+                f"            EXECUTE format('GRANT {rights} ON %I TO {name}', t);",
+                "        END IF;",
+                "    END LOOP;",
+                "END",
+                "$$;",
+            ]
     if role.own:
         parents = ", ".join(f"'{t}'" for t in role.own)
         lines += [

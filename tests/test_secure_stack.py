@@ -36,13 +36,15 @@ from infra.auth import (
     PG_ROLES,
     Generated,
     generate,
-    rejections_consumer,
+    public_key_of,
+    read_consumer_name,
     role_database_url,
     roles_sql,
     subscriber_consumer,
 )
 from infra.embedded import EmbeddedNats
 from infra.metrics import Exporter
+from infra.reading import audit_reader
 from infra.seal_keys import generate_seed, signer_from_seed
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
@@ -360,7 +362,7 @@ async def test_an_office_reads_only_its_own_rejections(secure: Secure) -> None:
         await gateway.publish(f"antq.rejected.{office}", office.encode())
     nc = await secure.connect(f"office-{OFFICE}")
     js = nc.jetstream()
-    name = rejections_consumer(OFFICE)
+    name = read_consumer_name(public_key_of(secure.seed_file(f"office-{OFFICE}").read_bytes()))
     await js.add_consumer(
         REJECTED,
         ConsumerConfig(name=name, filter_subject=f"antq.rejected.{OFFICE}", inactive_threshold=30),
@@ -370,8 +372,19 @@ async def test_an_office_reads_only_its_own_rejections(secure: Secure) -> None:
     assert {m.subject for m in msgs} == {f"antq.rejected.{OFFICE}"}
     assert [m.data for m in msgs].count(OFFICE.encode()) == 2 and OTHER.encode() not in {m.data for m in msgs}
 
+    await js.delete_consumer(REJECTED, name)
+    # the project's own consumer-mode reader, as `antq rejected` runs it with the office's settings
+    settings = Settings(credentials_dir=secure.generated.directory, identity=f"office-{OFFICE}")
+    reader = audit_reader(settings)
+    read = [
+        m async for batch in reader.messages(js, REJECTED, subject=f"antq.rejected.{OFFICE}") for m in batch
+    ]
+    assert [m.data for m in read].count(OFFICE.encode()) == 2 and {m.subject for m in read} == {
+        f"antq.rejected.{OFFICE}"
+    }
+
     denied = nc.jetstream(timeout=DENIED_WAIT)
-    theirs = rejections_consumer(OTHER)
+    theirs = read_consumer_name(public_key_of(secure.seed_file(f"office-{OTHER}").read_bytes()))
     with pytest.raises(nats.errors.TimeoutError):
         await denied.add_consumer(
             REJECTED, ConsumerConfig(name=theirs, filter_subject=f"antq.rejected.{OTHER}")
