@@ -113,10 +113,12 @@ def generate_command(
     console.print(
         f'nats-server: add [bold]include "{result.server_conf.name}"[/bold] to its configuration (the path is '
         f"relative to that file; copy {result.server_conf.name} beside it) and reload it.\n"
-        "Each process: [bold]ANTQ_NATS_NKEY_SEED_FILE=<seed file>[/bold] of its role; auditors use "
-        "auditor.nk.\n"
-        f"PostgreSQL: run [bold]{result.pg_sql.name}[/bold] as the tables' owner in the ledger's database "
-        f"(psql -1 -f); auditors connect as antq_auditor with the password in {result.pg_password.name}."
+        "Each process: [bold]ANTQ_CREDENTIALS_DIR=<this directory>[/bold] (or --credentials-dir): every "
+        "service and command picks its own seed there; or ANTQ_NATS_NKEY_SEED_FILE=<seed file> of its role.\n"
+        f"PostgreSQL: run [bold]{result.pg_roles_sql.name}[/bold] as the tables' owner (or a superuser) in the "
+        "ledger's database after every migration (psql -1 -f): one role per service, passwords in "
+        "postgres_<role>.password; auditors alone: "
+        f"{result.pg_sql.name}, password in {result.pg_password.name}."
     )
 
 
