@@ -42,7 +42,7 @@ from infra.auth import (
     roles_sql,
     subscriber_consumer,
 )
-from infra.embedded import EmbeddedNats
+from infra.embedded import EmbeddedNats, free_port
 from infra.metrics import Exporter
 from infra.reading import audit_reader
 from infra.seal_keys import generate_seed, signer_from_seed
@@ -754,7 +754,12 @@ def data_root() -> Iterator[Path]:
 @pytest.mark.timeout(180)
 async def test_dev_up_is_secure_by_default_and_keeps_its_identities(tmp_path: Path, data_root: Path) -> None:
     data = data_root / "data"
-    with dev_up("--data-dir", str(data)) as (_, ready):
+    ports = {"ANTQ_QUERY_METRICS_PORT": str(free_port()), "ANTQ_SEALER_METRICS_PORT": str(free_port())}
+    with dev_up("--data-dir", str(data), env=ports) as (_, ready):
+        query_metrics = await asyncio.to_thread(scrape, int(ports["ANTQ_QUERY_METRICS_PORT"]))
+        assert query_metrics["antq_query_waiting"] == 0
+        sealer_metrics = await asyncio.to_thread(scrape, int(ports["ANTQ_SEALER_METRICS_PORT"]))
+        assert 'antq_sealer_halted{stream="ANTQ_EVENTS"}' in sealer_metrics
         credentials = Path(ready["credentials_dir"])
         assert credentials == data / "credentials"
         assert {

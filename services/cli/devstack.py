@@ -28,13 +28,16 @@ from infra.auth import (
 )
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.metrics import Exporter
 from infra.settings import Settings
 from infra.streams import StreamLimits, ensure_streams
 from projections.service import Projector
 from services.cli.auth_cmd import offices_in
 from services.gateway.app import Gateway, GatewayConfig
 from services.query.app import QueryConfig, QueryService
+from services.query.telemetry import query_registry
 from services.sealer.app import build_sealer
+from services.sealer.telemetry import sealer_registry
 
 DEMO_OFFICES = Path(__file__).resolve().parent.parent / "demo" / "offices.toml"
 CREDENTIALS = "credentials"
@@ -134,7 +137,8 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
 
     On the secure stack (``urls.credentials_dir``) each connects as its own identity and its own PostgreSQL
     role; the streams are created by the admin. On the open stack all connect as the one identity of the
-    settings (ANTQ_NATS_NKEY_SEED_FILE or ANTQ_NATS_CREDS), if any, with the owner's database URL."""
+    settings (ANTQ_NATS_NKEY_SEED_FILE or ANTQ_NATS_CREDS), if any, with the owner's database URL. With
+    ANTQ_QUERY_METRICS_PORT / ANTQ_SEALER_METRICS_PORT the query service's and the sealer's metrics are served."""
     localities = Localities.load()
     limits = StreamLimits(dedup_window_s=settings.dedup_window_s)
     await prepare(urls, limits, urls.nats_options(settings, "admin"))
@@ -168,11 +172,16 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
         database_url=urls.service_database_url("sealer"),
         data_dir=urls.data_dir,
     )
-    async with gateway.app, query.app:
-        await projector.start()
-        await sealer.start()
-        try:
-            yield
-        finally:
-            await sealer.stop()
-            await projector.stop()
+    with contextlib.ExitStack() as exporters:
+        if settings.query_metrics_port is not None:
+            exporters.callback(Exporter(query_registry(query), settings.query_metrics_port).close)
+        if settings.sealer_metrics_port is not None:
+            exporters.callback(Exporter(sealer_registry(sealer), settings.sealer_metrics_port).close)
+        async with gateway.app, query.app:
+            await projector.start()
+            await sealer.start()
+            try:
+                yield
+            finally:
+                await sealer.stop()
+                await projector.stop()
