@@ -931,3 +931,31 @@ async def test_the_sealer_exports_seals_made_the_last_sealed_seq_and_halts(stack
             assert halted['antq_sealer_halts_total{stream="ANTQ_EVENTS"}'] == 1
         finally:
             exporter.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", [[], ["--insecure"]], ids=["secure", "insecure"])
+@pytest.mark.parametrize(
+    "registry",
+    [
+        "[[office]]\nid = 3\n",
+        '[[office]]\nid = "A.B"\nname = "x"\njurisdiction = ["province:04"]\n',
+        "[[office",
+    ],
+    ids=["no-id", "bad-id", "not-toml"],
+)
+def test_dev_up_refuses_a_bad_offices_file_in_one_line_before_any_server_starts(
+    data_root: Path, mode: list[str], registry: str
+) -> None:
+    offices = write_text(data_root / "offices.toml", registry)
+    data = data_root / "data"
+    result = antq_cli("dev", "up", *mode, "--offices", str(offices), "--data-dir", str(data), env={})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) <= 2  # one line, wrapped at most once by the console
+    assert not data.exists() or not list(data.iterdir())
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

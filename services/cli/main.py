@@ -137,6 +137,19 @@ def secure_stack(settings: Settings, insecure: bool) -> bool:
     return not settings.nats_url or settings.credentials_dir is not None
 
 
+def _check_offices(registry: Path) -> None:
+    """A registry the gateway cannot load stops ``dev up`` with one line before any server starts."""
+    from events.localities import Localities
+    from services.gateway.errors import OfficesFileError
+    from services.gateway.offices import OfficeRegistry
+
+    try:
+        OfficeRegistry.load(registry, Localities.load())
+    except OfficesFileError as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
 @dev.command("up")
 def dev_up(
     offices: Annotated[Path | None, typer.Option(help="offices registry (TOML)")] = None,
@@ -155,6 +168,7 @@ def dev_up(
 
     settings = _settings()
     registry = offices or settings.offices_path or DEMO_OFFICES
+    _check_offices(registry)
     secure = secure_stack(settings, insecure)
 
     async def serve() -> None:
