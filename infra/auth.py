@@ -20,8 +20,17 @@ intake, nor manage streams. Direct gets hold no state at the server, so reads un
 run in parallel. The sealer reads both streams the same way (its default ``SealerConfig.reader``), so no
 service that only reads holds a consumer right either; it may also append to ``antq.seals``.
 
-The generator also writes the SQL of the PostgreSQL role ``antq_auditor``: SELECT on the tables the audit
-commands read, read-only transactions by default, a SCRAM-SHA-256 verifier instead of a password in clear.
+Roles for the consumers of the update feed and of rejections: ``web`` (queries, ordered consumers of
+ANTQ_UPDATES), ``subscriber-<name>`` (one pull consumer per province of its own, created only with that
+province's filter) and every ``office-<id>`` (its own rejections only); see ``role_permissions``. Nobody but
+the gateway publishes on ``antq.events.>``, nobody but the projector on ``antq.updates.>``, nobody but the sealer
+on ``antq.seals`` (``tests/test_secure_stack.py`` tries every role on every stream subject). ``revoke`` and
+``rotate`` take an office's key out or replace it; the server applies it on a reload, without a restart.
+
+The generator also writes the SQL of one PostgreSQL role per service (``PG_ROLES``: the gateway writes its
+index and claims, the projection owns its tables, the query service and the auditors only read, the sealer
+appends seals), read-only transactions by default for the readers, SCRAM-SHA-256 verifiers instead of
+passwords in clear (each password in ``postgres_<role>.password``).
 """
 
 from __future__ import annotations

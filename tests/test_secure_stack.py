@@ -214,7 +214,14 @@ async def test_every_role_against_every_stream_subject(secure: Secure, who: str,
     await receiver.flush()
     await nc.publish(subject, token)
     if who in allowed:
-        msg = await got.next_msg(timeout=10)
+        await nc.flush()
+        try:
+            msg = await got.next_msg(timeout=10)
+        except nats.errors.TimeoutError:
+            raise AssertionError(
+                f"not delivered; publisher {secure.errors[nc]} closed={nc.is_closed}, "
+                f"receiver {secure.errors[receiver]} closed={receiver.is_closed}"
+            ) from None
         assert msg.data == token
     else:
         await secure.refused(nc, subject)
