@@ -211,23 +211,32 @@ async def test_every_role_against_every_stream_subject(secure: Secure, who: str,
     subject, allowed = REQUEST_SUBJECTS[what]
     receiver = await secure.connect("gateway" if what == "intake" else "query")
     got = await receiver.subscribe(subject)
-    await receiver.flush()
-    await nc.publish(subject, token)
+    await settle(receiver)
     if who in allowed:
-        await nc.flush()
-        try:
-            msg = await got.next_msg(timeout=10)
-        except nats.errors.TimeoutError:
-            raise AssertionError(
-                f"not delivered; publisher {secure.errors[nc]} closed={nc.is_closed}, "
-                f"receiver {secure.errors[receiver]} closed={receiver.is_closed}"
-            ) from None
-        assert msg.data == token
+
+        async def delivered() -> bool:  # sent again until the receiver's subscription is seen live
+            await nc.publish(subject, token)
+            try:
+                return (await got.next_msg(timeout=0.2)).data == token
+            except nats.errors.TimeoutError:
+                return False
+
+        await wait_for(delivered, what=f"{who}'s message on {subject}")
+        assert not secure.errors[nc]
     else:
+        await nc.publish(subject, token)
         await secure.refused(nc, subject)
         await receiver.flush()
         with pytest.raises(nats.errors.TimeoutError):
             await got.next_msg(timeout=0.2)
+
+
+async def settle(nc: Client) -> None:
+    """Flush twice: on a new connection the first flush sometimes returns before the server has the subscription
+    just sent, so a message published right after goes nowhere (about once in a hundred connections here, with
+    or without auth; never seen after a second flush: /tmp experiment of 300 rounds)."""
+    await nc.flush()
+    await nc.flush()
 
 
 async def _grown(secure: Secure, stream: str, before: int) -> bool:
@@ -260,7 +269,7 @@ async def test_a_responder_cannot_answer_into_a_stream_it_may_not_write(
         await msg.respond(b'{"forged": true}')
 
     await service.subscribe(subject, cb=answer)
-    await service.flush()
+    await settle(service)
     stream = next(s for s, subj, _ in STREAM_SUBJECTS.values() if subj == reply)
     before = await secure.last_seq(stream)
     client = await secure.connect(asker)
@@ -423,7 +432,7 @@ async def test_a_push_consumer_aimed_at_the_log_or_an_intake_stores_nothing(secu
     web = await secure.connect("web")
     gateway = await secure.connect("gateway")
     intake = await gateway.subscribe(f"antq.intake.{OTHER}")
-    await gateway.flush()
+    await settle(gateway)
     before = await secure.last_seq(EVENTS)
     created = []
     for target in ("antq.events.04.01447.session", f"antq.intake.{OTHER}"):
@@ -456,7 +465,7 @@ async def test_a_revoked_office_is_cut_off_and_a_rotated_one_gets_a_new_key_whil
         await msg.respond(b'{"ok": true}')
 
     await gateway.subscribe("antq.intake.*", cb=answer)
-    await gateway.flush()
+    await settle(gateway)
     lost = await stack.connect(f"office-{OFFICE}")
     other = await stack.connect(f"office-{OTHER}")
     assert (await lost.request(f"antq.intake.{OFFICE}", b"[]", timeout=5)).data == b'{"ok": true}'
