@@ -975,3 +975,18 @@ def test_dev_up_refuses_a_bad_offices_file_in_one_line_before_any_server_starts(
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.mark.timeout(240)
+def test_antq_demo_runs_on_the_secure_stack(data_root: Path) -> None:
+    """`make demo` / `antq demo`: identities generated, the set published as the office, read as the reader."""
+    data = data_root / "demo"
+    result = antq_cli("demo", env={"ANTQ_DATA_DIR": str(data)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "every figure matches the article" in result.stdout
+    assert "WARNING" not in result.stderr
+    assert {"office-bcd-tra-linh-cu.nk", "reader.nk", "auth.conf"} <= set(names_in(data / "credentials"))
+
+
+def names_in(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir()]
