@@ -412,4 +412,6 @@ async def test_hostile_and_forbidden_actions(running: Ctx) -> None:
             lines.append(f"| {n} | {row.group} | {row.action_text} | {row.expect} | {stored} | {ok} |")
         write_table(Path(out), lines)
     assert not failures, "\n".join(failures)
+    # the query service counted its answers by code (antq_query_requests_total{code})
+    assert ctx.query.requests_by_code.get("bad_request", 0) >= 5
     assert len(results) >= 10
