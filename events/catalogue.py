@@ -19,7 +19,7 @@ model (``tests/test_fold_model.py``) and the README row (``figure_table``'s outp
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -241,12 +241,12 @@ def metric_names() -> tuple[str, ...]:
 Contribution = tuple[tuple[str, int], ...]
 
 
-def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Iterable[tuple[str, int]]]:
+def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Contribution]:
     """What one figure adds for one event or item: precomputed names, no formatting while folding."""
     names = {value: f"{fig.metric}.{value}" for value in fig.breakdowns(owner)}
     metric, amount, by, when, unless = fig.metric, fig.amount, fig.by, fig.when, fig.unless
 
-    def add(obj: Any) -> Iterable[tuple[str, int]]:
+    def add(obj: Any) -> Contribution:
         if when is not None and getattr(obj, when[0]) != when[1]:
             return ()
         if unless is not None and getattr(obj, unless[0]) == unless[1]:
@@ -260,20 +260,30 @@ def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Iterable[tuple[st
 
 
 def _contribution_of(spec: EventSpec) -> Callable[[Event], Contribution]:
+    """Specialised per shape (the fold calls this once per event): figures of the event itself give distinct
+    metrics and are concatenated; figures counted per item are added up per metric."""
     plain = [_compile(spec.struct, f) for f in spec.figures if f.each is None]
     per_item = [(f.each, _compile(spec.struct, f)) for f in spec.figures if f.each is not None]
+    if not per_item and len(plain) == 1:
+        (only,) = plain
+        return only
+    if not per_item and len(plain) == 2:
+        first, second = plain
+
+        def two(event: Event) -> Contribution:
+            return first(event) + second(event)
+
+        return two
 
     def contribution(event: Event) -> Contribution:
-        out: list[tuple[str, int]] = []
+        merged: dict[str, int] = {}
         for add in plain:
-            out += add(event)
+            for name, n in add(event):
+                merged[name] = merged.get(name, 0) + n
         for each, add in per_item:
             for item in getattr(event, each):
-                out += add(item)
-        # one pair per metric, in first-seen order (items of one kind add up)
-        merged: dict[str, int] = {}
-        for name, n in out:
-            merged[name] = merged.get(name, 0) + n
+                for name, n in add(item):
+                    merged[name] = merged.get(name, 0) + n
         return tuple(merged.items())
 
     return contribution
