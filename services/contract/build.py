@@ -35,6 +35,7 @@ from events.text import FORBIDDEN
 from infra import update_signing
 from infra.streams import REJECTED_RAW_LIMIT
 from projections.store import StatsUpdate
+from services.contract import yaml
 from services.gateway.errors import GatewayError, OfficesFileError
 from services.query import request as query_request
 from services.query.errors import QueryError
@@ -635,10 +636,15 @@ def _json(doc: Any) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def build() -> dict[str, str]:
-    """Relative path to file content, for every file of the contract."""
-    from services.contract import yaml
+class Contract(msgspec.Struct, frozen=True, kw_only=True):
+    """The documents of the contract, before they are written."""
 
+    schemas: dict[str, dict[str, Any]]
+    """File name under ``schemas/`` to JSON Schema."""
+    asyncapi: dict[str, Any]
+
+
+def contract() -> Contract:
     parts = Components()
     docs = schema_documents(parts)
     examples: dict[str, Any] = {}
@@ -648,8 +654,17 @@ def build() -> dict[str, str]:
         schema = docs[f"{tag}.json"]
         examples[tag] = example_of(schema, schema.get("definitions", {}), tag)
         rests[tag] = entity_rest(cls, examples[tag])
-    files = {f"{SCHEMAS}/{name}": _json(doc) for name, doc in docs.items()}
-    files["asyncapi.yaml"] = yaml.dump(asyncapi(parts, examples, rests))
+    return Contract(schemas=docs, asyncapi=asyncapi(parts, examples, rests))
+
+
+ASYNCAPI_FILE = "asyncapi.yaml"
+
+
+def build() -> dict[str, str]:
+    """Relative path to file content, for every file of the contract."""
+    documents = contract()
+    files = {f"{SCHEMAS}/{name}": _json(doc) for name, doc in documents.schemas.items()}
+    files[ASYNCAPI_FILE] = yaml.dump(documents.asyncapi)
     return dict(sorted(files.items()))
 
 
