@@ -105,15 +105,15 @@ def event_tag(cls: type[msgspec.Struct]) -> str:
 # --- making msgspec's schemas portable ------------------------------------------------------------------
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
+def walk(node: Any) -> Iterator[dict[str, Any]]:
     """Every schema object in ``node`` (itself included), depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _walk(value)
+            yield from walk(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _walk(value)
+            yield from walk(value)
 
 
 def _ecma_pattern(pattern: str) -> str:
@@ -128,7 +128,7 @@ def _ecma_pattern(pattern: str) -> str:
 
 
 def _portable(node: Any) -> None:
-    for schema in _walk(node):
+    for schema in walk(node):
         if isinstance(schema.get("pattern"), str):
             schema["pattern"] = _ecma_pattern(schema["pattern"])
 
@@ -164,7 +164,7 @@ def free_text_pattern() -> str:
 def _event_rules(definitions: dict[str, Any], names: set[str], text_pattern: str) -> None:
     """What the gateway checks beyond msgspec's types, on the definitions ``names`` (the events' own)."""
     for name in names:
-        for schema in _walk(definitions[name]):
+        for schema in walk(definitions[name]):
             if schema.get("type") != "string":
                 continue
             if schema.get("format") == "uuid":
@@ -194,7 +194,7 @@ def _reachable(definitions: Mapping[str, Any], root: Any) -> set[str]:
     seen: set[str] = set()
     todo = [root]
     while todo:
-        for schema in _walk(todo.pop()):
+        for schema in walk(todo.pop()):
             ref = schema.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/definitions/"):
                 name = ref.removeprefix("#/definitions/")
@@ -712,22 +712,46 @@ def enum_fields(schema: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
             visit(prop, f"{path}.{name}" if path else name, seen)
 
     visit(schema, "", frozenset())
-    unique: dict[str, list[Any]] = {}
+    merged: dict[str, list[Any]] = {}  # a field of several options (a union of Structs) lists them all
     for path, values in found:
-        unique.setdefault(path, values)
-    return list(unique.items())
+        known = merged.setdefault(path, [])
+        known.extend(v for v in values if v not in known)
+    return list(merged.items())
+
+
+README_BASE = "docs/contract/"
+"""Where the README links the files from (it is at the root of the repository)."""
+OTHER_DOCUMENTS = (
+    "intake-reply.json",
+    "query-request.json",
+    "query-reply.json",
+    "update.json",
+    "rejected-record.json",
+)
+"""The schema files besides the events' whose enums the README lists too."""
 
 
 def enum_table(files: Mapping[str, str] | None = None) -> str:
-    """A Markdown table of every enum value of every event type, beside its field (for the README)."""
+    """A Markdown table of every enum value of every event type beside its field (for the README): the fields
+    every type has alike first, once, then each type's own."""
     files = build() if files is None else files
-    rows = ["| event type | field | values |", "|---|---|---|"]
-    prefix = f"{SCHEMAS}/"
+    per_type: list[tuple[str, list[tuple[str, list[Any]]]]] = []
     for cls in EVENT_TYPES:
         tag = event_tag(cls)
-        schema = json.loads(files[f"{prefix}{tag}.json"])
-        for path, values in enum_fields(schema):
-            if path == "type":
-                continue
-            rows.append(f"| `{tag}` | `{path}` | {', '.join(f'`{v}`' for v in values)} |")
+        fields = enum_fields(json.loads(files[f"{SCHEMAS}/{tag}.json"]))
+        per_type.append((tag, [(path, values) for path, values in fields if path != "type"]))
+    common = [row for row in per_type[0][1] if all(row in fields for _, fields in per_type)]
+    rows = ["| event type | field | values |", "|---|---|---|"]
+
+    def row(who: str, path: str, values: list[Any]) -> str:
+        return f"| {who} | `{path}` | {', '.join(f'`{v}`' for v in values)} |"
+
+    rows.extend(row("every type", path, values) for path, values in common)
+    for tag, fields in per_type:
+        rows.extend(row(f"`{tag}`", path, values) for path, values in fields if (path, values) not in common)
+    for name in OTHER_DOCUMENTS:
+        fields = enum_fields(json.loads(files[f"{SCHEMAS}/{name}"]))
+        rows.extend(
+            row(f"[{name.removesuffix('.json')}]({README_BASE}{SCHEMAS}/{name})", p, v) for p, v in fields
+        )
     return "\n".join(rows) + "\n"
