@@ -70,6 +70,21 @@ def peak_rss_mb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def report_rounds(title: str, rounds: list[tuple[float, float]], unit: str = "events/s") -> None:
+    """Rounds of (project, raw) measured alternately in one run: each round's ratio, then the median ratio
+    and its spread (min..max), the figure to quote on a noisy shared machine."""
+    ratios = sorted(p / r for p, r in rounds if r)
+    for i, (p, r) in enumerate(rounds, 1):
+        print(f"  {title}, round {i}: project {p:,.0f} {unit} | raw {r:,.0f} {unit} | ratio {p / r:.2f}")
+    if ratios:
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        print(
+            f"{title}: median ratio {median:.2f} over {len(ratios)} rounds (spread {ratios[0]:.2f}..{ratios[-1]:.2f})",
+            flush=True,
+        )
+
+
 def report(title: str, project: float, raw: float, unit: str = "events/s") -> None:
     ratio = project / raw if raw else float("nan")
     print(f"{title}: project {project:,.0f} {unit} | raw {raw:,.0f} {unit} | ratio {ratio:.2f}", flush=True)

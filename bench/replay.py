@@ -23,7 +23,7 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench.common import discard, report, start_servers
+from bench.common import discard, report, report_rounds, start_servers
 from bench.projection import preload, realistic_events
 from events.localities import Localities
 from infra.nats_client import connect
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--child", choices=("raw", "replay", "direct"))
     parser.add_argument("--url")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw / replay rounds")
     args = parser.parse_args()
     if args.child:
         body = asyncio.run(child_raw(args.url) if args.child == "raw" else child_replay(args.url, args.child))
@@ -148,11 +149,18 @@ def main() -> None:
         raw = run_child("raw", nats_srv.url)
         rep = run_child("replay", nats_srv.url)
         direct = run_child("direct", nats_srv.url)
+        measured = [(rep["events"] / rep["seconds"], raw["events"] / raw["seconds"])]
+        for _ in range(1, args.rounds):  # alternate raw and replay again
+            again_raw = run_child("raw", nats_srv.url)
+            again = run_child("replay", nats_srv.url)
+            measured.append((again["events"] / again["seconds"], again_raw["events"] / again_raw["seconds"]))
         assert raw["events"] == rep["events"] == direct["events"] == last, (raw, rep, direct, last)
         assert direct["figures"] == rep["figures"], (rep, direct)
         raw_rate = raw["events"] / raw["seconds"]
         report(f"replay of {last:,} events (consumer reads)", rep["events"] / rep["seconds"], raw_rate)
         report(f"replay of {last:,} events (direct gets)", direct["events"] / direct["seconds"], raw_rate)
+        if args.rounds > 1:
+            report_rounds(f"replay of {last:,} events (consumer reads) vs raw ordered consumer", measured)
         for name, side in (("replay", rep), ("direct replay", direct)):
             print(
                 f"{name} peak RSS {side['tree_rss_mb']:.0f} MB (reader and fold process together, sampled; the"

@@ -72,7 +72,12 @@ class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class BaseEvent(
-    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True, forbid_unknown_fields=True
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag_field="type",
+    omit_defaults=True,
+    forbid_unknown_fields=True,
 ):
     """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key.
 

@@ -6,16 +6,8 @@ A lifecycle entity (a tip, a mediation case, the retraction of one entry) has a 
 
 from __future__ import annotations
 
-from events.schema import (
-    EntryRetracted,
-    Event,
-    MediationConcluded,
-    PledgeSigned,
-    SessionHeld,
-    TipAssessed,
-    TipReceived,
-    WeaponsSurrendered,
-)
+from events.catalogue import spec_of
+from events.schema import Event
 
 EVENTS_PREFIX = "antq.events"
 INTAKE_PREFIX = "antq.intake"
@@ -26,20 +18,8 @@ QUERY_SUBJECT = "antq.query.stats"
 
 
 def rest_of(event: Event) -> str:
-    match event:
-        case TipReceived(tip_id=tip_id) | TipAssessed(tip_id=tip_id):
-            return f"tip.{tip_id}"
-        case MediationConcluded(case_id=case_id):
-            return f"mediation.{case_id}"
-        case EntryRetracted(target_event_id=target):
-            return f"retraction.{target}"
-        case SessionHeld():
-            return "session"
-        case PledgeSigned():
-            return "pledge"
-        case WeaponsSurrendered():
-            return "weapons"
-    raise AssertionError(f"no subject for {type(event).__name__}")  # pragma: no cover
+    """The subject's tokens after the ward: the event's plain subject, or its entity's (``events.catalogue``)."""
+    return spec_of(event).rest_of(event)
 
 
 def event_subject(event: Event, province: str) -> str:

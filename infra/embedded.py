@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from infra.errors import InfraError
 
 PG_SYSTEM_USER = "embedded_postgres"
+PID_FILE = "nats.pid"
 
 
 class EmbeddedError(InfraError):
@@ -77,6 +79,7 @@ class EmbeddedNats:
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
             f"max_payload: 4MB\n"
+            f'pid_file: "{self.pid_file}"\n'
             f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"\n{sync}}}\n'
             # nats-server resolves an include relative to the including file's folder
             + (f'include "{os.path.relpath(self.auth_conf, self.store_dir)}"\n' if self.auth_conf else "")
@@ -86,6 +89,18 @@ class EmbeddedNats:
             self.proc = subprocess.Popen([_nats_binary(), "-c", str(conf)], stdout=out, stderr=out)
         _wait_port(self.port, self.proc, "nats-server", log)
         return self.url
+
+    @property
+    def pid_file(self) -> Path:
+        """Where nats-server writes its process id (``reload_nats`` reads it)."""
+        return self.store_dir / PID_FILE
+
+    def reload(self) -> None:
+        """Have nats-server read its configuration again (the authorization include with it), as SIGHUP does;
+        its clients stay connected, but those whose identity the new configuration no longer holds."""
+        if self.proc is None:
+            raise EmbeddedError("nats-server is not running")
+        self.proc.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         """Simulate a crash (SIGKILL)."""
@@ -103,6 +118,20 @@ class EmbeddedNats:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+def reload_nats(pid_file: Path) -> int:
+    """Signal the nats-server whose process id is in ``pid_file`` to reload its configuration (SIGHUP, what
+    ``nats-server --signal reload=<pid>`` sends); returns that process id."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise EmbeddedError(f"no nats-server process id in {pid_file}: {exc}") from None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        raise EmbeddedError(f"cannot signal nats-server {pid} (from {pid_file}): {exc.strerror}") from None
+    return pid
 
 
 def _pg_bin() -> Path:

@@ -46,7 +46,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env().as_identity("projector")  # its seed in ANTQ_CREDENTIALS_DIR, if given
         args.nats_options = nats_connect_options(settings)
         args.update_key = (
             None if args.no_publish else resolve_update_key(settings.update_key_file, settings.data_dir)

@@ -25,19 +25,8 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from events.schema import (
-    SESSION_LEVELS,
-    SIGNERS,
-    EntryRetracted,
-    Event,
-    MediationConcluded,
-    PledgeSigned,
-    Recorded,
-    SessionHeld,
-    TipAssessed,
-    TipReceived,
-    WeaponsSurrendered,
-)
+from events.catalogue import CATALOGUE, CONTRIBUTIONS, FoldRule
+from events.schema import EntryRetracted, Event, Recorded, TipAssessed, TipReceived
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, WardMismatch
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
@@ -77,33 +66,14 @@ class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fal
     assessment: bool
 
 
-class SessionPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
+class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
+    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts."""
+
     ward: str
     day: int
-    level: str
-    attendance: int
+    amounts: tuple[tuple[str, int], ...]
 
 
-class PledgePart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
-    ward: str
-    day: int
-    signer: str
-    signatures: int
-
-
-class MediationPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=5):
-    ward: str
-    day: int
-    successful: bool
-
-
-class WeaponsPart(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=6):
-    ward: str
-    day: int
-    items: tuple[tuple[str, int], ...]
-
-
-Part: TypeAlias = SessionPart | PledgePart | MediationPart | WeaponsPart
 Value: TypeAlias = TipState | TipLink | Part
 State: TypeAlias = Mapping[Key, Value]
 StateUpdate: TypeAlias = dict[Key, Value | None]
@@ -168,59 +138,19 @@ def by_period(deltas: Mapping[DeltaKey, int]) -> Figures:
     return out
 
 
-_SESSION_METRICS: Final[dict[str, tuple[str, str, str, str]]] = {
-    level: (
-        m.SESSIONS_HELD,
-        m.breakdown(m.SESSIONS_HELD, level),
-        m.SESSION_ATTENDANCE,
-        m.breakdown(m.SESSION_ATTENDANCE, level),
-    )
-    for level in SESSION_LEVELS
-}
-_PLEDGE_METRICS: Final[dict[str, tuple[str, str]]] = {
-    signer: (m.PLEDGE_SIGNATURES, m.breakdown(m.PLEDGE_SIGNATURES, signer)) for signer in SIGNERS
-}
-_WEAPON_METRICS: Final[dict[str, tuple[str, str]]] = {
-    kind: (m.WEAPONS_SURRENDERED, m.breakdown(m.WEAPONS_SURRENDERED, kind)) for kind in m.WEAPON_KINDS_COUNTED
-}
+def contribution(part: Part) -> tuple[tuple[str, int], ...]:
+    """The (metric, amount) pairs a plain event added to its ward-year."""
+    return part.amounts
 
 
-def contribution(part: Part) -> list[tuple[str, int]]:
-    """The (metric, amount) pairs a non-tip event adds to its ward-year."""
-    if isinstance(part, SessionPart):
-        held, held_by, attended, attended_by = _SESSION_METRICS[part.level]
-        n = part.attendance
-        return [(held, 1), (held_by, 1), (attended, n), (attended_by, n)]
-    if isinstance(part, PledgePart):
-        signed, signed_by = _PLEDGE_METRICS[part.signer]
-        return [(signed, part.signatures), (signed_by, part.signatures)]
-    if isinstance(part, MediationPart):
-        if part.successful:
-            return [(m.MEDIATIONS_CONCLUDED, 1), (m.MEDIATIONS_SUCCESSFUL, 1)]
-        return [(m.MEDIATIONS_CONCLUDED, 1)]
-    out: list[tuple[str, int]] = []
-    for kind, quantity in part.items:
-        if kind == m.AMMUNITION:
-            out.append((m.AMMUNITION_SURRENDERED, quantity))
-        else:
-            total, of_kind = _WEAPON_METRICS[kind]
-            out += ((total, quantity), (of_kind, quantity))
-    return out
+_interned: dict[str, str] = {}
 
 
-def part_of(event: Event) -> Part | None:
-    """The compact record of what a session / pledge / mediation / weapons event contributes."""
+def part_of(event: Event) -> Part:
+    """The compact record of what a plain event contributes, by the figures its catalogue entry declares."""
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
-    ward, day = sys.intern(event.locality.ward), event.occurred_on.toordinal()
-    if isinstance(event, SessionHeld):
-        return SessionPart(ward=ward, day=day, level=sys.intern(event.level), attendance=event.attendance)
-    if isinstance(event, PledgeSigned):
-        return PledgePart(ward=ward, day=day, signer=sys.intern(event.signer), signatures=event.signatures)
-    if isinstance(event, MediationConcluded):
-        return MediationPart(ward=ward, day=day, successful=event.outcome == "successful")
-    if isinstance(event, WeaponsSurrendered):
-        return WeaponsPart(ward=ward, day=day, items=tuple((i.kind, i.quantity) for i in event.items))
-    return None
+    amounts = CONTRIBUTIONS[type(event)](event)
+    return Part(ward=sys.intern(event.locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
 
 
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
@@ -253,15 +183,12 @@ class _Folder:
         self._state = state
         self._written = written
         self.deltas = deltas
-        self._apply: dict[type, Callable[[int, Event], None]] = {
-            TipReceived: self._tip_received,
-            TipAssessed: self._tip_assessed,
-            EntryRetracted: self._retracted,
-            SessionHeld: self._part,
-            PledgeSigned: self._part,
-            MediationConcluded: self._part,
-            WeaponsSurrendered: self._part,
+        rules: dict[FoldRule, Callable[[int, Event], None]] = {
+            "plain": self._part,
+            "tip": self._tip_event,
+            "retraction": self._retracted,
         }
+        self._apply: dict[type, Callable[[int, Event], None]] = {s.struct: rules[s.fold] for s in CATALOGUE}
 
     def run(self, events: Iterable[tuple[int, Recorded]]) -> None:
         apply = self._apply
@@ -291,6 +218,12 @@ class _Folder:
             self.add(after.ward, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
         self._written[key] = after
 
+    def _tip_event(self, seq: int, event: Event) -> None:
+        if isinstance(event, TipReceived):
+            self._tip_received(seq, event)
+        else:
+            self._tip_assessed(seq, event)
+
     def _tip_received(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipReceived)
         key = event.tip_id.int
@@ -319,11 +252,10 @@ class _Folder:
 
     def _part(self, seq: int, event: Event) -> None:
         part = part_of(event)
-        assert part is not None
         yk = year_key(part.day)
         deltas = self.deltas
         ward = part.ward
-        for metric, amount in contribution(part):
+        for metric, amount in part.amounts:
             k = (ward, yk, metric)
             deltas[k] = deltas.get(k, 0) + amount
         self._written[event.event_id.int | EVENT_BIT] = part
@@ -364,9 +296,14 @@ class _Folder:
                     f"the retracted entry is in ward {value.ward}", seq=seq, event_id=event.event_id
                 )
             yk = year_key(value.day)
-            for metric, amount in contribution(value):
+            for metric, amount in value.amounts:
                 self.add(value.ward, yk, metric, -amount)
         self._written[tkey] = None
+
+
+def handled_types() -> frozenset[type]:
+    """The event types the fold has a handler for (``tests/test_catalogue.py``: every type of the union)."""
+    return frozenset(_Folder({}, {}, {})._apply)
 
 
 def fold(state: State, events: Iterable[tuple[int, Recorded]]) -> tuple[StateUpdate, Deltas]:

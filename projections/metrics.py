@@ -1,46 +1,25 @@
 """Names of the statistics metrics, and the version of the fold that produces them.
 
-Base metrics are always present in a reply (zero included); breakdown metrics are ``<base>.<sub>`` and appear
-only when non-zero.
+The metrics derive from the event catalogue (``events/catalogue.py``): base metrics are always present in a
+reply (zero included); breakdown metrics are ``<base>.<sub>`` and appear only when non-zero.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from events.schema import WEAPON_KINDS
+from events.catalogue import metric_names
 
-FOLD_VERSION: Final = 1
-"""Bump when the fold's output or its stored state changes meaning: a rebuild is then due."""
+FOLD_VERSION: Final = 2
+"""Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
+stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``."""
 
 TIPS_RECEIVED: Final = "tips_received"
 TIPS_VALUABLE: Final = "tips_valuable"
-SESSIONS_HELD: Final = "sessions_held"
-SESSION_ATTENDANCE: Final = "session_attendance"
-PLEDGE_SIGNATURES: Final = "pledge_signatures"
-MEDIATIONS_CONCLUDED: Final = "mediations_concluded"
-MEDIATIONS_SUCCESSFUL: Final = "mediations_successful"
-WEAPONS_SURRENDERED: Final = "weapons_surrendered"
-AMMUNITION_SURRENDERED: Final = "ammunition_surrendered"
+"""The two figures the tip rule of the fold counts from a tip's state (received, latest assessment)."""
 
-BASE_METRICS: Final[tuple[str, ...]] = (
-    TIPS_RECEIVED,
-    TIPS_VALUABLE,
-    SESSIONS_HELD,
-    SESSION_ATTENDANCE,
-    PLEDGE_SIGNATURES,
-    MEDIATIONS_CONCLUDED,
-    MEDIATIONS_SUCCESSFUL,
-    WEAPONS_SURRENDERED,
-    AMMUNITION_SURRENDERED,
-)
-
-AMMUNITION: Final = "ammunition"
-WEAPON_KINDS_COUNTED: Final[tuple[str, ...]] = tuple(k for k in WEAPON_KINDS if k != AMMUNITION)
-
-
-def breakdown(base: str, sub: str) -> str:
-    return f"{base}.{sub}"
+BASE_METRICS: Final[tuple[str, ...]] = metric_names()
+assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS
 
 
 def complete(figures: dict[str, int]) -> dict[str, int]:

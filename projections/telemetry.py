@@ -3,7 +3,8 @@
 ``ProjectionCollector`` is a custom collector: nothing is counted twice, the runner is not touched, and every
 scrape reports what ``Projector.runner`` holds right then (its ``stats``, ``seq``, ``copy``, ``halted``). It is
 registered on a ``CollectorRegistry`` the caller owns (never prometheus_client's global one), so a process or a
-test may hold several. ``start_exporter`` serves a registry on ``/metrics``.
+test may hold several. ``Exporter`` (``infra/metrics.py``, importable from here too) serves a registry on
+``/metrics``.
 
 Counters are totals for the collector's lifetime: when the projector replaces its runner (a restart after a
 failure, following the active copy after a rebuild), the last values seen of the old runner are carried over,
@@ -16,11 +17,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from infra.metrics import Exporter as Exporter  # served from here as before
 from projections.metrics import FOLD_VERSION
 from projections.runner import StatsRunner
 from projections.store import NAME
@@ -140,21 +141,3 @@ def projection_registry(source: HasRunner) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(ProjectionCollector(source))
     return registry
-
-
-class Exporter:
-    """``/metrics`` of one registry over HTTP, served by prometheus_client on a daemon thread."""
-
-    def __init__(self, registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
-        self._server: WSGIServer
-        self._server, self._thread = start_http_server(port, addr=addr, registry=registry)
-
-    @property
-    def port(self) -> int:
-        """The bound port (the one chosen by the system when started with 0)."""
-        return int(self._server.server_port)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

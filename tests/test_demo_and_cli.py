@@ -66,9 +66,15 @@ def test_dev_up_prints_urls_and_stops_on_sigterm(servers: Servers, tmp_path: obj
         urls = json.loads(line)
         assert urls["nats_url"].startswith("nats://127.0.0.1:")
         assert urls["database_url"].startswith("postgresql://")
+        assert urls["credentials_dir"] == str(tmp_path / "credentials")  # type: ignore[operator]
+        as_us = {
+            **os.environ,
+            "ANTQ_NATS_URL": urls["nats_url"],
+            "ANTQ_CREDENTIALS_DIR": urls["credentials_dir"],
+        }
         reply = subprocess.run(
             [sys.executable, "-m", "services.cli", "stats", "--ward", "01447", "--year", "2018"],
-            env={**os.environ, "ANTQ_NATS_URL": urls["nats_url"]},
+            env=as_us,
             capture_output=True,
             timeout=60,
         )
@@ -79,7 +85,7 @@ def test_dev_up_prints_urls_and_stops_on_sigterm(servers: Servers, tmp_path: obj
         events.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         published = subprocess.run(
             [sys.executable, "-m", "services.cli", "publish", str(events), "--office", "ca-tra-linh"],
-            env={**os.environ, "ANTQ_NATS_URL": urls["nats_url"]},
+            env=as_us,
             capture_output=True,
             timeout=60,
         )

@@ -24,6 +24,7 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
@@ -110,6 +111,59 @@ def event(doc: dict[str, Any]) -> bytes:
     return msgspec.json.encode(doc)
 
 
+def misdirected(service: str, reply: str) -> Action:
+    """A request naming ``reply`` as its reply subject: the service must drop it, publishing nothing there."""
+
+    async def run(ctx: Ctx) -> str:
+        seen: list[bytes] = []
+
+        async def listen(msg: Msg) -> None:
+            seen.append(msg.data)
+
+        sub = await ctx.nc.subscribe(reply, cb=listen)
+
+        def dropped_count() -> int:
+            if service == "gateway":
+                return ctx.gateway.dropped_reply_subject
+            return ctx.query.dropped_reply_subject
+
+        before = dropped_count()
+        try:
+            body = event(f.session()) if service == "gateway" else b'{"ward": "01447", "year": 2018}'
+            await ctx.nc.publish(INTAKE if service == "gateway" else QUERY_SUBJECT, body, reply=reply)
+
+            async def counted() -> bool:
+                return dropped_count() > before
+
+            await wait_for(counted, timeout=10, what=f"the {service} to count the dropped request")
+            await ctx.nc.flush()
+        finally:
+            await sub.unsubscribe()
+        dropped = dropped_count() - before
+        return "dropped unanswered" if not seen and dropped else f"published to {reply}: {seen!r}"
+
+    return run
+
+
+def with_fields(doc: dict[str, Any], **fields: Any) -> bytes:
+    return event({**doc, **fields})
+
+
+def forged_update(ctx_key: str) -> Action:
+    async def run(ctx: Ctx) -> str:
+        from infra.update_signing import verify_update
+
+        subject = "antq.updates.stats.04.01447.2018"
+        payload = b'{"ward":"01447","year":2018,"metrics":{"sessions_held":999}}'
+        await ctx.stack.js.publish(subject, payload, headers={"Nats-Msg-Id": ctx_key})
+        key = ctx.projector.update_key
+        assert key is not None
+        ok = verify_update(payload, {"Nats-Msg-Id": ctx_key}, key.public_key, subject=subject)
+        return "stored, fails verify_update" if not ok else "verified!"
+
+    return run
+
+
 def rows() -> list[Row]:
     table: list[Row] = []
     for subject, data, why in foreign_records():
@@ -151,6 +205,133 @@ def rows() -> list[Row]:
             intake(event(f.retraction(f.session()))),
             "unknown_target",
             {REJECTED: 1},
+        ),
+    ]
+    for service in ("gateway", "query"):
+        for reply in (
+            "antq.events.04.01447.session",
+            "antq.rejected.ca-cao-bang",
+            "antq.updates.stats.04.01447.2018",
+            "antq.seals",
+            "antq.intake.ca-tra-linh",
+            "foo",
+            "_INBOX.*",
+            "_INBOX.>",
+        ):
+            table.append(
+                Row(
+                    f"reply subject ({service})",
+                    f"request to the {service} naming `{reply}` as its reply subject",
+                    misdirected(service, reply),
+                    "dropped unanswered",
+                )
+            )
+    json_header = {"content-type": "application/json"}
+    deep = b"[" * 1000 + b"]" * 1000
+    tip = f.tip()
+    table += [
+        Row(
+            "raw bytes",
+            "gateway: a bad body sent with content-type: application/json",
+            intake(b"{x", json_header),
+            "malformed",
+            {REJECTED: 1},
+        ),
+        Row("raw bytes", "gateway: a body nested 1,000 deep", intake(deep), "too_large", {REJECTED: 1}),
+        Row(
+            "raw bytes",
+            "query: a bad body sent with content-type: application/json",
+            query(b"{x", json_header),
+            "bad_request",
+        ),
+        Row("raw bytes", "query: a body nested 1,000 deep", query(deep), "bad_request"),
+        Row(
+            "input",
+            "duplicate key `attendance` in one event",
+            intake(event(f.session())[:-1] + b',"attendance":5}'),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "unknown field `hamlett` (a typo)",
+            intake(with_fields(f.session(), hamlett="Lũng Tung")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "unknown field inside `items[0]`",
+            intake(event(f.weapons(items=[{"kind": "air_gun", "quantity": 1, "colour": "red"}]))),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "a control character (U+0007) in `note`",
+            intake(with_fields(f.session(), note="a\u0007b")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "a bidi override (U+202E) in `hamlet`",
+            intake(with_fields(f.session(), hamlet="x\u202ey")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "a zero-width space in `reason`",
+            intake(event(f.retraction(f.session(), reason="a\u200bb"))),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "a `note` that is blank once trimmed",
+            intake(with_fields(f.session(), note="   ")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "the nil UUID as `event_id`",
+            intake(with_fields(f.session(), event_id="00000000-0000-0000-0000-000000000000")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "input",
+            "the max UUID as `tip_id`",
+            intake(with_fields(tip, tip_id="ffffffff-ffff-ffff-ffff-ffffffffffff")),
+            "invalid",
+            {REJECTED: 1},
+        ),
+        Row(
+            "query",
+            "`min_seq` 10**30",
+            query(b'{"ward": "01447", "year": 2018, "min_seq": 1000000000000000000000000000000}'),
+            "bad_request",
+        ),
+        Row(
+            "query",
+            "`min_seq` 2**63",
+            query(b'{"ward": "01447", "year": 2018, "min_seq": 9223372036854775808}'),
+            "bad_request",
+        ),
+        Row(
+            "query",
+            "duplicate key `year`",
+            query(b'{"ward": "01447", "year": 2018, "year": 2019}'),
+            "bad_request",
+        ),
+        Row(
+            "update feed (open stack)",
+            "publish a forged update for 01447/2018 on `antq.updates.stats.04.01447.2018` with a guessed id",
+            forged_update("01447:2018:1:1"),
+            "stored, fails verify_update",
+            {UPDATES: 1},
         ),
     ]
     return table
@@ -231,4 +412,6 @@ async def test_hostile_and_forbidden_actions(running: Ctx) -> None:
             lines.append(f"| {n} | {row.group} | {row.action_text} | {row.expect} | {stored} | {ok} |")
         write_table(Path(out), lines)
     assert not failures, "\n".join(failures)
+    # the query service counted its answers by code (antq_query_requests_total{code})
+    assert ctx.query.requests_by_code.get("bad_request", 0) >= 5
     assert len(results) >= 10

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from infra.auth import AuthError, Generated, generate
+from infra.auth import AuthError, Generated, generate, revoke, rotate
+from infra.embedded import PID_FILE, EmbeddedError, reload_nats
 from infra.settings import Settings
 from services.cli.plain import cell, say
 from services.cli.plain import console as plain_console
@@ -57,15 +58,45 @@ def _identities_table(result: Generated) -> Table:
     return table
 
 
+def _subscribers(values: list[str]) -> dict[str, list[str]]:
+    """``NAME=04,24`` options: a downstream subscriber and its provinces."""
+    out: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, provinces = value.partition("=")
+        if not sep or not provinces:
+            raise AuthError(f"--subscriber {value!r}: expected NAME=PROVINCE[,PROVINCE…], e.g. web-04=04")
+        out[name] = [p.strip() for p in provinces.split(",") if p.strip()]
+    return out
+
+
+def _directory(out: Path | None) -> Path:
+    """``--out``, else the credentials directory (``--credentials-dir`` / ANTQ_CREDENTIALS_DIR)."""
+    directory = out or Settings.from_env().credentials_dir
+    if directory is None:
+        raise AuthError(
+            "give --out DIR or --credentials-dir DIR (ANTQ_CREDENTIALS_DIR): the identities' directory"
+        )
+    return directory
+
+
 @auth.command("generate")
 def generate_command(
-    out: Annotated[Path, typer.Option(help="directory for the server include, the seeds and the SQL")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="directory for the server include, the seeds and the SQL (default: credentials dir)"
+        ),
+    ] = None,
     office: Annotated[
         list[str] | None, typer.Option(help="an office id that gets its own identity (repeatable)")
     ] = None,
     offices: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="also every office of this registry (ANTQ_OFFICES)"),
+    ] = None,
+    subscriber: Annotated[
+        list[str] | None,
+        typer.Option(help="a downstream subscriber and its provinces, NAME=04,24 (repeatable)"),
     ] = None,
 ) -> None:
     """Write auth.conf (nats-server include), one seed per role and office (mode 0600), the auditor's SQL.
@@ -75,7 +106,7 @@ def generate_command(
     registry = offices or Settings.from_env().offices_path
     try:
         ids = list(office or []) + (offices_in(registry) if registry is not None else [])
-        result = generate(out, ids)
+        result = generate(_directory(out), ids, _subscribers(subscriber or []))
     except AuthError as exc:
         say(err, exc, "red")
         raise typer.Exit(2) from None
@@ -83,8 +114,69 @@ def generate_command(
     console.print(
         f'nats-server: add [bold]include "{result.server_conf.name}"[/bold] to its configuration (the path is '
         f"relative to that file; copy {result.server_conf.name} beside it) and reload it.\n"
-        "Each process: [bold]ANTQ_NATS_NKEY_SEED_FILE=<seed file>[/bold] of its role; auditors use "
-        "auditor.nk.\n"
-        f"PostgreSQL: run [bold]{result.pg_sql.name}[/bold] as the tables' owner in the ledger's database "
-        f"(psql -1 -f); auditors connect as antq_auditor with the password in {result.pg_password.name}."
+        "Each process: [bold]ANTQ_CREDENTIALS_DIR=<this directory>[/bold] (or --credentials-dir): every "
+        "service and command picks its own seed there; or ANTQ_NATS_NKEY_SEED_FILE=<seed file> of its role.\n"
+        f"PostgreSQL: run [bold]{result.pg_roles_sql.name}[/bold] as the tables' owner (or a superuser) in the "
+        "ledger's database after every migration (psql -1 -f): one role per service, passwords in "
+        "postgres_<role>.password; auditors alone: "
+        f"{result.pg_sql.name}, password in {result.pg_password.name}."
     )
+
+
+def _reload(directory: Path, pid_file: Path | None, no_reload: bool) -> None:
+    """Reload nats-server: the one whose pid is in ``pid_file``, else the one ``antq dev up`` started beside
+    the credentials directory (``<data dir>/nats/nats.pid``)."""
+    if no_reload:
+        console.print("nats-server not reloaded (--no-reload): send it SIGHUP to apply the change")
+        return
+    pid_file = pid_file or directory.parent / "nats" / PID_FILE
+    if not pid_file.exists():
+        console.print(
+            f"no nats-server pid file at {pid_file}: reload the server yourself "
+            "(`nats-server --signal reload=<pid>`, or SIGHUP)"
+        )
+        return
+    pid = reload_nats(pid_file)
+    console.print(f"nats-server {pid} reloaded: the others stay connected")
+
+
+@auth.command("revoke")
+def revoke_command(
+    office: Annotated[str, typer.Option(help="the office whose key is lost")],
+    out: Annotated[
+        Path | None, typer.Option(help="the identities' directory (default: credentials dir)")
+    ] = None,
+    nats_pid_file: Annotated[Path | None, typer.Option(help="nats-server's pid file, to reload it")] = None,
+    no_reload: Annotated[bool, typer.Option("--no-reload", help="rewrite the config only")] = False,
+) -> None:
+    """Revoke an office's identity: its seed is deleted, the server config rewritten and nats-server reloaded
+    (its connections are closed; no other identity changes). `antq auth rotate` gives it a new one."""
+    try:
+        directory = _directory(out)
+        revoke(directory, office)
+        _reload(directory, nats_pid_file, no_reload)
+    except (AuthError, EmbeddedError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"office {office}: revoked")
+
+
+@auth.command("rotate")
+def rotate_command(
+    office: Annotated[str, typer.Option(help="the office that gets a new key")],
+    out: Annotated[
+        Path | None, typer.Option(help="the identities' directory (default: credentials dir)")
+    ] = None,
+    nats_pid_file: Annotated[Path | None, typer.Option(help="nats-server's pid file, to reload it")] = None,
+    no_reload: Annotated[bool, typer.Option("--no-reload", help="rewrite the config only")] = False,
+) -> None:
+    """Replace an office's key: a new seed file office-<id>.nk (the old seed is refused after the reload)."""
+    try:
+        directory = _directory(out)
+        result = rotate(directory, office)
+        _reload(directory, nats_pid_file, no_reload)
+    except (AuthError, EmbeddedError) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    new = next(i for i in result.identities if i.name == f"office-{office}")
+    console.print(f"office {office}: new key {new.public_key} in {directory / new.seed_file}; hand it over")

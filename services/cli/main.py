@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,42 @@ app.add_typer(__import__("services.cli.contract", fromlist=["contract"]).contrac
 console = plain_console()
 err = plain_console(stderr=True)
 
+COMMAND_IDENTITY = {"audit": "auditor", "stats": "reader", "report": "reader", "projections": "projector"}
+"""The identity each command connects as in the credentials directory (``publish``: the office's own)."""
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    credentials_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials-dir",
+            envvar="ANTQ_CREDENTIALS_DIR",
+            file_okay=False,
+            help="the identities (`antq auth generate`, `antq dev up`): each command connects as its own",
+        ),
+    ] = None,
+) -> None:
+    """Pass the credentials directory, and the identity the command runs as there, to its settings."""
+    chosen: dict[str, str] = {}
+    if credentials_dir is not None:
+        chosen["ANTQ_CREDENTIALS_DIR"] = str(credentials_dir)
+    identity = COMMAND_IDENTITY.get(ctx.invoked_subcommand or "")
+    if identity is not None and not os.environ.get("ANTQ_IDENTITY"):
+        chosen["ANTQ_IDENTITY"] = identity
+    saved = {name: os.environ.get(name) for name in chosen}
+    os.environ.update(chosen)
+
+    def restore() -> None:  # in-process callers (tests) get their environment back
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    ctx.call_on_close(restore)
+
 
 def _settings() -> Settings:
     return Settings.from_env()
@@ -56,6 +93,9 @@ def _reported(what: str) -> Iterator[None]:
 
     try:
         yield
+    except AuthError as exc:  # an identity, an office id, a registry that cannot be used
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     except (QueryFailed, ProjectionError) as exc:
         say(err, exc, "red")
         raise typer.Exit(1) from None
@@ -67,7 +107,18 @@ def _reported(what: str) -> Iterator[None]:
         raise typer.Exit(1) from None
     except (OSError, nats.errors.Error, asyncpg.PostgresError) as exc:
         say(err, f"cannot reach the stack: {str(exc) or type(exc).__name__}", "red")
+        if "authorization" in str(exc).lower():
+            say(
+                err,
+                "the NATS server requires an identity: give --credentials-dir (ANTQ_CREDENTIALS_DIR), "
+                "the directory `antq dev up` prints as credentials_dir",
+                "red",
+            )
         raise typer.Exit(1) from None
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py's default prints a traceback for what the command reports itself on one line."""
 
 
 def _require(url: str | None, name: str) -> str:
@@ -77,33 +128,72 @@ def _require(url: str | None, name: str) -> str:
     return url
 
 
+def secure_stack(settings: Settings, insecure: bool) -> bool:
+    """Whether ``dev up`` / ``demo`` run the secure stack; the open one is announced on stderr every start.
+
+    With an external NATS (ANTQ_NATS_URL) and no credentials directory, the services connect as the settings'
+    one identity, as before: that server's authorization is its own."""
+    if insecure:
+        from services.cli.devstack import INSECURE_WARNING
+
+        err.print(INSECURE_WARNING, style="bold red", markup=False, highlight=False)
+        return False
+    return not settings.nats_url or settings.credentials_dir is not None
+
+
+def _check_offices(registry: Path) -> None:
+    """A registry the gateway cannot load stops ``dev up`` with one line before any server starts."""
+    from events.localities import Localities
+    from services.gateway.errors import OfficesFileError
+    from services.gateway.offices import OfficeRegistry
+
+    try:
+        OfficeRegistry.load(registry, Localities.load())
+    except OfficesFileError as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
 @dev.command("up")
 def dev_up(
     offices: Annotated[Path | None, typer.Option(help="offices registry (TOML)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="keep server data here (default: a temp dir)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="keep server data here (default: a temp dir, removed on exit)")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="the open stack: no identities, anyone may publish anything")
+    ] = False,
 ) -> None:
-    """Start embedded NATS and PostgreSQL (unless URLs are set), the streams and every service."""
+    """Start embedded NATS and PostgreSQL (unless URLs are set), the streams and every service.
+
+    Secure by default: identities in <data dir>/credentials (or --credentials-dir), generated on the first
+    start; nats-server refuses anonymous connections; every service runs as its own role."""
     from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
 
     settings = _settings()
     registry = offices or settings.offices_path or DEMO_OFFICES
+    _check_offices(registry)
+    secure = secure_stack(settings, insecure)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        with embedded_servers(settings, data_dir or settings.data_dir) as urls:
+        with embedded_servers(
+            settings, data_dir or settings.data_dir, secure=secure, offices=registry
+        ) as urls:
             async with running_services(urls, settings, registry):
-                print(
-                    msgspec.json.encode(
-                        {"nats_url": urls.nats_url, "database_url": urls.database_url}
-                    ).decode(),
-                    flush=True,
-                )
+                ready = {
+                    "nats_url": urls.nats_url,
+                    "database_url": urls.database_url,
+                    "credentials_dir": str(urls.credentials_dir) if urls.credentials_dir else None,
+                }
+                print(msgspec.json.encode(ready).decode(), flush=True)
                 await stop.wait()
 
-    asyncio.run(serve())
+    with _reported("the development stack"):
+        asyncio.run(serve())
 
 
 @db.command("migrate")
@@ -145,7 +235,7 @@ def publish(
         summary_table,
     )
 
-    settings = _settings()
+    settings = _settings().as_identity(f"office-{office}")
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     options = _nats_options(settings)
     total = sum(1 for _ in numbered_lines(file))
@@ -197,7 +287,15 @@ def stats(
     request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
 
     async def run() -> dict[str, object]:
-        nc = await nats.connect(url, **options)
+        # no retries: a server that is away or refuses the identity is said at once
+        nc = await nats.connect(
+            url,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            connect_timeout=5,
+            error_cb=_quiet,
+            **options,
+        )
         try:
             return await query_stats(nc, request)
         finally:
@@ -208,6 +306,20 @@ def stats(
     console.print(
         stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
     )
+
+
+def _projector_database(settings: Settings, url: str) -> str:
+    """With a credentials directory holding the projector's PostgreSQL password, the rebuild connects as the
+    projector's role (the new copy's tables are then the projection's own, as the live runner's are)."""
+    from infra.auth import PG_SERVICE_ROLE, pg_password, role_database_url
+
+    role = PG_SERVICE_ROLE["projector"]
+    if (
+        settings.credentials_dir is None
+        or not (settings.credentials_dir / "postgres_projector.password").exists()
+    ):
+        return url
+    return role_database_url(url, role, pg_password(settings.credentials_dir, role))
 
 
 @projections_cli.command("rebuild")
@@ -221,7 +333,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
         raise typer.Exit(2)
     settings = _settings()
     nats_url = _require(settings.nats_url, "ANTQ_NATS_URL")
-    database_url = _require(settings.database_url, "ANTQ_DATABASE_URL")
+    database_url = _projector_database(settings, _require(settings.database_url, "ANTQ_DATABASE_URL"))
     options = _nats_options(settings)
 
     async def run() -> str:
@@ -245,11 +357,16 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    insecure: Annotated[bool, typer.Option("--insecure", help="the open stack (see `antq dev up`)")] = False,
+) -> None:
     """Embedded stack + the Trà Lĩnh 2018 demo set; prints the district's table next to the article's."""
     from services.demo.run import run_demo
 
-    ok = asyncio.run(run_demo(_settings(), console))
+    settings = _settings()
+    secure = secure_stack(settings, insecure)
+    with _reported("the demo stack"):
+        ok = asyncio.run(run_demo(settings, console, secure=secure))
     if not ok:
         raise typer.Exit(1)
 

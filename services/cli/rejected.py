@@ -203,6 +203,8 @@ def command(
     Exit 0 (also when there are none), 1 when the stream cannot be read, 2 for a bad option or setting."""
     err = console(stderr=True)
     settings = Settings.from_env()
+    if office is not None:  # in a credentials directory, the office reads its own rejections as itself
+        settings = settings.as_identity(f"office-{office}")
     try:
         if not settings.nats_url:
             raise RejectedQueryError(

@@ -8,7 +8,6 @@ import nats
 from rich.console import Console
 
 from events.localities import Localities
-from infra.auth import nats_connect_options
 from infra.settings import Settings
 from services.cli.devstack import DEMO_OFFICES, StackUrls, embedded_servers, running_services
 from services.cli.publish import encode_all, publish_documents, summary_table
@@ -18,22 +17,30 @@ from services.demo.tra_linh_2018 import ARTICLE, NOT_IN_CATALOGUE_V1, YEAR, Demo
 OFFICE = "bcd-tra-linh-cu"
 
 
-async def run_demo(settings: Settings, console: Console) -> bool:
-    """Run the demo; True when every figure matches the article."""
-    with embedded_servers(settings, settings.data_dir) as urls:
+async def run_demo(settings: Settings, console: Console, *, secure: bool = False) -> bool:
+    """Run the demo; True when every figure matches the article. ``secure``: the stack of ``antq dev up``,
+    the set published as the office's identity and read as the reader's."""
+    with embedded_servers(settings, settings.data_dir, secure=secure, offices=DEMO_OFFICES) as urls:
         async with running_services(urls, settings, DEMO_OFFICES):
-            return await _publish_and_show(urls, console, nats_connect_options(settings))
+            return await _publish_and_show(
+                urls,
+                console,
+                urls.nats_options(settings, f"office-{OFFICE}"),
+                urls.nats_options(settings, "reader"),
+            )
 
 
-async def _publish_and_show(urls: StackUrls, console: Console, nats_options: Mapping[str, str]) -> bool:
+async def _publish_and_show(
+    urls: StackUrls, console: Console, office_options: Mapping[str, str], reader_options: Mapping[str, str]
+) -> bool:
     demo = DemoSet(Localities.load())
     docs = encode_all(demo.events())
     summary = await publish_documents(
-        urls.nats_url, OFFICE, docs, batch_size=500, total=len(docs), nats_options=nats_options
+        urls.nats_url, OFFICE, docs, batch_size=500, total=len(docs), nats_options=office_options
     )
     console.print(summary_table(summary))
     wards = demo.district_wards()
-    nc = await nats.connect(urls.nats_url, **nats_options)
+    nc = await nats.connect(urls.nats_url, **reader_options)
     try:
         reply = await query_stats(
             nc, {"wards": wards, "year": YEAR, "min_seq": summary.last_seq, "timeout_ms": 30_000}

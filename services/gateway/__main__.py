@@ -25,7 +25,7 @@ from services.gateway.telemetry import gateway_registry
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env().as_identity("gateway")  # its seed in ANTQ_CREDENTIALS_DIR, if given
     parser = argparse.ArgumentParser(prog="python -m services.gateway")
     parser.add_argument("--nats-url", default=settings.nats_url)
     parser.add_argument("--database-url", default=settings.database_url)

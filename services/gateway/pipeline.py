@@ -18,6 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from events.catalogue import BY_TAG, Entity, spec_of
 from events.codec import (
     body_hash,
     decode_event,
@@ -31,12 +32,8 @@ from events.errors import EventError, UnknownLocality
 from events.intake import ErrorDetail, IntakeResult, refused
 from events.localities import Localities
 from events.schema import (
-    EntryRetracted,
     Event,
-    MediationConcluded,
     Recorded,
-    TipAssessed,
-    TipReceived,
 )
 from events.stored import StoredRecords
 from events.subjects import event_subject
@@ -65,9 +62,6 @@ CatchUp = Callable[[], Awaitable[int]]
 # A claim whose event is not in the log after this long was left by a failed publish (acks time out in 10 s).
 ORPHAN_AFTER_S = 60.0
 
-# Events on a subject of their own entity: the order on that subject matters.
-ENTITY_EVENTS = (TipReceived, TipAssessed, MediationConcluded, EntryRetracted)
-
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -89,22 +83,25 @@ def guess_event_id(raw: bytes) -> str | None:
     return value if value is not None and len(value) <= 64 else None
 
 
+def claim_key(entity: Entity, event: Event) -> str:
+    """The gateway index's key of an entity (``tip:<id>``)."""
+    return f"{entity.claim}:{getattr(event, entity.field)}"
+
+
 def entity_of(event: Event) -> str | None:
-    """The entity a creating event claims."""
-    match event:
-        case TipReceived(tip_id=tip_id):
-            return f"tip:{tip_id}"
-        case MediationConcluded(case_id=case_id):
-            return f"case:{case_id}"
-    return None
+    """The entity a creating event claims (its catalogue entry's rule)."""
+    entity = spec_of(event).entity
+    return claim_key(entity, event) if entity is not None and entity.role == "creates" else None
 
 
-def is_lifecycle(event_type: str) -> bool:
-    return event_type in ("tip.received", "tip.assessed", "mediation.concluded")
+def is_lifecycle(event: Event) -> bool:
+    """An event that creates or refers to an entity: its reply carries the entity's version."""
+    entity = spec_of(event).entity
+    return entity is not None and entity.role in ("creates", "refers")
 
 
 def event_type(event: Event) -> str:
-    return str(type(event).__struct_config__.tag)
+    return spec_of(event).tag
 
 
 @dataclass
@@ -384,10 +381,11 @@ class IntakePipeline:
         for cand in candidates:
             ev = cand.event
             ids.add(ev.event_id)
-            if isinstance(ev, EntryRetracted):
-                ids.add(ev.target_event_id)
-            if isinstance(ev, TipAssessed):
-                referenced.add(f"tip:{ev.tip_id}")
+            rule = spec_of(ev).entity
+            if rule is not None and rule.role == "retracts":
+                ids.add(getattr(ev, rule.field))
+            if rule is not None and rule.role == "refers":
+                referenced.add(claim_key(rule, ev))
             entity = entity_of(ev)
             if entity is not None:
                 new_claims.append(Claim(entity, ev.event_id, ev.locality.ward, cand.subject))
@@ -423,10 +421,11 @@ class IntakePipeline:
             return False
         ev = cand.event
         keys = {str(ev.event_id)}
-        if isinstance(ev, ENTITY_EVENTS):
+        rule = spec_of(ev).entity
+        if rule is not None:
             keys.add(cand.subject)
-        if isinstance(ev, EntryRetracted):
-            keys.add(str(ev.target_event_id))
+            if rule.role == "retracts":
+                keys.add(str(getattr(ev, rule.field)))
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -441,59 +440,63 @@ class IntakePipeline:
                     "$.event_id",
                 )
             return self._accepted(ev, row.seq, duplicate=True)
-        match ev:
-            case TipReceived() | MediationConcluded():
-                claim = batch.claims.get(entity_of(ev) or "")
-                if claim is not None and claim.event_id != ev.event_id:
-                    if isinstance(ev, TipReceived):
-                        raise Conflict(
-                            f"tip_id {ev.tip_id} was already received (event {claim.event_id})", "$.tip_id"
-                        )
-                    raise Conflict(
-                        f"case {ev.case_id} was already concluded (event {claim.event_id})", "$.case_id"
-                    )
-            case TipAssessed(tip_id=tip_id):
-                claim = batch.claims.get(f"tip:{tip_id}")
-                if claim is None or claim.event_id not in batch.known:
-                    raise GatewayInvalid(
-                        f"no tip {tip_id} has been received; publish tip.received first", "$.tip_id"
-                    )
-                if claim.ward != ev.locality.ward:
-                    raise GatewayInvalid(
-                        f"tip {tip_id} was received in ward {claim.ward}: an assessment carries its tip's locality",
-                        "$.locality.ward",
-                    )
-            case EntryRetracted(target_event_id=target_id):
-                target = batch.known.get(target_id)
-                if target is None:
-                    raise UnknownTarget(f"no event {target_id} is in the log", "$.target_event_id")
-                if target.type == "entry.retracted":
-                    raise Conflict("a retraction cannot be retracted", "$.target_event_id")
-                if target.ward != ev.locality.ward:
-                    raise GatewayInvalid(
-                        f"the target was recorded for ward {target.ward}: a retraction carries its target's locality",
-                        "$.locality.ward",
-                    )
+        spec = spec_of(ev)
+        rule = spec.entity
+        if rule is None:
+            return None
+        value = getattr(ev, rule.field)
+        path = f"$.{rule.field}"
+        if rule.role == "creates":
+            claim = batch.claims.get(claim_key(rule, ev))
+            if claim is not None and claim.event_id != ev.event_id:
+                raise Conflict(f"{rule.name} {value} was already {rule.past} (event {claim.event_id})", path)
+        elif rule.role == "refers":
+            claim = batch.claims.get(claim_key(rule, ev))
+            if claim is None or claim.event_id not in batch.known:
+                raise GatewayInvalid(
+                    f"no {rule.name} {value} is in the log; record the event that creates it first", path
+                )
+            if claim.ward != ev.locality.ward:
+                raise GatewayInvalid(
+                    f"{rule.name} {value} is in ward {claim.ward}: a {spec.tag} carries its {rule.name}'s locality",
+                    "$.locality.ward",
+                )
+        else:  # retracts
+            target = batch.known.get(value)
+            if target is None:
+                raise UnknownTarget(f"no event {value} is in the log", path)
+            if BY_TAG[target.type].fold == "retraction":
+                raise Conflict("a retraction cannot be retracted", path)
+            if target.ward != ev.locality.ward:
+                raise GatewayInvalid(
+                    f"the target was recorded for ward {target.ward}: a retraction carries its target's locality",
+                    "$.locality.ward",
+                )
         return None
 
     @staticmethod
     def _accepted(ev: Event, seq: int, *, duplicate: bool) -> IntakeResult:
-        version = seq if is_lifecycle(event_type(ev)) else None
+        version = seq if is_lifecycle(ev) else None
         return IntakeResult(ok=True, event_id=str(ev.event_id), seq=seq, duplicate=duplicate, version=version)
 
     async def _publish(self, office: Office, batch: _Batch, cand: _Candidate) -> None:
         ev = cand.event
         expected: int | None = None
-        match ev:
-            case TipReceived() | MediationConcluded() | EntryRetracted():
-                expected = 0
-            case TipAssessed(expected_version=version):
-                expected = version
+        rule = spec_of(ev).entity
+        if rule is not None:
+            # the first event on a created (or retraction) subject; a versioned reference: the version given
+            expected = (
+                getattr(ev, "expected_version", None)
+                if rule.versioned
+                else 0
+                if rule.role != "refers"
+                else None
+            )
         data = encode_recorded(Recorded(office=office.id, event=ev))
         future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
         batch.inflight.append((cand, future, expected))
         batch.inflight_keys.add(str(ev.event_id))
-        if isinstance(ev, ENTITY_EVENTS):  # plain subjects (…session) are shared by independent events
+        if rule is not None:  # plain subjects (…session) are shared by independent events
             batch.inflight_keys.add(cand.subject)
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
@@ -580,16 +583,15 @@ class IntakePipeline:
             if row.body_hash != cand.hash:
                 raise IdReused(f"event_id {ev.event_id} was already used for a different event", "$.event_id")
             return row.seq
-        match ev:
-            case TipAssessed():
-                raise Conflict(
-                    f"tip {ev.tip_id} is at version {last_seq}, not {expected}: read it again and resubmit",
-                    "$.expected_version",
-                )
-            case EntryRetracted():
-                raise Conflict(f"event {ev.target_event_id} was already retracted", "$.target_event_id")
-            case TipReceived():
-                raise Conflict(f"tip_id {ev.tip_id} was already received", "$.tip_id")
-            case MediationConcluded():
-                raise Conflict(f"case {ev.case_id} was already concluded", "$.case_id")
-        raise Conflict("the entity changed concurrently; retry")  # pragma: no cover
+        rule = spec_of(ev).entity
+        if rule is None:  # pragma: no cover: only entity subjects carry an expected sequence
+            raise Conflict("the entity changed concurrently; retry")
+        value = getattr(ev, rule.field)
+        if rule.versioned:
+            raise Conflict(
+                f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
+                "$.expected_version",
+            )
+        if rule.role == "retracts":
+            raise Conflict(f"event {value} was already retracted", f"$.{rule.field}")
+        raise Conflict(f"{rule.name} {value} was already {rule.past}", f"$.{rule.field}")

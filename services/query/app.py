@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import asyncpg
+import msgspec
 from faststream import FastStream
 from faststream.nats import NatsMessage
 
@@ -216,6 +217,26 @@ class StatsQueries:
             return await read_stats(connection, wards=wards, year=query.year, period=query.period)
 
 
+class _CodeOnly(msgspec.Struct, frozen=True, kw_only=True):
+    code: str = "unknown"
+
+
+class _ReplyCode(msgspec.Struct, frozen=True, kw_only=True):
+    error: _CodeOnly | None = None
+
+
+_reply_code = msgspec.json.Decoder(_ReplyCode)
+
+
+def reply_code(body: bytes) -> str:
+    """``ok`` for figures, else the error's code: what ``antq_query_requests_total{code}`` counts."""
+    try:
+        error = _reply_code.decode(body).error
+    except msgspec.DecodeError:
+        return "unknown"
+    return "ok" if error is None else error.code
+
+
 async def _send(send: Send, body: bytes) -> None:
     try:
         await send(body)
@@ -233,6 +254,8 @@ class QueryService:
         self._queries: StatsQueries | None = None
         self.dropped = DroppedRequests("the query service", log)
         """Requests dropped unanswered for their reply subject, per reason."""
+        self.requests_by_code: dict[str, int] = {}
+        """Answers sent, by code (``ok`` for figures): ``services/query/telemetry.py`` exports them."""
         self._broker = nats_broker(config.nats_url, config.nats_options)
         self._broker.subscriber(
             QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True, decoder=raw_body
@@ -272,6 +295,8 @@ class QueryService:
         correlation_id = msg.correlation_id
 
         async def send(body: bytes) -> None:
+            code = reply_code(body)
+            self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
             await self._broker.publish(body, reply_to, correlation_id=correlation_id)
 
         if self._queries is None:

@@ -1,4 +1,8 @@
-"""Run the sealer: ``python -m services.sealer`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL)."""
+"""Run the sealer: ``python -m services.sealer`` (URLs from ANTQ_NATS_URL / ANTQ_DATABASE_URL).
+
+With ``--metrics-port`` (or ``ANTQ_SEALER_METRICS_PORT``) its Prometheus metrics are served on ``/metrics``
+(``services/sealer/telemetry.py``). With ANTQ_CREDENTIALS_DIR it connects as ``sealer.nk`` there.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ import signal
 from pathlib import Path
 
 from infra.auth import AuthError
+from infra.metrics import Exporter
 from infra.settings import Settings
 from services.sealer.app import SealerSetupError, build_sealer
+from services.sealer.telemetry import sealer_registry
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -23,19 +29,25 @@ async def serve(args: argparse.Namespace, settings: Settings) -> None:
         every_events=args.every_events,
         every_seconds=args.every_seconds,
     )
+    exporter = None
+    if args.metrics_port is not None:
+        exporter = Exporter(sealer_registry(sealer), args.metrics_port)
+        logging.getLogger("antq.sealer").info("Prometheus metrics on port %d at /metrics", exporter.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await sealer.start()
     try:
+        await sealer.start()
         await stop.wait()
     finally:
         await sealer.stop()
+        if exporter is not None:
+            exporter.close()
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env().as_identity("sealer")  # its seed in ANTQ_CREDENTIALS_DIR, if given
     parser = argparse.ArgumentParser(prog="python -m services.sealer")
     parser.add_argument("--nats-url", default=settings.nats_url)
     parser.add_argument("--database-url", default=settings.database_url)
@@ -45,6 +57,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=settings.data_dir, help="where to generate a seed")
     parser.add_argument("--every-events", type=int, default=10_000)
     parser.add_argument("--every-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=settings.sealer_metrics_port,
+        help="serve Prometheus metrics on this port (default: ANTQ_SEALER_METRICS_PORT; none when unset)",
+    )
     args = parser.parse_args()
     if not (args.nats_url and args.database_url):
         parser.error("need --nats-url and --database-url (or ANTQ_NATS_URL, ANTQ_DATABASE_URL)")

@@ -79,11 +79,13 @@ class _Conn:
 class Sealer:
     config: SealerConfig
     conflicts: int = 0  # publishes refused because another sealer extended the chain first
+    sealed: int = 0  # seals this sealer made (appended to both stores)
+    halts: int = 0  # times sealing halted (a halt lasts until an operator acts and the sealer restarts)
     _conn: _Conn | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_sealed_at: dt.datetime | None = field(default=None, init=False)
-    _halted: str | None = field(default=None, init=False)
+    _halt_reason: str | None = field(default=None, init=False)
     _postgres_behind: bool = field(default=False, init=False)  # an insert failed after its NATS append
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -136,7 +138,23 @@ class Sealer:
 
     @property
     def halted(self) -> str | None:
-        return self._halted
+        return self._halt_reason
+
+    @property
+    def _halted(self) -> str | None:
+        return self._halt_reason
+
+    @_halted.setter
+    def _halted(self, reason: str | None) -> None:
+        if reason is not None and self._halt_reason is None:
+            self.halts += 1
+        self._halt_reason = reason
+
+    @property
+    def last_sealed_seq(self) -> int:
+        """The last sequence of the stream the chain has sealed (by this sealer or another), 0 before any."""
+        tip = self._conn.log.tip if self._conn is not None else None
+        return tip.last_seq if tip is not None else 0
 
     def _c(self) -> _Conn:
         if self._conn is None:
@@ -235,6 +253,7 @@ class Sealer:
                 self._postgres_behind = True  # in NATS, not in PostgreSQL: the next seal copies it first
                 raise
             self._last_sealed_at = cfg.clock()
+            self.sealed += 1
             log.info(
                 "sealed %s #%d: seqs %d..%d (%d events), digest %s",
                 seal.stream,

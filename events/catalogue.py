@@ -1,0 +1,326 @@
+"""The event catalogue: every event type declared once, beside what the rest of the system needs to know of it.
+
+Each ``EventSpec`` holds an event type's Struct (its schema, in ``events/schema.py``), its subject rule (a plain
+subject shared by independent events, or the entity it creates, refers to or retracts), and the figures it
+contributes. Everything else derives from here:
+
+- ``events.subjects.rest_of``: the last tokens of its subject;
+- the gateway's entity rules (claims, references, expected sequences, versions; ``services/gateway/pipeline.py``);
+- the fold (``projections/folds.py``): how each type is applied, and what a plain event adds (and a retraction
+  of it takes away) by its declared figures;
+- the list of metrics (``projections/metrics.py``) and the README's figure table (``figure_table``);
+- the JSON Schemas and the AsyncAPI document (``antq contract export``).
+
+``tests/test_catalogue.py`` walks every type of the ``Event`` union and proves each has its entry, its subject
+and its fold. Adding a plain countable type: its Struct (and the union), its entry here, the test reference
+model (``tests/test_fold_model.py``) and the README row (``figure_table``'s output).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from events.schema import (
+    EVENT_TYPES,
+    BaseEvent,
+    EntryRetracted,
+    Event,
+    MediationConcluded,
+    PledgeSigned,
+    SessionHeld,
+    TipAssessed,
+    TipReceived,
+    WeaponsSurrendered,
+)
+
+Role = Literal["creates", "refers", "retracts"]
+FoldRule = Literal["plain", "tip", "retraction"]
+"""How the fold applies a type: ``plain`` adds its declared figures (and a retraction takes exactly those away);
+``tip`` keeps a tip's state (received, assessments) and counts from it; ``retraction`` undoes its target."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity subject: ``…<name>.<value of field>``, guarded with ``Nats-Expected-Last-Subject-Sequence``."""
+
+    name: str
+    """The subject token before the id (``tip``), and the gateway's claim key prefix."""
+    field: str
+    """The event's field holding the entity's id."""
+    role: Role
+    """``creates`` (the first event on the subject; a second is ``conflict``), ``refers`` (the entity must exist,
+    in the same ward), ``retracts`` (an entry of the log, at most once)."""
+    versioned: bool = False
+    """The event may carry ``expected_version`` (the entity's latest sequence), checked by the stream."""
+    past: str = "created"
+    """How a conflict says the entity was made: ``tip 7c… was already received``."""
+    claim_prefix: str | None = None
+    """The gateway index's key prefix for the entity (default: ``name``; stored claims keep theirs)."""
+
+    @property
+    def claim(self) -> str:
+        return self.claim_prefix or self.name
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure a plain event contributes to its ward and year (of ``occurred_on``)."""
+
+    metric: str
+    amount: str | None = None
+    """A count field of the event (or of the item, with ``each``); None: 1."""
+    by: str | None = None
+    """A field whose value names a breakdown, ``<metric>.<value>``, counted beside the total."""
+    each: str | None = None
+    """A list field: the figure is counted per item, from the item's fields."""
+    when: tuple[str, object] | None = None
+    """Counted only when this field has this value."""
+    unless: tuple[str, object] | None = None
+    """Not counted when this field has this value."""
+    description: str = ""
+
+    def breakdowns(self, owner: type[Any]) -> tuple[str, ...]:
+        """The breakdown values of ``by``: the field's Literal values (minus ``unless``)."""
+        if self.by is None:
+            return ()
+        values = literal_values(_field_type(owner, self.each, self.by))
+        if self.unless is not None and self.unless[0] == self.by:
+            values = tuple(v for v in values if v != self.unless[1])
+        return values
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    struct: type[BaseEvent]
+    summary: str
+    subject: str | Entity
+    """A plain subject token (``session``), or the entity whose subject the event uses."""
+    fold: FoldRule = "plain"
+    figures: tuple[Figure, ...] = ()
+    counts: tuple[str, ...] = ()
+    """Figures a ``tip`` rule counts (documented here; ``projections/folds.py`` keeps the tip's state)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return str(self.struct.__struct_config__.tag)
+
+    @property
+    def entity(self) -> Entity | None:
+        return self.subject if isinstance(self.subject, Entity) else None
+
+    def rest_of(self, event: BaseEvent) -> str:
+        if isinstance(self.subject, Entity):
+            return f"{self.subject.name}.{getattr(event, self.subject.field)}"
+        return self.subject
+
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric name this type can change: totals, then breakdowns."""
+        names = [*self.counts]
+        for fig in self.figures:
+            if fig.metric not in names:
+                names.append(fig.metric)
+        for fig in self.figures:
+            names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.struct)]
+        return tuple(names)
+
+
+def literal_values(tp: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` (possibly inside ``Annotated`` or a tuple)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return literal_values(typing.get_args(tp)[0])
+    if origin is Literal:
+        return tuple(str(v) for v in typing.get_args(tp))
+    if origin is tuple:
+        return literal_values(typing.get_args(tp)[0])
+    raise TypeError(f"{tp!r} is not a Literal")
+
+
+def _field_type(owner: type[Any], each: str | None, name: str) -> Any:
+    hints = typing.get_type_hints(owner, include_extras=True)
+    if each is not None:
+        item = typing.get_args(typing.get_args(hints[each])[0])[0]  # Annotated[tuple[Item, ...], …]
+        hints = typing.get_type_hints(item, include_extras=True)
+    return hints[name]
+
+
+TIP = Entity("tip", "tip_id", "creates", past="received")
+
+CATALOGUE: tuple[EventSpec, ...] = (
+    EventSpec(
+        TipReceived,
+        "a tip from the public received (tiếp nhận tin báo)",
+        TIP,
+        fold="tip",
+        counts=("tips_received",),
+    ),
+    EventSpec(
+        TipAssessed,
+        "a tip assessed as of value or not (đánh giá tin); the latest assessment counts",
+        Entity("tip", "tip_id", "refers", versioned=True),
+        fold="tip",
+        counts=("tips_valuable",),
+    ),
+    EventSpec(
+        SessionHeld,
+        "an outreach / legal-education session held (buổi tuyên truyền)",
+        "session",
+        figures=(
+            Figure("sessions_held", by="level", description="sessions held"),
+            Figure("session_attendance", amount="attendance", by="level", description="attendances"),
+        ),
+    ),
+    EventSpec(
+        PledgeSigned,
+        "pledges signed (ký cam kết)",
+        "pledge",
+        figures=(Figure("pledge_signatures", amount="signatures", by="signer", description="signatures"),),
+    ),
+    EventSpec(
+        MediationConcluded,
+        "a dispute mediated at the grassroots (hòa giải)",
+        Entity("mediation", "case_id", "creates", past="concluded", claim_prefix="case"),
+        figures=(
+            Figure("mediations_concluded", description="cases concluded"),
+            Figure("mediations_successful", when=("outcome", "successful"), description="successful ones"),
+        ),
+    ),
+    EventSpec(
+        WeaponsSurrendered,
+        "weapons, explosives or support tools surrendered (giao nộp vũ khí)",
+        "weapons",
+        figures=(
+            Figure(
+                "weapons_surrendered",
+                amount="quantity",
+                by="kind",
+                each="items",
+                unless=("kind", "ammunition"),
+                description="items, all kinds but ammunition",
+            ),
+            Figure(
+                "ammunition_surrendered",
+                amount="quantity",
+                each="items",
+                when=("kind", "ammunition"),
+                description="rounds of ammunition",
+            ),
+        ),
+    ),
+    EventSpec(
+        EntryRetracted,
+        "an entry retracted (its contribution removed; both stay in history)",
+        Entity("retraction", "target_event_id", "retracts", past="retracted"),
+        fold="retraction",
+    ),
+)
+
+SPECS: Mapping[type[BaseEvent], EventSpec] = MappingProxyType({s.struct: s for s in CATALOGUE})
+BY_TAG: Mapping[str, EventSpec] = MappingProxyType({s.tag: s for s in CATALOGUE})
+
+
+def spec_of(event: BaseEvent) -> EventSpec:
+    return SPECS[type(event)]
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every total metric, in catalogue order (each appears in every reply, zero included)."""
+    out: list[str] = []
+    for spec in CATALOGUE:
+        for name in (*spec.counts, *(f.metric for f in spec.figures)):
+            if name not in out:
+                out.append(name)
+    return tuple(out)
+
+
+Contribution = tuple[tuple[str, int], ...]
+
+
+def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Iterable[tuple[str, int]]]:
+    """What one figure adds for one event or item: precomputed names, no formatting while folding."""
+    names = {value: f"{fig.metric}.{value}" for value in fig.breakdowns(owner)}
+    metric, amount, by, when, unless = fig.metric, fig.amount, fig.by, fig.when, fig.unless
+
+    def add(obj: Any) -> Iterable[tuple[str, int]]:
+        if when is not None and getattr(obj, when[0]) != when[1]:
+            return ()
+        if unless is not None and getattr(obj, unless[0]) == unless[1]:
+            return ()
+        n = 1 if amount is None else int(getattr(obj, amount))
+        if by is None:
+            return ((metric, n),)
+        return ((metric, n), (names[getattr(obj, by)], n))
+
+    return add
+
+
+def _contribution_of(spec: EventSpec) -> Callable[[Event], Contribution]:
+    plain = [_compile(spec.struct, f) for f in spec.figures if f.each is None]
+    per_item = [(f.each, _compile(spec.struct, f)) for f in spec.figures if f.each is not None]
+
+    def contribution(event: Event) -> Contribution:
+        out: list[tuple[str, int]] = []
+        for add in plain:
+            out += add(event)
+        for each, add in per_item:
+            for item in getattr(event, each):
+                out += add(item)
+        # one pair per metric, in first-seen order (items of one kind add up)
+        merged: dict[str, int] = {}
+        for name, n in out:
+            merged[name] = merged.get(name, 0) + n
+        return tuple(merged.items())
+
+    return contribution
+
+
+CONTRIBUTIONS: Mapping[type[BaseEvent], Callable[[Event], Contribution]] = MappingProxyType(
+    {s.struct: _contribution_of(s) for s in CATALOGUE if s.fold == "plain"}
+)
+"""What a plain event adds to its ward-year, as (metric, amount) pairs, by its declared figures."""
+
+
+def figure_table() -> str:
+    """The README's table of event types and figures, generated from the catalogue."""
+    lines = [
+        "| event type | subject (after ward) | what it records | figures (flow, counted in the year of `occurred_on`) |",
+        "|---|---|---|---|",
+    ]
+    for spec in CATALOGUE:
+        entity = spec.entity
+        subject = f"`{entity.name}.<{entity.field}>` ({entity.role})" if entity else f"`{spec.subject}`"
+        figures: list[str] = [f"`{name}`" for name in spec.counts]
+        for fig in spec.figures:
+            text = f"`{fig.metric}`"
+            if fig.amount:
+                text += f" += `{fig.amount}`"
+            if fig.each:
+                text += f" per item of `{fig.each}`"
+            if fig.when:
+                text += f" when `{fig.when[0]}` = `{fig.when[1]}`"
+            if fig.unless:
+                text += f" unless `{fig.unless[0]}` = `{fig.unless[1]}`"
+            if fig.by:
+                text += f", and `.<{fig.by}>`: " + ", ".join(fig.breakdowns(spec.struct))
+            figures.append(text)
+        if spec.fold == "retraction":
+            figures.append("removes its target's contribution")
+        lines.append(f"| `{spec.tag}` | {subject} | {spec.summary} | {'; '.join(figures) or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _check() -> None:
+    missing = [t.__name__ for t in EVENT_TYPES if t not in SPECS]
+    if missing:
+        raise TypeError(f"event types without a catalogue entry: {missing}")
+    union = set(typing.get_args(Event))
+    if union != set(EVENT_TYPES):
+        raise TypeError("EVENT_TYPES and the Event union differ")
+
+
+_check()

@@ -1,0 +1,115 @@
+"""Issue 9, part 2: one catalogue. Every type of the ``Event`` union has its entry, its subject and its fold;
+the metrics, the subjects, the gateway's entity rules and the README's figure table derive from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from events.catalogue import (
+    BY_TAG,
+    CATALOGUE,
+    CONTRIBUTIONS,
+    SPECS,
+    figure_table,
+    literal_values,
+    metric_names,
+)
+from events.codec import decode_event
+from events.schema import EVENT_TYPES, Event, Recorded
+from events.subjects import event_subject
+from projections import folds
+from projections.metrics import BASE_METRICS
+from tests import factories as f
+from tests.test_unknown_fields import valid_documents
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+TODAY = dt.date(2026, 11, 22)
+
+
+def sample(tag: str) -> Event:
+    doc = next(d for d in valid_documents() if d["type"] == tag)
+    return decode_event(msgspec.json.encode(doc), today=TODAY)
+
+
+@pytest.mark.parametrize("event_type", typing.get_args(Event), ids=lambda t: t.__name__)
+def test_every_type_of_the_union_has_its_entry_subject_and_fold(event_type: type[Any]) -> None:
+    spec = SPECS[event_type]
+    assert event_type in EVENT_TYPES and BY_TAG[spec.tag] is spec
+    event = sample(spec.tag)
+    subject = event_subject(event, "04")
+    assert subject.startswith(f"antq.events.04.{event.locality.ward}.") and "*" not in subject
+    rest = subject.split(".", 4)[4]
+    if spec.entity is not None:
+        assert rest == f"{spec.entity.name}.{getattr(event, spec.entity.field)}"
+    else:
+        assert rest == spec.subject
+    # its fold: the type has a handler (a type without one fails here, never in production)
+    assert event_type in folds.handled_types()
+    if spec.fold == "plain":
+        assert event_type in CONTRIBUTIONS and spec.figures
+    assert spec.summary
+
+
+def test_the_fold_applies_a_sample_of_every_type() -> None:
+    tip = f.tip()
+    session = f.session(attendance=7)
+    docs = [
+        tip,
+        f.assessment(tip),
+        session,
+        f.pledge(signatures=3),
+        f.mediation(),
+        f.weapons(items=[{"kind": "air_gun", "quantity": 2}, {"kind": "ammunition", "quantity": 30}]),
+        f.retraction(session),
+    ]
+    assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
+    records = [
+        (seq, Recorded(office="x", event=decode_event(msgspec.json.encode(d), today=TODAY)))
+        for seq, d in enumerate(docs, 1)
+    ]
+    _, deltas = folds.fold({}, records)
+    totals: dict[str, int] = {}
+    for (_, _, metric), n in deltas.items():
+        totals[metric] = totals.get(metric, 0) + n
+    assert totals == {
+        "tips_received": 1,
+        "tips_valuable": 1,
+        "pledge_signatures": 3,
+        "pledge_signatures.household": 3,
+        "mediations_concluded": 1,
+        "mediations_successful": 1,
+        "weapons_surrendered": 2,
+        "weapons_surrendered.air_gun": 2,
+        "ammunition_surrendered": 30,
+    }
+
+
+def test_metrics_derive_from_the_catalogue() -> None:
+    assert metric_names() == BASE_METRICS
+    for spec in CATALOGUE:
+        for fig in spec.figures:
+            assert fig.metric in BASE_METRICS
+            if fig.by is not None:
+                values = fig.breakdowns(spec.struct)
+                assert values and set(values) <= set(literal_values_of(spec.struct, fig.each, fig.by))
+
+
+def literal_values_of(struct: type[Any], each: str | None, name: str) -> tuple[str, ...]:
+    hints = typing.get_type_hints(struct, include_extras=True)
+    if each is not None:
+        item = typing.get_args(typing.get_args(hints[each])[0])[0]
+        hints = typing.get_type_hints(item, include_extras=True)
+    return literal_values(hints[name])
+
+
+def test_the_readme_carries_the_generated_figure_table() -> None:
+    assert figure_table() in README.read_text(encoding="utf-8"), (
+        "README.md's figure table is out of date: paste `python -c 'from events.catalogue import figure_table; "
+        "print(figure_table())'`"
+    )
