@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from nats.js import JetStreamContext
 from typer.testing import CliRunner
 
+from events.catalogue import SPECS
 from events.codec import decode_event, encode_recorded
 from events.errors import EventError
 from events.intake import IntakeResult
@@ -120,6 +121,7 @@ def test_every_event_type_of_the_union_has_its_schema_file() -> None:
         tag = event_tag(cls)
         schema = load(f"{tag}.json")
         assert schema["properties"]["type"] == {"enum": [tag]}
+        assert SPECS[cls].summary in schema["description"]  # the catalogue's word on it
         assert set(schema["properties"]) == {"type", *cls.__struct_fields__}
         required = {
             name

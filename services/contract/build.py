@@ -10,6 +10,9 @@ dialect AsyncAPI 3 requires tools to support; ``definitions`` rather than ``$def
   in an id (``not``), and the characters free text may hold (``pattern``, computed from ``events.text``);
 - the codes an error may carry are listed in the description of its ``code``.
 
+Descriptions come from the code too: docstrings and ``Meta`` descriptions (msgspec), and the catalogue
+(``events.catalogue``): each type's summary, subject and entity rule and figures, and the metric names.
+
 What no schema can say (a date not after today, a ward that exists, the entity rules) is written in
 ``asyncapi.yaml``'s description, with the error each one gives.
 """
@@ -27,10 +30,11 @@ from typing import Any
 import msgspec
 
 from events import codec, subjects
+from events.catalogue import CATALOGUE, SPECS, metric_names
 from events.errors import EventError
 from events.intake import MAX_MESSAGE, ErrorDetail, IntakeResult, RejectedRecord
 from events.jsonscan import MAX_DEPTH
-from events.schema import EVENT_TYPES, Event, Recorded
+from events.schema import EVENT_TYPES, BaseEvent, Event, Recorded
 from events.text import FORBIDDEN
 from infra import update_signing
 from infra.streams import REJECTED_RAW_LIMIT
@@ -208,7 +212,7 @@ class Components:
     """The schemas of every wire type, sharing one set of definitions (names are the Structs' names)."""
 
     def __init__(self) -> None:
-        self.event_types: tuple[type[msgspec.Struct], ...] = tuple(EVENT_TYPES)
+        self.event_types: tuple[type[BaseEvent], ...] = tuple(EVENT_TYPES)
         extra: tuple[Any, ...] = (
             Event,
             Recorded,
@@ -228,6 +232,7 @@ class Components:
         _event_rules(definitions, event_names, free_text_pattern())
         _describe_codes(definitions, ErrorDetail.__name__, INTAKE_CODES)
         _describe_codes(definitions, ErrorBody.__name__, QUERY_CODES)
+        _describe_metrics(definitions, StatsReply.__name__, StatsUpdate.__name__)
         definitions["Event"] = self.roots[Event]
 
     def document(self, root: Any, *, title: str, description: str) -> dict[str, Any]:
@@ -249,11 +254,57 @@ class Components:
 # --- the documents ------------------------------------------------------------------------------------
 
 
-def event_description(cls: type[msgspec.Struct]) -> str:
+def subject_rule(cls: type[BaseEvent]) -> str:
+    """What the catalogue says of the type's subject and entity, as a sentence for a client."""
+    spec = SPECS[cls]
+    entity = spec.entity
+    if entity is None:
+        return f"Plain: stored on `…{spec.subject}`, independent of other events."
+    where = f"stored on `…{entity.name}.{{{entity.field}}}`"
+    if entity.role == "creates":
+        text = (
+            f"Creates the {entity.name} `{entity.field}` ({where}): a second event creating it is `conflict`."
+        )
+    elif entity.role == "refers":
+        text = (
+            f"Refers to the {entity.name} `{entity.field}` ({where}), which must be in the log, in the same ward "
+            "(`unknown_target` otherwise)."
+        )
+    else:
+        text = (
+            f"Retracts the entry `{entity.field}` ({where}): its contribution is removed; an entry is retracted "
+            "at most once (`conflict`)."
+        )
+    if entity.versioned:
+        text += (
+            " `expected_version`, when given, must be the entity's latest sequence (`conflict` otherwise)."
+        )
+    return text
+
+
+def event_description(cls: type[BaseEvent]) -> str:
+    spec = SPECS[cls]
+    metrics = spec.metrics()
+    counted = f" Figures it changes: {', '.join(f'`{m}`' for m in metrics)}." if metrics else ""
     return (
-        f"An event of type `{event_tag(cls)}` as an office sends it on `{subjects.INTAKE_PREFIX}.{{office}}` "
-        "(one event, or one item of a batch). Unknown fields are refused (`invalid`, at their path)."
+        f"`{event_tag(cls)}`: {spec.summary}. As an office sends it on `{subjects.INTAKE_PREFIX}.{{office}}` "
+        "(one event, or one item of a batch). Unknown fields are refused (`invalid`, at their path). "
+        f"{subject_rule(cls)}{counted}"
     )
+
+
+def _describe_metrics(definitions: dict[str, Any], *names: str) -> None:
+    totals = metric_names()
+    breakdowns = [m for spec in CATALOGUE for m in spec.metrics() if m not in totals]
+    text = (
+        "figures by metric name. Totals: "
+        + ", ".join(f"`{m}`" for m in totals)
+        + ". Breakdowns (`<metric>.<value>`): "
+        + ", ".join(f"`{m}`" for m in breakdowns)
+        + ". New metrics may be added: ignore a name you do not know."
+    )
+    for name in names:
+        definitions[name]["properties"]["metrics"]["description"] = text
 
 
 def schema_documents(parts: Components) -> dict[str, dict[str, Any]]:
