@@ -31,6 +31,7 @@ app.add_typer(audit, name="audit")
 projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from the log.")
 app.add_typer(projections_cli, name="projections")
 app.add_typer(__import__("services.cli.auth_cmd", fromlist=["auth"]).auth, name="auth")
+app.add_typer(__import__("services.cli.contract", fromlist=["contract"]).contract, name="contract")
 console = plain_console()
 err = plain_console(stderr=True)
 
