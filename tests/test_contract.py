@@ -425,8 +425,10 @@ def _values(
         good_items = st.lists(_values(schema["items"], defs, name, False), min_size=low, max_size=high)
         if not bad:
             return good_items
-        one_bad = st.tuples(good_items, _values(schema["items"], defs, name, True), st.integers(0, 3)).map(
-            lambda t: [*t[0][: t[2]], t[1], *t[0][t[2] :]][:high]
+        # good items leave room for the bad one: a list cut to ``high`` afterwards could lose it
+        room = st.lists(_values(schema["items"], defs, name, False), min_size=0, max_size=max(high - 1, 0))
+        one_bad = st.tuples(room, _values(schema["items"], defs, name, True), st.integers(0, 3)).map(
+            lambda t: [*t[0][: t[2]], t[1], *t[0][t[2] :]]
         )
         return st.one_of(one_bad, st.just([])) if low else one_bad
     if kind == "integer":
