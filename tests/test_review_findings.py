@@ -10,11 +10,17 @@ import pytest
 
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
+from events.intake import IntakeResult
+from services.client import OfficeClient
+from services.gateway.app import Gateway
 from tests.conftest import Stack
+from tests.test_gateway_fairness import rated_gateway, rejected_records
 from tests.servers import wait_for
 from tests.test_hostile_query import FAR, PLAIN, ask, client, query_service
 
 pytestmark = pytest.mark.servers
+
+__all__ = ["rated_gateway"]  # a fixture of tests/test_gateway_fairness.py
 
 
 # --- defect 8: the waiter bound per client is dodged by naming other reply prefixes ----------------------
@@ -44,3 +50,25 @@ async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy
             await wait_for(full, what="1,000 waiters of one connection")
             theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
             assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
+
+
+# --- 9 / rate limit: whole-body refusals are neither rate-limited nor bounded in ANTQ_REJECTED -------------
+
+
+@pytest.mark.timeout(120)
+async def test_malformed_bodies_beyond_the_rate_are_not_kept_in_rejected(
+    stack: Stack, rated_gateway: Gateway
+) -> None:
+    """An office at 10 events/s, burst 50, sends 80 malformed bodies at once (the clock does not move): a body
+    refused whole costs a token like an event, so beyond its burst it is answered ``unavailable`` with
+    ``retry_after_ms`` and not written to ANTQ_REJECTED. Before, every one was kept: an office could fill the
+    stream (4 GiB, discard new, shared by every office) with body-less records at network speed."""
+    flooder = OfficeClient(stack.nc, "office-1", timeout=20)
+    replies = [await flooder.send_raw(b'[{"event_id": 1},') for _ in range(80)]
+    codes = [r.error.code for r in replies if isinstance(r, IntakeResult) and r.error is not None]
+    assert codes == ["malformed"] * 50 + ["unavailable"] * 30, codes
+    assert all(isinstance(r, IntakeResult) and r.error and r.error.retry_after_ms for r in replies[50:])
+    kept = [rec for rec in await rejected_records(stack) if rec.office == "office-1"]
+    assert len(kept) == 50
+    quiet = await OfficeClient(stack.nc, "office-2", timeout=20).send_raw(b"not json")
+    assert isinstance(quiet, IntakeResult) and quiet.error and quiet.error.code == "malformed"
