@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
+from events.intake import IntakeResult
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
-from events.intake import IntakeResult
 from services.client import OfficeClient
 from services.gateway.app import Gateway
+from services.query.app import QueryService
+from tests import factories as f
 from tests.conftest import Stack
-from tests.test_gateway_fairness import rated_gateway, rejected_records
 from tests.servers import wait_for
+from tests.test_gateway_fairness import rated_gateway, rejected_records
 from tests.test_hostile_query import FAR, PLAIN, ask, client, query_service
 
 pytestmark = pytest.mark.servers
@@ -38,18 +40,21 @@ async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy
 ) -> None:
     waits: dict[str, Any] = {**PLAIN, "min_seq": FAR, "timeout_ms": 60_000}
     body = msgspec.json.encode(waits)
-    async with client(stack) as attacker, client(stack) as victim:
-        async with query_service(stack, localities) as service:
-            for i in range(1000):  # one connection; nobody listens on these inboxes
-                await attacker.publish(QUERY_SUBJECT, body, reply=f"_INBOX.dodge{i // 100}.{i}")
-            await attacker.flush()
+    async with (
+        client(stack) as attacker,
+        client(stack) as victim,
+        query_service(stack, localities) as service,
+    ):
+        for i in range(1000):  # one connection; nobody listens on these inboxes
+            await attacker.publish(QUERY_SUBJECT, body, reply=f"_INBOX.dodge{i // 100}.{i}")
+        await attacker.flush()
 
-            async def full() -> bool:
-                return service.waiting == 1000
+        async def full() -> bool:
+            return service.waiting == 1000
 
-            await wait_for(full, what="1,000 waiters of one connection")
-            theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
-            assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
+        await wait_for(full, what="1,000 waiters of one connection")
+        theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
+        assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
 
 
 # --- 9 / rate limit: whole-body refusals are neither rate-limited nor bounded in ANTQ_REJECTED -------------
@@ -72,3 +77,43 @@ async def test_malformed_bodies_beyond_the_rate_are_not_kept_in_rejected(
     assert len(kept) == 50
     quiet = await OfficeClient(stack.nc, "office-2", timeout=20).send_raw(b"not json")
     assert isinstance(quiet, IntakeResult) and quiet.error and quiet.error.code == "malformed"
+
+
+# --- secure by default / PostgreSQL: a database that does not answer must not hang the gateway ---------------
+
+
+@pytest.mark.timeout(120)
+async def test_a_database_that_does_not_answer_is_unavailable_not_a_hang(
+    stack: Stack, office: OfficeClient
+) -> None:
+    """PostgreSQL accepts connections but does not answer (a lock held by a migration or a VACUUM FULL, a
+    stalled disk): the gateway's index lookup waited forever, the office got no answer at all, and the
+    request held one of the office's two running slots for good. It must be answered ``unavailable``."""
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        async with admin.transaction():
+            await admin.execute("LOCK TABLE event_index IN ACCESS EXCLUSIVE MODE")
+            doc = f.session()
+            reply = await OfficeClient(stack.nc, "ca-cao-bang", timeout=60).submit_one(doc)
+            assert not reply.ok and reply.error is not None and reply.error.code == "unavailable", reply
+    finally:
+        await admin.close()
+    again = await office.submit_one(doc)
+    assert again.ok, again
+
+
+@pytest.mark.timeout(120)
+async def test_a_database_that_does_not_answer_is_unavailable_at_the_query_service(
+    stack: Stack, query: QueryService
+) -> None:
+    admin = await asyncpg.connect(stack.database_url)
+    try:
+        async with admin.transaction():
+            await admin.execute("LOCK TABLE projection_active IN ACCESS EXCLUSIVE MODE")
+            reply = msgspec.json.decode(
+                (await stack.nc.request(QUERY_SUBJECT, msgspec.json.encode(PLAIN), timeout=60)).data
+            )
+            assert reply["error"]["code"] == "unavailable", reply
+    finally:
+        await admin.close()
+    assert "metrics" in await ask(stack.nc, PLAIN)
