@@ -12,6 +12,9 @@ import pytest
 from events.intake import IntakeResult
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
+from infra.stream_reader import read_stream
+from infra.streams import UPDATES
+from infra.update_signing import MSG_ID, SIGNATURE, verify_update
 from services.client import OfficeClient
 from services.gateway.app import Gateway
 from services.query.app import QueryService
@@ -20,6 +23,12 @@ from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answeri
 from tests.servers import wait_for
 from tests.test_gateway_fairness import rated_gateway, rejected_records
 from tests.test_hostile_query import FAR, PLAIN, ask, client, query_service
+from tests.test_update_signatures import (
+    EXAMPLE_MSG_ID,
+    EXAMPLE_PAYLOAD,
+    EXAMPLE_PUBLIC_KEY,
+    EXAMPLE_SIGNATURE,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -139,3 +148,30 @@ async def test_a_forged_record_of_an_unknown_type_does_not_stop_the_gateway_star
         await wait_until_answering(stack.nc, "antq.intake._probe")
         reply = await OfficeClient(stack.nc, "ca-cao-bang", timeout=20).submit_one(f.session())
         assert reply.ok, reply
+
+
+# --- defect 6 on the open stack: forgeries evict the real updates of a subject --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ANTQ_UPDATES keeps the last 100 messages of each subject (discard old): on the open stack 100 "
+    "forged messages on a ward's subject evict the projection's signed update, which a subscriber can then "
+    "never read, though it could tell the forgeries apart",
+)
+@pytest.mark.timeout(60)
+async def test_forged_updates_cannot_evict_the_projection_s_signed_update(stack: Stack) -> None:
+    subject = "antq.updates.stats.04.01447.2018"
+    await stack.js.publish(
+        subject, EXAMPLE_PAYLOAD, headers={SIGNATURE: EXAMPLE_SIGNATURE, MSG_ID: EXAMPLE_MSG_ID}
+    )
+    for i in range(stack.limits.updates_per_subject):
+        await stack.js.publish(
+            subject, EXAMPLE_PAYLOAD.replace(b'"sessions_held":6', b'"sessions_held":%d' % i)
+        )
+    signed = []
+    async for batch in read_stream(stack.js, UPDATES):
+        signed += [
+            m for m in batch if verify_update(m.data, m.headers, EXAMPLE_PUBLIC_KEY, subject=m.subject)
+        ]
+    assert len(signed) == 1
