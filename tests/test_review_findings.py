@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import asyncpg
 import msgspec
 import pytest
 
+from events.codec import decode_event
+from events.errors import EventError
 from events.intake import IntakeResult
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
@@ -30,8 +33,6 @@ from tests.test_update_signatures import (
     EXAMPLE_SIGNATURE,
 )
 
-pytestmark = pytest.mark.servers
-
 __all__ = ["rated_gateway"]  # a fixture of tests/test_gateway_fairness.py
 
 
@@ -44,6 +45,7 @@ __all__ = ["rated_gateway"]  # a fixture of tests/test_gateway_fairness.py
     "on the secure stack, where nats-server checks publish subjects only), so one connection naming 10 "
     "prefixes takes all 1,000 waiters and every other client is answered busy",
 )
+@pytest.mark.servers
 @pytest.mark.timeout(120)
 async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy(
     stack: Stack, localities: Localities
@@ -70,6 +72,7 @@ async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy
 # --- 9 / rate limit: whole-body refusals are neither rate-limited nor bounded in ANTQ_REJECTED -------------
 
 
+@pytest.mark.servers
 @pytest.mark.timeout(120)
 async def test_malformed_bodies_beyond_the_rate_are_not_kept_in_rejected(
     stack: Stack, rated_gateway: Gateway
@@ -92,6 +95,7 @@ async def test_malformed_bodies_beyond_the_rate_are_not_kept_in_rejected(
 # --- secure by default / PostgreSQL: a database that does not answer must not hang the gateway ---------------
 
 
+@pytest.mark.servers
 @pytest.mark.timeout(120)
 async def test_a_database_that_does_not_answer_is_unavailable_not_a_hang(
     stack: Stack, office: OfficeClient
@@ -112,6 +116,7 @@ async def test_a_database_that_does_not_answer_is_unavailable_not_a_hang(
     assert again.ok, again
 
 
+@pytest.mark.servers
 @pytest.mark.timeout(120)
 async def test_a_database_that_does_not_answer_is_unavailable_at_the_query_service(
     stack: Stack, query: QueryService
@@ -138,6 +143,7 @@ async def test_a_database_that_does_not_answer_is_unavailable_at_the_query_servi
     "index catch-up raises on start: on the open stack one published message keeps the gateway from ever "
     "starting again, with no way out on an immutable log (README documents the halt, not this)",
 )
+@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_a_forged_record_of_an_unknown_type_does_not_stop_the_gateway_start(
     stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
@@ -159,6 +165,7 @@ async def test_a_forged_record_of_an_unknown_type_does_not_stop_the_gateway_star
     "forged messages on a ward's subject evict the projection's signed update, which a subscriber can then "
     "never read, though it could tell the forgeries apart",
 )
+@pytest.mark.servers
 @pytest.mark.timeout(60)
 async def test_forged_updates_cannot_evict_the_projection_s_signed_update(stack: Stack) -> None:
     subject = "antq.updates.stats.04.01447.2018"
@@ -175,3 +182,29 @@ async def test_forged_updates_cannot_evict_the_projection_s_signed_update(stack:
             m for m in batch if verify_update(m.data, m.headers, EXAMPLE_PUBLIC_KEY, subject=m.subject)
         ]
     assert len(signed) == 1
+
+
+# --- defect 9: invisible format characters other than the listed zero-width ones ----------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "char",
+    ["\u00ad", "\u2062", "\u206b", "\u180e", "\U000e0001", "\U000e0041", "\U0001d173"],
+    ids=[
+        "soft-hyphen",
+        "invisible-times",
+        "activate-symmetric-swapping",
+        "mongolian-vs",
+        "tag",
+        "tag-A",
+        "music",
+    ],
+)
+def test_invisible_format_characters_are_refused_in_free_text(char: str) -> None:
+    """Tag characters (U+E0000-U+E007F) carry text nobody sees ("ASCII smuggling"); the soft hyphen, invisible
+    operators and the other format characters (Unicode category Cf) hide text as the zero-width ones do."""
+    doc = {**f.session(), "note": f"họp dân{char}ấp 3"}
+    with pytest.raises(EventError, match="U\\+") as caught:
+        decode_event(msgspec.json.encode(doc), today=dt.date(2026, 11, 22))
+    assert caught.value.path == "$.note"
