@@ -73,7 +73,20 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float | None = None
+) -> asyncpg.Pool:
+    """A pool; with ``command_timeout``, a statement (and a new connection) that takes longer raises
+    ``TimeoutError`` instead of waiting for a database that does not answer (a lock held, a stalled disk)."""
+    if command_timeout is None:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    else:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            timeout=command_timeout,
+        )
     assert pool is not None
     return pool

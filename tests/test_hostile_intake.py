@@ -331,7 +331,7 @@ def refused_by_oracle(text: str) -> bool:
     for c in text:
         if unicodedata.category(c) == "Cc" and c not in "\n\t":
             return True
-        if c in BIDI or c in ZERO_WIDTH:
+        if c in BIDI or c in ZERO_WIDTH or unicodedata.category(c) == "Cf":
             return True
     return text.strip() == ""
 

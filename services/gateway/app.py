@@ -50,6 +50,8 @@ class GatewayConfig:
     workers: int = 64  # requests taken up at once; one office runs at most 2 of them (IntakePipeline)
     catch_up_every_s: float = 30.0
     ack_timeout_s: float = 10.0  # a publish not acked by then is answered `unavailable` (ANTQ_ACK_TIMEOUT_S)
+    database_timeout_s: float = 10.0
+    """A PostgreSQL statement not answered by then fails (the request is answered ``unavailable``)."""
     limits: StreamLimits = field(default_factory=StreamLimits)
     clock: Clock = utc_now
     localities: Localities | None = None
@@ -102,7 +104,9 @@ class Gateway:
         )
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)
-        self._pool = await create_pool(self._config.database_url, max_size=8)
+        self._pool = await create_pool(
+            self._config.database_url, max_size=8, command_timeout=self._config.database_timeout_s
+        )
         index = EventIndex(self._pool)
         await catch_up(js, index, self._stored, counters=self.catch_up_counters)
         # An event stored whose index row was lost (an ack that timed out, a copy that died between publish

@@ -264,6 +264,11 @@ class IntakePipeline:
         try:
             raws, is_array = split_body(body)
         except EventError as exc:
+            office = self._offices.get(office_id or "")
+            if office is not None:  # a body refused whole costs a token, as one event: a flood is not kept
+                granted, retry_after_ms = self._limiter.take(office, 1, now.timestamp())
+                if not granted:
+                    return self._rate_limited(office, [b""], retry_after_ms), False
             result = refused(exc.code, exc.message, exc.path)
             await self._keep_rejected(office_name, [(body, result)], now)
             return [result], False

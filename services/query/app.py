@@ -49,6 +49,8 @@ class QueryConfig:
     max_waiters_per_client: int = 100
     """Requests of one client (its reply inbox prefix) that may wait at once; beyond, that client is answered
     ``busy`` while the others still wait."""
+    database_timeout_s: float = 10.0
+    """A PostgreSQL statement not answered by then fails (the request is answered ``unavailable``)."""
     poll_interval_s: float = 0.025
     """How often the active copy's checkpoint is read while requests wait for their ``min_seq``."""
     localities: Localities | None = None
@@ -279,7 +281,9 @@ class QueryService:
         return self.dropped.total
 
     async def _connect(self) -> None:
-        self._pool = await create_pool(self._config.database_url, max_size=8)
+        self._pool = await create_pool(
+            self._config.database_url, max_size=8, command_timeout=self._config.database_timeout_s
+        )
         self._queries = StatsQueries(
             self._pool,
             self._localities,
