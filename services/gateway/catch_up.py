@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 
 from events.codec import body_hash
-from events.stored import Foreign, StoredRecords
+from events.stored import Foreign, StoredRecords, UnknownEventType
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS
 from services.gateway.index import Claim, EventIndex, IndexRow
@@ -23,6 +23,8 @@ class CatchUpCounters:
 
     foreign: int = 0
     """Foreign records passed over (``events.stored``)."""
+    unknown_type: int = 0
+    """Records of a type (or with a field) this code does not know, passed over unindexed (logged at ERROR)."""
 
 
 async def catch_up(
@@ -35,7 +37,10 @@ async def catch_up(
     """Index every event the stream holds beyond the checkpoint; return the sequence reached.
 
     A foreign record (``events.stored``) is passed over, never indexed, so no later event can refer to it;
-    ``counters`` counts them. A record of a type this code does not know raises ``UnknownEventType``.
+    ``counters`` counts them. A record of a type this code does not know (a newer gateway, or a forgery on the
+    open stack) is passed over too, logged at ERROR: the gateway must keep serving every office (this copy
+    could not have accepted such an event, nor a retry of it: it answers ``unknown_type``), while the
+    projection, rebuilds and replays halt on it loudly, as the README's deploy order says.
     """
     start = await index.checkpoint() + 1
     reached = start - 1
@@ -43,7 +48,13 @@ async def catch_up(
         rows: list[IndexRow] = []
         claims: list[Claim] = []
         for msg in batch:
-            read = stored.read(msg.seq, msg.subject, msg.data)
+            try:
+                read = stored.read(msg.seq, msg.subject, msg.data)
+            except UnknownEventType as exc:
+                log.error("index catch-up passes over seq %d on %s: %s", msg.seq, msg.subject, exc.message)
+                if counters is not None:
+                    counters.unknown_type += 1
+                continue
             if isinstance(read, Foreign):
                 log.warning("foreign record set aside at seq %d on %s: %s", read.seq, read.subject, read.why)
                 if counters is not None:

@@ -33,6 +33,7 @@ OFFICE_BUSY = "antq_gateway_requests_office_busy"
 BODIES_DROPPED = "antq_gateway_rejected_bodies_dropped"
 CATCH_UPS = "antq_gateway_index_catch_ups"
 FOREIGN = "antq_gateway_foreign_records"
+UNKNOWN_TYPE = "antq_gateway_unknown_type_records"
 
 _HELP = {
     REQUESTS: "Intake requests answered (one event or an array)",
@@ -43,6 +44,7 @@ _HELP = {
     BODIES_DROPPED: "Refusals kept in ANTQ_REJECTED without their raw body (the office's daily quota was used)",
     CATCH_UPS: "Index catch-ups run to decide a 'wrong last sequence'",
     FOREIGN: "Foreign records in ANTQ_EVENTS passed over by the index catch-up",
+    UNKNOWN_TYPE: "Records of a type this gateway does not know, passed over by the index catch-up (ERROR)",
 }
 
 
@@ -84,6 +86,7 @@ class GatewayCollector:
             (BODIES_DROPPED, c.rejected_raw_dropped),
             (CATCH_UPS, c.index_catch_ups),
             (FOREIGN, self._catching_up.foreign),
+            (UNKNOWN_TYPE, self._catching_up.unknown_type),
         ):
             families[name].add_metric([], value)
         # dict.copy is atomic under the GIL: the event loop may add a code while a scrape thread reads
