@@ -15,6 +15,20 @@ REJECTED_PREFIX = "antq.rejected"
 UPDATES_PREFIX = "antq.updates.stats"
 SEALS_SUBJECT = "antq.seals"
 QUERY_SUBJECT = "antq.query.stats"
+"""Queries on the open stack; on the secure stack each identity asks on ``query_subject(<its public key>)``."""
+
+
+def query_subject(client: str | None = None) -> str:
+    """Where a client sends queries: ``antq.query.stats.<client>`` for an identity (its public key: the
+    server lets each identity publish only on its own, so the query service counts its waiting requests per
+    identity), ``antq.query.stats`` without one (counted per reply-inbox prefix)."""
+    return f"{QUERY_SUBJECT}.{client}" if client else QUERY_SUBJECT
+
+
+def client_of_query(subject: str) -> str | None:
+    """The client a query subject names (its last token after ``antq.query.stats.``), or None."""
+    head, _, client = subject.rpartition(".")
+    return client if head == QUERY_SUBJECT and client else None
 
 
 def rest_of(event: Event) -> str:

@@ -55,6 +55,7 @@ from events.subjects import (
     REJECTED_PREFIX,
     SEALS_SUBJECT,
     UPDATES_PREFIX,
+    query_subject,
 )
 from infra.errors import InfraError
 from infra.settings import Settings
@@ -155,13 +156,14 @@ def role_permissions(role: str, public_key: str) -> Permissions:
             subscribe=replies,
         )
     if role == "query":
-        return Permissions(publish=(ANY_INBOX,), subscribe=(QUERY_SUBJECT, *replies))
+        return Permissions(publish=(ANY_INBOX,), subscribe=(QUERY_SUBJECT, f"{QUERY_SUBJECT}.*", *replies))
     if role == "reader":  # `antq stats` and dashboards: asks the query service, nothing else
-        return Permissions(publish=(QUERY_SUBJECT,), subscribe=replies)
+        # its own query subject only: the query service counts waiting requests per identity by it
+        return Permissions(publish=(query_subject(public_key),), subscribe=replies)
     if role == "web":  # read-only web front: queries, and the update feed through ordered consumers
         return Permissions(
             publish=(
-                QUERY_SUBJECT,
+                query_subject(public_key),
                 f"{JS}.STREAM.INFO.{UPDATES}",
                 # an ordered consumer is created unnamed (a name the server picks; no durable is accepted on
                 # this subject); no CONSUMER right on any other stream, no pull from anyone's consumer

@@ -57,7 +57,7 @@ from projections.store import read_checkpoint
 from services.audit.replay import ReplayScope, replay
 from services.audit.verify import verify
 from services.cli.main import app
-from services.cli.stats_view import query_stats
+from services.cli.stats_view import query_stats, query_subject_of
 from services.gateway.app import Gateway, GatewayConfig
 from services.query.app import QueryConfig, QueryService
 from services.sealer.service import Sealer, SealerConfig
@@ -631,7 +631,7 @@ async def test_the_services_and_the_commands_run_as_their_own_identities(
             office = await auth_stack.connect("office-ca-cao-bang")
             await wait_until_answering(office, "antq.intake.ca-cao-bang")
             reader = await auth_stack.connect("reader")
-            await wait_until_answering(reader, QUERY_SUBJECT)
+            await wait_until_answering(reader, query_subject_of(reader))
             events = tmp_path / "events.jsonl"
             events.write_text("".join(json.dumps(f.session(attendance=10)) + "\n" for _ in range(3)))
 

@@ -14,7 +14,7 @@ from events.codec import decode_event
 from events.errors import EventError
 from events.intake import IntakeResult
 from events.localities import Localities
-from events.subjects import QUERY_SUBJECT
+from events.subjects import QUERY_SUBJECT, query_subject
 from infra.stream_reader import read_stream
 from infra.streams import UPDATES
 from infra.update_signing import MSG_ID, SIGNATURE, verify_update
@@ -65,6 +65,33 @@ async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy
             return service.waiting == 1000
 
         await wait_for(full, what="1,000 waiters of one connection")
+        theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
+        assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
+
+
+@pytest.mark.servers
+@pytest.mark.timeout(120)
+async def test_on_an_identity_s_own_query_subject_many_inbox_prefixes_still_count_as_one_client(
+    stack: Stack, localities: Localities
+) -> None:
+    """The mend on the secure stack: a query on ``antq.query.stats.<public key>`` is counted by that key,
+    whatever reply prefixes it names (the server lets each identity publish only on its own key's subject:
+    ``tests/test_secure_stack.py::test_a_reader_asks_only_on_its_own_query_subject``)."""
+    waits: dict[str, Any] = {**PLAIN, "min_seq": FAR, "timeout_ms": 60_000}
+    body = msgspec.json.encode(waits)
+    async with (
+        client(stack) as attacker,
+        client(stack) as victim,
+        query_service(stack, localities) as service,
+    ):
+        for i in range(300):  # one identity, 10 made-up prefixes
+            await attacker.publish(query_subject("UATTACKER"), body, reply=f"_INBOX.dodge{i // 30}.{i}")
+        await attacker.flush()
+
+        async def capped() -> bool:
+            return service.waiting == 100  # the identity's share, not 300
+
+        await wait_for(capped, what="the identity's 100 waiters")
         theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
         assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
 

@@ -31,7 +31,7 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from events.localities import Localities
-from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT
+from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT, query_subject
 from infra.auth import (
     PG_ROLES,
     Generated,
@@ -185,7 +185,8 @@ STREAM_SUBJECTS = {
 }
 REQUEST_SUBJECTS = {
     "intake": (f"antq.intake.{OFFICE}", {f"office-{OFFICE}"}),
-    "query": (QUERY_SUBJECT, {"reader", "web"}),
+    # nobody asks on the plain subject on the secure stack: readers ask on their own (test below)
+    "query": (QUERY_SUBJECT, set()),
 }
 CASES = [(who, what) for what in [*STREAM_SUBJECTS, *REQUEST_SUBJECTS] for who in IDENTITIES]
 
@@ -261,7 +262,12 @@ async def test_a_responder_cannot_answer_into_a_stream_it_may_not_write(
     answer on _INBOX.> only, no allow_responses). The gateway may write antq.events.> itself: that reply is
     refused by the gateway's code (issue 8, defect 1), not by the server."""
     service = await secure.connect(responder)
-    subject = QUERY_SUBJECT if responder == "query" else f"antq.intake.{OFFICE}"
+    subject = f"{QUERY_SUBJECT}.*" if responder == "query" else f"antq.intake.{OFFICE}"
+    ask = (
+        query_subject(public_key_of(secure.seed_file(asker).read_bytes()))
+        if responder == "query"
+        else subject
+    )
     answered: list[str] = []
 
     async def answer(msg: Msg) -> None:
@@ -273,7 +279,7 @@ async def test_a_responder_cannot_answer_into_a_stream_it_may_not_write(
     stream = next(s for s, subj, _ in STREAM_SUBJECTS.values() if subj == reply)
     before = await secure.last_seq(stream)
     client = await secure.connect(asker)
-    await client.publish(subject, b"{}", reply=reply)
+    await client.publish(ask, b"{}", reply=reply)
     await secure.refused(service, reply)
     assert answered == [reply]
     assert await secure.last_seq(stream) == before
@@ -990,3 +996,28 @@ def test_antq_demo_runs_on_the_secure_stack(data_root: Path) -> None:
 
 def names_in(directory: Path) -> list[str]:
     return [p.name for p in directory.iterdir()]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("who", ["reader", "web"])
+async def test_a_reader_asks_only_on_its_own_query_subject(secure: Secure, who: str) -> None:
+    """Each identity may publish queries only on antq.query.stats.<its public key>: the query service counts
+    its waiting requests by that subject, which the server checks (a reply subject it does not)."""
+    nc = await secure.connect(who)
+    own = query_subject(public_key_of(secure.seed_file(who).read_bytes()))
+    other = query_subject(public_key_of(secure.seed_file("auditor").read_bytes()))
+    receiver = await secure.connect("query")
+    got = await receiver.subscribe(f"{QUERY_SUBJECT}.*")
+    await settle(receiver)
+
+    async def delivered() -> bool:
+        await nc.publish(own, b"mine")
+        try:
+            return (await got.next_msg(timeout=0.2)).subject == own
+        except nats.errors.TimeoutError:
+            return False
+
+    await wait_for(delivered, what=f"{who}'s query on its own subject")
+    for forbidden in (other, QUERY_SUBJECT):
+        await nc.publish(forbidden, b"not mine")
+        await secure.refused(nc, forbidden)

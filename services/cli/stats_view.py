@@ -9,7 +9,7 @@ import msgspec
 from nats.aio.client import Client
 from rich.table import Table
 
-from events.subjects import QUERY_SUBJECT
+from events.subjects import query_subject
 from services.cli.errors import CliError
 from services.cli.plain import cell
 
@@ -18,8 +18,17 @@ class QueryFailed(CliError):
     """The query service answered with an error."""
 
 
+def query_subject_of(nc: Client) -> str:
+    """The query subject of the connection's identity: its public key is its inbox prefix's second token
+    (``_INBOX.<public key>``, ``infra.auth.inbox_prefix``); a connection without an identity asks on the plain
+    subject. (nats-py keeps the prefix in ``Client._inbox_prefix``: nats-py is pinned, see pyproject.toml.)"""
+    prefix = bytes(getattr(nc, "_inbox_prefix", b"_INBOX")).decode()
+    head, _, key = prefix.partition(".")
+    return query_subject(key if head == "_INBOX" and key and "." not in key else None)
+
+
 async def query_stats(nc: Client, request: Mapping[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    reply = await nc.request(QUERY_SUBJECT, msgspec.json.encode(request), timeout=timeout)
+    reply = await nc.request(query_subject_of(nc), msgspec.json.encode(request), timeout=timeout)
     body: dict[str, Any] = msgspec.json.decode(reply.data)
     if "error" in body:
         err = body["error"]

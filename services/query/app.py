@@ -23,7 +23,7 @@ from faststream.nats import NatsMessage
 
 from events.codec import encode
 from events.localities import Localities
-from events.subjects import QUERY_SUBJECT
+from events.subjects import QUERY_SUBJECT, client_of_query
 from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
 from services.nats_broker import nats_broker, raw_body
@@ -262,6 +262,13 @@ class QueryService:
         self._broker.subscriber(
             QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True, decoder=raw_body
         )(self._handle)
+        self._broker.subscriber(
+            f"{QUERY_SUBJECT}.*",
+            queue=config.queue,
+            max_workers=config.workers,
+            no_reply=True,
+            decoder=raw_body,
+        )(self._handle)
         self.app = FastStream(
             self._broker,
             logger=None,
@@ -306,7 +313,9 @@ class QueryService:
         if self._queries is None:
             await _send(send, _error(Unavailable("starting; retry")))
             return
-        await self._queries.answer(msg.body, send, client_of(reply_to))
+        # an identity's own query subject names the client (the server checks it); else its reply inbox prefix
+        client = client_of_query(msg.raw_message.subject)
+        await self._queries.answer(msg.body, send, f"id:{client}" if client else client_of(reply_to))
 
     async def _stop_waiting(self) -> None:
         """Before the broker stops: the waiting requests are answered while the connection is still open."""
