@@ -345,7 +345,7 @@ def test_reference_counts_the_standing_version_of_a_corrected_entry() -> None:
     assert reference([session, first])[("calendar", "01447", 2019, "session_attendance")] == 4
     assert ("calendar", "01447", 2018, "session_attendance") not in reference([session, first])
     # retracting the correction: the original stands again; retracting it then: nothing
-    back = [session, first, _retract(first)]
+    back: list[Event] = [session, first, _retract(first)]
     assert reference(back) == reference([session])
     assert reference([*back, _retract(session)]) == {}
 
