@@ -38,7 +38,7 @@ async def logged(stack: Stack) -> list[tuple[str, Event]]:
     out = []
     for seq in range(1, info.state.last_seq + 1):
         msg = await stack.js.get_msg(EVENTS, seq)
-        out.append((msg.subject, decode_recorded(msg.data or b"").event))
+        out.append((msg.subject or "", decode_recorded(msg.data or b"").event))
     return out
 
 
