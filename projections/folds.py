@@ -180,8 +180,9 @@ def part_of(event: Event) -> Part:
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
     """Keys the fold may read for these events, given the state loaded so far.
 
-    A retraction of a tip's event needs the tip too, which is known only once the event's key is loaded:
-    call again with the larger state until nothing new is needed (at most twice).
+    A retraction of a tip's event needs the tip too, and a retraction of a correction the version it replaced,
+    which are known only once the target's key is loaded: call again with the larger state until nothing new
+    is needed.
     """
     keys: set[Key] = set()
     for _, recorded in events:
@@ -192,6 +193,10 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
             value = state.get(target)
+            if isinstance(
+                value, Superseded
+            ):  # it may stand again within the batch (its correction retracted)
+                value = value.value
             if isinstance(value, Fix):  # a retracted correction restores the version it replaced
                 keys.add(event_key(value.replaces))
                 value = value.value
@@ -264,17 +269,20 @@ class _Folder:
     def _tip_received(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipReceived)
         key = event.tip_id.int
-        if self.get(key) is not None:
+        before = self.get(key)
+        if before is not None and not (isinstance(before, TipState) and before.retracted):
             raise DuplicateEntity(
                 f"tip {event.tip_id} was already received", seq=seq, event_id=event.event_id
             )
+        # a retracted tip's id was freed: received again, it is a new tip (the old one's assessments stay
+        # with the old one)
         tip = TipState(
             ward=sys.intern(event.locality.ward),
             day=event.occurred_on.toordinal(),
             retracted=False,
             assessments=(),
         )
-        self.set_tip(key, None, tip)
+        self.set_tip(key, before if isinstance(before, TipState) else None, tip)
         self._written[event.event_id.int | EVENT_BIT] = TipLink(
             tip=event.tip_id.bytes, assessment=False, day=tip.day
         )
@@ -331,16 +339,17 @@ class _Folder:
         elif isinstance(value, TipLink):
             key = tip_key(value.tip)
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
-            if tip.ward != event.locality.ward:
+            if value.assessment and not _assessed(tip, target.bytes):
+                pass  # an assessment of an earlier tip of this id (retracted, its id received again)
+            elif tip.ward != event.locality.ward:
                 raise WardMismatch(
                     f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
                 )
-            if value.assessment:
+            elif value.assessment:
                 kept = tuple(a for a in tip.assessments if a[0] != target.bytes)
-                after = msgspec.structs.replace(tip, assessments=kept)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=kept))
             else:
-                after = msgspec.structs.replace(tip, retracted=True)
-            self.set_tip(key, tip, after)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, retracted=True))
         else:
             if value.ward != event.locality.ward:
                 raise WardMismatch(
@@ -401,18 +410,20 @@ class _Folder:
             )
         key = tip_key(old.tip)
         tip = self._tip(key, seq, event, "the corrected entry's tip is unknown")
+        if new.assessment and not _assessed(tip, old_id):
+            return  # an assessment of an earlier tip of this id (retracted, its id received again)
         if tip.ward != ward:
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
             after = msgspec.structs.replace(tip, day=new.day)
         else:
-            if not any(a[0] == old_id for a in tip.assessments):
-                raise UnknownTarget(
-                    "the corrected assessment is not among its tip's", seq=seq, event_id=event.event_id
-                )
             kept = tuple((new_id, new.valuable) if a[0] == old_id else a for a in tip.assessments)
             after = msgspec.structs.replace(tip, assessments=kept)
         self.set_tip(key, tip, after)
+
+
+def _assessed(tip: TipState, event_id: bytes) -> bool:
+    return any(a[0] == event_id for a in tip.assessments)
 
 
 def _current(value: Part | TipLink | Fix) -> Part | TipLink:

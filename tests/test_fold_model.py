@@ -52,8 +52,9 @@ DAYS = tuple(
 OFFICE = "ca-cao-bang"
 
 
-def standing(events: Sequence[Event]) -> list[Event]:
-    """The version of each entry that stands, in the order the entries were first recorded."""
+def standing(events: Sequence[Event]) -> list[tuple[uuid.UUID, Event]]:
+    """(entry, the version of it that stands), in the order the entries were first recorded. An entry is named
+    by its original's event_id."""
     versions: dict[uuid.UUID, list[tuple[uuid.UUID, Event]]] = {}  # entry (original id) -> its versions
     entry_of: dict[uuid.UUID, uuid.UUID] = {}  # a version's id (original or correction) -> its entry
     for e in events:
@@ -69,12 +70,26 @@ def standing(events: Sequence[Event]) -> list[Event]:
         else:
             versions[e.event_id] = [(e.event_id, e)]
             entry_of[e.event_id] = e.event_id
-    return [stack[-1][1] for stack in versions.values() if stack]
+    return [(entry, stack[-1][1]) for entry, stack in versions.items() if stack]
+
+
+def tip_owners(events: Sequence[Event]) -> dict[uuid.UUID, uuid.UUID]:
+    """Each assessment entry's tip entry: the tip.received recorded last before it with its tip_id (a retracted
+    tip's id may be received again: a new tip, which the earlier assessments do not speak about)."""
+    received: dict[uuid.UUID, uuid.UUID] = {}
+    owner: dict[uuid.UUID, uuid.UUID] = {}
+    for e in events:
+        if isinstance(e, TipReceived):
+            received[e.tip_id] = e.event_id
+        elif isinstance(e, TipAssessed) and e.tip_id in received:
+            owner[e.event_id] = received[e.tip_id]
+    return owner
 
 
 def reference(events: Sequence[Event]) -> Figures:
     """Non-zero figures keyed (period, ward, year, metric), from the versions that stand."""
     alive = standing(events)
+    owner = tip_owners(events)
     figures: Counter[tuple[str, str, int, str]] = Counter()
 
     def count(event: Event, metric: str, amount: int) -> None:
@@ -83,14 +98,14 @@ def reference(events: Sequence[Event]) -> Figures:
         figures["calendar", event.locality.ward, day.year, metric] += amount
         figures["reporting", event.locality.ward, reporting, metric] += amount
 
-    latest: dict[uuid.UUID, bool] = {}
-    for e in alive:
-        if isinstance(e, TipAssessed):
-            latest[e.tip_id] = e.valuable
-    for e in alive:
+    latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
+    for entry, e in alive:
+        if isinstance(e, TipAssessed) and entry in owner:
+            latest[owner[entry]] = e.valuable
+    for entry, e in alive:
         if isinstance(e, TipReceived):
             count(e, "tips_received", 1)
-            if latest.get(e.tip_id):
+            if latest.get(entry):
                 count(e, "tips_valuable", 1)
         elif isinstance(e, SessionHeld):
             for metric in ("sessions_held", f"sessions_held.{e.level}"):
@@ -123,6 +138,7 @@ KINDS = (
     "retract",
     "correct",
     "correct",
+    "again",
     "session",
     "pledge",
     "mediation",
@@ -164,16 +180,17 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
     ended it was retracted) in the target's ward, fresh tip and case ids."""
     ids = (uuid.UUID(int=(draw(st.integers(0, 2**32)) << 64) + n) for n in itertools.count(1))
     events: list[Event] = []
-    tips: list[TipReceived] = []
+    tips: dict[uuid.UUID, TipReceived] = {}  # each tip id: its latest tip.received (whose ward it keeps)
     retractable: list[Event] = []  # the latest version of every entry still standing
     replaced: dict[uuid.UUID, Event] = {}  # a correction's id -> the version it replaced
+    freed: list[uuid.UUID] = []  # tip ids whose tip.received was retracted: they may be received again
     for _ in range(draw(st.integers(0, max_size))):
         kind = draw(st.sampled_from(KINDS))
         ward = draw(st.sampled_from(WARDS))
         eid, day = next(ids), draw(st.sampled_from(DAYS))
         event: Event
         if kind == "assess" and tips:
-            tip = draw(st.sampled_from(tips))
+            tip = draw(st.sampled_from(sorted(tips.values(), key=lambda t: t.event_id)))
             event = TipAssessed(
                 event_id=eid,
                 occurred_on=day,
@@ -192,6 +209,8 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             )
             if isinstance(target, EntryCorrected):  # the version it replaced stands again
                 retractable.append(replaced.pop(target.event_id))
+            elif isinstance(target, TipReceived):
+                freed.append(target.tip_id)
         elif kind == "correct" and retractable:
             target = retractable.pop(draw(st.integers(0, len(retractable) - 1)))
             current = target.corrected if isinstance(target, EntryCorrected) else target
@@ -204,6 +223,17 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 reason="miscounted",
             )
             replaced[eid] = target
+        elif kind == "again" and freed:
+            event = TipReceived(
+                event_id=eid,
+                occurred_on=day,
+                locality=Locality(scheme="gso-2025", ward=ward),
+                tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
+                channel="letter",
+                category="crime",
+                source="resident",
+            )
+            tips[event.tip_id] = event
         elif kind == "session":
             event = SessionHeld(
                 event_id=eid,
@@ -253,7 +283,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 category="drugs",
                 source="resident",
             )
-            tips.append(event)
+            tips[event.tip_id] = event
         if not isinstance(event, EntryRetracted):
             retractable.append(event)
         events.append(event)
@@ -358,3 +388,20 @@ def test_reference_keeps_a_corrected_assessment_in_its_place() -> None:
     # the earlier assessment, corrected to valuable, is still not the latest
     fixed_no = _correct(no, msgspec.structs.replace(no, event_id=uuid.uuid4(), valuable=True))
     assert reference([tip, yes, no, fixed_no])[("calendar", "01447", 2018, "tips_valuable")] == 1
+
+
+def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip() -> None:
+    tip = _tip()
+    old = _assess(tip, True)
+    again = msgspec.structs.replace(tip, event_id=uuid.uuid4(), occurred_on=dt.date(2019, 2, 1))
+    figures = reference([tip, old, _retract(tip), again])
+    assert figures == {
+        ("calendar", "01447", 2019, "tips_received"): 1,
+        ("reporting", "01447", 2019, "tips_received"): 1,
+    }
+    assert (
+        reference([tip, old, _retract(tip), again, _assess(again, True)])[
+            ("calendar", "01447", 2019, "tips_valuable")
+        ]
+        == 1
+    )
