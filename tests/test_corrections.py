@@ -9,8 +9,10 @@ checked three ways: the live projection (PostgreSQL), the in-memory replay, and 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
@@ -18,11 +20,14 @@ from events.codec import decode_event, decode_recorded
 from events.errors import EventError
 from events.localities import Localities
 from events.schema import Event
+from events.stored import StoredRecords
 from infra.streams import EVENTS
 from projections.runner import RunnerConfig
 from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
 from services.gateway.app import Gateway
+from services.gateway.catch_up import catch_up
+from services.gateway.index import EventIndex
 from tests import factories as f
 from tests.conftest import Stack
 from tests.test_fold_model import Figures, reference
@@ -237,3 +242,42 @@ async def test_the_corrected_event_is_validated_like_any_event(
     with pytest.raises(EventError) as caught:
         decode_event(msgspec.json.encode(doc), today=TODAY)
     assert (caught.value.code, caught.value.path) == ("invalid", path)
+
+
+async def test_retracting_the_event_that_created_an_entity_frees_its_id(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    tip = f.tip(day="2018-03-01")
+    case = f.mediation(outcome="successful")
+    ok(await office.submit([tip, f.assessment(tip, valuable=True), case]))
+    refused(await office.submit_one(f.tip(tip_id=tip["tip_id"])), "conflict", "$.tip_id")
+    ok(await office.submit([f.retraction(tip), f.retraction(case)]))
+    # the tip is gone: it cannot be assessed; its id can be received again (a new tip), in its ward or another
+    refused(await office.submit_one(f.assessment(tip)), "invalid", "$.tip_id")
+    again = f.tip(tip_id=tip["tip_id"], day="2019-04-01")
+    received = await office.submit_one(again)
+    ok(received)
+    assert received.version == received.seq
+    assessed = await office.submit_one(f.assessment(again, valuable=False, expected_version=received.seq))
+    ok(assessed)
+    refused(await office.submit_one(f.tip(tip_id=tip["tip_id"])), "conflict", "$.tip_id")
+    ok(await office.submit_one(f.mediation(case_id=case["case_id"], outcome="referred", ward="01273")))
+    figs = await live_and_replayed(stack, localities)
+    assert at(figs, 2018, "tips_received") == 0 and at(figs, 2018, "tips_valuable") == 0
+    assert at(figs, 2019, "tips_received") == 1 and at(figs, 2019, "tips_valuable") == 0
+    assert at(figs, 2018, "mediations_concluded", ward="01273") == 1
+    assert at(figs, 2018, "mediations_successful") == 0
+
+    # an index rebuilt from the log (catch-up from seq 0) holds the same claims: released, then claimed again
+    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
+    try:
+        before = {r["entity"]: r["event_id"] for r in await pool.fetch("SELECT * FROM entity_claims")}
+        await pool.execute(
+            "DELETE FROM entity_claims; DELETE FROM event_index; UPDATE event_index_checkpoint SET seq = 0"
+        )
+        await catch_up(stack.js, EventIndex(pool), StoredRecords(localities))
+        after = {r["entity"]: r["event_id"] for r in await pool.fetch("SELECT * FROM entity_claims")}
+    finally:
+        await pool.close()
+    assert after == before
+    assert before[f"tip:{tip['tip_id']}"] == uuid.UUID(again["event_id"])

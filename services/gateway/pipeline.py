@@ -114,6 +114,8 @@ class _Candidate:
     hash: bytes
     expected: int | None = None
     """An end of a version (retraction, correction): the last sequence expected on its subject."""
+    data: bytes = b""
+    """The stored record, once published."""
 
 
 @dataclass
@@ -589,7 +591,7 @@ class IntakePipeline:
                 if rule.role == "creates"
                 else None
             )
-        data = encode_recorded(Recorded(office=office.id, event=ev))
+        data = cand.data = encode_recorded(Recorded(office=office.id, event=ev))
         future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
         batch.inflight.append((cand, future, expected))
         batch.inflight_keys.add(str(ev.event_id))
@@ -598,6 +600,7 @@ class IntakePipeline:
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
         new_rows: list[IndexRow] = []
+        ended: list[uuid.UUID] = []
         outcomes = await self._publisher.settle([future for _, future, _ in batch.inflight])
         for (cand, _, expected), outcome in zip(batch.inflight, outcomes, strict=True):
             ev = cand.event
@@ -620,9 +623,26 @@ class IntakePipeline:
             new_rows.append(row)
             duplicate = outcome.seq is None or outcome.duplicate
             results[cand.slot] = self._accepted(ev, seq, duplicate=duplicate)
+            if isinstance(ev, EntryRetracted):
+                ended.append(ev.target_event_id)
         batch.inflight.clear()
         batch.inflight_keys.clear()
         await self._index.record(new_rows)
+        # a retracted creating event frees its entity's id (only creating events hold claims)
+        await self._index.release([r.event_id for r in map(batch.known.get, ended) if r is not None])
+
+    async def _publish_after(self, cand: _Candidate, last_seq: int) -> int:
+        """Publish a creating event whose freed id's subject ends at ``last_seq``; its sequence."""
+        ev = cand.event
+        future = await self._publisher.publish_event(cand.subject, cand.data, str(ev.event_id), last_seq)
+        (outcome,) = await self._publisher.settle([future])
+        if outcome.seq is not None:
+            if outcome.duplicate:
+                await self._check_stored_hash(outcome.seq, cand)
+            return outcome.seq
+        if outcome.wrong_last_seq:
+            raise Conflict(f"{ev.event_id}: its entity changed concurrently; retry the same request")
+        raise Unavailable(outcome.failure or "the event log is unavailable; retry the same request")
 
     async def _check_stored_hash(self, seq: int, cand: _Candidate) -> None:
         stored = await self._js.get_msg(EVENTS, seq)
@@ -689,6 +709,11 @@ class IntakePipeline:
                 f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
                 "$.expected_version",
             )
+        if rule.role == "creates" and last_seq:
+            claim = (await self._index.claims([claim_key(rule, ev)])).get(claim_key(rule, ev))
+            if claim is not None and claim.event_id == ev.event_id:
+                # the id was freed (its creating event retracted): its subject holds the ended entity's events
+                return await self._publish_after(cand, last_seq)
         if rule.role == "retracts":
             raise Conflict(
                 f"event {value} was already retracted or corrected (by another request): read the entry again "
