@@ -281,3 +281,15 @@ async def test_retracting_the_event_that_created_an_entity_frees_its_id(
         await pool.close()
     assert after == before
     assert before[f"tip:{tip['tip_id']}"] == uuid.UUID(again["event_id"])
+
+
+async def test_one_request_is_processed_as_if_its_events_came_one_by_one(
+    stack: Stack, office: OfficeClient, localities: Localities
+) -> None:
+    session = f.session(attendance=400)
+    fix = f.correction(session, attendance=40)
+    ok(await office.submit([session, fix]))
+    # retracting the correction lets the original be corrected again, in the same request
+    ok(await office.submit([f.retraction(fix), f.correction(session, attendance=44)]))
+    figs = await live_and_replayed(stack, localities)
+    assert at(figs, 2018, "session_attendance") == 44

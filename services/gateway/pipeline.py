@@ -136,6 +136,9 @@ class _Gate:
     admitted: int = 0
 
 
+_ENDS = "<an end of a version>"
+"""An in-flight key held by every retraction and correction: the next one waits for them."""
+
 BUSY_RETRY_MS = 100
 """``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
 
@@ -439,6 +442,8 @@ class IntakePipeline:
             keys.add(cand.subject)
             if rule.role == "retracts":
                 keys.add(str(getattr(ev, rule.field)))
+                # whether a version stands may depend on another end in flight (a retracted correction)
+                keys.add(_ENDS)
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -597,6 +602,8 @@ class IntakePipeline:
         batch.inflight_keys.add(str(ev.event_id))
         if rule is not None:  # plain subjects (…session) are shared by independent events
             batch.inflight_keys.add(cand.subject)
+            if rule.role == "retracts":
+                batch.inflight_keys.add(_ENDS)
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
         new_rows: list[IndexRow] = []
