@@ -29,8 +29,11 @@ class OccurredOnOrBefore:
                 kept = target not in self._dropped_events
             case _:
                 kept = event.occurred_on <= self._cutoff
-                if not kept and isinstance(event, TipReceived):
-                    self._dropped_tips.add(event.tip_id)
+                if isinstance(event, TipReceived):  # a freed tip id received again: the latest tip decides
+                    if kept:
+                        self._dropped_tips.discard(event.tip_id)
+                    else:
+                        self._dropped_tips.add(event.tip_id)
         if not kept:
             self._dropped_events.add(event.event_id)
         return kept
