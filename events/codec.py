@@ -148,6 +148,12 @@ def _check_correction(event: EntryCorrected, today: dt.date) -> None:
             "the corrected event's locality differs from the correction's: both carry the target's locality",
             "$.corrected.locality",
         )
+    if getattr(inner, "expected_version", None) is not None:
+        raise Invalid(
+            "a correction is not checked against its tip's version (it does not change it): leave "
+            "expected_version out of the corrected event",
+            "$.corrected.expected_version",
+        )
     if inner.event_id in (event.event_id, event.target_event_id):
         raise Invalid(
             "the corrected event needs an event_id of its own (not the correction's, not the target's)",

@@ -293,3 +293,10 @@ async def test_one_request_is_processed_as_if_its_events_came_one_by_one(
     ok(await office.submit([f.retraction(fix), f.correction(session, attendance=44)]))
     figs = await live_and_replayed(stack, localities)
     assert at(figs, 2018, "session_attendance") == 44
+
+
+def test_a_corrected_assessment_carries_no_expected_version() -> None:
+    doc = f.correction(f.assessment(f.tip()), expected_version=3)
+    with pytest.raises(EventError) as caught:
+        decode_event(msgspec.json.encode(doc), today=TODAY)
+    assert (caught.value.code, caught.value.path) == ("invalid", "$.corrected.expected_version")
