@@ -27,6 +27,7 @@ from typing import Any, Literal
 from events.schema import (
     EVENT_TYPES,
     BaseEvent,
+    EntryCorrected,
     EntryRetracted,
     Event,
     MediationConcluded,
@@ -38,9 +39,10 @@ from events.schema import (
 )
 
 Role = Literal["creates", "refers", "retracts"]
-FoldRule = Literal["plain", "tip", "retraction"]
+FoldRule = Literal["plain", "tip", "retraction", "correction"]
 """How the fold applies a type: ``plain`` adds its declared figures (and a retraction takes exactly those away);
-``tip`` keeps a tip's state (received, assessments) and counts from it; ``retraction`` undoes its target."""
+``tip`` keeps a tip's state (received, assessments) and counts from it; ``retraction`` undoes its target (a
+correction's target stands again); ``correction`` replaces its target's contribution with its copy's."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class Entity:
     """The event's field holding the entity's id."""
     role: Role
     """``creates`` (the first event on the subject; a second is ``conflict``), ``refers`` (the entity must exist,
-    in the same ward), ``retracts`` (an entry of the log, at most once)."""
+    in the same ward), ``retracts`` (ends a version of an entry of the log: a retraction or a correction. Every
+    end of a version lives on that version's subject ``retraction.<target_event_id>``, guarded with the
+    subject's expected last sequence, so a version is retracted or corrected at most once; only a retracted
+    correction of it makes it open again)."""
     versioned: bool = False
     """The event may carry ``expected_version`` (the entity's latest sequence), checked by the stream."""
     past: str = "created"
@@ -218,6 +223,13 @@ CATALOGUE: tuple[EventSpec, ...] = (
         Entity("retraction", "target_event_id", "retracts", past="retracted"),
         fold="retraction",
     ),
+    EventSpec(
+        EntryCorrected,
+        "an entry corrected: the latest version replaced by `corrected` (same type, entity and locality)",
+        # on the target version's end subject, shared with retractions: one end per version
+        Entity("retraction", "target_event_id", "retracts", past="corrected"),
+        fold="correction",
+    ),
 )
 
 SPECS: Mapping[type[BaseEvent], EventSpec] = MappingProxyType({s.struct: s for s in CATALOGUE})
@@ -319,7 +331,9 @@ def figure_table() -> str:
                 text += f", and `.<{fig.by}>`: " + ", ".join(fig.breakdowns(spec.struct))
             figures.append(text)
         if spec.fold == "retraction":
-            figures.append("removes its target's contribution")
+            figures.append("removes its target's contribution (a corrected version stands again)")
+        if spec.fold == "correction":
+            figures.append("replaces its target's contribution with the corrected copy's (in its year)")
         lines.append(f"| `{spec.tag}` | {subject} | {spec.summary} | {'; '.join(figures) or '—'} |")
     return "\n".join(lines) + "\n"
 

@@ -22,6 +22,7 @@ from events.schema import (
     FREE_TEXT_FIELDS,
     ID_FIELDS,
     TAGS,
+    EntryCorrected,
     EntryRetracted,
     Event,
     Recorded,
@@ -106,23 +107,58 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
     return Invalid(msg, path)
 
 
-def _check_ids(event: Event) -> None:
+def _check_ids(event: Event, at: str = "$") -> None:
     for name in _IDS_OF[type(event)]:
         value: uuid.UUID = getattr(event, name)
         if value.int in (0, _MAX_UUID.int):
             which = "nil" if value == _NIL_UUID else "max"
             raise Invalid(
-                f"{name} is the {which} UUID {value}, which is no identifier: use a random one", f"$.{name}"
+                f"{name} is the {which} UUID {value}, which is no identifier: use a random one",
+                f"{at}.{name}",
             )
 
 
-def _check_text(event: Event) -> None:
+def _check_text(event: Event, at: str = "$") -> None:
     for name in _TEXTS_OF[type(event)]:
         value = getattr(event, name)
         if value is not None:
             problem = text_problem(value)
             if problem is not None:
-                raise Invalid(f"{name} {problem}", f"$.{name}")
+                raise Invalid(f"{name} {problem}", f"{at}.{name}")
+
+
+def _check_dates(event: Event, today: dt.date, at: str = "$") -> None:
+    if event.occurred_on > today:
+        raise Invalid(
+            f"occurred_on {event.occurred_on} is after today ({today}, Vietnam time)", f"{at}.occurred_on"
+        )
+    if event.occurred_on < EARLIEST:
+        raise Invalid(f"occurred_on {event.occurred_on} is before {EARLIEST}", f"{at}.occurred_on")
+
+
+def _check_correction(event: EntryCorrected, today: dt.date) -> None:
+    """The corrected copy is validated like any event, at ``$.corrected.…`` paths, and carries the
+    correction's own locality and an event_id of its own."""
+    inner = event.corrected
+    _check_ids(inner, "$.corrected")
+    _check_text(inner, "$.corrected")
+    _check_dates(inner, today, "$.corrected")
+    if inner.locality != event.locality:
+        raise Invalid(
+            "the corrected event's locality differs from the correction's: both carry the target's locality",
+            "$.corrected.locality",
+        )
+    if getattr(inner, "expected_version", None) is not None:
+        raise Invalid(
+            "a correction is not checked against its tip's version (it does not change it): leave "
+            "expected_version out of the corrected event",
+            "$.corrected.expected_version",
+        )
+    if inner.event_id in (event.event_id, event.target_event_id):
+        raise Invalid(
+            "the corrected event needs an event_id of its own (not the correction's, not the target's)",
+            "$.corrected.event_id",
+        )
 
 
 def _nfc(text: str | None) -> str | None:
@@ -131,11 +167,15 @@ def _nfc(text: str | None) -> str | None:
 
 def normalise(event: Event) -> Event:
     """NFC-normalise the free-text fields (Vietnamese typed on different keyboards compares equal)."""
-    changes: dict[str, str | None] = {}
+    changes: dict[str, object] = {}
     for name in ("hamlet", "note", "reason"):
         value = getattr(event, name, None)
         if value is not None and not unicodedata.is_normalized("NFC", value):
             changes[name] = _nfc(value)
+    if isinstance(event, EntryCorrected):
+        inner = normalise(event.corrected)
+        if inner is not event.corrected:
+            changes["corrected"] = inner
     return msgspec.structs.replace(event, **changes) if changes else event
 
 
@@ -157,14 +197,13 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
         raise Invalid("this key is given twice in the same object: give each key once", duplicate)
     _check_ids(event)
     _check_text(event)
-    if event.occurred_on > today:
-        raise Invalid(
-            f"occurred_on {event.occurred_on} is after today ({today}, Vietnam time)", "$.occurred_on"
-        )
-    if event.occurred_on < EARLIEST:
-        raise Invalid(f"occurred_on {event.occurred_on} is before {EARLIEST}", "$.occurred_on")
+    _check_dates(event, today)
     if isinstance(event, EntryRetracted) and event.target_event_id == event.event_id:
         raise Invalid("an entry cannot retract itself", "$.target_event_id")
+    if isinstance(event, EntryCorrected):
+        if event.target_event_id == event.event_id:
+            raise Invalid("an entry cannot correct itself", "$.target_event_id")
+        _check_correction(event, today)
     return normalise(event)
 
 

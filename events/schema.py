@@ -135,6 +135,22 @@ class EntryRetracted(BaseEvent, frozen=True, kw_only=True, tag="entry.retracted"
     reason: Reason
 
 
+Correctable: TypeAlias = (
+    TipReceived | TipAssessed | SessionHeld | PledgeSigned | MediationConcluded | WeaponsSurrendered
+)
+"""The types an ``entry.corrected`` can carry: every event type but retractions and corrections."""
+
+
+class EntryCorrected(BaseEvent, frozen=True, kw_only=True, tag="entry.corrected"):
+    """A version of an entry replaced by ``corrected``: an event of the target's type, for the same entity and
+    locality, with an event_id of its own. ``target_event_id`` names the latest version (the original entry,
+    or the last correction of it)."""
+
+    target_event_id: uuid.UUID
+    corrected: Correctable
+    reason: Reason
+
+
 Event: TypeAlias = (
     TipReceived
     | TipAssessed
@@ -143,6 +159,7 @@ Event: TypeAlias = (
     | MediationConcluded
     | WeaponsSurrendered
     | EntryRetracted
+    | EntryCorrected
 )
 
 EVENT_TYPES: tuple[type[BaseEvent], ...] = (
@@ -153,7 +170,9 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     MediationConcluded,
     WeaponsSurrendered,
     EntryRetracted,
+    EntryCorrected,
 )
+CORRECTABLE_TYPES: tuple[type[BaseEvent], ...] = EVENT_TYPES[:6]
 TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 
 FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason")

@@ -23,7 +23,7 @@ import msgspec
 from events.codec import decode_recorded
 from events.errors import EventError
 from events.localities import Localities
-from events.schema import TAGS, Recorded
+from events.schema import TAGS, EntryCorrected, Recorded
 from events.subjects import EVENTS_PREFIX, rest_of
 
 HEAD_BYTES = 64
@@ -85,6 +85,8 @@ class StoredRecords:
             return self.foreign(seq, subject, data, f"ward {ward} is not an official 2025 ward code")
         if not record.office:
             return self.foreign(seq, subject, data, "the record names no office")
+        if isinstance(event, EntryCorrected) and event.corrected.locality != event.locality:
+            return self.foreign(seq, subject, data, "a correction whose corrected event has another locality")
         expected = f"{EVENTS_PREFIX}.{province}.{ward}.{rest_of(event)}"
         if subject != expected:
             return self.foreign(

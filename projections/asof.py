@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from events.schema import EntryRetracted, Recorded, TipAssessed, TipReceived
+from events.schema import EntryCorrected, EntryRetracted, Recorded, TipAssessed, TipReceived
 
 
 class OccurredOnOrBefore:
@@ -25,12 +25,15 @@ class OccurredOnOrBefore:
         match event:
             case TipAssessed(tip_id=tip_id):
                 kept = tip_id not in self._dropped_tips
-            case EntryRetracted(target_event_id=target):
+            case EntryRetracted(target_event_id=target) | EntryCorrected(target_event_id=target):
                 kept = target not in self._dropped_events
             case _:
                 kept = event.occurred_on <= self._cutoff
-                if not kept and isinstance(event, TipReceived):
-                    self._dropped_tips.add(event.tip_id)
+                if isinstance(event, TipReceived):  # a freed tip id received again: the latest tip decides
+                    if kept:
+                        self._dropped_tips.discard(event.tip_id)
+                    else:
+                        self._dropped_tips.add(event.tip_id)
         if not kept:
             self._dropped_events.add(event.event_id)
         return kept

@@ -7,9 +7,13 @@ State maps small integer keys to small values, so a runner loads only the keys a
 
 - a tip's id (``uuid.int``) → ``TipState``: the tip's ward, day, retracted flag, and its non-retracted
   assessments in stream order (so that retracting the latest one falls back to the previous one);
-- an event's id with ``EVENT_BIT`` set → what a retractable event contributed: a ``TipLink`` for a tip's own
-  events, or the few numbers a session / pledge / mediation / weapons event added. A retraction subtracts
-  exactly that and deletes the key (the gateway lets each event be retracted at most once).
+- an event's id with ``EVENT_BIT`` set → what a version of an entry contributes: a ``TipLink`` for a tip's own
+  events, or a ``Part`` (the few numbers a session / pledge / mediation / weapons event added). A retraction
+  subtracts exactly that and deletes the key (the gateway lets each version be ended at most once).
+- corrections keep a chain: the correction's key holds a ``Fix`` (the copy's contribution and the version it
+  replaced), the replaced version's key a ``Superseded`` (its own value, kept to stand again). A correction
+  swaps the two contributions in one step; a retraction of a correction swaps them back and the replaced
+  version is the latest again.
 
 Deltas are changes of figures keyed ``(ward, year key, metric)``. The year key holds both kinds of year at
 once (``year_key``), so each change is counted once while folding and split into the calendar and reporting
@@ -26,7 +30,7 @@ from typing import Final, TypeAlias
 import msgspec
 
 from events.catalogue import CATALOGUE, CONTRIBUTIONS, FoldRule
-from events.schema import EntryRetracted, Event, Recorded, TipAssessed, TipReceived
+from events.schema import EntryCorrected, EntryRetracted, Event, Recorded, TipAssessed, TipReceived
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, WardMismatch
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
@@ -60,10 +64,14 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
 
 
 class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2):
-    """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip."""
+    """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip. What a
+    correction may change is kept here, so that the version stands again when its correction is retracted:
+    an assessment's ``valuable``, a received tip's ``day``."""
 
     tip: bytes
     assessment: bool
+    valuable: bool = False
+    day: int = 0
 
 
 class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
@@ -74,7 +82,23 @@ class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False,
     amounts: tuple[tuple[str, int], ...]
 
 
-Value: TypeAlias = TipState | TipLink | Part
+class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
+    """A correction (the version it is now): the corrected copy's contribution, and the version it replaced."""
+
+    value: Part | TipLink
+    replaces: bytes
+    """The replaced version's event id (its key holds a ``Superseded``)."""
+
+
+class Superseded(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=5):
+    """A version replaced by a correction: its own value, restored if that correction is retracted."""
+
+    value: Part | TipLink | Fix
+    by: bytes
+    """The correction's event id."""
+
+
+Value: TypeAlias = TipState | TipLink | Part | Fix | Superseded
 State: TypeAlias = Mapping[Key, Value]
 StateUpdate: TypeAlias = dict[Key, Value | None]
 """Keys the fold wrote: the new value, or None for a deleted key."""
@@ -156,20 +180,30 @@ def part_of(event: Event) -> Part:
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
     """Keys the fold may read for these events, given the state loaded so far.
 
-    A retraction of a tip's event needs the tip too, which is known only once the event's key is loaded:
-    call again with the larger state until nothing new is needed (at most twice).
+    A retraction of a tip's event needs the tip too, and a retraction of a correction the version it replaced,
+    which are known only once the target's key is loaded: call again with the larger state until nothing new
+    is needed.
     """
     keys: set[Key] = set()
     for _, recorded in events:
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
             keys.add(event.tip_id.int)
-        elif isinstance(event, EntryRetracted):
+        elif isinstance(event, EntryRetracted | EntryCorrected):
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
             value = state.get(target)
+            if isinstance(
+                value, Superseded
+            ):  # it may stand again within the batch (its correction retracted)
+                value = value.value
+            if isinstance(value, Fix):  # a retracted correction restores the version it replaced
+                keys.add(event_key(value.replaces))
+                value = value.value
             if isinstance(value, TipLink):
                 keys.add(tip_key(value.tip))
+            if isinstance(event, EntryCorrected) and isinstance(event.corrected, TipReceived | TipAssessed):
+                keys.add(event.corrected.tip_id.int)
     return keys
 
 
@@ -187,6 +221,7 @@ class _Folder:
             "plain": self._part,
             "tip": self._tip_event,
             "retraction": self._retracted,
+            "correction": self._corrected,
         }
         self._apply: dict[type, Callable[[int, Event], None]] = {s.struct: rules[s.fold] for s in CATALOGUE}
 
@@ -209,6 +244,13 @@ class _Folder:
 
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution."""
+        if before is not None and before.day != after.day:  # a corrected tip.received: its year may move
+            byk = year_key(before.day)
+            if not before.retracted:
+                self.add(before.ward, byk, m.TIPS_RECEIVED, -1)
+            if before.valuable:
+                self.add(before.ward, byk, m.TIPS_VALUABLE, -1)
+            before = None
         yk = year_key(after.day)
         was_counted = before is not None and not before.retracted
         if was_counted != (not after.retracted):
@@ -227,18 +269,23 @@ class _Folder:
     def _tip_received(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipReceived)
         key = event.tip_id.int
-        if self.get(key) is not None:
+        before = self.get(key)
+        if before is not None and not (isinstance(before, TipState) and before.retracted):
             raise DuplicateEntity(
                 f"tip {event.tip_id} was already received", seq=seq, event_id=event.event_id
             )
+        # a retracted tip's id was freed: received again, it is a new tip (the old one's assessments stay
+        # with the old one)
         tip = TipState(
             ward=sys.intern(event.locality.ward),
             day=event.occurred_on.toordinal(),
             retracted=False,
             assessments=(),
         )
-        self.set_tip(key, None, tip)
-        self._written[event.event_id.int | EVENT_BIT] = TipLink(tip=event.tip_id.bytes, assessment=False)
+        self.set_tip(key, before if isinstance(before, TipState) else None, tip)
+        self._written[event.event_id.int | EVENT_BIT] = TipLink(
+            tip=event.tip_id.bytes, assessment=False, day=tip.day
+        )
 
     def _tip_assessed(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipAssessed)
@@ -248,7 +295,9 @@ class _Folder:
             raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
         self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))
-        self._written[event.event_id.int | EVENT_BIT] = TipLink(tip=event.tip_id.bytes, assessment=True)
+        self._written[event.event_id.int | EVENT_BIT] = TipLink(
+            tip=event.tip_id.bytes, assessment=True, valuable=event.valuable
+        )
 
     def _part(self, seq: int, event: Event) -> None:
         part = part_of(event)
@@ -271,25 +320,36 @@ class _Folder:
         target = event.target_event_id
         tkey = target.int | EVENT_BIT
         value = self.get(tkey)
-        if value is None or isinstance(value, TipState):
+        if value is None or isinstance(value, TipState | Superseded):
             raise UnknownTarget(
-                f"no retractable event {target} (unknown or already retracted)",
+                f"no retractable event {target} (unknown, already retracted, or corrected)",
                 seq=seq,
                 event_id=event.event_id,
             )
-        if isinstance(value, TipLink):
+        if isinstance(value, Fix):  # the version it replaced stands again
+            pkey = event_key(value.replaces)
+            previous = self.get(pkey)
+            if not isinstance(previous, Superseded) or previous.by != target.bytes:
+                raise UnknownTarget(
+                    f"the version correction {target} replaced is missing", seq=seq, event_id=event.event_id
+                )
+            restored = previous.value
+            self._swap(seq, event, target.bytes, value.value, value.replaces, _current(restored))
+            self._written[pkey] = restored
+        elif isinstance(value, TipLink):
             key = tip_key(value.tip)
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
-            if tip.ward != event.locality.ward:
+            if value.assessment and not _assessed(tip, target.bytes):
+                pass  # an assessment of an earlier tip of this id (retracted, its id received again)
+            elif tip.ward != event.locality.ward:
                 raise WardMismatch(
                     f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
                 )
-            if value.assessment:
+            elif value.assessment:
                 kept = tuple(a for a in tip.assessments if a[0] != target.bytes)
-                after = msgspec.structs.replace(tip, assessments=kept)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=kept))
             else:
-                after = msgspec.structs.replace(tip, retracted=True)
-            self.set_tip(key, tip, after)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, retracted=True))
         else:
             if value.ward != event.locality.ward:
                 raise WardMismatch(
@@ -299,6 +359,76 @@ class _Folder:
             for metric, amount in value.amounts:
                 self.add(value.ward, yk, metric, -amount)
         self._written[tkey] = None
+
+    def _corrected(self, seq: int, event: Event) -> None:
+        assert isinstance(event, EntryCorrected)
+        target = event.target_event_id
+        tkey = target.int | EVENT_BIT
+        value = self.get(tkey)
+        if not isinstance(value, Part | TipLink | Fix):
+            raise UnknownTarget(
+                f"no correctable version {target} (unknown, retracted, or already corrected)",
+                seq=seq,
+                event_id=event.event_id,
+            )
+        copy = event.corrected
+        new: Part | TipLink
+        if isinstance(copy, TipReceived):
+            new = TipLink(tip=copy.tip_id.bytes, assessment=False, day=copy.occurred_on.toordinal())
+        elif isinstance(copy, TipAssessed):
+            new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
+        else:
+            new = part_of(copy)
+        self._swap(seq, event, target.bytes, _current(value), event.event_id.bytes, new)
+        self._written[event.event_id.int | EVENT_BIT] = Fix(value=new, replaces=target.bytes)
+        self._written[tkey] = Superseded(value=value, by=event.event_id.bytes)
+
+    def _swap(
+        self, seq: int, event: Event, old_id: bytes, old: Part | TipLink, new_id: bytes, new: Part | TipLink
+    ) -> None:
+        """Replace one version's contribution (``old``, of version ``old_id``) by another's, in one step."""
+        ward = event.locality.ward
+        if isinstance(old, Part) and isinstance(new, Part):
+            if old.ward != ward or new.ward != ward:
+                raise WardMismatch(
+                    f"the corrected entry is in ward {old.ward}", seq=seq, event_id=event.event_id
+                )
+            oyk, nyk = year_key(old.day), year_key(new.day)
+            for metric, amount in old.amounts:
+                self.add(ward, oyk, metric, -amount)
+            for metric, amount in new.amounts:
+                self.add(ward, nyk, metric, amount)
+            return
+        if not (
+            isinstance(old, TipLink)
+            and isinstance(new, TipLink)
+            and old.tip == new.tip
+            and old.assessment == new.assessment
+        ):
+            raise UnknownTarget(
+                "a correction must keep its target's type and tip", seq=seq, event_id=event.event_id
+            )
+        key = tip_key(old.tip)
+        tip = self._tip(key, seq, event, "the corrected entry's tip is unknown")
+        if new.assessment and not _assessed(tip, old_id):
+            return  # an assessment of an earlier tip of this id (retracted, its id received again)
+        if tip.ward != ward:
+            raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
+        if not new.assessment:
+            after = msgspec.structs.replace(tip, day=new.day)
+        else:
+            kept = tuple((new_id, new.valuable) if a[0] == old_id else a for a in tip.assessments)
+            after = msgspec.structs.replace(tip, assessments=kept)
+        self.set_tip(key, tip, after)
+
+
+def _assessed(tip: TipState, event_id: bytes) -> bool:
+    return any(a[0] == event_id for a in tip.assessments)
+
+
+def _current(value: Part | TipLink | Fix) -> Part | TipLink:
+    """What a standing version contributes."""
+    return value.value if isinstance(value, Fix) else value
 
 
 def handled_types() -> frozenset[type]:

@@ -53,3 +53,17 @@ def retraction(target: dict[str, Any], reason: str = "entered twice", **kw: Any)
     return base(
         "entry.retracted", target["locality"]["ward"], target_event_id=target["event_id"], reason=reason, **kw
     )
+
+
+def correction(target: dict[str, Any], reason: str = "miscounted", **changes: Any) -> dict[str, Any]:
+    """An entry.corrected of ``target`` (an intake document: an original, or a correction, whose copy is then
+    the one corrected); the copy has a new event_id and ``changes`` applied."""
+    current = target["corrected"] if target["type"] == "entry.corrected" else target
+    copy = {**current, "event_id": new_id(), **changes}
+    return base(
+        "entry.corrected",
+        target["locality"]["ward"],
+        target_event_id=target["event_id"],
+        corrected=copy,
+        reason=reason,
+    )

@@ -9,11 +9,11 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.schema import EntryRetracted, Event, TipAssessed, TipReceived
+from events.schema import EntryCorrected, EntryRetracted, Event, TipAssessed, TipReceived
 from projections.asof import OccurredOnOrBefore
 from projections.folds import Key, Value, apply_update, by_period, fold
 from projections.replay import InMemoryReplay
-from tests.test_fold_model import DAYS, histories, recorded, reference
+from tests.test_fold_model import DAYS, histories, recorded, reference, tip_owners
 
 
 @st.composite
@@ -50,22 +50,21 @@ def test_replay_cut_at_a_checkpoint_equals_the_live_figures_then(data: st.DataOb
 
 
 def facts_on_or_before(events: list[Event], cutoff: dt.date) -> list[Event]:
-    """Independent of projections.asof: decide the facts first, then what speaks about them."""
+    """Independent of projections.asof: decide the facts first (by the original's date), then what speaks about
+    them: an assessment about the tip received last before it, a retraction or correction about its target."""
     facts = {
         e.event_id
         for e in events
-        if not isinstance(e, TipAssessed | EntryRetracted) and e.occurred_on <= cutoff
+        if not isinstance(e, TipAssessed | EntryRetracted | EntryCorrected) and e.occurred_on <= cutoff
     }
-    kept_tips: set[uuid.UUID] = {
-        e.tip_id for e in events if isinstance(e, TipReceived) and e.event_id in facts
+    owner = tip_owners(events)
+    kept = facts | {
+        e.event_id for e in events if isinstance(e, TipAssessed) and owner.get(e.event_id) in facts
     }
-    assessments = {e.event_id for e in events if isinstance(e, TipAssessed) and e.tip_id in kept_tips}
-    targets = facts | assessments
-    return [
-        e
-        for e in events
-        if e.event_id in targets or (isinstance(e, EntryRetracted) and e.target_event_id in targets)
-    ]
+    for e in events:  # in order: a correction of a kept correction is kept
+        if isinstance(e, EntryRetracted | EntryCorrected) and e.target_event_id in kept:
+            kept.add(e.event_id)
+    return [e for e in events if e.event_id in kept]
 
 
 @given(events=histories(), cutoff=st.sampled_from(DAYS))

@@ -67,6 +67,7 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.mediation(),
         f.weapons(items=[{"kind": "air_gun", "quantity": 2}, {"kind": "ammunition", "quantity": 30}]),
         f.retraction(session),
+        f.correction(tip, channel="hotline"),
     ]
     assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
     records = [

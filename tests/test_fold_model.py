@@ -1,7 +1,9 @@
 """An independent reference of the statistics, recomputed from the surviving events, and event histories.
 
 The reference is written separately from projections/folds.py on purpose (no imports from projections): it
-first drops retracted entries, then counts what is left. Tests compare the fold and the PostgreSQL figures
+first resolves every entry to the version that stands (an entry is a stack of versions: the original, then each
+correction's copy; retracting the top correction pops it, retracting the original drops the entry), then counts
+the versions that stand, in the order their entries were first recorded. Tests compare the fold and the PostgreSQL figures
 with it. The tests in this file check the reference itself on hand-made cases.
 """
 
@@ -13,9 +15,11 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 
+import msgspec
 from hypothesis import strategies as st
 
 from events.schema import (
+    EntryCorrected,
     EntryRetracted,
     Event,
     Locality,
@@ -48,10 +52,44 @@ DAYS = tuple(
 OFFICE = "ca-cao-bang"
 
 
+def standing(events: Sequence[Event]) -> list[tuple[uuid.UUID, Event]]:
+    """(entry, the version of it that stands), in the order the entries were first recorded. An entry is named
+    by its original's event_id."""
+    versions: dict[uuid.UUID, list[tuple[uuid.UUID, Event]]] = {}  # entry (original id) -> its versions
+    entry_of: dict[uuid.UUID, uuid.UUID] = {}  # a version's id (original or correction) -> its entry
+    for e in events:
+        if isinstance(e, EntryCorrected):
+            entry = entry_of[e.target_event_id]
+            assert versions[entry][-1][0] == e.target_event_id, "a correction targets the latest version"
+            versions[entry].append((e.event_id, e.corrected))
+            entry_of[e.event_id] = entry
+        elif isinstance(e, EntryRetracted):
+            entry = entry_of[e.target_event_id]
+            assert versions[entry][-1][0] == e.target_event_id, "a retraction targets the latest version"
+            versions[entry].pop()  # the original popped: the entry is gone
+        else:
+            versions[e.event_id] = [(e.event_id, e)]
+            entry_of[e.event_id] = e.event_id
+    return [(entry, stack[-1][1]) for entry, stack in versions.items() if stack]
+
+
+def tip_owners(events: Sequence[Event]) -> dict[uuid.UUID, uuid.UUID]:
+    """Each assessment entry's tip entry: the tip.received recorded last before it with its tip_id (a retracted
+    tip's id may be received again: a new tip, which the earlier assessments do not speak about)."""
+    received: dict[uuid.UUID, uuid.UUID] = {}
+    owner: dict[uuid.UUID, uuid.UUID] = {}
+    for e in events:
+        if isinstance(e, TipReceived):
+            received[e.tip_id] = e.event_id
+        elif isinstance(e, TipAssessed) and e.tip_id in received:
+            owner[e.event_id] = received[e.tip_id]
+    return owner
+
+
 def reference(events: Sequence[Event]) -> Figures:
-    """Non-zero figures keyed (period, ward, year, metric), from the events that survive retraction."""
-    retracted = {e.target_event_id for e in events if isinstance(e, EntryRetracted)}
-    alive = [e for e in events if not isinstance(e, EntryRetracted) and e.event_id not in retracted]
+    """Non-zero figures keyed (period, ward, year, metric), from the versions that stand."""
+    alive = standing(events)
+    owner = tip_owners(events)
     figures: Counter[tuple[str, str, int, str]] = Counter()
 
     def count(event: Event, metric: str, amount: int) -> None:
@@ -60,14 +98,14 @@ def reference(events: Sequence[Event]) -> Figures:
         figures["calendar", event.locality.ward, day.year, metric] += amount
         figures["reporting", event.locality.ward, reporting, metric] += amount
 
-    latest: dict[uuid.UUID, bool] = {}
-    for e in alive:
-        if isinstance(e, TipAssessed):
-            latest[e.tip_id] = e.valuable
-    for e in alive:
+    latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
+    for entry, e in alive:
+        if isinstance(e, TipAssessed) and entry in owner:
+            latest[owner[entry]] = e.valuable
+    for entry, e in alive:
         if isinstance(e, TipReceived):
             count(e, "tips_received", 1)
-            if latest.get(e.tip_id):
+            if latest.get(entry):
                 count(e, "tips_valuable", 1)
         elif isinstance(e, SessionHeld):
             for metric in ("sessions_held", f"sessions_held.{e.level}"):
@@ -98,6 +136,9 @@ KINDS = (
     "assess",
     "retract",
     "retract",
+    "correct",
+    "correct",
+    "again",
     "session",
     "pledge",
     "mediation",
@@ -105,21 +146,51 @@ KINDS = (
 )
 
 
+def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
+    """A corrected copy of ``current``: same type, entity and locality, its own id, other values drawn."""
+    day = draw(st.sampled_from(DAYS))
+    if isinstance(current, TipReceived):
+        return msgspec.structs.replace(current, event_id=eid, occurred_on=day, channel="hotline")
+    if isinstance(current, TipAssessed):
+        return msgspec.structs.replace(current, event_id=eid, valuable=draw(st.booleans()))
+    if isinstance(current, SessionHeld):
+        return msgspec.structs.replace(
+            current,
+            event_id=eid,
+            occurred_on=day,
+            level=draw(st.sampled_from(("commune", "hamlet", "institution"))),
+            attendance=draw(st.integers(0, 500)),
+        )
+    if isinstance(current, PledgeSigned):
+        return msgspec.structs.replace(
+            current, event_id=eid, occurred_on=day, signatures=draw(st.integers(1, 300))
+        )
+    if isinstance(current, MediationConcluded):
+        outcome = draw(st.sampled_from(("successful", "unsuccessful", "referred")))
+        return msgspec.structs.replace(current, event_id=eid, occurred_on=day, outcome=outcome)
+    assert isinstance(current, WeaponsSurrendered)
+    items = (WeaponItem(kind="ammunition", quantity=draw(st.integers(1, 50))), *current.items[:1])
+    return msgspec.structs.replace(current, event_id=eid, occurred_on=day, items=items)
+
+
 @st.composite
 def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
-    """Event histories the gateway would accept: assessments of known tips in the tip's ward, retractions of
-    earlier non-retraction events (each at most once) in the target's ward, fresh tip and case ids."""
+    """Event histories the gateway would accept: assessments of known tips in the tip's ward, retractions and
+    corrections of the latest version of an entry (each version ended at most once, unless the correction that
+    ended it was retracted) in the target's ward, fresh tip and case ids."""
     ids = (uuid.UUID(int=(draw(st.integers(0, 2**32)) << 64) + n) for n in itertools.count(1))
     events: list[Event] = []
-    tips: list[TipReceived] = []
-    retractable: list[Event] = []
+    tips: dict[uuid.UUID, TipReceived] = {}  # each tip id: its latest tip.received (whose ward it keeps)
+    retractable: list[Event] = []  # the latest version of every entry still standing
+    replaced: dict[uuid.UUID, Event] = {}  # a correction's id -> the version it replaced
+    freed: list[uuid.UUID] = []  # tip ids whose tip.received was retracted: they may be received again
     for _ in range(draw(st.integers(0, max_size))):
         kind = draw(st.sampled_from(KINDS))
         ward = draw(st.sampled_from(WARDS))
         eid, day = next(ids), draw(st.sampled_from(DAYS))
         event: Event
         if kind == "assess" and tips:
-            tip = draw(st.sampled_from(tips))
+            tip = draw(st.sampled_from(sorted(tips.values(), key=lambda t: t.event_id)))
             event = TipAssessed(
                 event_id=eid,
                 occurred_on=day,
@@ -136,6 +207,33 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 target_event_id=target.event_id,
                 reason="entered twice",
             )
+            if isinstance(target, EntryCorrected):  # the version it replaced stands again
+                retractable.append(replaced.pop(target.event_id))
+            elif isinstance(target, TipReceived):
+                freed.append(target.tip_id)
+        elif kind == "correct" and retractable:
+            target = retractable.pop(draw(st.integers(0, len(retractable) - 1)))
+            current = target.corrected if isinstance(target, EntryCorrected) else target
+            event = EntryCorrected(
+                event_id=eid,
+                occurred_on=day,
+                locality=target.locality,
+                target_event_id=target.event_id,
+                corrected=_copy_of(draw, current, next(ids)),  # type: ignore[arg-type]
+                reason="miscounted",
+            )
+            replaced[eid] = target
+        elif kind == "again" and freed:
+            event = TipReceived(
+                event_id=eid,
+                occurred_on=day,
+                locality=Locality(scheme="gso-2025", ward=ward),
+                tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
+                channel="letter",
+                category="crime",
+                source="resident",
+            )
+            tips[event.tip_id] = event
         elif kind == "session":
             event = SessionHeld(
                 event_id=eid,
@@ -185,7 +283,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 category="drugs",
                 source="resident",
             )
-            tips.append(event)
+            tips[event.tip_id] = event
         if not isinstance(event, EntryRetracted):
             retractable.append(event)
         events.append(event)
@@ -248,3 +346,62 @@ def test_reference_falls_back_to_the_previous_assessment_and_drops_a_retracted_t
     yes, no = _assess(tip, True), _assess(tip, False)
     assert reference([tip, yes, no, _retract(no)])[("calendar", "01447", 2018, "tips_valuable")] == 1
     assert reference([other, _assess(other, True), _retract(other)]) == {}
+
+
+def _correct(target: Event, copy: Event) -> EntryCorrected:
+    return EntryCorrected(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2019, 3, 3),
+        locality=target.locality,
+        target_event_id=target.event_id,
+        corrected=copy,  # type: ignore[arg-type]
+        reason="miscounted",
+    )
+
+
+def test_reference_counts_the_standing_version_of_a_corrected_entry() -> None:
+    session = SessionHeld(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2018, 12, 31),
+        locality=Locality(scheme="gso-2025", ward="01447"),
+        level="commune",
+        topics=("law",),
+        attendance=40,
+    )
+    moved = msgspec.structs.replace(
+        session, event_id=uuid.uuid4(), occurred_on=dt.date(2019, 1, 2), attendance=4
+    )
+    first = _correct(session, moved)
+    assert reference([session, first])[("calendar", "01447", 2019, "session_attendance")] == 4
+    assert ("calendar", "01447", 2018, "session_attendance") not in reference([session, first])
+    # retracting the correction: the original stands again; retracting it then: nothing
+    back: list[Event] = [session, first, _retract(first)]
+    assert reference(back) == reference([session])
+    assert reference([*back, _retract(session)]) == {}
+
+
+def test_reference_keeps_a_corrected_assessment_in_its_place() -> None:
+    tip = _tip()
+    yes, no = _assess(tip, True), _assess(tip, False)
+    fixed = _correct(yes, msgspec.structs.replace(yes, event_id=uuid.uuid4(), valuable=False))
+    assert ("calendar", "01447", 2018, "tips_valuable") not in reference([tip, yes, no, fixed])
+    # the earlier assessment, corrected to valuable, is still not the latest
+    fixed_no = _correct(no, msgspec.structs.replace(no, event_id=uuid.uuid4(), valuable=True))
+    assert reference([tip, yes, no, fixed_no])[("calendar", "01447", 2018, "tips_valuable")] == 1
+
+
+def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip() -> None:
+    tip = _tip()
+    old = _assess(tip, True)
+    again = msgspec.structs.replace(tip, event_id=uuid.uuid4(), occurred_on=dt.date(2019, 2, 1))
+    figures = reference([tip, old, _retract(tip), again])
+    assert figures == {
+        ("calendar", "01447", 2019, "tips_received"): 1,
+        ("reporting", "01447", 2019, "tips_received"): 1,
+    }
+    assert (
+        reference([tip, old, _retract(tip), again, _assess(again, True)])[
+            ("calendar", "01447", 2019, "tips_valuable")
+        ]
+        == 1
+    )

@@ -255,6 +255,7 @@ def _oracle_subject(doc: dict[str, Any]) -> str:
         "tip.assessed": ("tip", "tip_id"),
         "mediation.concluded": ("mediation", "case_id"),
         "entry.retracted": ("retraction", "target_event_id"),
+        "entry.corrected": ("retraction", "target_event_id"),  # one subject for every end of a version
     }
     if kind in entity_field:
         prefix, field = entity_field[kind]
@@ -274,6 +275,7 @@ _docs = st.sampled_from(_WARDS).flatmap(
             f.weapons(ward=ward),
             f.retraction(f.session(ward=ward)),
             f.assessment(f.tip(ward=ward)),
+            f.correction(f.pledge(ward=ward)),
         ]
     )
 )
@@ -322,3 +324,14 @@ def test_a_stored_record_with_a_field_this_code_does_not_know_halts_as_written_b
     data = msgspec.json.encode({"office": OFFICE, "event": doc})
     with pytest.raises(UnknownEventType, match=r"a field of session\.held"):
         _STORED.read(3, "antq.events.04.01447.session", data)
+
+
+def test_a_correction_whose_copy_has_another_locality_is_foreign() -> None:
+    doc = f.correction(f.session(ward="01447"))
+    doc["corrected"]["locality"] = {"scheme": "gso-2025", "ward": "01456"}
+    got = _STORED.read(5, _oracle_subject(doc), stored_bytes(doc))
+    assert isinstance(got, Foreign) and "another locality" in got.why
+    unknown = f.correction(f.session(ward="01447"))
+    unknown["corrected"]["women_attending"] = 3  # a field of the copy this code does not know: halt
+    with pytest.raises(UnknownEventType):
+        _STORED.read(6, _oracle_subject(unknown), msgspec.json.encode({"office": OFFICE, "event": unknown}))

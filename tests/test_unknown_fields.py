@@ -31,6 +31,7 @@ def valid_documents() -> list[dict[str, Any]]:
         f.mediation(),
         f.weapons(items=[{"kind": "air_gun", "quantity": 1}, {"kind": "explosive", "quantity": 2}]),
         f.retraction(f.session()),
+        f.correction(f.weapons(items=[{"kind": "air_gun", "quantity": 1}]), hamlet="Nà Giàng"),
     ]
     assert {d["type"] for d in docs} == TAGS, "every event type has a document here"
     return docs
@@ -100,7 +101,7 @@ def test_a_misspelt_known_key_is_refused_at_its_path(doc: dict[str, Any]) -> Non
 
 
 @given(
-    which=st.integers(min_value=0, max_value=6),
+    which=st.integers(min_value=0, max_value=7),
     key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
     level=st.integers(min_value=0, max_value=5),
 )

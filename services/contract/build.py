@@ -160,7 +160,9 @@ def free_text_pattern() -> str:
     """The ECMA-262 pattern of what ``events.text`` lets free text hold: no forbidden character, and at least
     one that is not white space (text blank once trimmed is refused). Computed by asking ``FORBIDDEN`` about
     every code point, so it follows that rule whatever its regex looks like."""
-    forbidden = [c for c in range(0x110000) if FORBIDDEN.match(chr(c))]
+    # the Basic Multilingual Plane only: a pattern without the ``u`` flag cannot name a character beyond it (the
+    # invisible tag characters U+E0000–U+E007F are refused by the gateway all the same: said in the text below)
+    forbidden = [c for c in range(0x10000) if FORBIDDEN.match(chr(c))]
     body = _class_body(_ranges(forbidden))
     return f"^[^{body}]*[^{body}\\s][^{body}]*$"
 
@@ -468,6 +470,8 @@ nothing is stored, nothing kept in `ANTQ_REJECTED`. Use your NATS client's reque
 - the locality names a unit that exists on `occurred_on` (`unknown_locality`), inside the office's
   jurisdiction (`out_of_jurisdiction`);
 - ids are UUIDs, never `{nil}` nor `{top}` (the schemas say it too);
+- free text holds no invisible format character beyond the Basic Multilingual Plane either (the tag characters
+  U+E0000–U+E007F; the schemas' patterns list those of the BMP);
 - integers are written as integers: `1.0` or `1e2` is refused where an integer is expected;
 - an event referring to an entity (a tip, a case, an entry) needs it in the log (`unknown_target`), and
   `expected_version`, when given, must be its latest version (`conflict`);

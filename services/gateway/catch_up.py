@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
 from events.codec import body_hash
+from events.schema import EntryRetracted
 from events.stored import Foreign, StoredRecords, UnknownEventType
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS
@@ -46,7 +48,7 @@ async def catch_up(
     reached = start - 1
     async for batch in read_stream(js, stream, start_seq=start):
         rows: list[IndexRow] = []
-        claims: list[Claim] = []
+        claims: list[Claim | uuid.UUID] = []  # in stream order: claims, and retracted events (released)
         for msg in batch:
             try:
                 read = stored.read(msg.seq, msg.subject, msg.data)
@@ -74,6 +76,8 @@ async def catch_up(
             entity = entity_of(event)
             if entity is not None:
                 claims.append(Claim(entity, event.event_id, event.locality.ward, msg.subject))
+            if isinstance(event, EntryRetracted):
+                claims.append(event.target_event_id)
         reached = batch[-1].seq
         await index.record_caught_up(rows, claims, reached)
     if reached >= start:

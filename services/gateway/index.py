@@ -133,6 +133,13 @@ class EventIndex:
         )
         return {r["entity"]: Claim(**dict(r)) for r in rows}
 
+    async def release(self, creating_events: Sequence[uuid.UUID]) -> None:
+        """Free the entities these events created (they were retracted): their ids may be created again."""
+        if creating_events:
+            await self._pool.execute(
+                "DELETE FROM entity_claims WHERE event_id = ANY($1)", list(creating_events)
+            )
+
     async def take_over(self, orphan: Claim, claim: Claim, older_than_s: float) -> bool:
         """Give an entity to ``claim`` if ``orphan`` still holds it and has held it for long enough."""
         done = await self._pool.execute(
@@ -150,15 +157,28 @@ class EventIndex:
     async def checkpoint(self) -> int:
         return int(await self._pool.fetchval("SELECT seq FROM event_index_checkpoint"))
 
-    async def record_caught_up(self, rows: Sequence[IndexRow], claims: Sequence[Claim], seq: int) -> None:
-        """Store rows read from the stream in order, with the sequence read up to, in one transaction."""
+    async def record_caught_up(
+        self, rows: Sequence[IndexRow], claims: Sequence[Claim | uuid.UUID], seq: int
+    ) -> None:
+        """Store rows read from the stream in order, with the sequence read up to, in one transaction.
+
+        ``claims``, in stream order: a ``Claim`` of a creating event, or the id of a retracted event (its
+        claim, if it holds one, is released: ``release``)."""
         async with self._pool.acquire() as conn, conn.transaction():
             if rows:
                 await conn.execute(_INSERT_ROWS, *_columns(rows))
-            if claims:
-                await conn.executemany(
-                    """INSERT INTO entity_claims (entity, event_id, ward, subject)
-                       VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
-                    [(c.entity, c.event_id, c.ward, c.subject) for c in claims],
-                )
+            run: list[Claim] = []
+            for change in [*claims, None]:
+                if isinstance(change, Claim):
+                    run.append(change)
+                    continue
+                if run:
+                    await conn.executemany(
+                        """INSERT INTO entity_claims (entity, event_id, ward, subject)
+                           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+                        [(c.entity, c.event_id, c.ward, c.subject) for c in run],
+                    )
+                    run = []
+                if change is not None:
+                    await conn.execute("DELETE FROM entity_claims WHERE event_id = $1", change)
             await conn.execute("UPDATE event_index_checkpoint SET seq = greatest(seq, $1)", seq)

@@ -32,10 +32,12 @@ from events.errors import EventError, UnknownLocality
 from events.intake import ErrorDetail, IntakeResult, refused
 from events.localities import Localities
 from events.schema import (
+    EntryCorrected,
+    EntryRetracted,
     Event,
     Recorded,
 )
-from events.stored import StoredRecords
+from events.stored import Foreign, StoredRecords
 from events.subjects import event_subject
 from infra.streams import EVENTS, REJECTED_RAW_LIMIT
 from services.gateway.errors import (
@@ -110,6 +112,10 @@ class _Candidate:
     event: Event
     subject: str
     hash: bytes
+    expected: int | None = None
+    """An end of a version (retraction, correction): the last sequence expected on its subject."""
+    data: bytes = b""
+    """The stored record, once published."""
 
 
 @dataclass
@@ -129,6 +135,9 @@ class _Gate:
     running: asyncio.Semaphore
     admitted: int = 0
 
+
+_ENDS = "<an end of a version>"
+"""An in-flight key held by every retraction and correction: the next one waits for them."""
 
 BUSY_RETRY_MS = 100
 """``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
@@ -375,6 +384,11 @@ class IntakePipeline:
                 if early is not None:
                     results[cand.slot] = early
                     continue
+                try:
+                    await self._check_end(batch, cand)
+                except GatewayError as exc:
+                    results[cand.slot] = self._refuse(exc, str(cand.event.event_id))
+                    continue
                 await self._publish(office, batch, cand)
             await self._drain(batch, results)
         return [r if r is not None else refused("unavailable", "not processed; retry") for r in results]
@@ -389,6 +403,8 @@ class IntakePipeline:
             rule = spec_of(ev).entity
             if rule is not None and rule.role == "retracts":
                 ids.add(getattr(ev, rule.field))
+            if isinstance(ev, EntryCorrected):
+                ids.add(ev.corrected.event_id)
             if rule is not None and rule.role == "refers":
                 referenced.add(claim_key(rule, ev))
             entity = entity_of(ev)
@@ -431,6 +447,8 @@ class IntakePipeline:
             keys.add(cand.subject)
             if rule.role == "retracts":
                 keys.add(str(getattr(ev, rule.field)))
+                # whether a version stands may depend on another end in flight (a retracted correction)
+                keys.add(_ENDS)
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -466,18 +484,102 @@ class IntakePipeline:
                     f"{rule.name} {value} is in ward {claim.ward}: a {spec.tag} carries its {rule.name}'s locality",
                     "$.locality.ward",
                 )
-        else:  # retracts
+        else:  # retracts: a retraction or a correction ends a version of an entry
+            what = "retraction" if spec.fold == "retraction" else "correction"
             target = batch.known.get(value)
             if target is None:
                 raise UnknownTarget(f"no event {value} is in the log", path)
             if BY_TAG[target.type].fold == "retraction":
-                raise Conflict("a retraction cannot be retracted", path)
+                raise Conflict(f"a retraction cannot be {rule.past}", path)
             if target.ward != ev.locality.ward:
                 raise GatewayInvalid(
-                    f"the target was recorded for ward {target.ward}: a retraction carries its target's locality",
+                    f"the target was recorded for ward {target.ward}: a {what} carries its target's locality",
                     "$.locality.ward",
                 )
+            if isinstance(ev, EntryCorrected) and ev.corrected.event_id in batch.known:
+                raise IdReused(
+                    f"event_id {ev.corrected.event_id} is already in the log: the corrected event needs an "
+                    "event_id of its own",
+                    "$.corrected.event_id",
+                )
         return None
+
+    async def _last_on(self, subject: str) -> tuple[int, Event] | None:
+        """The last event stored on ``subject`` (one direct get), or None."""
+        try:
+            msg = await self._js.get_last_msg(EVENTS, subject)
+        except NotFoundError:
+            return None
+        assert msg.seq is not None
+        read = self._stored.read(int(msg.seq), subject, msg.data or b"")
+        if isinstance(read, Foreign):
+            raise Unavailable(f"a foreign record lies on {subject} (seq {read.seq}); ask the administrator")
+        return int(msg.seq), read.event
+
+    async def _check_end(self, batch: _Batch, cand: _Candidate) -> None:
+        """A retraction or correction: the target must be the latest version, not yet ended (the stream
+        guards it with the version's subject's expected last sequence, set here); a correction's copy keeps
+        the target's type, entity and locality.
+
+        Every end of version V lies on V's subject ``…retraction.<V>``. V is open when that subject is empty,
+        or when its last event is a correction that was itself retracted (V stands again); then the expected
+        last sequence is that correction's. Otherwise V was retracted, or corrected (the correction, or a later
+        one, is the latest version): ``conflict``."""
+        ev = cand.event
+        if not isinstance(ev, EntryRetracted | EntryCorrected):
+            return
+        target = ev.target_event_id
+        path = "$.target_event_id"
+        cand.expected = 0
+        last = await self._last_on(cand.subject)
+        if last is not None:
+            seq, end = last
+            if end.event_id == ev.event_id:
+                return  # our own earlier publish: the stream answers 'wrong last sequence', resolved as ours
+            if isinstance(end, EntryRetracted):
+                raise Conflict(f"event {target} was already retracted (event {end.event_id})", path)
+            assert isinstance(end, EntryCorrected)
+            head = cand.subject.rsplit(".", 1)[0]
+            after = await self._last_on(f"{head}.{end.event_id}")
+            if after is None or not isinstance(after[1], EntryRetracted):
+                raise Conflict(
+                    f"event {target} was corrected by event {end.event_id}: correct or retract the latest "
+                    "version of the entry (that correction, or its own latest correction)",
+                    path,
+                )
+            cand.expected = seq  # its correction was retracted: the version stands again
+        if isinstance(ev, EntryCorrected):
+            await self._check_copy(batch.known[target], ev)
+
+    async def _check_copy(self, target: IndexRow, ev: EntryCorrected) -> None:
+        msg = await self._js.get_msg(EVENTS, target.seq)
+        read = self._stored.read(target.seq, target.subject, msg.data or b"")
+        if isinstance(read, Foreign):  # pragma: no cover: the index holds no foreign record
+            raise Unavailable(f"the target at seq {target.seq} is a foreign record")
+        current = read.event.corrected if isinstance(read.event, EntryCorrected) else read.event
+        copy = ev.corrected
+        cspec, tspec = spec_of(copy), spec_of(current)
+        if cspec is not tspec:
+            raise GatewayInvalid(
+                f"the target is a {tspec.tag}: a correction carries an event of the same type",
+                "$.corrected.type",
+            )
+        entity = tspec.entity
+        if entity is not None and getattr(copy, entity.field) != getattr(current, entity.field):
+            raise GatewayInvalid(
+                f"the target is of {entity.name} {getattr(current, entity.field)}: a correction keeps its "
+                f"{entity.field}",
+                f"$.corrected.{entity.field}",
+            )
+        if copy.locality != current.locality:
+            raise GatewayInvalid(
+                "a correction keeps its target's locality; retract the entry and record it anew",
+                "$.corrected.locality",
+            )
+        if copy.event_id == current.event_id:
+            raise GatewayInvalid(
+                "the corrected event needs an event_id of its own, not its target's", "$.corrected.event_id"
+            )
 
     @staticmethod
     def _accepted(ev: Event, seq: int, *, duplicate: bool) -> IntakeResult:
@@ -493,19 +595,24 @@ class IntakePipeline:
             expected = (
                 getattr(ev, "expected_version", None)
                 if rule.versioned
+                else cand.expected
+                if rule.role == "retracts"
                 else 0
-                if rule.role != "refers"
+                if rule.role == "creates"
                 else None
             )
-        data = encode_recorded(Recorded(office=office.id, event=ev))
+        data = cand.data = encode_recorded(Recorded(office=office.id, event=ev))
         future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
         batch.inflight.append((cand, future, expected))
         batch.inflight_keys.add(str(ev.event_id))
         if rule is not None:  # plain subjects (…session) are shared by independent events
             batch.inflight_keys.add(cand.subject)
+            if rule.role == "retracts":
+                batch.inflight_keys.add(_ENDS)
 
     async def _drain(self, batch: _Batch, results: list[IntakeResult | None]) -> None:
         new_rows: list[IndexRow] = []
+        ended: list[uuid.UUID] = []
         outcomes = await self._publisher.settle([future for _, future, _ in batch.inflight])
         for (cand, _, expected), outcome in zip(batch.inflight, outcomes, strict=True):
             ev = cand.event
@@ -528,9 +635,26 @@ class IntakePipeline:
             new_rows.append(row)
             duplicate = outcome.seq is None or outcome.duplicate
             results[cand.slot] = self._accepted(ev, seq, duplicate=duplicate)
+            if isinstance(ev, EntryRetracted):
+                ended.append(ev.target_event_id)
         batch.inflight.clear()
         batch.inflight_keys.clear()
         await self._index.record(new_rows)
+        # a retracted creating event frees its entity's id (only creating events hold claims)
+        await self._index.release([r.event_id for r in map(batch.known.get, ended) if r is not None])
+
+    async def _publish_after(self, cand: _Candidate, last_seq: int) -> int:
+        """Publish a creating event whose freed id's subject ends at ``last_seq``; its sequence."""
+        ev = cand.event
+        future = await self._publisher.publish_event(cand.subject, cand.data, str(ev.event_id), last_seq)
+        (outcome,) = await self._publisher.settle([future])
+        if outcome.seq is not None:
+            if outcome.duplicate:
+                await self._check_stored_hash(outcome.seq, cand)
+            return outcome.seq
+        if outcome.wrong_last_seq:
+            raise Conflict(f"{ev.event_id}: its entity changed concurrently; retry the same request")
+        raise Unavailable(outcome.failure or "the event log is unavailable; retry the same request")
 
     async def _check_stored_hash(self, seq: int, cand: _Candidate) -> None:
         stored = await self._js.get_msg(EVENTS, seq)
@@ -597,6 +721,15 @@ class IntakePipeline:
                 f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
                 "$.expected_version",
             )
+        if rule.role == "creates" and last_seq:
+            claim = (await self._index.claims([claim_key(rule, ev)])).get(claim_key(rule, ev))
+            if claim is not None and claim.event_id == ev.event_id:
+                # the id was freed (its creating event retracted): its subject holds the ended entity's events
+                return await self._publish_after(cand, last_seq)
         if rule.role == "retracts":
-            raise Conflict(f"event {value} was already retracted", f"$.{rule.field}")
+            raise Conflict(
+                f"event {value} was already retracted or corrected (by another request): read the entry again "
+                "and end its latest version",
+                f"$.{rule.field}",
+            )
         raise Conflict(f"{rule.name} {value} was already {rule.past}", f"$.{rule.field}")
