@@ -473,6 +473,9 @@ nothing is stored, nothing kept in `ANTQ_REJECTED`. Use your NATS client's reque
 - free text holds no invisible format character beyond the Basic Multilingual Plane either (the tag characters
   U+E0000–U+E007F; the schemas' patterns list those of the BMP);
 - integers are written as integers: `1.0` or `1e2` is refused where an integer is expected;
+- `entry.corrected`: the copy in `corrected` carries the correction's own `locality`, an `event_id` of its own
+  (neither the correction's nor the target's), no `expected_version`, and the target's type and entity; the
+  target is the entry's latest version (`conflict` otherwise);
 - an event referring to an entity (a tip, a case, an entry) needs it in the log (`unknown_target`), and
   `expected_version`, when given, must be its latest version (`conflict`);
 - an `event_id` is the idempotency key: the same event sent again is answered with its first `seq` and
