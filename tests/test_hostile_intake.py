@@ -32,12 +32,12 @@ from events.errors import EventError
 from events.jsonscan import MAX_DEPTH, duplicate_key, nesting_depth, too_deep
 from events.localities import Localities
 from events.schema import EVENT_TYPES, FREE_TEXT_FIELDS, ID_FIELDS
-from events.subjects import QUERY_SUBJECT
 from events.text import text_problem
 from infra.auth import generate, nats_connect_options
 from infra.embedded import EmbeddedNats
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
+from services.cli.stats_view import query_subject_of
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
 from services.gateway.telemetry import gateway_registry
@@ -561,14 +561,15 @@ async def test_with_generated_auth_a_non_inbox_reply_stores_nothing_at_either_se
             office = await connect("office-ca-cao-bang")
             reader = await connect("reader")
             await wait_until_answering(office, INTAKE)
-            await wait_until_answering(reader, QUERY_SUBJECT)
+            asks = query_subject_of(reader)  # a reader asks on its own query subject (antq.query.stats.<key>)
+            await wait_until_answering(reader, asks)
             before = int((await admin.jetstream().stream_info(EVENTS)).state.messages)
             await office.publish(INTAKE, b"x", reply="antq.events.04.01447.session")
             await office.publish(
                 INTAKE, msgspec.json.encode(f.session()), reply="antq.events.04.01447.session"
             )
             await reader.publish(
-                QUERY_SUBJECT, msgspec.json.encode({"ward": "01447", "year": 2018}), reply="antq.seals"
+                asks, msgspec.json.encode({"ward": "01447", "year": 2018}), reply="antq.seals"
             )
             await office.flush()
             await reader.flush()
@@ -579,7 +580,7 @@ async def test_with_generated_auth_a_non_inbox_reply_stores_nothing_at_either_se
             await wait_for(dropped, what="the requests dropped at both services")
             assert (await OfficeClient(office, OFFICE, timeout=20).submit_one(f.pledge())).ok
             answer = await reader.request(
-                QUERY_SUBJECT, msgspec.json.encode({"ward": "01447", "year": 2018}), timeout=20
+                asks, msgspec.json.encode({"ward": "01447", "year": 2018}), timeout=20
             )
             assert "metrics" in msgspec.json.decode(answer.data)
             after = int((await admin.jetstream().stream_info(EVENTS)).state.messages)
