@@ -5,11 +5,11 @@ request/reply subscriber that decodes its bodies itself (``raw_body``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faststream.message import StreamMessage
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsMessage
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 
 _KNOWN = {"nkeys_seed", "inbox_prefix", "user_credentials"}
@@ -39,3 +39,17 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
     """
     body: bytes = message.body
     return body
+
+
+def raw_responder(
+    broker: NatsBroker,
+    subject: str,
+    handler: Callable[[NatsMessage], Awaitable[None]],
+    *,
+    queue: str,
+    workers: int,
+) -> None:
+    """Subscribe ``handler`` to ``subject`` in the queue group ``queue``, as every request/reply service here
+    does: it gets the raw bytes (``raw_body``) and publishes its answer itself (``no_reply``), only to an inbox
+    (``services.replies``)."""
+    broker.subscriber(subject, queue=queue, max_workers=workers, no_reply=True, decoder=raw_body)(handler)

@@ -35,7 +35,7 @@ from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
-from services.nats_broker import nats_broker, raw_body
+from services.nats_broker import nats_broker, raw_responder
 from services.replies import DroppedRequests
 
 log = logging.getLogger("antq.gateway")
@@ -82,13 +82,9 @@ class Gateway:
         """Requests dropped unanswered for their reply subject, per reason (exported with the counters)."""
         self._broker = nats_broker(config.nats_url, config.nats_options)
         # a few requests at once per copy: each is independent, entity races are settled by the stream
-        self._broker.subscriber(
-            f"{INTAKE_PREFIX}.*",
-            queue=config.queue,
-            max_workers=config.workers,
-            no_reply=True,
-            decoder=raw_body,
-        )(self._receive)
+        raw_responder(
+            self._broker, f"{INTAKE_PREFIX}.*", self._receive, queue=config.queue, workers=config.workers
+        )
         self.app = FastStream(
             self._broker, logger=None, on_startup=[self._connect], after_shutdown=[self._close]
         )

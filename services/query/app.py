@@ -26,7 +26,7 @@ from events.localities import Localities
 from events.subjects import QUERY_SUBJECT, client_of_query
 from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
-from services.nats_broker import nats_broker, raw_body
+from services.nats_broker import nats_broker, raw_responder
 from services.query.errors import Busy, NotCaughtUp, QueryError, Unavailable
 from services.query.request import ErrorBody, ErrorReply, StatsQuery, StatsReply, parse_query, resolve_wards
 from services.query.waiting import CheckpointWatch, ClientFull, Waiter, WatchClosed, WatchFull, read_head
@@ -259,16 +259,8 @@ class QueryService:
         self.requests_by_code: dict[str, int] = {}
         """Answers sent, by code (``ok`` for figures): ``services/query/telemetry.py`` exports them."""
         self._broker = nats_broker(config.nats_url, config.nats_options)
-        self._broker.subscriber(
-            QUERY_SUBJECT, queue=config.queue, max_workers=config.workers, no_reply=True, decoder=raw_body
-        )(self._handle)
-        self._broker.subscriber(
-            f"{QUERY_SUBJECT}.*",
-            queue=config.queue,
-            max_workers=config.workers,
-            no_reply=True,
-            decoder=raw_body,
-        )(self._handle)
+        for subject in (QUERY_SUBJECT, f"{QUERY_SUBJECT}.*"):  # the open stack's, and each identity's own
+            raw_responder(self._broker, subject, self._handle, queue=config.queue, workers=config.workers)
         self.app = FastStream(
             self._broker,
             logger=None,
