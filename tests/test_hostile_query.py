@@ -27,9 +27,10 @@ from events.subjects import QUERY_SUBJECT
 from projections.metrics import FOLD_VERSION
 from services.query.app import QueryConfig, QueryService
 from services.query.request import MAX_BODY_BYTES
-from tests.conftest import Stack, wait_until_answering
+from tests.conftest import Stack
 from tests.servers import wait_for
 from tests.test_hostile_intake import JSON_HEADERS, NOT_INBOXES, WILDCARD, stream_counts
+from tests.test_query_waiting import query_service
 
 pytestmark = pytest.mark.servers
 
@@ -42,23 +43,6 @@ async def ask(nc: Client, body: Any, headers: dict[str, str] | None = None) -> d
     reply = await nc.request(QUERY_SUBJECT, data, timeout=20, headers=headers)
     result: dict[str, Any] = msgspec.json.decode(reply.data)
     return result
-
-
-@asynccontextmanager
-async def query_service(
-    stack: Stack, localities: Localities, **overrides: Any
-) -> AsyncIterator[QueryService]:
-    service = QueryService(
-        QueryConfig(
-            nats_url=stack.servers.nats_url,
-            database_url=stack.database_url,
-            localities=localities,
-            **overrides,
-        )
-    )
-    async with service.app:
-        await wait_until_answering(stack.nc, QUERY_SUBJECT)
-        yield service
 
 
 @asynccontextmanager

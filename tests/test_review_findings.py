@@ -25,7 +25,8 @@ from tests import factories as f
 from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 from tests.servers import wait_for
 from tests.test_gateway_fairness import rated_gateway, rejected_records
-from tests.test_hostile_query import FAR, PLAIN, ask, client, query_service
+from tests.test_hostile_query import FAR, PLAIN, ask, client
+from tests.test_query_waiting import query_service
 from tests.test_update_signatures import (
     EXAMPLE_MSG_ID,
     EXAMPLE_PAYLOAD,
@@ -39,6 +40,28 @@ __all__ = ["rated_gateway"]  # a fixture of tests/test_gateway_fairness.py
 # --- defect 8: the waiter bound per client is dodged by naming other reply prefixes ----------------------
 
 
+async def flood_then_ask(
+    stack: Stack, localities: Localities, subject: str, waits: int, per_prefix: int, expected: int
+) -> dict[str, Any]:
+    """One connection sends ``waits`` min_seq waits on ``subject``, naming a new reply prefix every
+    ``per_prefix`` (nobody listens there); once ``expected`` wait, another client asks: its answer."""
+    body = msgspec.json.encode({**PLAIN, "min_seq": FAR, "timeout_ms": 60_000})
+    async with (
+        client(stack) as attacker,
+        client(stack) as victim,
+        query_service(stack, localities) as service,
+    ):
+        for i in range(waits):
+            await attacker.publish(subject, body, reply=f"_INBOX.dodge{i // per_prefix}.{i}")
+        await attacker.flush()
+
+        async def settled() -> bool:
+            return service.waiting == expected
+
+        await wait_for(settled, what=f"{expected} waiters of one connection")
+        return await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a client is whatever inbox prefix its request names: reply subjects are not authenticated (not even "
@@ -50,23 +73,8 @@ __all__ = ["rated_gateway"]  # a fixture of tests/test_gateway_fairness.py
 async def test_one_connection_naming_many_inbox_prefixes_cannot_make_others_busy(
     stack: Stack, localities: Localities
 ) -> None:
-    waits: dict[str, Any] = {**PLAIN, "min_seq": FAR, "timeout_ms": 60_000}
-    body = msgspec.json.encode(waits)
-    async with (
-        client(stack) as attacker,
-        client(stack) as victim,
-        query_service(stack, localities) as service,
-    ):
-        for i in range(1000):  # one connection; nobody listens on these inboxes
-            await attacker.publish(QUERY_SUBJECT, body, reply=f"_INBOX.dodge{i // 100}.{i}")
-        await attacker.flush()
-
-        async def full() -> bool:
-            return service.waiting == 1000
-
-        await wait_for(full, what="1,000 waiters of one connection")
-        theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
-        assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
+    theirs = await flood_then_ask(stack, localities, QUERY_SUBJECT, waits=1000, per_prefix=100, expected=1000)
+    assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
 
 
 @pytest.mark.servers
@@ -77,23 +85,11 @@ async def test_on_an_identity_s_own_query_subject_many_inbox_prefixes_still_coun
     """The mend on the secure stack: a query on ``antq.query.stats.<public key>`` is counted by that key,
     whatever reply prefixes it names (the server lets each identity publish only on its own key's subject:
     ``tests/test_secure_stack.py::test_a_reader_asks_only_on_its_own_query_subject``)."""
-    waits: dict[str, Any] = {**PLAIN, "min_seq": FAR, "timeout_ms": 60_000}
-    body = msgspec.json.encode(waits)
-    async with (
-        client(stack) as attacker,
-        client(stack) as victim,
-        query_service(stack, localities) as service,
-    ):
-        for i in range(300):  # one identity, 10 made-up prefixes
-            await attacker.publish(query_subject("UATTACKER"), body, reply=f"_INBOX.dodge{i // 30}.{i}")
-        await attacker.flush()
-
-        async def capped() -> bool:
-            return service.waiting == 100  # the identity's share, not 300
-
-        await wait_for(capped, what="the identity's 100 waiters")
-        theirs = await ask(victim, {**PLAIN, "min_seq": FAR, "timeout_ms": 100})
-        assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
+    # one identity, 10 made-up prefixes: held to the identity's share, 100, not 300
+    theirs = await flood_then_ask(
+        stack, localities, query_subject("UATTACKER"), waits=300, per_prefix=30, expected=100
+    )
+    assert theirs["error"]["code"] == "timeout", theirs  # the victim waits, it is not turned away
 
 
 # --- 9 / rate limit: whole-body refusals are neither rate-limited nor bounded in ANTQ_REJECTED -------------
