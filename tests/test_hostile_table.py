@@ -118,7 +118,10 @@ def misdirected(service: str, reply: str) -> Action:
         seen: list[bytes] = []
 
         async def listen(msg: Msg) -> None:
-            seen.append(msg.data)
+            # a wildcard listener also hears every other inbox of the account (the projector's pull
+            # requests end in empty 408 status messages): only a message on the named subject counts
+            if msg.subject == reply:
+                seen.append(msg.data)
 
         sub = await ctx.nc.subscribe(reply, cb=listen)
 
