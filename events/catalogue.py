@@ -26,11 +26,17 @@ from typing import Any, Literal
 
 from events.schema import (
     EVENT_TYPES,
+    TIP_SOURCES,
     BaseEvent,
+    BroadcastAired,
+    CampaignLaunched,
+    CommendationAwarded,
+    ConsultationHeld,
     EntryCorrected,
     EntryRetracted,
     Event,
     MediationConcluded,
+    PatrolHeld,
     PledgeSigned,
     SessionHeld,
     TipAssessed,
@@ -78,8 +84,10 @@ class Figure:
     metric: str
     amount: str | None = None
     """A count field of the event (or of the item, with ``each``); None: 1."""
-    by: str | None = None
-    """A field whose value names a breakdown, ``<metric>.<value>``, counted beside the total."""
+    by: str | tuple[str, ...] | None = None
+    """A field whose value names a breakdown, ``<metric>.<value>``, counted beside the total; or several such
+    fields (``("recipient", "authority")``): one breakdown by each, the total counted once. Their values must
+    differ (checked at import), so that no breakdown is counted twice."""
     each: str | None = None
     """A list field: the figure is counted per item, from the item's fields."""
     when: tuple[str, object] | None = None
@@ -88,14 +96,23 @@ class Figure:
     """Not counted when this field has this value."""
     description: str = ""
 
-    def breakdowns(self, owner: type[Any]) -> tuple[str, ...]:
-        """The breakdown values of ``by``: the field's Literal values (minus ``unless``)."""
+    @property
+    def by_fields(self) -> tuple[str, ...]:
+        """The fields of ``by``, as a tuple (empty without breakdowns)."""
         if self.by is None:
             return ()
-        values = literal_values(_field_type(owner, self.each, self.by))
-        if self.unless is not None and self.unless[0] == self.by:
+        return (self.by,) if isinstance(self.by, str) else self.by
+
+    def breakdowns_by(self, owner: type[Any], name: str) -> tuple[str, ...]:
+        """The breakdown values of one field of ``by``: its Literal values (minus ``unless``)."""
+        values = literal_values(_field_type(owner, self.each, name))
+        if self.unless is not None and self.unless[0] == name:
             values = tuple(v for v in values if v != self.unless[1])
         return values
+
+    def breakdowns(self, owner: type[Any]) -> tuple[str, ...]:
+        """The breakdown values of every field of ``by``, in order."""
+        return tuple(v for name in self.by_fields for v in self.breakdowns_by(owner, name))
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,9 @@ class EventSpec:
     figures: tuple[Figure, ...] = ()
     counts: tuple[str, ...] = ()
     """Figures a ``tip`` rule counts (documented here; ``projections/folds.py`` keeps the tip's state)."""
+    counts_by: tuple[str, tuple[str, ...]] | None = None
+    """The tip's field whose value names a breakdown of each of ``counts`` (``tips_received.<source>``), and its
+    values."""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -129,6 +149,8 @@ class EventSpec:
         for fig in self.figures:
             if fig.metric not in names:
                 names.append(fig.metric)
+        if self.counts_by is not None:
+            names += [f"{name}.{value}" for name in self.counts for value in self.counts_by[1]]
         for fig in self.figures:
             names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.struct)]
         return tuple(names)
@@ -163,6 +185,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         TIP,
         fold="tip",
         counts=("tips_received",),
+        counts_by=("source", TIP_SOURCES),
     ),
     EventSpec(
         TipAssessed,
@@ -170,6 +193,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         Entity("tip", "tip_id", "refers", versioned=True),
         fold="tip",
         counts=("tips_valuable",),
+        counts_by=("source", TIP_SOURCES),
     ),
     EventSpec(
         SessionHeld,
@@ -217,6 +241,56 @@ CATALOGUE: tuple[EventSpec, ...] = (
             ),
         ),
     ),
+    # --- issue 10: the movement's plain types
+    EventSpec(
+        CommendationAwarded,
+        "commendations awarded (khen thưởng), to collectives or individuals, by an authority",
+        "commendation",
+        figures=(
+            Figure(
+                "commendations",
+                amount="count",
+                by=("recipient", "authority"),
+                description="collectives and individuals commended",
+            ),
+        ),
+    ),
+    EventSpec(
+        PatrolHeld,
+        "a patrol held (tuần tra)",
+        "patrol",
+        figures=(
+            Figure("patrols_held", description="patrols held"),
+            Figure("patrol_participants", amount="participants", description="participants in them"),
+        ),
+    ),
+    EventSpec(
+        ConsultationHeld,
+        "a legal consultation held (tư vấn pháp luật)",
+        "consultation",
+        figures=(
+            Figure("consultations_held", description="consultations held"),
+            Figure("consultation_people", amount="people", description="people advised"),
+        ),
+    ),
+    EventSpec(
+        BroadcastAired,
+        "an outreach broadcast aired (radio, loudspeakers, television, online)",
+        "broadcast",
+        figures=(Figure("broadcasts_aired", by="medium", description="broadcasts aired"),),
+    ),
+    EventSpec(
+        CampaignLaunched,
+        "a campaign launched (phát động), the 19 August movement day among them",
+        "campaign",
+        figures=(
+            Figure("campaigns_launched", description="campaigns launched"),
+            Figure(
+                "campaign_participants", amount="participants", description="participants (0 when not given)"
+            ),
+        ),
+    ),
+    # --- end of issue 10's plain types
     EventSpec(
         EntryRetracted,
         "an entry retracted (its contribution removed; both stay in history)",
@@ -256,17 +330,21 @@ Contribution = tuple[tuple[str, int], ...]
 def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Contribution]:
     """What one figure adds for one event or item: precomputed names, no formatting while folding."""
     names = {value: f"{fig.metric}.{value}" for value in fig.breakdowns(owner)}
-    metric, amount, by, when, unless = fig.metric, fig.amount, fig.by, fig.when, fig.unless
+    metric, amount, when, unless = fig.metric, fig.amount, fig.when, fig.unless
+    bys = fig.by_fields
+    by = bys[0] if len(bys) == 1 else None
 
     def add(obj: Any) -> Contribution:
         if when is not None and getattr(obj, when[0]) != when[1]:
             return ()
         if unless is not None and getattr(obj, unless[0]) == unless[1]:
             return ()
-        n = 1 if amount is None else int(getattr(obj, amount))
-        if by is None:
+        n = 1 if amount is None else int(getattr(obj, amount) or 0)  # an optional amount left out: 0
+        if not bys:
             return ((metric, n),)
-        return ((metric, n), (names[getattr(obj, by)], n))
+        if by is not None:
+            return ((metric, n), (names[getattr(obj, by)], n))
+        return ((metric, n), *((names[getattr(obj, name)], n) for name in bys))
 
     return add
 
@@ -317,6 +395,9 @@ def figure_table() -> str:
         entity = spec.entity
         subject = f"`{entity.name}.<{entity.field}>` ({entity.role})" if entity else f"`{spec.subject}`"
         figures: list[str] = [f"`{name}`" for name in spec.counts]
+        if spec.counts_by is not None:
+            field_name, values = spec.counts_by
+            figures = [f"{text}, and `.<{field_name}>` (the tip's): {', '.join(values)}" for text in figures]
         for fig in spec.figures:
             text = f"`{fig.metric}`"
             if fig.amount:
@@ -327,8 +408,8 @@ def figure_table() -> str:
                 text += f" when `{fig.when[0]}` = `{fig.when[1]}`"
             if fig.unless:
                 text += f" unless `{fig.unless[0]}` = `{fig.unless[1]}`"
-            if fig.by:
-                text += f", and `.<{fig.by}>`: " + ", ".join(fig.breakdowns(spec.struct))
+            for name in fig.by_fields:
+                text += f", and `.<{name}>`: " + ", ".join(fig.breakdowns_by(spec.struct, name))
             figures.append(text)
         if spec.fold == "retraction":
             figures.append("removes its target's contribution (a corrected version stands again)")
@@ -345,6 +426,11 @@ def _check() -> None:
     union = set(typing.get_args(Event))
     if union != set(EVENT_TYPES):
         raise TypeError("EVENT_TYPES and the Event union differ")
+    for spec in CATALOGUE:
+        for fig in spec.figures:
+            values = fig.breakdowns(spec.struct)
+            if len(set(values)) != len(values):
+                raise TypeError(f"{spec.tag}: breakdowns of {fig.metric} by {fig.by} share a value: {values}")
 
 
 _check()

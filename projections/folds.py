@@ -30,7 +30,15 @@ from typing import Final, TypeAlias
 import msgspec
 
 from events.catalogue import CATALOGUE, CONTRIBUTIONS, FoldRule
-from events.schema import EntryCorrected, EntryRetracted, Event, Recorded, TipAssessed, TipReceived
+from events.schema import (
+    TIP_SOURCES,
+    EntryCorrected,
+    EntryRetracted,
+    Event,
+    Recorded,
+    TipAssessed,
+    TipReceived,
+)
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, WardMismatch
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
@@ -47,6 +55,8 @@ PeriodKey: TypeAlias = tuple[Period, str, int, str]
 """(period, ward, year, metric)"""
 Figures: TypeAlias = dict[PeriodKey, int]
 
+_RECEIVED_BY: Final[dict[str, str]] = {s: f"{m.TIPS_RECEIVED}.{s}" for s in TIP_SOURCES}
+_VALUABLE_BY: Final[dict[str, str]] = {s: f"{m.TIPS_VALUABLE}.{s}" for s in TIP_SOURCES}
 _TIP_TAG: Final = b"t"
 _EVENT_TAG: Final = b"e"
 _ID_MASK: Final = EVENT_BIT - 1
@@ -57,21 +67,27 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
     day: int  # proleptic Gregorian ordinal of the day the tip was received
     retracted: bool
     assessments: tuple[tuple[bytes, bool], ...]  # (event_id, valuable), stream order, retracted ones removed
+    source: (
+        str  # the tip's source (its standing version's): ``tips_received.<source>``, ``tips_valuable.<…>``
+    )
 
     @property
     def valuable(self) -> bool:
         return not self.retracted and bool(self.assessments) and self.assessments[-1][1]
 
 
-class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2):
+class TipLink(
+    msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2, omit_defaults=True
+):
     """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip. What a
     correction may change is kept here, so that the version stands again when its correction is retracted:
-    an assessment's ``valuable``, a received tip's ``day``."""
+    an assessment's ``valuable``, a received tip's ``day`` and ``source``."""
 
     tip: bytes
     assessment: bool
     valuable: bool = False
     day: int = 0
+    source: str = ""
 
 
 class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
@@ -243,21 +259,29 @@ class _Folder:
         deltas[k] = deltas.get(k, 0) + amount
 
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
-        """Store the tip and add the change of its tips_received / tips_valuable contribution."""
-        if before is not None and before.day != after.day:  # a corrected tip.received: its year may move
+        """Store the tip and add the change of its tips_received / tips_valuable contribution (each also by
+        the tip's source)."""
+        if before is not None and (before.day != after.day or before.source != after.source):
+            # a corrected tip.received: its year or its source may move
             byk = year_key(before.day)
             if not before.retracted:
                 self.add(before.ward, byk, m.TIPS_RECEIVED, -1)
+                self.add(before.ward, byk, _RECEIVED_BY[before.source], -1)
             if before.valuable:
                 self.add(before.ward, byk, m.TIPS_VALUABLE, -1)
+                self.add(before.ward, byk, _VALUABLE_BY[before.source], -1)
             before = None
         yk = year_key(after.day)
         was_counted = before is not None and not before.retracted
         if was_counted != (not after.retracted):
-            self.add(after.ward, yk, m.TIPS_RECEIVED, 1 if was_counted is False else -1)
+            n = 1 if was_counted is False else -1
+            self.add(after.ward, yk, m.TIPS_RECEIVED, n)
+            self.add(after.ward, yk, _RECEIVED_BY[after.source], n)
         was_valuable = before is not None and before.valuable
         if was_valuable != after.valuable:
-            self.add(after.ward, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
+            n = 1 if was_valuable is False else -1
+            self.add(after.ward, yk, m.TIPS_VALUABLE, n)
+            self.add(after.ward, yk, _VALUABLE_BY[after.source], n)
         self._written[key] = after
 
     def _tip_event(self, seq: int, event: Event) -> None:
@@ -281,10 +305,11 @@ class _Folder:
             day=event.occurred_on.toordinal(),
             retracted=False,
             assessments=(),
+            source=sys.intern(event.source),
         )
         self.set_tip(key, before if isinstance(before, TipState) else None, tip)
         self._written[event.event_id.int | EVENT_BIT] = TipLink(
-            tip=event.tip_id.bytes, assessment=False, day=tip.day
+            tip=event.tip_id.bytes, assessment=False, day=tip.day, source=tip.source
         )
 
     def _tip_assessed(self, seq: int, event: Event) -> None:
@@ -374,7 +399,12 @@ class _Folder:
         copy = event.corrected
         new: Part | TipLink
         if isinstance(copy, TipReceived):
-            new = TipLink(tip=copy.tip_id.bytes, assessment=False, day=copy.occurred_on.toordinal())
+            new = TipLink(
+                tip=copy.tip_id.bytes,
+                assessment=False,
+                day=copy.occurred_on.toordinal(),
+                source=sys.intern(copy.source),
+            )
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
         else:
@@ -415,7 +445,7 @@ class _Folder:
         if tip.ward != ward:
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
-            after = msgspec.structs.replace(tip, day=new.day)
+            after = msgspec.structs.replace(tip, day=new.day, source=new.source)
         else:
             kept = tuple((new_id, new.valuable) if a[0] == old_id else a for a in tip.assessments)
             after = msgspec.structs.replace(tip, assessments=kept)

@@ -26,6 +26,7 @@ from events.subjects import event_subject
 from projections import folds
 from projections.metrics import BASE_METRICS
 from tests import factories as f
+from tests.test_fold_model import PLAIN_SAMPLES, reference
 from tests.test_unknown_fields import valid_documents
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -68,19 +69,20 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.weapons(items=[{"kind": "air_gun", "quantity": 2}, {"kind": "ammunition", "quantity": 30}]),
         f.retraction(session),
         f.correction(tip, channel="hotline"),
+        *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),
     ]
     assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
-    records = [
-        (seq, Recorded(office="x", event=decode_event(msgspec.json.encode(d), today=TODAY)))
-        for seq, d in enumerate(docs, 1)
-    ]
+    events = [decode_event(msgspec.json.encode(d), today=TODAY) for d in docs]
+    records = [(seq, Recorded(office="x", event=e)) for seq, e in enumerate(events, 1)]
     _, deltas = folds.fold({}, records)
     totals: dict[str, int] = {}
     for (_, _, metric), n in deltas.items():
         totals[metric] = totals.get(metric, 0) + n
-    assert totals == {
+    assert {k: v for k, v in totals.items() if not any(k.startswith(t) for t in PLAIN_METRICS)} == {
         "tips_received": 1,
         "tips_valuable": 1,
+        "tips_received.resident": 1,
+        "tips_valuable.resident": 1,
         "pledge_signatures": 3,
         "pledge_signatures.household": 3,
         "mediations_concluded": 1,
@@ -89,6 +91,12 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         "weapons_surrendered.air_gun": 2,
         "ammunition_surrendered": 30,
     }
+    # every type: the fold's totals are the independent reference's (tests/test_fold_model.py)
+    expected = {metric: n for (period, _, _, metric), n in reference(events).items() if period == "calendar"}
+    assert totals == expected
+
+
+PLAIN_METRICS = ("commendations", "patrol", "consultation", "broadcasts", "campaign")
 
 
 def test_metrics_derive_from_the_catalogue() -> None:
@@ -96,9 +104,9 @@ def test_metrics_derive_from_the_catalogue() -> None:
     for spec in CATALOGUE:
         for fig in spec.figures:
             assert fig.metric in BASE_METRICS
-            if fig.by is not None:
-                values = fig.breakdowns(spec.struct)
-                assert values and set(values) <= set(literal_values_of(spec.struct, fig.each, fig.by))
+            for name in fig.by_fields:
+                values = fig.breakdowns_by(spec.struct, name)
+                assert values and set(values) <= set(literal_values_of(spec.struct, fig.each, name))
 
 
 def literal_values_of(struct: type[Any], each: str | None, name: str) -> tuple[str, ...]:

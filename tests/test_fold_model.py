@@ -13,22 +13,29 @@ import datetime as dt
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 from hypothesis import strategies as st
 
 from events.schema import (
+    BroadcastAired,
+    CampaignLaunched,
+    CommendationAwarded,
+    ConsultationHeld,
     EntryCorrected,
     EntryRetracted,
     Event,
     Locality,
     MediationConcluded,
+    PatrolHeld,
     PledgeSigned,
     Recorded,
     SessionHeld,
     TipAssessed,
     TipReceived,
+    TipSource,
     WeaponItem,
     WeaponKind,
     WeaponsSurrendered,
@@ -50,6 +57,75 @@ DAYS = tuple(
     )
 )
 OFFICE = "ca-cao-bang"
+
+
+# --- issue 10: the movement's plain types. Per type: a sample (the documents of tests/test_unknown_fields.py,
+# tests/test_catalogue.py and tests/test_contract.py), the values histories draw, and what the reference counts
+# (``count_plain``, written apart from the catalogue's figures).
+
+PLAIN_SAMPLES: dict[str, dict[str, Any]] = {
+    "commendation.awarded": {"recipient": "collective", "authority": "province", "count": 7},
+    "patrol.held": {"participants": 12},
+    "consultation.held": {"people": 4},
+    "broadcast.aired": {"medium": "loudspeaker", "minutes": 15},
+    "campaign.launched": {"name": "Ngày hội toàn dân bảo vệ ANTQ", "participants": 300},
+}
+PLAIN_FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "commendation.awarded": st.fixed_dictionaries(
+        {
+            "recipient": st.sampled_from(("collective", "individual")),
+            "authority": st.sampled_from(
+                ("state", "ministry", "province_police", "province", "district", "commune")
+            ),
+            "count": st.integers(1, 40),
+        }
+    ),
+    "patrol.held": st.fixed_dictionaries({"participants": st.integers(1, 60)}),
+    "consultation.held": st.fixed_dictionaries({"people": st.integers(1, 90)}),
+    "broadcast.aired": st.fixed_dictionaries(
+        {"medium": st.sampled_from(("radio", "loudspeaker", "television", "online"))},
+        optional={"minutes": st.integers(1, 120)},
+    ),
+    "campaign.launched": st.fixed_dictionaries(
+        {}, optional={"name": st.just("Ngày hội 19/8"), "participants": st.integers(0, 500)}
+    ),
+}
+
+
+def count_plain(e: Event, count: Callable[[Event, str, int], None]) -> bool:
+    """What the reference counts for a plain type of issue 10; False for any other type."""
+    if isinstance(e, CommendationAwarded):
+        for metric in ("commendations", f"commendations.{e.recipient}", f"commendations.{e.authority}"):
+            count(e, metric, e.count)
+    elif isinstance(e, PatrolHeld):
+        count(e, "patrols_held", 1)
+        count(e, "patrol_participants", e.participants)
+    elif isinstance(e, ConsultationHeld):
+        count(e, "consultations_held", 1)
+        count(e, "consultation_people", e.people)
+    elif isinstance(e, BroadcastAired):
+        count(e, "broadcasts_aired", 1)
+        count(e, f"broadcasts_aired.{e.medium}", 1)
+    elif isinstance(e, CampaignLaunched):
+        count(e, "campaigns_launched", 1)
+        count(e, "campaign_participants", e.participants or 0)
+    else:
+        return False
+    return True
+
+
+def plain_event(tag: str, eid: uuid.UUID, day: dt.date, ward: str, fields: dict[str, Any]) -> Event:
+    doc = {
+        "type": tag,
+        "event_id": str(eid),
+        "occurred_on": day.isoformat(),
+        "locality": {"scheme": "gso-2025", "ward": ward},
+    }
+    event: Event = msgspec.convert({**doc, **fields}, Event)
+    return event
+
+
+# --- end of issue 10's plain types
 
 
 def standing(events: Sequence[Event]) -> list[tuple[uuid.UUID, Event]]:
@@ -103,10 +179,12 @@ def reference(events: Sequence[Event]) -> Figures:
         if isinstance(e, TipAssessed) and entry in owner:
             latest[owner[entry]] = e.valuable
     for entry, e in alive:
-        if isinstance(e, TipReceived):
+        if isinstance(e, TipReceived):  # by the source of the version that stands
             count(e, "tips_received", 1)
+            count(e, f"tips_received.{e.source}", 1)
             if latest.get(entry):
                 count(e, "tips_valuable", 1)
+                count(e, f"tips_valuable.{e.source}", 1)
         elif isinstance(e, SessionHeld):
             for metric in ("sessions_held", f"sessions_held.{e.level}"):
                 count(e, metric, 1)
@@ -118,6 +196,8 @@ def reference(events: Sequence[Event]) -> Figures:
         elif isinstance(e, MediationConcluded):
             count(e, "mediations_concluded", 1)
             count(e, "mediations_successful", int(e.outcome == "successful"))
+        elif count_plain(e, count):
+            pass
         elif isinstance(e, WeaponsSurrendered):
             for item in e.items:
                 if item.kind == "ammunition":
@@ -143,6 +223,13 @@ KINDS = (
     "pledge",
     "mediation",
     "weapons",
+    "plain",
+    "plain",
+)
+
+
+SOURCES: st.SearchStrategy[TipSource] = st.sampled_from(
+    ("resident", "institution", "mass_organisation", "anonymous")
 )
 
 
@@ -150,7 +237,9 @@ def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
     """A corrected copy of ``current``: same type, entity and locality, its own id, other values drawn."""
     day = draw(st.sampled_from(DAYS))
     if isinstance(current, TipReceived):
-        return msgspec.structs.replace(current, event_id=eid, occurred_on=day, channel="hotline")
+        return msgspec.structs.replace(
+            current, event_id=eid, occurred_on=day, channel="hotline", source=draw(SOURCES)
+        )
     if isinstance(current, TipAssessed):
         return msgspec.structs.replace(current, event_id=eid, valuable=draw(st.booleans()))
     if isinstance(current, SessionHeld):
@@ -168,6 +257,9 @@ def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
     if isinstance(current, MediationConcluded):
         outcome = draw(st.sampled_from(("successful", "unsuccessful", "referred")))
         return msgspec.structs.replace(current, event_id=eid, occurred_on=day, outcome=outcome)
+    tag = str(type(current).__struct_config__.tag)
+    if tag in PLAIN_FIELDS:
+        return plain_event(tag, eid, day, current.locality.ward, draw(PLAIN_FIELDS[tag]))
     assert isinstance(current, WeaponsSurrendered)
     items = (WeaponItem(kind="ammunition", quantity=draw(st.integers(1, 50))), *current.items[:1])
     return msgspec.structs.replace(current, event_id=eid, occurred_on=day, items=items)
@@ -231,7 +323,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
                 channel="letter",
                 category="crime",
-                source="resident",
+                source=draw(SOURCES),
             )
             tips[event.tip_id] = event
         elif kind == "session":
@@ -260,6 +352,9 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 outcome=draw(st.sampled_from(("successful", "unsuccessful", "referred"))),
                 dispute="land",
             )
+        elif kind == "plain":
+            tag = draw(st.sampled_from(sorted(PLAIN_FIELDS)))
+            event = plain_event(tag, eid, day, ward, draw(PLAIN_FIELDS[tag]))
         elif kind == "weapons":
             kinds: st.SearchStrategy[WeaponKind] = st.sampled_from(
                 ("military_firearm", "homemade_firearm", "ammunition", "support_tool", "other")
@@ -281,7 +376,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 tip_id=next(ids),
                 channel="phone",
                 category="drugs",
-                source="resident",
+                source=draw(SOURCES),
             )
             tips[event.tip_id] = event
         if not isinstance(event, EntryRetracted):
@@ -334,11 +429,20 @@ def test_reference_counts_a_valuable_tip_in_the_year_it_was_received() -> None:
     tip = _tip("2018-12-15")
     figures = reference([tip, _assess(tip, True)])
     assert figures == {
-        ("calendar", "01447", 2018, "tips_received"): 1,
-        ("calendar", "01447", 2018, "tips_valuable"): 1,
-        ("reporting", "01447", 2019, "tips_received"): 1,
-        ("reporting", "01447", 2019, "tips_valuable"): 1,
+        (period, "01447", year, metric): 1
+        for period, year in (("calendar", 2018), ("reporting", 2019))
+        for metric in ("tips_received", "tips_valuable", "tips_received.resident", "tips_valuable.resident")
     }
+
+
+def test_reference_counts_a_tip_by_the_source_of_its_standing_version() -> None:
+    tip = _tip()
+    yes = _assess(tip, True)
+    moved = _correct(tip, msgspec.structs.replace(tip, event_id=uuid.uuid4(), source="institution"))
+    figures = reference([tip, yes, moved])
+    assert figures[("calendar", "01447", 2018, "tips_valuable.institution")] == 1
+    assert ("calendar", "01447", 2018, "tips_received.resident") not in figures
+    assert reference([tip, yes, moved, _retract(moved)]) == reference([tip, yes])
 
 
 def test_reference_falls_back_to_the_previous_assessment_and_drops_a_retracted_tip() -> None:
@@ -398,6 +502,8 @@ def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip
     assert figures == {
         ("calendar", "01447", 2019, "tips_received"): 1,
         ("reporting", "01447", 2019, "tips_received"): 1,
+        ("calendar", "01447", 2019, "tips_received.resident"): 1,
+        ("reporting", "01447", 2019, "tips_received.resident"): 1,
     }
     assert (
         reference([tip, old, _retract(tip), again, _assess(again, True)])[
@@ -405,3 +511,23 @@ def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip
         ]
         == 1
     )
+
+
+def test_reference_counts_the_plain_types_of_issue_10() -> None:
+    loc = "01447"
+    day = dt.date(2019, 8, 19)
+    events = [plain_event(tag, uuid.uuid4(), day, loc, fields) for tag, fields in PLAIN_SAMPLES.items()]
+    no_participants = plain_event("campaign.launched", uuid.uuid4(), day, loc, {})
+    figures = reference([*events, no_participants, _retract(events[1])])
+    calendar = {metric: n for (period, _, _, metric), n in figures.items() if period == "calendar"}
+    assert calendar == {
+        "commendations": 7,
+        "commendations.collective": 7,
+        "commendations.province": 7,
+        "consultations_held": 1,
+        "consultation_people": 4,
+        "broadcasts_aired": 1,
+        "broadcasts_aired.loudspeaker": 1,
+        "campaigns_launched": 2,
+        "campaign_participants": 300,
+    }
