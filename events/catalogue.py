@@ -30,6 +30,7 @@ from events.schema import (
     BaseEvent,
     BroadcastAired,
     CampaignLaunched,
+    CasesCleared,
     CommendationAwarded,
     ConsultationHeld,
     EntryCorrected,
@@ -129,6 +130,10 @@ class EventSpec:
     """The tip's field whose value names a breakdown of each of ``counts`` (``tips_received.<source>``), and its
     values."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    links: Entity | None = None
+    """Entities a plain event names in a list field beside its subject (``tip_ids``, role ``refers``): the gateway
+    checks each is in the log, in the event's ward; the fold links each to this version of the event and counts
+    ``counts`` through the entity (``tips_leading_to_cases``: in the tip's ward and year, once per tip)."""
 
     @property
     def tag(self) -> str:
@@ -145,12 +150,14 @@ class EventSpec:
 
     def metrics(self) -> tuple[str, ...]:
         """Every metric name this type can change: totals, then breakdowns."""
-        names = [*self.counts]
+        names = [*self.counts] if self.fold != "plain" else []
         for fig in self.figures:
             if fig.metric not in names:
                 names.append(fig.metric)
         if self.counts_by is not None:
             names += [f"{name}.{value}" for name in self.counts for value in self.counts_by[1]]
+        if self.fold == "plain":
+            names += [name for name in self.counts if name not in names]
         for fig in self.figures:
             names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.struct)]
         return tuple(names)
@@ -177,6 +184,8 @@ def _field_type(owner: type[Any], each: str | None, name: str) -> Any:
 
 
 TIP = Entity("tip", "tip_id", "creates", past="received")
+TIP_LINK = Entity("tip", "tip_ids", "refers")
+"""The tips a ``cases.cleared`` names (``EventSpec.links``)."""
 
 CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
@@ -290,6 +299,19 @@ CATALOGUE: tuple[EventSpec, ...] = (
             ),
         ),
     ),
+    EventSpec(
+        CasesCleared,
+        "cases cleared with the public's help (điều tra làm rõ vụ), by category; `tip_ids`: the tips (of this ward, "
+        "in the log) that led to them",
+        "cases",
+        figures=(
+            Figure("cases_cleared", amount="cases", by="category", description="cases cleared"),
+            Figure("offenders", amount="offenders", by="category", description="offenders in them"),
+            Figure("rings_dismantled", amount="rings_dismantled", by="category", description="rings dismantled"),
+        ),
+        links=TIP_LINK,
+        counts=("tips_leading_to_cases",),
+    ),
     # --- end of issue 10's plain types
     EventSpec(
         EntryRetracted,
@@ -318,7 +340,8 @@ def metric_names() -> tuple[str, ...]:
     """Every total metric, in catalogue order (each appears in every reply, zero included)."""
     out: list[str] = []
     for spec in CATALOGUE:
-        for name in (*spec.counts, *(f.metric for f in spec.figures)):
+        figures = tuple(f.metric for f in spec.figures)
+        for name in (*figures, *spec.counts) if spec.fold == "plain" else (*spec.counts, *figures):
             if name not in out:
                 out.append(name)
     return tuple(out)
@@ -411,6 +434,13 @@ def figure_table() -> str:
             for name in fig.by_fields:
                 text += f", and `.<{name}>`: " + ", ".join(fig.breakdowns_by(spec.struct, name))
             figures.append(text)
+        if spec.links is not None and spec.fold == "plain":
+            figures = [f for f in figures if f not in (f"`{n}`" for n in spec.counts)]
+            figures += [
+                f"`{name}`: each distinct tip of `{spec.links.field}` that stands, once however many cases name it, "
+                "in the tip's ward and year of receipt"
+                for name in spec.counts
+            ]
         if spec.fold == "retraction":
             figures.append("removes its target's contribution (a corrected version stands again)")
         if spec.fold == "correction":

@@ -21,6 +21,7 @@ from events.schema import (
     EVENT_TYPES,
     FREE_TEXT_FIELDS,
     ID_FIELDS,
+    ID_LIST_FIELDS,
     TAGS,
     DatedValue,
     EntryCorrected,
@@ -49,6 +50,7 @@ _NIL_UUID = uuid.UUID(int=0)
 _MAX_UUID = uuid.UUID(int=2**128 - 1)
 # per event type, the id and free-text fields it has (looked up once, not tried by name on every event)
 _IDS_OF = {t: tuple(n for n in ID_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
+_ID_LISTS_OF = {t: tuple(n for n in ID_LIST_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
 _TEXTS_OF = {t: tuple(n for n in FREE_TEXT_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
 _DATED_OF: dict[type, tuple[DatedValue, ...]] = {t: dated_values_of(t) for t in EVENT_TYPES}
 
@@ -112,13 +114,20 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
 
 def _check_ids(event: Event, at: str = "$") -> None:
     for name in _IDS_OF[type(event)]:
-        value: uuid.UUID = getattr(event, name)
-        if value.int in (0, _MAX_UUID.int):
-            which = "nil" if value == _NIL_UUID else "max"
-            raise Invalid(
-                f"{name} is the {which} UUID {value}, which is no identifier: use a random one",
-                f"{at}.{name}",
-            )
+        _check_id(name, getattr(event, name), f"{at}.{name}", "is")
+    for name in _ID_LISTS_OF[type(event)]:
+        seen: set[uuid.UUID] = set()
+        for i, value in enumerate(getattr(event, name)):
+            _check_id(name, value, f"{at}.{name}[{i}]", "holds")
+            if value in seen:
+                raise Invalid(f"{value} is given twice in {name}: name each once", f"{at}.{name}[{i}]")
+            seen.add(value)
+
+
+def _check_id(name: str, value: uuid.UUID, path: str, verb: str) -> None:
+    if value.int in (0, _MAX_UUID.int):
+        which = "nil" if value == _NIL_UUID else "max"
+        raise Invalid(f"{name} {verb} the {which} UUID {value}, which is no identifier: use a random one", path)
 
 
 def _check_text(event: Event, at: str = "$") -> None:

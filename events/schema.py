@@ -176,6 +176,20 @@ class CampaignLaunched(BaseEvent, frozen=True, kw_only=True, tag="campaign.launc
     participants: Count | None = None
 
 
+CaseCategory = Literal["social_order", "drugs", "public_disorder", "other"]
+
+
+class CasesCleared(BaseEvent, frozen=True, kw_only=True, tag="cases.cleared"):
+    """Cases cleared with the public's help (điều tra làm rõ vụ): how many, of which category, how many
+    offenders and drug rings; optionally the tips that led to them (tips of this ward already in the log)."""
+
+    category: CaseCategory
+    cases: Positive
+    offenders: Count
+    rings_dismantled: Count = 0
+    tip_ids: Annotated[tuple[uuid.UUID, ...], msgspec.Meta(max_length=100)] = ()
+
+
 # --- end of issue 10's plain types
 
 
@@ -196,6 +210,7 @@ Correctable: TypeAlias = (
     | ConsultationHeld
     | BroadcastAired
     | CampaignLaunched
+    | CasesCleared
 )
 """The types an ``entry.corrected`` can carry: every event type but retractions and corrections. A new type is
 added here only: the ``Event`` union and ``EVENT_TYPES`` follow."""
@@ -222,6 +237,9 @@ FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason", "name")
 text (``events.text``). A test keeps this list complete."""
 ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id")
 """Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
+A test keeps this list complete."""
+ID_LIST_FIELDS: tuple[str, ...] = ("tip_ids",)
+"""Every list-of-UUID field: each item is checked as an id, and an id given twice is refused (``$.tip_ids[1]``).
 A test keeps this list complete."""
 
 

@@ -67,9 +67,14 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
     day: int  # proleptic Gregorian ordinal of the day the tip was received
     retracted: bool
     assessments: tuple[tuple[bytes, bool], ...]  # (event_id, valuable), stream order, retracted ones removed
-    source: (
-        str  # the tip's source (its standing version's): ``tips_received.<source>``, ``tips_valuable.<…>``
-    )
+    source: str  # its standing version's source: tips_received.<source>, tips_valuable.<source>
+    since: int = 0  # the stream sequence this tip (this receipt of its id) was received at
+    cases: tuple[bytes, ...] = ()  # versions of cases.cleared naming it (event ids), recorded after ``since``
+
+    @property
+    def leads(self) -> bool:
+        """Counted in ``tips_leading_to_cases``: it stands and a standing case names it."""
+        return not self.retracted and bool(self.cases)
 
     @property
     def valuable(self) -> bool:
@@ -90,12 +95,17 @@ class TipLink(
     source: str = ""
 
 
-class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
-    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts."""
+class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3, omit_defaults=True):
+    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts; and
+    for an event naming tips (``EventSpec.links``), those tips and the sequence this version was recorded at:
+    it counts for a tip only when that tip was received before it (a tip received again after its retraction is
+    another tip, as its assessments are)."""
 
     ward: str
     day: int
     amounts: tuple[tuple[str, int], ...]
+    tips: tuple[bytes, ...] = ()
+    seq: int = 0
 
 
 class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
@@ -186,11 +196,29 @@ def contribution(part: Part) -> tuple[tuple[str, int], ...]:
 _interned: dict[str, str] = {}
 
 
-def part_of(event: Event) -> Part:
-    """The compact record of what a plain event contributes, by the figures its catalogue entry declares."""
+def part_of(event: Event, seq: int) -> Part:
+    """The compact record of what a plain event contributes, by the figures its catalogue entry declares (and
+    the tips it names, with ``seq``, the sequence of the event that recorded this version)."""
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
     amounts = CONTRIBUTIONS[type(event)](event)
-    return Part(ward=sys.intern(event.locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
+    ward, day = sys.intern(event.locality.ward), event.occurred_on.toordinal()
+    links = _LINKS.get(type(event))
+    if links is not None:
+        tips = tuple(t.bytes for t in getattr(event, links))
+        if tips:
+            return Part(ward=ward, day=day, amounts=amounts, tips=tips, seq=seq)
+    return Part(ward=ward, day=day, amounts=amounts)
+
+
+_LINKS: Final[dict[type, str]] = {s.struct: s.links.field for s in CATALOGUE if s.links is not None}
+"""Per type naming tips (``EventSpec.links``), the list field naming them."""
+
+
+def _tips_of(value: Value | None) -> tuple[bytes, ...]:
+    """The tips a stored version (or what it holds) names."""
+    if isinstance(value, Superseded | Fix):
+        return _tips_of(value.value)
+    return value.tips if isinstance(value, Part) else ()
 
 
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
@@ -205,10 +233,17 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
             keys.add(event.tip_id.int)
+        elif type(event) in _LINKS:
+            keys.update(t.int for t in getattr(event, _LINKS[type(event)]))
         elif isinstance(event, EntryRetracted | EntryCorrected):
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
             value = state.get(target)
+            keys.update(map(tip_key, _tips_of(value)))  # a version naming tips, ended or replaced
+            if isinstance(value, Superseded | Fix):
+                fix = value.value if isinstance(value, Superseded) else value
+                if isinstance(fix, Fix):  # the version a retracted correction restores may name others
+                    keys.update(map(tip_key, _tips_of(state.get(event_key(fix.replaces)))))
             if isinstance(
                 value, Superseded
             ):  # it may stand again within the batch (its correction retracted)
@@ -220,6 +255,8 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
                 keys.add(tip_key(value.tip))
             if isinstance(event, EntryCorrected) and isinstance(event.corrected, TipReceived | TipAssessed):
                 keys.add(event.corrected.tip_id.int)
+            if isinstance(event, EntryCorrected) and type(event.corrected) in _LINKS:
+                keys.update(t.int for t in getattr(event.corrected, _LINKS[type(event.corrected)]))
     return keys
 
 
@@ -270,6 +307,8 @@ class _Folder:
             if before.valuable:
                 self.add(before.ward, byk, m.TIPS_VALUABLE, -1)
                 self.add(before.ward, byk, _VALUABLE_BY[before.source], -1)
+            if before.leads:
+                self.add(before.ward, byk, m.TIPS_LEADING, -1)
             before = None
         yk = year_key(after.day)
         was_counted = before is not None and not before.retracted
@@ -282,6 +321,9 @@ class _Folder:
             n = 1 if was_valuable is False else -1
             self.add(after.ward, yk, m.TIPS_VALUABLE, n)
             self.add(after.ward, yk, _VALUABLE_BY[after.source], n)
+        was_leading = before is not None and before.leads
+        if was_leading != after.leads:
+            self.add(after.ward, yk, m.TIPS_LEADING, 1 if was_leading is False else -1)
         self._written[key] = after
 
     def _tip_event(self, seq: int, event: Event) -> None:
@@ -306,6 +348,7 @@ class _Folder:
             retracted=False,
             assessments=(),
             source=sys.intern(event.source),
+            since=seq,
         )
         self.set_tip(key, before if isinstance(before, TipState) else None, tip)
         self._written[event.event_id.int | EVENT_BIT] = TipLink(
@@ -325,7 +368,7 @@ class _Folder:
         )
 
     def _part(self, seq: int, event: Event) -> None:
-        part = part_of(event)
+        part = part_of(event, seq)
         yk = year_key(part.day)
         deltas = self.deltas
         ward = part.ward
@@ -333,6 +376,28 @@ class _Folder:
             k = (ward, yk, metric)
             deltas[k] = deltas.get(k, 0) + amount
         self._written[event.event_id.int | EVENT_BIT] = part
+        if part.tips:
+            self._link(event.event_id.bytes, part)
+
+    def _link(self, version: bytes, part: Part) -> None:
+        """A version naming tips stands: each tip it names, received before it in its ward, counts it."""
+        for tip_id in part.tips:
+            key = tip_key(tip_id)
+            tip = self.get(key)
+            # not a tip (an as-of replay left it out), received again since, or in another ward (a concurrent
+            # retraction and new receipt elsewhere): the version speaks of no tip that stands here
+            stands_here = isinstance(tip, TipState) and tip.since < part.seq and tip.ward == part.ward
+            if stands_here and isinstance(tip, TipState) and version not in tip.cases:
+                self.set_tip(key, tip, msgspec.structs.replace(tip, cases=(*tip.cases, version)))
+
+    def _unlink(self, version: bytes, part: Part) -> None:
+        """A version naming tips no longer stands (retracted, or replaced by a correction)."""
+        for tip_id in part.tips:
+            key = tip_key(tip_id)
+            tip = self.get(key)
+            if isinstance(tip, TipState) and version in tip.cases:
+                kept = tuple(v for v in tip.cases if v != version)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, cases=kept))
 
     def _tip(self, key: Key, seq: int, event: Event, message: str) -> TipState:
         tip = self.get(key)
@@ -383,6 +448,8 @@ class _Folder:
             yk = year_key(value.day)
             for metric, amount in value.amounts:
                 self.add(value.ward, yk, metric, -amount)
+            if value.tips:
+                self._unlink(target.bytes, value)
         self._written[tkey] = None
 
     def _corrected(self, seq: int, event: Event) -> None:
@@ -408,7 +475,7 @@ class _Folder:
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
         else:
-            new = part_of(copy)
+            new = part_of(copy, seq)
         self._swap(seq, event, target.bytes, _current(value), event.event_id.bytes, new)
         self._written[event.event_id.int | EVENT_BIT] = Fix(value=new, replaces=target.bytes)
         self._written[tkey] = Superseded(value=value, by=event.event_id.bytes)
@@ -428,6 +495,10 @@ class _Folder:
                 self.add(ward, oyk, metric, -amount)
             for metric, amount in new.amounts:
                 self.add(ward, nyk, metric, amount)
+            if old.tips:
+                self._unlink(old_id, old)
+            if new.tips:
+                self._link(new_id, new)
             return
         if not (
             isinstance(old, TipLink)

@@ -15,14 +15,16 @@ FOLD_VERSION: Final = 4
 stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``. v3: corrections
 (``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4 (issue 10):
 a tip keeps its source (``tips_received.<source>``, ``tips_valuable.<source>``), and so does a received tip's
-``TipLink``."""
+``TipLink``; a tip keeps the sequence it was received at and the versions of ``cases.cleared`` that name it
+(``tips_leading_to_cases``), and such a version's ``Part`` its tips and sequence."""
 
 TIPS_RECEIVED: Final = "tips_received"
 TIPS_VALUABLE: Final = "tips_valuable"
+TIPS_LEADING: Final = "tips_leading_to_cases"
 """The two figures the tip rule of the fold counts from a tip's state (received, latest assessment)."""
 
 BASE_METRICS: Final[tuple[str, ...]] = metric_names()
-assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS
+assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS and TIPS_LEADING in BASE_METRICS
 
 
 def complete(figures: dict[str, int]) -> dict[str, int]:

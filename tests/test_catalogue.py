@@ -70,6 +70,7 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.retraction(session),
         f.correction(tip, channel="hotline"),
         *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),
+        f.base("cases.cleared", category="other", cases=1, offenders=1, tip_ids=[tip["tip_id"]]),
     ]
     assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
     events = [decode_event(msgspec.json.encode(d), today=TODAY) for d in docs]
@@ -96,7 +97,17 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
     assert totals == expected
 
 
-PLAIN_METRICS = ("commendations", "patrol", "consultation", "broadcasts", "campaign")
+PLAIN_METRICS = (
+    "commendations",
+    "patrol",
+    "consultation",
+    "broadcasts",
+    "campaign",
+    "cases_cleared",
+    "offenders",
+    "rings_dismantled",
+    "tips_leading_to_cases",
+)
 
 
 def test_metrics_derive_from_the_catalogue() -> None:

@@ -425,7 +425,13 @@ def _values(
         return _object(schema, defs, name, bad)
     if kind == "array":
         low, high = schema.get("minItems", 0), min(schema.get("maxItems", 3), 3)
-        good_items = st.lists(_values(schema["items"], defs, name, False), min_size=low, max_size=high)
+        unique = bool(schema.get("uniqueItems"))  # (an item given twice: refused by both, a fault of its own)
+        good_items = st.lists(
+            _values(schema["items"], defs, name, False),
+            min_size=low,
+            max_size=high,
+            unique_by=str if unique else None,
+        )
         if not bad:
             return good_items
         # good items leave room for the bad one: a list cut to ``high`` afterwards could lose it

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from events.schema import (
     BroadcastAired,
     CampaignLaunched,
+    CasesCleared,
     CommendationAwarded,
     ConsultationHeld,
     EntryCorrected,
@@ -69,6 +70,7 @@ PLAIN_SAMPLES: dict[str, dict[str, Any]] = {
     "consultation.held": {"people": 4},
     "broadcast.aired": {"medium": "loudspeaker", "minutes": 15},
     "campaign.launched": {"name": "Ngày hội toàn dân bảo vệ ANTQ", "participants": 300},
+    "cases.cleared": {"category": "drugs", "cases": 2, "offenders": 3, "rings_dismantled": 1},
 }
 PLAIN_FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "commendation.awarded": st.fixed_dictionaries(
@@ -88,6 +90,14 @@ PLAIN_FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     ),
     "campaign.launched": st.fixed_dictionaries(
         {}, optional={"name": st.just("Ngày hội 19/8"), "participants": st.integers(0, 500)}
+    ),
+    "cases.cleared": st.fixed_dictionaries(  # tip_ids: drawn by ``histories`` from the tips of the ward
+        {
+            "category": st.sampled_from(("social_order", "drugs", "public_disorder", "other")),
+            "cases": st.integers(1, 20),
+            "offenders": st.integers(0, 40),
+        },
+        optional={"rings_dismantled": st.integers(0, 3)},
     ),
 }
 
@@ -109,6 +119,14 @@ def count_plain(e: Event, count: Callable[[Event, str, int], None]) -> bool:
     elif isinstance(e, CampaignLaunched):
         count(e, "campaigns_launched", 1)
         count(e, "campaign_participants", e.participants or 0)
+    elif isinstance(e, CasesCleared):  # its tips: ``leading_tips``
+        for metric, n in (
+            ("cases_cleared", e.cases),
+            ("offenders", e.offenders),
+            ("rings_dismantled", e.rings_dismantled),
+        ):
+            count(e, metric, n)
+            count(e, f"{metric}.{e.category}", n)
     else:
         return False
     return True
@@ -123,6 +141,27 @@ def plain_event(tag: str, eid: uuid.UUID, day: dt.date, ward: str, fields: dict[
     }
     event: Event = msgspec.convert({**doc, **fields}, Event)
     return event
+
+
+def leading_tips(events: Sequence[Event], alive: list[tuple[uuid.UUID, Event]]) -> set[uuid.UUID]:
+    """The tip entries a standing version of a cases.cleared names: a tip id in a version means the tip received
+    last with that id before the version was recorded (the case's own event, or the correction that made the
+    version), when it is of the case's ward. Each tip once, however many cases name it."""
+    introduced: dict[uuid.UUID, int] = {}  # a version's event id -> where in the log it was recorded
+    for i, e in enumerate(events):
+        if isinstance(e, EntryCorrected):
+            introduced[e.corrected.event_id] = i
+        elif not isinstance(e, EntryRetracted):
+            introduced[e.event_id] = i
+    leading: set[uuid.UUID] = set()
+    for _, version in alive:
+        if isinstance(version, CasesCleared):
+            at = introduced[version.event_id]
+            for tip_id in version.tip_ids:
+                receipts = [e for e in events[:at] if isinstance(e, TipReceived) and e.tip_id == tip_id]
+                if receipts and receipts[-1].locality.ward == version.locality.ward:
+                    leading.add(receipts[-1].event_id)
+    return leading
 
 
 # --- end of issue 10's plain types
@@ -174,6 +213,7 @@ def reference(events: Sequence[Event]) -> Figures:
         figures["calendar", event.locality.ward, day.year, metric] += amount
         figures["reporting", event.locality.ward, reporting, metric] += amount
 
+    leading = leading_tips(events, alive)
     latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
     for entry, e in alive:
         if isinstance(e, TipAssessed) and entry in owner:
@@ -185,6 +225,8 @@ def reference(events: Sequence[Event]) -> Figures:
             if latest.get(entry):
                 count(e, "tips_valuable", 1)
                 count(e, f"tips_valuable.{e.source}", 1)
+            if entry in leading:
+                count(e, "tips_leading_to_cases", 1)
         elif isinstance(e, SessionHeld):
             for metric in ("sessions_held", f"sessions_held.{e.level}"):
                 count(e, metric, 1)
@@ -225,6 +267,8 @@ KINDS = (
     "weapons",
     "plain",
     "plain",
+    "cases",
+    "cases",
 )
 
 
@@ -233,9 +277,23 @@ SOURCES: st.SearchStrategy[TipSource] = st.sampled_from(
 )
 
 
-def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
+def _tips_of_ward(draw: st.DrawFn, tips: dict[uuid.UUID, TipReceived], ward: str) -> list[str]:
+    """Some tip ids of a ward (the latest receipt of each id there, retracted or not), each at most once."""
+    here = sorted(str(t) for t, received in tips.items() if received.locality.ward == ward)
+    return draw(st.lists(st.sampled_from(here), unique=True, max_size=3)) if here else []
+
+
+def _copy_of(
+    draw: st.DrawFn, current: Event, eid: uuid.UUID, tips: dict[uuid.UUID, TipReceived] | None = None
+) -> Event:
     """A corrected copy of ``current``: same type, entity and locality, its own id, other values drawn."""
     day = draw(st.sampled_from(DAYS))
+    if isinstance(current, CasesCleared):
+        fields = {
+            **draw(PLAIN_FIELDS["cases.cleared"]),
+            "tip_ids": _tips_of_ward(draw, tips or {}, current.locality.ward),
+        }
+        return plain_event("cases.cleared", eid, day, current.locality.ward, fields)
     if isinstance(current, TipReceived):
         return msgspec.structs.replace(
             current, event_id=eid, occurred_on=day, channel="hotline", source=draw(SOURCES)
@@ -311,7 +369,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 occurred_on=day,
                 locality=target.locality,
                 target_event_id=target.event_id,
-                corrected=_copy_of(draw, current, next(ids)),  # type: ignore[arg-type]
+                corrected=_copy_of(draw, current, next(ids), tips),  # type: ignore[arg-type]
                 reason="miscounted",
             )
             replaced[eid] = target
@@ -352,6 +410,9 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 outcome=draw(st.sampled_from(("successful", "unsuccessful", "referred"))),
                 dispute="land",
             )
+        elif kind == "cases":
+            fields = {**draw(PLAIN_FIELDS["cases.cleared"]), "tip_ids": _tips_of_ward(draw, tips, ward)}
+            event = plain_event("cases.cleared", eid, day, ward, fields)
         elif kind == "plain":
             tag = draw(st.sampled_from(sorted(PLAIN_FIELDS)))
             event = plain_event(tag, eid, day, ward, draw(PLAIN_FIELDS[tag]))
@@ -530,4 +591,48 @@ def test_reference_counts_the_plain_types_of_issue_10() -> None:
         "broadcasts_aired.loudspeaker": 1,
         "campaigns_launched": 2,
         "campaign_participants": 300,
+        "cases_cleared": 2,
+        "cases_cleared.drugs": 2,
+        "offenders": 3,
+        "offenders.drugs": 3,
+        "rings_dismantled": 1,
+        "rings_dismantled.drugs": 1,
     }
+
+
+def _cases(*tips: TipReceived, ward: str = "01447", day: str = "2019-04-01", **fields: Any) -> CasesCleared:
+    values = {**PLAIN_SAMPLES["cases.cleared"], **fields, "tip_ids": [str(t.tip_id) for t in tips]}
+    event = plain_event("cases.cleared", uuid.uuid4(), dt.date.fromisoformat(day), ward, values)
+    assert isinstance(event, CasesCleared)
+    return event
+
+
+def _leading(events: Sequence[Event]) -> dict[tuple[str, int], int]:
+    return {
+        (ward, year): n
+        for (period, ward, year, metric), n in reference(events).items()
+        if period == "calendar" and metric == "tips_leading_to_cases"
+    }
+
+
+def test_reference_counts_each_tip_leading_to_cases_once_in_its_own_year() -> None:
+    a, b = _tip("2018-05-10"), _tip("2018-12-31")
+    one, two = _cases(a, b), _cases(a, day="2020-01-02")
+    assert _leading([a, b, one, two]) == {("01447", 2018): 2}  # a named twice counts once
+    assert _leading([a, b, one, two, _retract(one)]) == {("01447", 2018): 1}  # a still, by the second case
+    assert _leading([a, b, one, two, _retract(a)]) == {("01447", 2018): 1}  # a retracted: b only
+    fixed = _correct(one, msgspec.structs.replace(one, event_id=uuid.uuid4(), tip_ids=()))
+    assert _leading([a, b, one, fixed]) == {}
+    assert _leading([a, b, one, fixed, _retract(fixed)]) == {("01447", 2018): 2}  # the original stands again
+
+
+def test_reference_keeps_a_case_with_the_tip_it_named_when_that_id_is_received_again() -> None:
+    a = _tip("2018-05-10")
+    case = _cases(a)
+    again = msgspec.structs.replace(a, event_id=uuid.uuid4(), occurred_on=dt.date(2019, 2, 1))
+    assert _leading([a, case, _retract(a), again]) == {}  # the case named the retracted tip
+    named_again = _correct(case, msgspec.structs.replace(case, event_id=uuid.uuid4()))
+    assert _leading([a, case, _retract(a), again, named_again]) == {("01447", 2019): 1}
+    assert _leading([a, case, _retract(a), again, named_again, _retract(named_again)]) == {}
+    elsewhere = msgspec.structs.replace(again, locality=Locality(scheme="gso-2025", ward="01273"))
+    assert _leading([a, _retract(a), elsewhere, _cases(a)]) == {}  # another ward's tip: not this case's

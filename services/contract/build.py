@@ -225,6 +225,14 @@ def dated_value_text(rule: DatedValue) -> str:
     return f"`{rule.field}` = `{rule.value}` only for `occurred_on`{since}{until} ({rule.why})"
 
 
+def _links_unique(definitions: dict[str, Any], event_types: tuple[type[BaseEvent], ...]) -> None:
+    """A list naming entities (``EventSpec.links``) names each once (the gateway refuses an id given twice)."""
+    for cls in event_types:
+        links = SPECS[cls].links
+        if links is not None:
+            definitions[cls.__name__]["properties"][links.field]["uniqueItems"] = True
+
+
 def _dated_values(definitions: dict[str, Any], event_types: tuple[type[BaseEvent], ...]) -> None:
     """Each value tied to a date (``events.schema.DATED_VALUES``), on the definition of every type that has it."""
     for cls in event_types:
@@ -278,6 +286,7 @@ class Components:
         event_names = _reachable(definitions, [self.roots[t] for t in self.event_types])
         _event_rules(definitions, event_names, free_text_pattern())
         _dated_values(definitions, self.event_types)
+        _links_unique(definitions, self.event_types)
         _describe_codes(definitions, ErrorDetail.__name__, INTAKE_CODES)
         _describe_codes(definitions, ErrorBody.__name__, QUERY_CODES)
         _describe_metrics(definitions, StatsReply.__name__, StatsUpdate.__name__)
@@ -302,12 +311,23 @@ class Components:
 # --- the documents ------------------------------------------------------------------------------------
 
 
+def links_rule(cls: type[BaseEvent]) -> str:
+    """What the catalogue says of the entities a type names in a list field (``EventSpec.links``)."""
+    links = SPECS[cls].links
+    if links is None:
+        return ""
+    return (
+        f" Each of `{links.field}` names a {links.name} already in the log (not retracted), of the event's own "
+        f"ward, given once (`invalid` at `$.{links.field}[i]` otherwise)."
+    )
+
+
 def subject_rule(cls: type[BaseEvent]) -> str:
     """What the catalogue says of the type's subject and entity, as a sentence for a client."""
     spec = SPECS[cls]
     entity = spec.entity
     if entity is None:
-        return f"Plain: stored on `…{spec.subject}`, independent of other events."
+        return f"Plain: stored on `…{spec.subject}`, independent of other events.{links_rule(cls)}"
     where = f"stored on `…{entity.name}.{{{entity.field}}}`"
     if entity.role == "creates":
         text = (
@@ -524,6 +544,7 @@ nothing is stored, nothing kept in `ANTQ_REJECTED`. Use your NATS client's reque
 - `entry.corrected`: the copy in `corrected` carries the correction's own `locality`, an `event_id` of its own
   (neither the correction's nor the target's), no `expected_version`, and the target's type and entity; the
   target is the entry's latest version (`conflict` otherwise);
+- {"; ".join(f"`{event_tag(c)}`: {links_rule(c).strip().rstrip('.')}" for c in EVENT_TYPES if SPECS[c].links is not None)};
 - an event referring to an entity (a tip, a case, an entry) needs it in the log (`unknown_target`), and
   `expected_version`, when given, must be its latest version (`conflict`);
 - an `event_id` is the idempotency key: the same event sent again is answered with its first `seq` and
