@@ -55,8 +55,14 @@ PeriodKey: TypeAlias = tuple[Period, str, int, str]
 """(period, ward, year, metric)"""
 Figures: TypeAlias = dict[PeriodKey, int]
 
-_RECEIVED_BY: Final[dict[str, str]] = {s: f"{m.TIPS_RECEIVED}.{s}" for s in TIP_SOURCES}
-_VALUABLE_BY: Final[dict[str, str]] = {s: f"{m.TIPS_VALUABLE}.{s}" for s in TIP_SOURCES}
+_RECEIVED_BY: Final[dict[str, tuple[str, str]]] = {
+    s: (m.TIPS_RECEIVED, f"{m.TIPS_RECEIVED}.{s}") for s in TIP_SOURCES
+}
+_VALUABLE_BY: Final[dict[str, tuple[str, str]]] = {
+    s: (m.TIPS_VALUABLE, f"{m.TIPS_VALUABLE}.{s}") for s in TIP_SOURCES
+}
+"""Per source, the metrics a tip counts in: the total and its source's breakdown."""
+_LEADING: Final = (m.TIPS_LEADING,)
 _TIP_TAG: Final = b"t"
 _EVENT_TAG: Final = b"e"
 _ID_MASK: Final = EVENT_BIT - 1
@@ -298,33 +304,46 @@ class _Folder:
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution (each also by
         the tip's source)."""
+        deltas = self.deltas
         if before is not None and (before.day != after.day or before.source != after.source):
             # a corrected tip.received: its year or its source may move
-            byk = year_key(before.day)
-            if not before.retracted:
-                self.add(before.ward, byk, m.TIPS_RECEIVED, -1)
-                self.add(before.ward, byk, _RECEIVED_BY[before.source], -1)
-            if before.valuable:
-                self.add(before.ward, byk, m.TIPS_VALUABLE, -1)
-                self.add(before.ward, byk, _VALUABLE_BY[before.source], -1)
-            if before.leads:
-                self.add(before.ward, byk, m.TIPS_LEADING, -1)
+            self._count_tip(before, -1)
             before = None
-        yk = year_key(after.day)
-        was_counted = before is not None and not before.retracted
-        if was_counted != (not after.retracted):
-            n = 1 if was_counted is False else -1
-            self.add(after.ward, yk, m.TIPS_RECEIVED, n)
-            self.add(after.ward, yk, _RECEIVED_BY[after.source], n)
-        was_valuable = before is not None and before.valuable
-        if was_valuable != after.valuable:
-            n = 1 if was_valuable is False else -1
-            self.add(after.ward, yk, m.TIPS_VALUABLE, n)
-            self.add(after.ward, yk, _VALUABLE_BY[after.source], n)
-        was_leading = before is not None and before.leads
-        if was_leading != after.leads:
-            self.add(after.ward, yk, m.TIPS_LEADING, 1 if was_leading is False else -1)
+        if before is None:
+            was_counted = was_valuable = was_leading = False
+        else:
+            was_counted = not before.retracted
+            was_valuable = before.valuable
+            was_leading = was_counted and bool(before.cases)
+        counted = not after.retracted
+        valuable = after.valuable
+        leading = counted and bool(after.cases)
+        if was_counted != counted or was_valuable != valuable or was_leading != leading:
+            ward, yk = after.ward, year_key(after.day)
+            for changed, now, metrics in (
+                (was_counted != counted, counted, _RECEIVED_BY[after.source]),
+                (was_valuable != valuable, valuable, _VALUABLE_BY[after.source]),
+                (was_leading != leading, leading, _LEADING),
+            ):
+                if changed:
+                    n = 1 if now else -1
+                    for metric in metrics:
+                        k = (ward, yk, metric)
+                        deltas[k] = deltas.get(k, 0) + n
         self._written[key] = after
+
+    def _count_tip(self, tip: TipState, n: int) -> None:
+        """Add (or with -1 take away) everything a tip counts."""
+        ward, yk = tip.ward, year_key(tip.day)
+        counted = not tip.retracted
+        for now, metrics in (
+            (counted, _RECEIVED_BY[tip.source]),
+            (tip.valuable, _VALUABLE_BY[tip.source]),
+            (counted and bool(tip.cases), _LEADING),
+        ):
+            if now:
+                for metric in metrics:
+                    self.add(ward, yk, metric, n)
 
     def _tip_event(self, seq: int, event: Event) -> None:
         if isinstance(event, TipReceived):
