@@ -10,10 +10,11 @@ from typing import Final
 
 from events.catalogue import metric_names
 
-FOLD_VERSION: Final = 3
+FOLD_VERSION: Final = 4
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
 stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``. v3: corrections
-(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day)."""
+(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4: lifecycle entities (``EntityState``, ``EntityLink``) and stocks, stored as each year's
+change."""
 
 TIPS_RECEIVED: Final = "tips_received"
 TIPS_VALUABLE: Final = "tips_valuable"

@@ -18,7 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from events.catalogue import BY_TAG, Entity, spec_of
+from events.catalogue import BY_TAG, Entity, ended_entities, spec_of
 from events.codec import (
     body_hash,
     decode_event,
@@ -97,9 +97,17 @@ def entity_of(event: Event) -> str | None:
 
 
 def is_lifecycle(event: Event) -> bool:
-    """An event that creates or refers to an entity: its reply carries the entity's version."""
+    """An event that creates, refers to or ends an entity: its reply carries the entity's version."""
     entity = spec_of(event).entity
-    return entity is not None and entity.role in ("creates", "refers")
+    return entity is not None and entity.role in ("creates", "refers", "ends")
+
+
+_ENDABLE = ended_entities()
+
+
+def may_be_ended(entity: Entity | None) -> bool:
+    """An update or end of an entity some type ends: it must find the entity standing (not ended)."""
+    return entity is not None and entity.role in ("refers", "ends") and entity.name in _ENDABLE
 
 
 def event_type(event: Event) -> str:
@@ -405,7 +413,7 @@ class IntakePipeline:
                 ids.add(getattr(ev, rule.field))
             if isinstance(ev, EntryCorrected):
                 ids.add(ev.corrected.event_id)
-            if rule is not None and rule.role == "refers":
+            if rule is not None and rule.role in ("refers", "ends"):
                 referenced.add(claim_key(rule, ev))
             entity = entity_of(ev)
             if entity is not None:
@@ -449,6 +457,8 @@ class IntakePipeline:
                 keys.add(str(getattr(ev, rule.field)))
                 # whether a version stands may depend on another end in flight (a retracted correction)
                 keys.add(_ENDS)
+            if may_be_ended(rule):
+                keys.add(_ENDS)  # whether the entity still stands may depend on a retraction in flight
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -473,7 +483,7 @@ class IntakePipeline:
             claim = batch.claims.get(claim_key(rule, ev))
             if claim is not None and claim.event_id != ev.event_id:
                 raise Conflict(f"{rule.name} {value} was already {rule.past} (event {claim.event_id})", path)
-        elif rule.role == "refers":
+        elif rule.role in ("refers", "ends"):
             claim = batch.claims.get(claim_key(rule, ev))
             if claim is None or claim.event_id not in batch.known:
                 raise GatewayInvalid(
@@ -526,6 +536,9 @@ class IntakePipeline:
         last sequence is that correction's. Otherwise V was retracted, or corrected (the correction, or a later
         one, is the latest version): ``conflict``."""
         ev = cand.event
+        if may_be_ended(spec_of(ev).entity):
+            await self._check_standing(cand)
+            return
         if not isinstance(ev, EntryRetracted | EntryCorrected):
             return
         target = ev.target_event_id
@@ -550,6 +563,36 @@ class IntakePipeline:
             cand.expected = seq  # its correction was retracted: the version stands again
         if isinstance(ev, EntryCorrected):
             await self._check_copy(batch.known[target], ev)
+
+    async def _check_standing(self, cand: _Candidate) -> None:
+        """An update or end of an entity that may have been ended (a model, a person under management): the
+        entity must still stand. Decided with at most two direct gets, whatever its history: the entity
+        subject's last event, and if that is an end, the last event on that end's own retraction subject (the
+        end was retracted: the entity stands again). The publish then expects the entity subject's last
+        sequence, so a concurrent update or end of the same entity is a ``conflict``, never both stored."""
+        ev = cand.event
+        rule = spec_of(ev).entity
+        assert rule is not None
+        last = await self._last_on(cand.subject)
+        if (
+            last is None
+        ):  # the claim says it exists: the index is ahead of the stream, or the stream was purged
+            raise Unavailable(f"{rule.name} {getattr(ev, rule.field)} has no events in the log; retry")
+        seq, latest = last
+        cand.expected = seq
+        if latest.event_id == ev.event_id:
+            return  # our own earlier publish: the stream answers 'wrong last sequence', resolved as ours
+        end = spec_of(latest).entity
+        if end is None or end.role != "ends":
+            return
+        head = cand.subject.split(".")[:4]
+        after = await self._last_on(".".join([*head, "retraction", str(latest.event_id)]))
+        if after is None or not isinstance(after[1], EntryRetracted):
+            raise Conflict(
+                f"{rule.name} {getattr(ev, rule.field)} was {end.past} (event {latest.event_id}): retract that "
+                f"event first if it was wrong",
+                f"$.{rule.field}",
+            )
 
     async def _check_copy(self, target: IndexRow, ev: EntryCorrected) -> None:
         msg = await self._js.get_msg(EVENTS, target.seq)
@@ -592,11 +635,12 @@ class IntakePipeline:
         rule = spec_of(ev).entity
         if rule is not None:
             # the first event on a created (or retraction) subject; a versioned reference: the version given
+            given = getattr(ev, "expected_version", None) if rule.versioned else None
             expected = (
-                getattr(ev, "expected_version", None)
-                if rule.versioned
+                given
+                if given is not None
                 else cand.expected
-                if rule.role == "retracts"
+                if rule.role == "retracts" or may_be_ended(rule)
                 else 0
                 if rule.role == "creates"
                 else None
@@ -716,7 +760,7 @@ class IntakePipeline:
         if rule is None:  # pragma: no cover: only entity subjects carry an expected sequence
             raise Conflict("the entity changed concurrently; retry")
         value = getattr(ev, rule.field)
-        if rule.versioned:
+        if rule.versioned and getattr(ev, "expected_version", None) is not None:
             raise Conflict(
                 f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
                 "$.expected_version",
@@ -726,6 +770,12 @@ class IntakePipeline:
             if claim is not None and claim.event_id == ev.event_id:
                 # the id was freed (its creating event retracted): its subject holds the ended entity's events
                 return await self._publish_after(cand, last_seq)
+        if rule.role in ("refers", "ends"):
+            raise Conflict(
+                f"{rule.name} {value} changed while this event was checked (another update or end of it was "
+                "stored): read it again and resubmit",
+                f"$.{rule.field}",
+            )
         if rule.role == "retracts":
             raise Conflict(
                 f"event {value} was already retracted or corrected (by another request): read the entry again "
