@@ -159,8 +159,11 @@ class EventSpec:
         return self.subject if isinstance(self.subject, Entity) else None
 
     def rest_of(self, event: BaseEvent) -> str:
+        """The subject's tokens after the ward: ``session``; ``tip.<tip_id>``; an end of an entity on a subject
+        of its own, ``model.<model_id>.end``, so that its one standing end is found with one read."""
         if isinstance(self.subject, Entity):
-            return f"{self.subject.name}.{getattr(event, self.subject.field)}"
+            end = ".end" if self.subject.role == "ends" else ""
+            return f"{self.subject.name}.{getattr(event, self.subject.field)}{end}"
         return self.subject
 
     def metrics(self) -> tuple[str, ...]:

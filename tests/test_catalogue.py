@@ -46,7 +46,8 @@ def test_every_type_of_the_union_has_its_entry_subject_and_fold(event_type: type
     assert subject.startswith(f"antq.events.04.{event.locality.ward}.") and "*" not in subject
     rest = subject.split(".", 4)[4]
     if spec.entity is not None:
-        assert rest == f"{spec.entity.name}.{getattr(event, spec.entity.field)}"
+        end = ".end" if spec.entity.role == "ends" else ""
+        assert rest == f"{spec.entity.name}.{getattr(event, spec.entity.field)}{end}"
     else:
         assert rest == spec.subject
     # its fold: the type has a handler (a type without one fails here, never in production)

@@ -147,6 +147,9 @@ class _Gate:
 _ENDS = "<an end of a version>"
 """An in-flight key held by every retraction and correction: the next one waits for them."""
 
+MAX_CORRECTIONS = 32
+"""How many corrections of one end the gateway follows to find the version that stands."""
+
 BUSY_RETRY_MS = 100
 """``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
 
@@ -459,6 +462,8 @@ class IntakePipeline:
                 keys.add(_ENDS)
             if may_be_ended(rule):
                 keys.add(_ENDS)  # whether the entity still stands may depend on a retraction in flight
+                # an end waits for its entity's creation or updates in flight, an update for an end in flight
+                keys.add(cand.subject.removesuffix(".end") if rule.role == "ends" else f"{cand.subject}.end")
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -565,34 +570,61 @@ class IntakePipeline:
             await self._check_copy(batch.known[target], ev)
 
     async def _check_standing(self, cand: _Candidate) -> None:
-        """An update or end of an entity that may have been ended (a model, a person under management): the
-        entity must still stand. Decided with at most two direct gets, whatever its history: the entity
-        subject's last event, and if that is an end, the last event on that end's own retraction subject (the
-        end was retracted: the entity stands again). The publish then expects the entity subject's last
-        sequence, so a concurrent update or end of the same entity is a ``conflict``, never both stored."""
+        """An update or end of an entity that may have been ended (a model, a person under management).
+
+        Its end lives on a subject of its own (``…model.<id>.end``). A second end while one stands is
+        ``conflict``; an update dated on or after the standing end's day is ``conflict`` (an update dated before
+        it is a late record of an earlier fact, and counts). Decided with a few direct gets, whatever the
+        entity's history: the end subject's last event, and that end's standing version (its retraction
+        subject, and the corrections of it, if any). An end is published expecting the end subject's last
+        sequence, so two concurrent ends cannot both be stored."""
         ev = cand.event
         rule = spec_of(ev).entity
         assert rule is not None
-        last = await self._last_on(cand.subject)
-        if (
-            last is None
-        ):  # the claim says it exists: the index is ahead of the stream, or the stream was purged
-            raise Unavailable(f"{rule.name} {getattr(ev, rule.field)} has no events in the log; retry")
-        seq, latest = last
-        cand.expected = seq
-        if latest.event_id == ev.event_id:
-            return  # our own earlier publish: the stream answers 'wrong last sequence', resolved as ours
-        end = spec_of(latest).entity
-        if end is None or end.role != "ends":
+        end_subject = cand.subject if rule.role == "ends" else f"{cand.subject}.end"
+        last = await self._last_on(end_subject)
+        if rule.role == "ends":
+            cand.expected = 0 if last is None else last[0]
+        if last is None:
             return
-        head = cand.subject.split(".")[:4]
-        after = await self._last_on(".".join([*head, "retraction", str(latest.event_id)]))
-        if after is None or not isinstance(after[1], EntryRetracted):
+        _, end = last
+        if end.event_id == ev.event_id:
+            return  # our own earlier publish: the stream answers 'wrong last sequence', resolved as ours
+        head = ".".join(cand.subject.split(".")[:4])
+        standing = await self._standing_version(head, end)
+        if standing is None:
+            return  # that end was retracted: the entity stands again
+        what = f"{rule.name} {getattr(ev, rule.field)}"
+        if rule.role == "ends":
             raise Conflict(
-                f"{rule.name} {getattr(ev, rule.field)} was {end.past} (event {latest.event_id}): retract that "
-                f"event first if it was wrong",
+                f"{what} was already ended on {standing.occurred_on} (event {end.event_id}); retract that end "
+                "first if it was wrong",
                 f"$.{rule.field}",
             )
+        if ev.occurred_on >= standing.occurred_on:
+            raise Conflict(
+                f"{what} ended on {standing.occurred_on} (event {end.event_id}): nothing can change it on or "
+                "after that day; retract the end first if it was wrong",
+                f"$.{rule.field}",
+            )
+
+    async def _standing_version(self, head: str, event: Event) -> Event | None:
+        """The version of ``event``'s entry that stands (the event itself, or the copy of a correction of it),
+        or None when the entry was retracted. A version's ends lie on its own retraction subject: when the last
+        one there is a correction, that correction is the next version; when it is a retraction, the version
+        is gone and the one it replaced (if any) stands again. One direct get per version followed."""
+        previous: Event | None = None
+        value, version = event, event.event_id
+        for _ in range(MAX_CORRECTIONS):
+            last = await self._last_on(f"{head}.retraction.{version}")
+            if last is None:
+                return value
+            end = last[1]
+            if isinstance(end, EntryRetracted):
+                return previous  # the original retracted: None; a correction retracted: what it replaced
+            assert isinstance(end, EntryCorrected)
+            previous, value, version = value, end.corrected, end.event_id
+        raise Unavailable(f"the entry {event.event_id} was corrected more than {MAX_CORRECTIONS} times")
 
     async def _check_copy(self, target: IndexRow, ev: EntryCorrected) -> None:
         msg = await self._js.get_msg(EVENTS, target.seq)
