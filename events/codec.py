@@ -127,7 +127,9 @@ def _check_ids(event: Event, at: str = "$") -> None:
 def _check_id(name: str, value: uuid.UUID, path: str, verb: str) -> None:
     if value.int in (0, _MAX_UUID.int):
         which = "nil" if value == _NIL_UUID else "max"
-        raise Invalid(f"{name} {verb} the {which} UUID {value}, which is no identifier: use a random one", path)
+        raise Invalid(
+            f"{name} {verb} the {which} UUID {value}, which is no identifier: use a random one", path
+        )
 
 
 def _check_text(event: Event, at: str = "$") -> None:

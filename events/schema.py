@@ -49,6 +49,21 @@ WeaponKind = Literal[
 ]
 
 TIP_SOURCES: tuple[TipSource, ...] = typing.get_args(TipSource)
+ModelLevel = Literal["province", "district", "commune", "hamlet", "institution"]
+ModelKind = Literal[
+    "self_managed_team",
+    "inter_household",
+    "security_council",
+    "security_order_team",
+    "street_warden_team",
+    "civil_defence_team",
+    "mediation_team",
+    "drug_free_area",
+    "safe_school",
+    "dan_van_kheo",
+    "other",
+]
+
 SESSION_LEVELS: tuple[SessionLevel, ...] = ("commune", "hamlet", "institution")
 SIGNERS: tuple[Signer, ...] = ("household", "individual", "institution")
 WEAPON_KINDS: tuple[WeaponKind, ...] = (
@@ -133,6 +148,48 @@ class WeaponsSurrendered(BaseEvent, frozen=True, kw_only=True, tag="weapons.surr
     items: Annotated[tuple[WeaponItem, ...], msgspec.Meta(min_length=1, max_length=50)]
 
 
+class ModelEstablished(BaseEvent, frozen=True, kw_only=True, tag="model.established"):
+    """A self-management model set up (mô hình tự quản về ANTT): it stands from ``occurred_on`` until dissolved.
+
+    ``points`` (places it was replicated to) and ``teams`` (its teams), counted as Hướng dẫn 22/HD-BCA-V05
+    counts them, are absolute numbers that ``model.updated`` may set again."""
+
+    model_id: uuid.UUID
+    name: ShortText
+    level: ModelLevel
+    kind: ModelKind
+    points: Count | None = None
+    teams: Count | None = None
+
+
+class ModelUpdated(BaseEvent, frozen=True, kw_only=True, tag="model.updated"):
+    """New absolute ``points`` / ``teams`` of a standing model, from ``occurred_on`` on."""
+
+    model_id: uuid.UUID
+    points: Count | None = None
+    teams: Count | None = None
+    expected_version: Version | None = None
+
+
+class ModelDissolved(BaseEvent, frozen=True, kw_only=True, tag="model.dissolved"):
+    """A model ended: it no longer stands from ``occurred_on`` on (at most once; a retraction undoes it)."""
+
+    model_id: uuid.UUID
+
+
+class YouthEnrolled(BaseEvent, frozen=True, kw_only=True, tag="youth.enrolled"):
+    """An at-risk young person taken under management. ``person_ref`` is a random UUID the office keeps for
+    that person, never derived from who they are: the log holds no personal data (Nghị định 13/2023/NĐ-CP)."""
+
+    person_ref: uuid.UUID
+
+
+class YouthReleased(BaseEvent, frozen=True, kw_only=True, tag="youth.released"):
+    """Management of that person ended (at most once; a retraction undoes it)."""
+
+    person_ref: uuid.UUID
+
+
 # --- issue 10: the movement's plain countable types (each: its Struct here and its line in ``Correctable``)
 
 Recipient = Literal["collective", "individual"]
@@ -205,6 +262,11 @@ Correctable: TypeAlias = (
     | PledgeSigned
     | MediationConcluded
     | WeaponsSurrendered
+    | ModelEstablished
+    | ModelUpdated
+    | ModelDissolved
+    | YouthEnrolled
+    | YouthReleased
     | CommendationAwarded
     | PatrolHeld
     | ConsultationHeld
@@ -235,7 +297,7 @@ TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYP
 FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason", "name")
 """Every ``str`` field of an event that is neither a ``Literal`` nor a code with a pattern: checked as free
 text (``events.text``). A test keeps this list complete."""
-ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id")
+ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id", "model_id", "person_ref")
 """Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
 A test keeps this list complete."""
 ID_LIST_FIELDS: tuple[str, ...] = ("tip_ids",)
@@ -273,8 +335,18 @@ DATED_VALUES: tuple[DatedValue, ...] = (
         valid_to=dt.date(2025, 6, 30),
         why="districts were abolished on 1 July 2025 (two-level local government)",
     ),
-    # the stock types (model.*) add: ("kind", "security_order_team", valid_from=2024-07-01, Law 30/2023/QH15)
-    # and ("level", "district", valid_to=2025-06-30), with the declarations of their fields
+    DatedValue(
+        field="kind",
+        value="security_order_team",
+        valid_from=dt.date(2024, 7, 1),
+        why="Tổ bảo vệ ANTT teams exist from 1 July 2024 under Law 30/2023/QH15",
+    ),
+    DatedValue(
+        field="level",
+        value="district",
+        valid_to=dt.date(2025, 6, 30),
+        why="districts were abolished on 1 July 2025 (two-level local government)",
+    ),
 )
 """Every value tied to a date: declared here once, checked by the gateway and stated by the contract."""
 

@@ -10,13 +10,13 @@ from typing import Final
 
 from events.catalogue import metric_names
 
-FOLD_VERSION: Final = 4
+FOLD_VERSION: Final = 5
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
 stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``. v3: corrections
-(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4 (issue 10):
-a tip keeps its source (``tips_received.<source>``, ``tips_valuable.<source>``), and so does a received tip's
-``TipLink``; a tip keeps the sequence it was received at and the versions of ``cases.cleared`` that name it
-(``tips_leading_to_cases``), and such a version's ``Part`` its tips and sequence."""
+(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4: lifecycle entities (``EntityState``, ``EntityLink``) and stocks, stored as each year's
+change. v5 (issue 10): a tip keeps its source (``tips_received.<source>``, ``tips_valuable.<source>``), and so
+does a received tip's ``TipLink``; a tip keeps the sequence it was received at and the versions of
+``cases.cleared`` that name it (``tips_leading_to_cases``), and such a version's ``Part`` its tips and sequence."""
 
 TIPS_RECEIVED: Final = "tips_received"
 TIPS_VALUABLE: Final = "tips_valuable"

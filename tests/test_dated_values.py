@@ -32,6 +32,8 @@ def carrier(rule: DatedValue, day: dt.date) -> dict[str, Any]:
         doc = f.base(
             "commendation.awarded", **{**PLAIN_SAMPLES["commendation.awarded"], "authority": rule.value}
         )
+    elif rule.field in ("kind", "level"):
+        doc = f.model(**{rule.field: rule.value})
     else:  # pragma: no cover - a rule added without a carrier here
         raise AssertionError(f"add a document carrying {rule.field} = {rule.value} to this test")
     return {**doc, "occurred_on": day.isoformat()}
@@ -67,6 +69,8 @@ def test_the_declared_rules_are_the_issues() -> None:
     declared = {(r.field, r.value, r.valid_from, r.valid_to) for r in DATED_VALUES}
     assert ("channel", "vneid", dt.date(2022, 7, 1), None) in declared
     assert ("authority", "district", None, dt.date(2025, 6, 30)) in declared
+    assert ("level", "district", None, dt.date(2025, 6, 30)) in declared
+    assert ("kind", "security_order_team", dt.date(2024, 7, 1), None) in declared
 
 
 @pytest.mark.parametrize("rule", DATED_VALUES, ids=lambda r: f"{r.field}={r.value}")

@@ -308,6 +308,9 @@ def replay_command(
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
     province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
     year: Annotated[int | None, typer.Option(help="one year (default: every year with figures)")] = None,
+    years: Annotated[
+        str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
+    ] = None,
     as_of_occurred: Annotated[
         str | None, typer.Option(help="business time: only facts that occurred on or before this date")
     ] = None,
@@ -324,7 +327,7 @@ def replay_command(
     """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
     from services.audit.replay import AuditError, ReplayScope
     from services.cli.audit_replay import as_csv, replies, run_replay
-    from services.cli.stats_view import stats_table
+    from services.cli.stats_view import parse_years, stats_table
 
     if (ward is not None and province is not None) or output not in ("table", "json", "csv"):
         err.print("[red]give at most one of --ward / --province; --format is table, json or csv[/red]")
@@ -338,12 +341,23 @@ def replay_command(
         say(err, exc, "red")
         raise typer.Exit(2) from None
     known = known_instant(as_known_on) if as_known_on else None
+    first: int | None = None
+    if years is not None:
+        if year is not None:
+            err.print("[red]give --year or --years, not both[/red]")
+            raise typer.Exit(2)
+        try:
+            first, year = parse_years(years)
+        except ValueError as exc:
+            say(err, exc, "red")
+            raise typer.Exit(2) from None
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     scope = ReplayScope(
         ward=ward,
         province=province,
         year=year,
+        from_year=first,
         period="reporting" if period == "reporting" else "calendar",
         as_of_occurred=occurred,
         as_known_on=known,
@@ -362,7 +376,8 @@ def replay_command(
     else:
         place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
         for reply in rows:
-            console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
+            when = reply.get("year") or f"{reply['from_year']}–{reply['to_year']}"
+            console.print(stats_table(f"{place}, {when} ({period}) — replayed", reply))
         if not rows:  # without --year, the years are those with figures: say there are none
             say(
                 console,

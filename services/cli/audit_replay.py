@@ -79,7 +79,7 @@ async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Cons
 
 def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
     """One query-service-shaped reply per year (the given year, or every year with figures)."""
-    years = [scope.year] if scope.year is not None else result.replay.years(scope.period)
+    years = [scope.year] if scope.year is not None else result.replay.years(scope.period, scope.until())
     place: dict[str, Any] = {}
     if scope.ward is not None:
         place["ward"] = scope.ward
@@ -88,9 +88,15 @@ def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
     return [
         {
             **place,
-            "year": year,
+            **(
+                {"from_year": scope.from_year, "to_year": year}
+                if scope.from_year is not None
+                else {"year": year}
+            ),
             "period": scope.period,
-            "metrics": result.replay.metrics(wards=result.wards, year=year, period=scope.period),
+            "metrics": result.replay.metrics(
+                wards=result.wards, year=year, period=scope.period, from_year=scope.from_year
+            ),
             "as_of_seq": result.as_of_seq,
             "stale": False,
             "fold_version": FOLD_VERSION,
@@ -106,7 +112,8 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
     for reply in rows:
         place = reply.get("ward") or reply.get("province") or "all"
         for metric, value in reply["metrics"].items():
-            writer.writerow([place, reply["year"], reply["period"], metric, value, reply["as_of_seq"]])
+            when = reply.get("year") or f"{reply['from_year']}-{reply['to_year']}"
+            writer.writerow([place, when, reply["period"], metric, value, reply["as_of_seq"]])
     return out.getvalue()
 
 

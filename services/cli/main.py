@@ -269,14 +269,17 @@ app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]
 
 @app.command()
 def stats(
-    year: Annotated[int, typer.Option(help="statistics year")],
+    year: Annotated[int | None, typer.Option(help="statistics year")] = None,
+    years: Annotated[
+        str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
+    ] = None,
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
     province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
 ) -> None:
-    """Print one ward's or one province's figures for a year."""
+    """Print one ward's or one province's figures for a year, or for a range of years."""
     from events.subjects import QUERY_SUBJECT
-    from services.cli.stats_view import query_stats, stats_table
+    from services.cli.stats_view import parse_years, query_stats, stats_table
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
@@ -284,7 +287,22 @@ def stats(
     if (ward is None) == (province is None):
         err.print("[red]give exactly one of --ward or --province[/red]")
         raise typer.Exit(2)
-    request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
+    if (year is None) == (years is None):
+        err.print("[red]give exactly one of --year or --years[/red]")
+        raise typer.Exit(2)
+    when: dict[str, int]
+    if years is not None:
+        try:
+            first, last = parse_years(years)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        when = {"from_year": first, "to_year": last}
+        label = f"{first}–{last}"
+    else:
+        assert year is not None
+        when, label = {"year": year}, str(year)
+    request = {**when, "period": period, **({"ward": ward} if ward else {"province": province})}
 
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
@@ -304,7 +322,7 @@ def stats(
     with _reported(f"{QUERY_SUBJECT} (the query service)"):
         reply = asyncio.run(run())
     console.print(
-        stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
+        stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {label} ({period})", reply)
     )
 
 
