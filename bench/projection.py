@@ -70,7 +70,7 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
     for i in range(n):
         day = START + dt.timedelta(days=span * i // max(n, 1))
         ward = rnd.choice(wards)
-        loc = Locality(scheme="gso-2025", ward=ward)
+        loc = Locality(ward=ward)
         roll = rnd.random()
         event: Event
         if roll < 0.17 and open_tips:

@@ -30,10 +30,11 @@ from typing import Final, TypeAlias
 import msgspec
 
 from events.catalogue import CATALOGUE, CONTRIBUTIONS, FoldRule
-from events.schema import EntryCorrected, EntryRetracted, Event, Recorded, TipAssessed, TipReceived
+from events.schema import EntryCorrected, EntryRetracted, Event, Locality, Recorded, TipAssessed, TipReceived
 from projections import metrics as m
-from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, WardMismatch
+from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, UnknownWard, WardMismatch
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
+from projections.places import Place, place_of
 
 Key: TypeAlias = int
 """A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``."""
@@ -57,6 +58,8 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
     day: int  # proleptic Gregorian ordinal of the day the tip was received
     retracted: bool
     assessments: tuple[tuple[bytes, bool], ...]  # (event_id, valuable), stream order, retracted ones removed
+    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
+    approx: bool = False  # a split commune resolved to its default ward
 
     @property
     def valuable(self) -> bool:
@@ -72,6 +75,10 @@ class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fal
     assessment: bool
     valuable: bool = False
     day: int = 0
+    ward: str = ""
+    """A received tip of a pre-2025 locality: its place on ``day`` (a corrected date may move it); else empty."""
+    units: tuple[str, ...] = ()
+    approx: bool = False
 
 
 class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
@@ -80,6 +87,10 @@ class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False,
     ward: str
     day: int
     amounts: tuple[tuple[str, int], ...]
+    units: tuple[str, ...] = ()
+    """A pre-2025 locality: the units as recorded, each counted the same amounts (``projections.places``)."""
+    approx: bool = False
+    """A split commune resolved to its default ward: the amounts also count as ``~<metric>`` of the ward."""
 
 
 class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
@@ -170,11 +181,41 @@ def contribution(part: Part) -> tuple[tuple[str, int], ...]:
 _interned: dict[str, str] = {}
 
 
-def part_of(event: Event) -> Part:
+def part_of(event: Event, seq: int = 0) -> Part:
     """The compact record of what a plain event contributes, by the figures its catalogue entry declares."""
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
     amounts = CONTRIBUTIONS[type(event)](event)
-    return Part(ward=sys.intern(event.locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
+    locality = event.locality
+    if isinstance(locality, Locality):
+        return Part(ward=sys.intern(locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
+    place = _place(event, seq)
+    return Part(
+        ward=place.ward,
+        day=event.occurred_on.toordinal(),
+        amounts=amounts,
+        units=place.units,
+        approx=place.approximate,
+    )
+
+
+def _place(event: Event, seq: int) -> Place:
+    place = place_of(event)
+    if place is None:
+        raise UnknownWard(
+            f"pre-2025 locality {event.locality} has no 2025 ward under this mapping (was it corrected?)",
+            seq=seq,
+            event_id=event.event_id,
+        )
+    return place
+
+
+def _other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
+    """An event about an entry (assessment, retraction, correction) filed in another ward than the entry's.
+    Checked between two ``gso-2025`` localities only: a pre-2025 one resolves through the mapping, which a
+    later correction may change (the gateway checked it on the mapping of its day); its figures go where the
+    entry's own place says."""
+    locality = event.locality
+    return not units and isinstance(locality, Locality) and locality.ward != ward
 
 
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
@@ -242,22 +283,43 @@ class _Folder:
         k = (ward, yk, metric)
         deltas[k] = deltas.get(k, 0) + amount
 
+    def spread(self, part: Part, yk: YearKey, sign: int) -> None:
+        """A pre-2025 place's extra figures: the amounts again under each unit as recorded, and as
+        ``~<metric>`` of the ward when approximate (the ward's own figures are added by the caller)."""
+        for metric, amount in part.amounts:
+            if part.approx:
+                self.add(part.ward, yk, m.APPROXIMATE + metric, sign * amount)
+            for unit in part.units:
+                self.add(unit, yk, metric, sign * amount)
+
+    def add_tip(self, tip: TipState, yk: YearKey, metric: str, amount: int) -> None:
+        self.add(tip.ward, yk, metric, amount)
+        if tip.approx:
+            self.add(tip.ward, yk, m.APPROXIMATE + metric, amount)
+        for unit in tip.units:
+            self.add(unit, yk, metric, amount)
+
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution."""
-        if before is not None and before.day != after.day:  # a corrected tip.received: its year may move
+        if before is not None and (before.day, before.ward, before.units, before.approx) != (
+            after.day,
+            after.ward,
+            after.units,
+            after.approx,
+        ):  # a corrected tip.received: its year (and a pre-2025 tip's place) may move
             byk = year_key(before.day)
             if not before.retracted:
-                self.add(before.ward, byk, m.TIPS_RECEIVED, -1)
+                self.add_tip(before, byk, m.TIPS_RECEIVED, -1)
             if before.valuable:
-                self.add(before.ward, byk, m.TIPS_VALUABLE, -1)
+                self.add_tip(before, byk, m.TIPS_VALUABLE, -1)
             before = None
         yk = year_key(after.day)
         was_counted = before is not None and not before.retracted
         if was_counted != (not after.retracted):
-            self.add(after.ward, yk, m.TIPS_RECEIVED, 1 if was_counted is False else -1)
+            self.add_tip(after, yk, m.TIPS_RECEIVED, 1 if was_counted is False else -1)
         was_valuable = before is not None and before.valuable
         if was_valuable != after.valuable:
-            self.add(after.ward, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
+            self.add_tip(after, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
         self._written[key] = after
 
     def _tip_event(self, seq: int, event: Event) -> None:
@@ -276,22 +338,23 @@ class _Folder:
             )
         # a retracted tip's id was freed: received again, it is a new tip (the old one's assessments stay
         # with the old one)
+        link = _received(event, seq)
         tip = TipState(
-            ward=sys.intern(event.locality.ward),
-            day=event.occurred_on.toordinal(),
+            ward=sys.intern(event.locality.ward) if isinstance(event.locality, Locality) else link.ward,
+            day=link.day,
             retracted=False,
             assessments=(),
+            units=link.units,
+            approx=link.approx,
         )
         self.set_tip(key, before if isinstance(before, TipState) else None, tip)
-        self._written[event.event_id.int | EVENT_BIT] = TipLink(
-            tip=event.tip_id.bytes, assessment=False, day=tip.day
-        )
+        self._written[event.event_id.int | EVENT_BIT] = link
 
     def _tip_assessed(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipAssessed)
         key = event.tip_id.int
         tip = self._tip(key, seq, event, f"tip {event.tip_id} is unknown")
-        if tip.ward != event.locality.ward:
+        if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
         self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))
@@ -300,13 +363,15 @@ class _Folder:
         )
 
     def _part(self, seq: int, event: Event) -> None:
-        part = part_of(event)
+        part = part_of(event, seq)
         yk = year_key(part.day)
         deltas = self.deltas
         ward = part.ward
         for metric, amount in part.amounts:
             k = (ward, yk, metric)
             deltas[k] = deltas.get(k, 0) + amount
+        if part.units:
+            self.spread(part, yk, 1)
         self._written[event.event_id.int | EVENT_BIT] = part
 
     def _tip(self, key: Key, seq: int, event: Event, message: str) -> TipState:
@@ -341,7 +406,7 @@ class _Folder:
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
             if value.assessment and not _assessed(tip, target.bytes):
                 pass  # an assessment of an earlier tip of this id (retracted, its id received again)
-            elif tip.ward != event.locality.ward:
+            elif _other_ward(tip.ward, tip.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
                 )
@@ -351,13 +416,15 @@ class _Folder:
             else:
                 self.set_tip(key, tip, msgspec.structs.replace(tip, retracted=True))
         else:
-            if value.ward != event.locality.ward:
+            if _other_ward(value.ward, value.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {value.ward}", seq=seq, event_id=event.event_id
                 )
             yk = year_key(value.day)
             for metric, amount in value.amounts:
                 self.add(value.ward, yk, metric, -amount)
+            if value.units:
+                self.spread(value, yk, -1)
         self._written[tkey] = None
 
     def _corrected(self, seq: int, event: Event) -> None:
@@ -374,11 +441,11 @@ class _Folder:
         copy = event.corrected
         new: Part | TipLink
         if isinstance(copy, TipReceived):
-            new = TipLink(tip=copy.tip_id.bytes, assessment=False, day=copy.occurred_on.toordinal())
+            new = _received(copy, seq)
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
         else:
-            new = part_of(copy)
+            new = part_of(copy, seq)
         self._swap(seq, event, target.bytes, _current(value), event.event_id.bytes, new)
         self._written[event.event_id.int | EVENT_BIT] = Fix(value=new, replaces=target.bytes)
         self._written[tkey] = Superseded(value=value, by=event.event_id.bytes)
@@ -387,17 +454,21 @@ class _Folder:
         self, seq: int, event: Event, old_id: bytes, old: Part | TipLink, new_id: bytes, new: Part | TipLink
     ) -> None:
         """Replace one version's contribution (``old``, of version ``old_id``) by another's, in one step."""
-        ward = event.locality.ward
         if isinstance(old, Part) and isinstance(new, Part):
-            if old.ward != ward or new.ward != ward:
+            if _other_ward(old.ward, old.units, event) or _other_ward(new.ward, new.units, event):
                 raise WardMismatch(
                     f"the corrected entry is in ward {old.ward}", seq=seq, event_id=event.event_id
                 )
+            # each version counts where its own place says (a pre-2025 copy's date may move it)
             oyk, nyk = year_key(old.day), year_key(new.day)
             for metric, amount in old.amounts:
-                self.add(ward, oyk, metric, -amount)
+                self.add(old.ward, oyk, metric, -amount)
+            if old.units:
+                self.spread(old, oyk, -1)
             for metric, amount in new.amounts:
-                self.add(ward, nyk, metric, amount)
+                self.add(new.ward, nyk, metric, amount)
+            if new.units:
+                self.spread(new, nyk, 1)
             return
         if not (
             isinstance(old, TipLink)
@@ -412,14 +483,32 @@ class _Folder:
         tip = self._tip(key, seq, event, "the corrected entry's tip is unknown")
         if new.assessment and not _assessed(tip, old_id):
             return  # an assessment of an earlier tip of this id (retracted, its id received again)
-        if tip.ward != ward:
+        if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
             after = msgspec.structs.replace(tip, day=new.day)
+            if new.ward:  # a pre-2025 tip: the version's own place
+                after = msgspec.structs.replace(after, ward=new.ward, units=new.units, approx=new.approx)
         else:
             kept = tuple((new_id, new.valuable) if a[0] == old_id else a for a in tip.assessments)
             after = msgspec.structs.replace(tip, assessments=kept)
         self.set_tip(key, tip, after)
+
+
+def _received(event: TipReceived, seq: int) -> TipLink:
+    """A received tip's link: its day, and a pre-2025 tip's place on that day."""
+    day = event.occurred_on.toordinal()
+    if isinstance(event.locality, Locality):
+        return TipLink(tip=event.tip_id.bytes, assessment=False, day=day)
+    place = _place(event, seq)
+    return TipLink(
+        tip=event.tip_id.bytes,
+        assessment=False,
+        day=day,
+        ward=place.ward,
+        units=place.units,
+        approx=place.approximate,
+    )
 
 
 def _assessed(tip: TipState, event_id: bytes) -> bool:

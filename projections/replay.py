@@ -12,6 +12,7 @@ from events.schema import Recorded
 from projections import metrics as m
 from projections.folds import Deltas, Figures, Key, Value, by_period, fold_into
 from projections.periods import Period
+from projections.places import is_unit_key
 
 
 class InMemoryReplay:
@@ -52,14 +53,22 @@ class InMemoryReplay:
             self._figures = by_period(self._totals)
         return self._figures
 
-    def metrics(self, *, wards: Iterable[str] | None, year: int, period: Period) -> dict[str, int]:
-        """The sum over ``wards`` (None: every ward) for one year, shaped like a query reply's metrics."""
+    def sums(self, *, wards: Iterable[str] | None, year: int, period: Period) -> dict[str, int]:
+        """The raw sums over ``wards`` (None: every 2025 ward; a pre-2025 unit only when named) for one year."""
         wanted = None if wards is None else set(wards)
         sums: dict[str, int] = {}
         for (p, ward, y, metric), value in self.figures.items():
-            if p == period and y == year and (wanted is None or ward in wanted):
+            if (
+                p == period
+                and y == year
+                and (ward in wanted if wanted is not None else not is_unit_key(ward))
+            ):
                 sums[metric] = sums.get(metric, 0) + value
-        return m.complete(sums)
+        return sums
+
+    def metrics(self, *, wards: Iterable[str] | None, year: int, period: Period) -> dict[str, int]:
+        """The sum over ``wards`` (None: every ward) for one year, shaped like a query reply's metrics."""
+        return m.complete(self.sums(wards=wards, year=year, period=period))
 
     def years(self, period: Period) -> list[int]:
         return sorted({y for (p, _, y, _) in self.figures if p == period})

@@ -16,8 +16,9 @@ import msgspec
 
 from projections.errors import ProjectionError
 from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
-from projections.metrics import FOLD_VERSION, complete
+from projections.metrics import FOLD_VERSION, approximate, complete
 from projections.periods import CALENDAR, PERIODS, Period
+from projections.places import is_unit_key
 
 NAME: Final = "stats"
 _LOCK_CLASS: Final = 0x414E5453  # 'ANTS': one runner per (projection, copy)
@@ -35,6 +36,8 @@ class StatsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     as_of_seq: int
     stale: bool
     fold_version: int
+    approximate: dict[str, int] = {}
+    """The approximate part of ``metrics`` (``projections.metrics.approximate``)."""
 
 
 class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,7 +228,7 @@ class CalendarCache:
         """The figures of ``pairs`` once ``deltas`` apply (the cache itself is left as it is)."""
         out = {pair: dict(self._data[pair]) for pair in pairs}
         for (period, ward, year, metric), amount in deltas.items():
-            if period == CALENDAR:
+            if period == CALENDAR and not is_unit_key(ward):
                 figures = out[(ward, year)]
                 figures[metric] = figures.get(metric, 0) + amount
         return out
@@ -242,7 +245,8 @@ class CalendarCache:
 
 
 def _changed(deltas: Figures) -> list[tuple[str, int]]:
-    return sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR})
+    """The calendar ward-years a batch changed: 2025 wards only (pre-2025 units are not on the update feed)."""
+    return sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR and not is_unit_key(w)})
 
 
 async def _write_outbox(
@@ -403,8 +407,10 @@ async def _snapshot(
         if pause is not None:
             await pause()  # test hook: hold a query between the pointer and the figures
         rows = await conn.fetch(sums_sql, head["copy"], *args)
+    sums = {r["metric"]: int(r["value"]) for r in rows}
     return StatsSnapshot(
-        metrics=complete({r["metric"]: int(r["value"]) for r in rows}),
+        metrics=complete(sums),
+        approximate=approximate(sums),
         as_of_seq=head["seq"] or 0,
         stale=head["halted"] is not None,
         fold_version=head["fold_version"] or FOLD_VERSION,

@@ -227,7 +227,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = TipReceived(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
                 channel="letter",
                 category="crime",
@@ -238,7 +238,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = SessionHeld(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 level=draw(st.sampled_from(("commune", "hamlet", "institution"))),
                 topics=("law",),
                 attendance=draw(st.integers(0, 500)),
@@ -247,7 +247,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = PledgeSigned(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 signer=draw(st.sampled_from(("household", "individual", "institution"))),
                 signatures=draw(st.integers(1, 300)),
             )
@@ -255,7 +255,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = MediationConcluded(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 case_id=next(ids),
                 outcome=draw(st.sampled_from(("successful", "unsuccessful", "referred"))),
                 dispute="land",
@@ -267,7 +267,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = WeaponsSurrendered(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 items=tuple(
                     WeaponItem(kind=k, quantity=q)
                     for k, q in draw(st.lists(st.tuples(kinds, st.integers(1, 50)), min_size=1, max_size=3))
@@ -277,7 +277,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = TipReceived(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 tip_id=next(ids),
                 channel="phone",
                 category="drugs",
@@ -302,7 +302,7 @@ def _tip(day: str = "2018-05-10", ward: str = "01447") -> TipReceived:
     return TipReceived(
         event_id=uuid.uuid4(),
         occurred_on=dt.date.fromisoformat(day),
-        locality=Locality(scheme="gso-2025", ward=ward),
+        locality=Locality(ward=ward),
         tip_id=uuid.uuid4(),
         channel="phone",
         category="drugs",
@@ -363,7 +363,7 @@ def test_reference_counts_the_standing_version_of_a_corrected_entry() -> None:
     session = SessionHeld(
         event_id=uuid.uuid4(),
         occurred_on=dt.date(2018, 12, 31),
-        locality=Locality(scheme="gso-2025", ward="01447"),
+        locality=Locality(ward="01447"),
         level="commune",
         topics=("law",),
         attendance=40,

@@ -128,7 +128,7 @@ def as_event(doc: dict[str, Any]) -> Event:
 
 
 def local(ward: str = "01447") -> Locality:
-    return Locality(scheme="gso-2025", ward=ward)
+    return Locality(ward=ward)
 
 
 async def test_projector_folds_gateway_events_into_read_stats(
