@@ -42,6 +42,7 @@ from events.schema import (
     TipReceived,
     WeaponItem,
     WeaponsSurrendered,
+    ward_of,
 )
 from events.subjects import event_subject
 from infra.db import migrate
@@ -158,7 +159,7 @@ async def preload(nc: Client, localities: Localities, events: Sequence[Event], *
     async def one(event: Event) -> None:
         nonlocal last
         try:
-            ward = localities.ward(event.locality.ward)
+            ward = localities.ward(ward_of(event))
             assert ward is not None
             reply = await nc.request(
                 event_subject(event, ward.province),

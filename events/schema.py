@@ -226,3 +226,12 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
 
     office: str
     event: Event
+
+
+def ward_of(event: BaseEvent) -> str:
+    """The 2025 ward a ``gso-2025`` event names. A pre-2025 locality has none of its own until it is resolved on
+    its date (``events.localities``, ``projections.places``): ``ValueError``."""
+    locality = event.locality
+    if isinstance(locality, Locality):
+        return locality.ward
+    raise ValueError(f"a pre-2025 locality ({locality.commune}) has no 2025 ward until it is resolved")

@@ -32,6 +32,7 @@ from events.schema import (
     WeaponItem,
     WeaponKind,
     WeaponsSurrendered,
+    ward_of,
 )
 
 Figures = dict[tuple[str, str, int, str], int]
@@ -95,8 +96,8 @@ def reference(events: Sequence[Event]) -> Figures:
     def count(event: Event, metric: str, amount: int) -> None:
         day = event.occurred_on
         reporting = day.year + 1 if (day.month, day.day) >= (12, 15) else day.year
-        figures["calendar", event.locality.ward, day.year, metric] += amount
-        figures["reporting", event.locality.ward, reporting, metric] += amount
+        figures["calendar", ward_of(event), day.year, metric] += amount
+        figures["reporting", ward_of(event), reporting, metric] += amount
 
     latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
     for entry, e in alive:

@@ -306,7 +306,16 @@ def known_instant(value: str) -> dt.datetime:
 @audit.command("replay")
 def replay_command(
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
-    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    province: Annotated[
+        str | None, typer.Option(help="2025 province code (with --scheme gso-pre2025: a pre-2025 province)")
+    ] = None,
+    scheme: Annotated[
+        str, typer.Option(help="gso-2025 | gso-pre2025 (units as recorded, no mapping)")
+    ] = "gso-2025",
+    commune: Annotated[str | None, typer.Option(help="pre-2025 commune code (--scheme gso-pre2025)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
+    ] = None,
     year: Annotated[int | None, typer.Option(help="one year (default: every year with figures)")] = None,
     as_of_occurred: Annotated[
         str | None, typer.Option(help="business time: only facts that occurred on or before this date")
@@ -326,8 +335,15 @@ def replay_command(
     from services.cli.audit_replay import as_csv, replies, run_replay
     from services.cli.stats_view import stats_table
 
-    if (ward is not None and province is not None) or output not in ("table", "json", "csv"):
-        err.print("[red]give at most one of --ward / --province; --format is table, json or csv[/red]")
+    places = [p for p in (ward, province, commune, district) if p is not None]
+    if len(places) > 1 or output not in ("table", "json", "csv"):
+        err.print(
+            "[red]give at most one of --ward / --province / --commune / --district; --format is table, json or"
+            " csv[/red]"
+        )
+        raise typer.Exit(2)
+    if scheme not in ("gso-2025", "gso-pre2025"):
+        err.print("[red]--scheme is gso-2025 or gso-pre2025[/red]")
         raise typer.Exit(2)
     if period not in ("calendar", "reporting"):
         err.print("[red]--period is calendar or reporting[/red]")
@@ -343,6 +359,9 @@ def replay_command(
     scope = ReplayScope(
         ward=ward,
         province=province,
+        scheme=scheme,
+        commune=commune,
+        district=district,
         year=year,
         period="reporting" if period == "reporting" else "calendar",
         as_of_occurred=occurred,
@@ -360,7 +379,19 @@ def replay_command(
     elif output == "csv":
         print(as_csv(rows), end="")
     else:
-        place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
+        place = (
+            f"ward {ward}"
+            if ward
+            else f"commune {commune}"
+            if commune
+            else f"district {district}"
+            if district
+            else f"province {province}"
+            if province
+            else "all wards"
+        )
+        if scheme == "gso-pre2025":
+            place = f"pre-2025 {place}"
         for reply in rows:
             console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
         if not rows:  # without --year, the years are those with figures: say there are none

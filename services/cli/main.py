@@ -271,20 +271,38 @@ app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]
 def stats(
     year: Annotated[int, typer.Option(help="statistics year")],
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
-    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    province: Annotated[
+        str | None, typer.Option(help="2025 province code (with --scheme gso-pre2025: a pre-2025 province)")
+    ] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
+    scheme: Annotated[
+        str, typer.Option(help="gso-2025 | gso-pre2025 (units as recorded, no mapping)")
+    ] = "gso-2025",
+    commune: Annotated[str | None, typer.Option(help="pre-2025 commune code (--scheme gso-pre2025)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
+    ] = None,
 ) -> None:
-    """Print one ward's or one province's figures for a year."""
+    """Print one ward's or one province's figures for a year (or a pre-2025 unit's, as recorded)."""
     from events.subjects import QUERY_SUBJECT
     from services.cli.stats_view import query_stats, stats_table
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     options = _nats_options(settings)
-    if (ward is None) == (province is None):
-        err.print("[red]give exactly one of --ward or --province[/red]")
+    named = {
+        k: v
+        for k, v in (("ward", ward), ("province", province), ("commune", commune), ("district", district))
+        if v
+    }
+    if len(named) != 1:
+        err.print("[red]give exactly one of --ward, --province, --commune or --district[/red]")
         raise typer.Exit(2)
-    request = {"year": year, "period": period, **({"ward": ward} if ward else {"province": province})}
+    request: dict[str, object] = {"year": year, "period": period, **named}
+    if scheme != "gso-2025":
+        request["scheme"] = scheme
+    ((kind, code),) = named.items()
+    title = f"{'pre-2025 ' if scheme == 'gso-pre2025' else ''}{kind} {code}, {year} ({period})"
 
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
@@ -303,9 +321,7 @@ def stats(
 
     with _reported(f"{QUERY_SUBJECT} (the query service)"):
         reply = asyncio.run(run())
-    console.print(
-        stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {year} ({period})", reply)
-    )
+    console.print(stats_table(title, reply))
 
 
 def _projector_database(settings: Settings, url: str) -> str:
