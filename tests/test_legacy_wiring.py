@@ -6,6 +6,7 @@ retraction and correction take away exactly what was added."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
 from infra.streams import EVENTS
 from projections import store
+from projections.metrics import FOLD_VERSION
 from projections.places import unit_key
 from projections.service import Projector
 from services.audit.replay import ReplayScope, replay
@@ -27,6 +29,8 @@ from services.client import OfficeClient
 from services.gateway.app import Gateway
 from tests.conftest import OFFICES_TOML, FixedClock, Stack, gateway_config, wait_until_answering
 from tests.servers import wait_for
+from tests.test_auth import antq
+from tests.test_cli_commands import WIDE, figures
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
 
@@ -327,3 +331,63 @@ async def ask_store(stack: Stack, wards: list[str]) -> dict[str, int]:
         return (await store.read_stats(conn, wards=wards, year=2018, period="calendar")).metrics
     finally:
         await conn.close()
+
+
+async def test_stats_replay_and_rebuild_from_the_command_line_answer_by_pre2025_unit(
+    stack: Stack, gateway: Gateway, projector: Projector, query: object
+) -> None:
+    _, last = await accepted(
+        stack,
+        "ca-cao-bang",
+        [
+            session(TRA_LINH, attendance=21),
+            session({"scheme": "gso-pre2025", "commune": "01459"}, attendance=4),  # Quang Vinh, old code
+            session({"scheme": "gso-2025", "ward": "01447"}, attendance=1000),  # not a pre-2025 unit's
+        ],
+    )
+    await folded(stack, last)
+    env = {"ANTQ_NATS_URL": stack.servers.nats_url, "ANTQ_DATABASE_URL": stack.database_url, **WIDE}
+    code, out, err = await antq(
+        "stats", "--scheme", "gso-pre2025", "--district", "046", "--year", "2018", env=env
+    )
+    assert code == 0, err
+    assert "pre-2025 district 046, 2018 (calendar)" in " ".join(out.split())
+    assert figures(out)["session_attendance"] == 25, out
+
+    args = (
+        "audit",
+        "replay",
+        "--scheme",
+        "gso-pre2025",
+        "--district",
+        "046",
+        "--year",
+        "2018",
+        "--format",
+        "json",
+    )
+    code, out, err = await antq(*args, env=env)
+    assert code == 0, err
+    body = json.loads(out)
+    assert (body["scheme"], body["district"], body["as_of_seq"]) == ("gso-pre2025", "046", last)
+    assert body["metrics"]["session_attendance"] == 25
+    code, out, err = await antq("audit", "replay", "--district", "046", env=env)
+    assert code == 2 and "give --scheme gso-pre2025" in " ".join(err.split()), err
+
+    # a rebuild (the fold version holds the mapping's) folds the log anew into a copy with the same figures
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        before = await store.all_figures(conn, await store.active_copy(conn))
+        code, out, err = await antq("projections", "rebuild", "stats", env=env)
+        assert code == 0, err
+        after = await store.all_figures(conn, await store.active_copy(conn))
+    finally:
+        await conn.close()
+    assert await_copy_changed(out)
+    assert (
+        after == before and after[("calendar", unit_key("district", "046"), 2018, "session_attendance")] == 25
+    )
+
+
+def await_copy_changed(out: str) -> bool:
+    return f"(fold v{FOLD_VERSION})" in out and "copy 2" in out

@@ -44,7 +44,7 @@ async def _publish_and_show(
         reply = await query_stats(nc, demo.district_query(min_seq=summary.last_seq, timeout_ms=30_000))
     finally:
         await nc.drain()
-    title = f"Huyện Trà Lĩnh (Cao Bằng, pre-2025 district {DISTRICT}), {YEAR} — as recorded in 2018 codes"
+    title = f"Huyện Trà Lĩnh (Cao Bằng), {YEAR} — pre-2025 district {DISTRICT}, as recorded in 2018 codes"
     console.print(stats_table(title, reply, ARTICLE))
     console.print("[dim]Also in the article, outside catalogue v1:[/dim]")
     for line in NOT_IN_CATALOGUE_V1:
