@@ -17,14 +17,28 @@ from collections import Counter
 from importlib.resources import files
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events.codec import encode_recorded
 from events.errors import EventError
 from events.localities import Localities
-from events.schema import EntryRetracted, LegacyLocality, Recorded, SessionHeld
+from events.schema import (
+    EntryCorrected,
+    EntryRetracted,
+    Event,
+    LegacyLocality,
+    Locality,
+    Recorded,
+    SessionHeld,
+    TipAssessed,
+    TipReceived,
+)
+from events.stored import Foreign, StoredRecords
 from projections.folds import by_period, fold
+from projections.places import Place, legacy_place
 
 EVE = dt.date(2025, 6, 30)
 
@@ -171,3 +185,174 @@ def test_the_fold_counts_each_event_under_the_oracles_ward_and_recorded_units(
         k: v for k, v in by_period(deltas).items() if k[3] in ("session_attendance", "~session_attendance")
     }
     assert got == {k: v for k, v in expected.items() if v}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cases=st.lists(
+        st.tuples(
+            localities_strategy, st.dates(dt.date(2012, 1, 1), dt.date(2025, 6, 30)), st.integers(1, 99)
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_correction_moves_a_pre2025_entry_to_where_its_copys_date_resolves(
+    cases: list[tuple[tuple[Any, ...], dt.date, int]],
+) -> None:
+    """A corrected copy keeps the locality and may change the date: the original's contribution goes, the copy's
+    comes where the oracle resolves the copy's date (the gateway refuses a copy whose date does not resolve)."""
+    records: list[tuple[int, Recorded]] = []
+    expected: Counter[tuple[str, str, int, str]] = Counter()
+    seq = 0
+    for (commune, day, district, province, ward), new_day, attendance in cases:
+        before, after = (
+            oracle(commune, day, district, province, ward),
+            oracle(commune, new_day, district, province, ward),
+        )
+        if before[0] == "refused" or after[0] == "refused":
+            continue
+        locality = LegacyLocality(commune=commune, district=district, province=province, ward=ward)
+        original = SessionHeld(
+            event_id=uuid.uuid4(),
+            occurred_on=day,
+            locality=locality,
+            level="commune",
+            topics=("law",),
+            attendance=1,
+        )
+        copy = SessionHeld(
+            event_id=uuid.uuid4(),
+            occurred_on=new_day,
+            locality=locality,
+            level="commune",
+            topics=("law",),
+            attendance=attendance,
+        )
+        correction = EntryCorrected(
+            event_id=uuid.uuid4(),
+            occurred_on=dt.date(2026, 1, 2),
+            locality=locality,
+            target_event_id=original.event_id,
+            corrected=copy,
+            reason="test",
+        )
+        for event in (original, correction):
+            seq += 1
+            records.append((seq, Recorded(office="o", event=event)))
+        resolved, approximate, unit_commune, unit_district, unit_province = after
+        calendar, reporting = year_keys(new_day)
+        keys = [resolved, f"pre2025:commune:{unit_commune}", f"pre2025:district:{unit_district}"]
+        keys.append(f"pre2025:province:{unit_province}")
+        if approximate:
+            keys.append("~" + resolved)
+        for key in keys:
+            ward_key, metric = (
+                (key[1:], "~session_attendance") if key.startswith("~") else (key, "session_attendance")
+            )
+            expected["calendar", ward_key, calendar, metric] += attendance
+            expected["reporting", ward_key, reporting, metric] += attendance
+    _, deltas = fold({}, records)
+    got = {
+        k: v for k, v in by_period(deltas).items() if k[3] in ("session_attendance", "~session_attendance")
+    }
+    assert got == {k: v for k, v in expected.items() if v}
+
+
+def test_a_stored_event_the_corrected_mapping_no_longer_resolves_is_still_placed() -> None:
+    """As if lineage had been corrected after the gateway accepted it: 01471 given with district 046 on a date
+    when it was in 047. The fold places it by the commune on that date (never sets it aside, never halts)."""
+    place = legacy_place(LegacyLocality(commune="01471", district="046"), dt.date(2021, 1, 1))
+    assert place == Place(
+        "01447", ("pre2025:commune:01471", "pre2025:district:047", "pre2025:province:04"), False
+    )
+    gone = legacy_place(
+        LegacyLocality(commune="01450", ward="01456"), dt.date(2021, 1, 1)
+    )  # merged away then
+    assert gone == Place("01456", ("pre2025:commune:01450",), False)
+    assert legacy_place(LegacyLocality(commune="99999"), dt.date(2018, 1, 1)) is None  # the fold halts on it
+
+
+def test_readers_accept_a_pre2025_record_on_any_successor_ward_and_set_it_aside_elsewhere(
+    loc: Localities,
+) -> None:
+    stored = StoredRecords(loc)
+    event = SessionHeld(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2018, 5, 1),
+        locality=LegacyLocality(commune="06886"),  # Hải Lạng: 06886 (default), 06799, 06970
+        level="commune",
+        topics=("law",),
+        attendance=1,
+    )
+    data = encode_recorded(Recorded(office="o", event=event))
+    for ward in ("06886", "06799", "06970"):  # a later mapping may resolve it to any of them
+        assert isinstance(stored.read(1, f"antq.events.22.{ward}.session", data), Recorded)
+    for subject in (
+        "antq.events.22.06862.session",
+        "antq.events.04.06886.session",
+        "antq.events.22.06886.pledge",
+    ):
+        assert isinstance(stored.read(1, subject, data), Foreign), subject
+    given = encode_recorded(
+        Recorded(
+            office="o",
+            event=msgspec.structs.replace(event, locality=LegacyLocality(commune="06886", ward="06970")),
+        )
+    )
+    assert isinstance(stored.read(1, "antq.events.22.06970.session", given), Recorded)
+    assert isinstance(stored.read(1, "antq.events.22.06886.session", given), Foreign)
+
+
+def test_a_pre2025_tip_corrected_across_the_merger_moves_district_and_back_when_the_correction_is_retracted() -> (
+    None
+):
+    place = LegacyLocality(commune="01471")  # Cao Chương: district 046 until 2020-02-29, then 047
+    tip_id = uuid.uuid4()
+    received = TipReceived(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2020, 2, 20),
+        locality=place,
+        tip_id=tip_id,
+        channel="phone",
+        category="drugs",
+        source="resident",
+    )
+    assessed = TipAssessed(
+        event_id=uuid.uuid4(), occurred_on=dt.date(2020, 2, 21), locality=place, tip_id=tip_id, valuable=True
+    )
+    copy = msgspec.structs.replace(received, event_id=uuid.uuid4(), occurred_on=dt.date(2020, 3, 5))
+    correction = EntryCorrected(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2026, 1, 2),
+        locality=place,
+        target_event_id=received.event_id,
+        corrected=copy,
+        reason="date",
+    )
+    undo = EntryRetracted(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2026, 1, 3),
+        locality=Locality(ward="01447"),
+        target_event_id=correction.event_id,
+        reason="the first date was right",
+    )
+    events: list[Event] = [received, assessed, correction, undo]
+    records = [(i + 1, Recorded(office="o", event=e)) for i, e in enumerate(events)]
+
+    def tips(n: int) -> dict[str, int]:
+        _, deltas = fold({}, records[:n])
+        return {
+            f"{ward}/{metric}": v
+            for (period, ward, _year, metric), v in by_period(deltas).items()
+            if period == "calendar" and metric in ("tips_received", "tips_valuable")
+        }
+
+    in_046 = {
+        f"{w}/{m}": 1
+        for w in ("01447", "pre2025:commune:01471", "pre2025:district:046", "pre2025:province:04")
+        for m in ("tips_received", "tips_valuable")
+    }
+    assert tips(2) == in_046
+    assert tips(3) == {k.replace(":046", ":047"): v for k, v in in_046.items()}
+    assert tips(4) == in_046
