@@ -51,6 +51,9 @@ class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
     stale: bool = False
     fold_version: int = FOLD_VERSION  # added later: consumers of older payloads read the default
     province: str | None = None  # added with the signatures: the subject's province, signed with the rest
+    approximate: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+    """The approximate part of ``metrics``, as in the query reply; left out (not null) when every figure is exact,
+    so the payload of exact figures is as before."""
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -272,6 +275,7 @@ async def _write_outbox(
                     as_of_seq=seq,
                     fold_version=FOLD_VERSION,
                     province=provinces[w],
+                    approximate=approximate(values) or msgspec.UNSET,
                 )
             ),
         )

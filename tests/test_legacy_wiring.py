@@ -15,10 +15,11 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
 from events.localities import Localities
-from events.subjects import QUERY_SUBJECT
-from infra.streams import EVENTS
+from events.subjects import QUERY_SUBJECT, updates_subject
+from infra.streams import EVENTS, UPDATES
 from projections import store
 from projections.metrics import FOLD_VERSION
 from projections.places import unit_key
@@ -230,6 +231,17 @@ async def test_figures_by_recorded_unit_and_through_the_ward_and_a_province_roll
         await conn.close()
     assert all(not r["ward"].startswith("pre2025:") for r in outbox)
     assert [r["province"] for r in units] == ["pre2025"]
+
+    async def feed() -> dict[str, Any] | None:  # the update of the ward-year carries the approximate part too
+        try:
+            msg = await stack.js.get_last_msg(UPDATES, updates_subject("22", "06886", 2018))
+        except NotFoundError:
+            return None
+        update: dict[str, Any] = msgspec.json.decode(msg.data or b"")
+        return update
+
+    update = await wait_for(feed, what="the update of ward 06886, 2018")
+    assert (update["metrics"], update["approximate"]) == (approx["metrics"], approx["approximate"])
 
 
 async def test_retraction_and_correction_of_a_pre2025_entry_take_away_what_it_added(
