@@ -18,6 +18,7 @@ model (``tests/test_fold_model.py``) and the README row (``figure_table``'s outp
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,17 +32,23 @@ from events.schema import (
     EntryRetracted,
     Event,
     MediationConcluded,
+    ModelDissolved,
+    ModelEstablished,
+    ModelUpdated,
     PledgeSigned,
     SessionHeld,
     TipAssessed,
     TipReceived,
     WeaponsSurrendered,
+    YouthEnrolled,
+    YouthReleased,
 )
 
-Role = Literal["creates", "refers", "retracts"]
-FoldRule = Literal["plain", "tip", "retraction", "correction"]
+Role = Literal["creates", "refers", "ends", "retracts"]
+FoldRule = Literal["plain", "tip", "lifecycle", "retraction", "correction"]
 """How the fold applies a type: ``plain`` adds its declared figures (and a retraction takes exactly those away);
-``tip`` keeps a tip's state (received, assessments) and counts from it; ``retraction`` undoes its target (a
+``tip`` keeps a tip's state (received, assessments) and counts from it; ``lifecycle`` keeps an entity's history
+(created, updated, ended: ``Entity.state``) and counts its declared flows and stocks from it; ``retraction`` undoes its target (a
 correction's target stands again); ``correction`` replaces its target's contribution with its copy's."""
 
 
@@ -65,6 +72,9 @@ class Entity:
     """How a conflict says the entity was made: ``tip 7c… was already received``."""
     claim_prefix: str | None = None
     """The gateway index's key prefix for the entity (default: ``name``; stored claims keep theirs)."""
+    state: int | None = None
+    """For a ``lifecycle`` entity: the number of its key space in the fold's state (stored: never change it;
+    unique per entity name, ``tests/test_catalogue.py``)."""
 
     @property
     def claim(self) -> str:
@@ -73,13 +83,22 @@ class Entity:
 
 @dataclass(frozen=True)
 class Figure:
-    """A figure a plain event contributes to its ward and year (of ``occurred_on``)."""
+    """A figure an event contributes to its ward and year (of ``occurred_on``).
+
+    A flow counts in the year of the event. A ``stock`` (declared on a ``lifecycle`` entity's creating event)
+    is what stands at the end of a year: it counts from the year the entity was created (or updated) in every
+    later year, up to the current year, until the year it ends."""
 
     metric: str
     amount: str | None = None
-    """A count field of the event (or of the item, with ``each``); None: 1."""
-    by: str | None = None
-    """A field whose value names a breakdown, ``<metric>.<value>``, counted beside the total."""
+    """A count field of the event (or of the item, with ``each``); None: 1. Absent (None) counts 0."""
+    by: str | tuple[str, ...] | None = None
+    """Fields whose values name breakdowns, ``<metric>.<value>``, counted beside the total."""
+    stock: bool = False
+    """What stands at the end of each year (see above), not what happened in it."""
+    aside: tuple[str, object] | None = None
+    """When this field has this value, counted only in that value's breakdown (``<metric>.<value>``): never
+    in the total nor in other breakdowns (models of another campaign, ``dan_van_kheo``)."""
     each: str | None = None
     """A list field: the figure is counted per item, from the item's fields."""
     when: tuple[str, object] | None = None
@@ -88,14 +107,26 @@ class Figure:
     """Not counted when this field has this value."""
     description: str = ""
 
-    def breakdowns(self, owner: type[Any]) -> tuple[str, ...]:
-        """The breakdown values of ``by``: the field's Literal values (minus ``unless``)."""
+    @property
+    def by_fields(self) -> tuple[str, ...]:
         if self.by is None:
             return ()
-        values = literal_values(_field_type(owner, self.each, self.by))
-        if self.unless is not None and self.unless[0] == self.by:
-            values = tuple(v for v in values if v != self.unless[1])
-        return values
+        return (self.by,) if isinstance(self.by, str) else self.by
+
+    def breakdowns(self, owner: type[Any]) -> tuple[str, ...]:
+        """The breakdown values of ``by``: the fields' Literal values (minus ``unless``), in order."""
+        out: list[str] = []
+        for by in self.by_fields:
+            values = literal_values(_field_type(owner, self.each, by))
+            if self.unless is not None and self.unless[0] == by:
+                values = tuple(v for v in values if v != self.unless[1])
+            out += [v for v in values if v not in out]
+        return tuple(out)
+
+    def reads(self) -> tuple[str, ...]:
+        """The event's fields this figure reads."""
+        names = [self.amount, *self.by_fields, *(c[0] for c in (self.when, self.unless, self.aside) if c)]
+        return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
 @dataclass(frozen=True)
@@ -115,12 +146,24 @@ class EventSpec:
         return str(self.struct.__struct_config__.tag)
 
     @property
+    def owner(self) -> type[BaseEvent]:
+        """The struct whose fields the figures read: the event's own, or for a ``lifecycle`` entity its
+        creating type's (a dissolution counts by the level and kind its model was set up with)."""
+        entity = self.entity
+        if self.fold == "lifecycle" and entity is not None and entity.role != "creates":
+            return creator_of(entity.name).struct
+        return self.struct
+
+    @property
     def entity(self) -> Entity | None:
         return self.subject if isinstance(self.subject, Entity) else None
 
     def rest_of(self, event: BaseEvent) -> str:
+        """The subject's tokens after the ward: ``session``; ``tip.<tip_id>``; an end of an entity on a subject
+        of its own, ``model.<model_id>.end``, so that its one standing end is found with one read."""
         if isinstance(self.subject, Entity):
-            return f"{self.subject.name}.{getattr(event, self.subject.field)}"
+            end = ".end" if self.subject.role == "ends" else ""
+            return f"{self.subject.name}.{getattr(event, self.subject.field)}{end}"
         return self.subject
 
     def metrics(self) -> tuple[str, ...]:
@@ -130,7 +173,7 @@ class EventSpec:
             if fig.metric not in names:
                 names.append(fig.metric)
         for fig in self.figures:
-            names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.struct)]
+            names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.owner)]
         return tuple(names)
 
 
@@ -155,6 +198,8 @@ def _field_type(owner: type[Any], each: str | None, name: str) -> Any:
 
 
 TIP = Entity("tip", "tip_id", "creates", past="received")
+_DVK = ("kind", "dan_van_kheo")
+""""Dân vận khéo" models belong to another campaign: counted in their own breakdown only."""
 
 CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
@@ -218,6 +263,53 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
+        ModelEstablished,
+        "a self-management model set up (mô hình tự quản về ANTT); stands until dissolved",
+        Entity("model", "model_id", "creates", past="established", state=2),
+        fold="lifecycle",
+        figures=(
+            Figure("models_established", by=("level", "kind"), aside=_DVK, description="models set up"),
+            Figure(
+                "models_active", by=("level", "kind"), aside=_DVK, stock=True, description="models standing"
+            ),
+            Figure(
+                "model_points", amount="points", unless=_DVK, stock=True, description="replication points"
+            ),
+            Figure("model_teams", amount="teams", unless=_DVK, stock=True, description="teams of the models"),
+        ),
+    ),
+    EventSpec(
+        ModelUpdated,
+        "new absolute points / teams of a standing model, from `occurred_on` on",
+        Entity("model", "model_id", "refers", versioned=True, state=2),
+        fold="lifecycle",
+    ),
+    EventSpec(
+        ModelDissolved,
+        "a model dissolved: it no longer stands from `occurred_on` on",
+        Entity("model", "model_id", "ends", past="dissolved", state=2),
+        fold="lifecycle",
+        figures=(
+            Figure("models_dissolved", by=("level", "kind"), aside=_DVK, description="models dissolved"),
+        ),
+    ),
+    EventSpec(
+        YouthEnrolled,
+        "an at-risk young person taken under management (`person_ref`: a random id, never personal data)",
+        Entity("youth", "person_ref", "creates", past="enrolled", state=3),
+        fold="lifecycle",
+        figures=(
+            Figure("youth_enrolled", description="people enrolled"),
+            Figure("youth_under_management", stock=True, description="people under management"),
+        ),
+    ),
+    EventSpec(
+        YouthReleased,
+        "management of that person ended",
+        Entity("youth", "person_ref", "ends", past="released", state=3),
+        fold="lifecycle",
+    ),
+    EventSpec(
         EntryRetracted,
         "an entry retracted (its contribution removed; both stay in history)",
         Entity("retraction", "target_event_id", "retracts", past="retracted"),
@@ -256,17 +348,34 @@ Contribution = tuple[tuple[str, int], ...]
 def _compile(owner: type[Any], fig: Figure) -> Callable[[Any], Contribution]:
     """What one figure adds for one event or item: precomputed names, no formatting while folding."""
     names = {value: f"{fig.metric}.{value}" for value in fig.breakdowns(owner)}
-    metric, amount, by, when, unless = fig.metric, fig.amount, fig.by, fig.when, fig.unless
+    metric, amount, when, unless, aside = fig.metric, fig.amount, fig.when, fig.unless, fig.aside
+    bys = fig.by_fields
+
+    if len(bys) == 1 and aside is None and amount is not None and not fig.stock:
+        (by,) = bys
+        field_name = amount
+
+        def one_by(obj: Any) -> Contribution:  # the common shape, kept fast
+            if when is not None and getattr(obj, when[0]) != when[1]:
+                return ()
+            if unless is not None and getattr(obj, unless[0]) == unless[1]:
+                return ()
+            n = int(getattr(obj, field_name))
+            return ((metric, n), (names[getattr(obj, by)], n))
+
+        return one_by
 
     def add(obj: Any) -> Contribution:
         if when is not None and getattr(obj, when[0]) != when[1]:
             return ()
         if unless is not None and getattr(obj, unless[0]) == unless[1]:
             return ()
-        n = 1 if amount is None else int(getattr(obj, amount))
-        if by is None:
-            return ((metric, n),)
-        return ((metric, n), (names[getattr(obj, by)], n))
+        n = 1 if amount is None else int(getattr(obj, amount) or 0)
+        if not n:
+            return ()
+        if aside is not None and getattr(obj, aside[0]) == aside[1]:
+            return ((names[str(aside[1])], n),)
+        return ((metric, n), *((names[getattr(obj, by)], n) for by in bys))
 
     return add
 
@@ -307,10 +416,128 @@ CONTRIBUTIONS: Mapping[type[BaseEvent], Callable[[Event], Contribution]] = Mappi
 """What a plain event adds to its ward-year, as (metric, amount) pairs, by its declared figures."""
 
 
+def creator_of(entity: str) -> EventSpec:
+    """The catalogue entry of the type that creates ``entity``."""
+    for spec in CATALOGUE:
+        if spec.entity is not None and spec.entity.name == entity and spec.entity.role == "creates":
+            return spec
+    raise KeyError(f"no event type creates {entity!r}")
+
+
+def ended_entities() -> frozenset[str]:
+    """Entities some type ends: a reference to one (an update) must find it not ended."""
+    return frozenset(s.entity.name for s in CATALOGUE if s.entity is not None and s.entity.role == "ends")
+
+
+class Attrs:
+    """An entity's attributes at one point of its history, read by its figures like an event's fields."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """How the fold counts a ``lifecycle`` entity, compiled from its types' entries.
+
+    The entity's state is its history of marks ``(event id, role, day, values)`` (values: of ``fields``, in
+    order; None where the event does not set one). Its figures are a pure function of that history: the
+    creating mark's flows in its year, the ending mark's flows in its year, and its stocks from the creation on
+    (changed where an update sets new values) until the end."""
+
+    entity: str
+    state: int
+    fields: tuple[str, ...]
+    roles: Mapping[type[BaseEvent], Role]
+    flows: Mapping[Role, Callable[[Any], Contribution]]
+    stocks: Callable[[Any], Contribution]
+
+    def values_of(self, event: BaseEvent) -> tuple[object, ...]:
+        return tuple(getattr(event, name, None) for name in self.fields)
+
+    def attrs(self, values: tuple[object, ...]) -> Attrs:
+        return Attrs(dict(zip(self.fields, values, strict=True)))
+
+
+def _merged(adds: list[Callable[[Any], Contribution]]) -> Callable[[Any], Contribution]:
+    def contribution(obj: Any) -> Contribution:
+        merged: dict[str, int] = {}
+        for add in adds:
+            for name, n in add(obj):
+                merged[name] = merged.get(name, 0) + n
+        return tuple(merged.items())
+
+    return contribution
+
+
+def _lifecycle_of(entity: str) -> Lifecycle:
+    specs = [
+        s for s in CATALOGUE if s.fold == "lifecycle" and s.entity is not None and s.entity.name == entity
+    ]
+    creator = creator_of(entity)
+    states = {s.entity.state for s in specs if s.entity is not None}
+    if len(states) != 1 or None in states:
+        raise TypeError(f"the types of {entity!r} must declare one state number: {states}")
+    fields: list[str] = []
+    for spec in specs:
+        for fig in spec.figures:
+            fields += [n for n in fig.reads() if n not in fields]
+    owner = creator.struct
+    flows = {
+        s.entity.role: _merged([_compile(owner, f) for f in s.figures if not f.stock])
+        for s in specs
+        if s.entity is not None
+    }
+    if any(f.stock for s in specs if s is not creator for f in s.figures):
+        raise TypeError(f"stocks of {entity!r} are declared on its creating type only")
+    return Lifecycle(
+        entity=entity,
+        state=int(next(iter(states))),  # type: ignore[arg-type]
+        fields=tuple(fields),
+        roles=MappingProxyType({s.struct: s.entity.role for s in specs if s.entity is not None}),
+        flows=MappingProxyType(flows),
+        stocks=_merged([_compile(owner, f) for f in creator.figures if f.stock]),
+    )
+
+
+LIFECYCLES: Mapping[type[BaseEvent], Lifecycle] = MappingProxyType(
+    {
+        struct: life
+        for life in (
+            _lifecycle_of(name)
+            for name in dict.fromkeys(
+                s.entity.name for s in CATALOGUE if s.fold == "lifecycle" and s.entity is not None
+            )
+        )
+        for struct in life.roles
+    }
+)
+"""The compiled lifecycle of each ``lifecycle`` type's entity."""
+
+
+def stock_metrics() -> frozenset[str]:
+    """Every metric (totals and breakdowns) that is a stock: read as what stands at a year's end."""
+    out: set[str] = set()
+    for spec in CATALOGUE:
+        for fig in spec.figures:
+            if fig.stock:
+                out.add(fig.metric)
+                out.update(f"{fig.metric}.{v}" for v in fig.breakdowns(spec.owner))
+    return frozenset(out)
+
+
 def figure_table() -> str:
     """The README's table of event types and figures, generated from the catalogue."""
     lines = [
-        "| event type | subject (after ward) | what it records | figures (flow, counted in the year of `occurred_on`) |",
+        "| event type | subject (after ward) | what it records | figures (flows count in the year of `occurred_on`; stocks in every year they stand) |",
         "|---|---|---|---|",
     ]
     for spec in CATALOGUE:
@@ -327,9 +554,22 @@ def figure_table() -> str:
                 text += f" when `{fig.when[0]}` = `{fig.when[1]}`"
             if fig.unless:
                 text += f" unless `{fig.unless[0]}` = `{fig.unless[1]}`"
-            if fig.by:
-                text += f", and `.<{fig.by}>`: " + ", ".join(fig.breakdowns(spec.struct))
+            if fig.aside:
+                text += f" (`{fig.aside[0]}` = `{fig.aside[1]}`: only in `.{fig.aside[1]}`)"
+            if fig.stock:
+                text += " — **stock**: what stands at each year's end"
+            for by in fig.by_fields:
+                one = dataclasses.replace(fig, by=by)
+                text += f", and `.<{by}>`: " + ", ".join(one.breakdowns(spec.owner))
             figures.append(text)
+        if spec.fold == "lifecycle" and entity is not None and entity.role == "refers":
+            life = LIFECYCLES[spec.struct]
+            sets = [n for n in life.fields if n in spec.struct.__struct_fields__]
+            figures.append(
+                f"sets {', '.join(f'`{n}`' for n in sets)} of its {entity.name} from its day on (stocks change)"
+            )
+        if spec.fold == "lifecycle" and entity is not None and entity.role == "ends":
+            figures.append(f"ends the stocks of its {entity.name} from its day on")
         if spec.fold == "retraction":
             figures.append("removes its target's contribution (a corrected version stands again)")
         if spec.fold == "correction":

@@ -7,6 +7,7 @@ Events are past-tense facts. They carry no personal data: the log can never be e
 from __future__ import annotations
 
 import datetime as dt
+import typing
 import uuid
 from typing import Annotated, Literal, TypeAlias
 
@@ -53,6 +54,21 @@ Outcome = Literal["successful", "unsuccessful", "referred"]
 Dispute = Literal["land", "family", "neighbours", "debt", "other"]
 WeaponKind = Literal[
     "military_firearm", "homemade_firearm", "air_gun", "ammunition", "explosive", "support_tool", "other"
+]
+
+ModelLevel = Literal["province", "district", "commune", "hamlet", "institution"]
+ModelKind = Literal[
+    "self_managed_team",
+    "inter_household",
+    "security_council",
+    "security_order_team",
+    "street_warden_team",
+    "civil_defence_team",
+    "mediation_team",
+    "drug_free_area",
+    "safe_school",
+    "dan_van_kheo",
+    "other",
 ]
 
 SESSION_LEVELS: tuple[SessionLevel, ...] = ("commune", "hamlet", "institution")
@@ -165,13 +181,65 @@ class WeaponsSurrendered(BaseEvent, frozen=True, kw_only=True, tag="weapons.surr
     items: Annotated[tuple[WeaponItem, ...], msgspec.Meta(min_length=1, max_length=50)]
 
 
+class ModelEstablished(BaseEvent, frozen=True, kw_only=True, tag="model.established"):
+    """A self-management model set up (mô hình tự quản về ANTT): it stands from ``occurred_on`` until dissolved.
+
+    ``points`` (places it was replicated to) and ``teams`` (its teams), counted as Hướng dẫn 22/HD-BCA-V05
+    counts them, are absolute numbers that ``model.updated`` may set again."""
+
+    model_id: uuid.UUID
+    name: ShortText
+    level: ModelLevel
+    kind: ModelKind
+    points: Count | None = None
+    teams: Count | None = None
+
+
+class ModelUpdated(BaseEvent, frozen=True, kw_only=True, tag="model.updated"):
+    """New absolute ``points`` / ``teams`` of a standing model, from ``occurred_on`` on."""
+
+    model_id: uuid.UUID
+    points: Count | None = None
+    teams: Count | None = None
+    expected_version: Version | None = None
+
+
+class ModelDissolved(BaseEvent, frozen=True, kw_only=True, tag="model.dissolved"):
+    """A model ended: it no longer stands from ``occurred_on`` on (at most once; a retraction undoes it)."""
+
+    model_id: uuid.UUID
+
+
+class YouthEnrolled(BaseEvent, frozen=True, kw_only=True, tag="youth.enrolled"):
+    """An at-risk young person taken under management. ``person_ref`` is a random UUID the office keeps for
+    that person, never derived from who they are: the log holds no personal data (Nghị định 13/2023/NĐ-CP)."""
+
+    person_ref: uuid.UUID
+
+
+class YouthReleased(BaseEvent, frozen=True, kw_only=True, tag="youth.released"):
+    """Management of that person ended (at most once; a retraction undoes it)."""
+
+    person_ref: uuid.UUID
+
+
 class EntryRetracted(BaseEvent, frozen=True, kw_only=True, tag="entry.retracted"):
     target_event_id: uuid.UUID
     reason: Reason
 
 
 Correctable: TypeAlias = (
-    TipReceived | TipAssessed | SessionHeld | PledgeSigned | MediationConcluded | WeaponsSurrendered
+    TipReceived
+    | TipAssessed
+    | SessionHeld
+    | PledgeSigned
+    | MediationConcluded
+    | WeaponsSurrendered
+    | ModelEstablished
+    | ModelUpdated
+    | ModelDissolved
+    | YouthEnrolled
+    | YouthReleased
 )
 """The types an ``entry.corrected`` can carry: every event type but retractions and corrections."""
 
@@ -193,6 +261,11 @@ Event: TypeAlias = (
     | PledgeSigned
     | MediationConcluded
     | WeaponsSurrendered
+    | ModelEstablished
+    | ModelUpdated
+    | ModelDissolved
+    | YouthEnrolled
+    | YouthReleased
     | EntryRetracted
     | EntryCorrected
 )
@@ -204,16 +277,21 @@ EVENT_TYPES: tuple[type[BaseEvent], ...] = (
     PledgeSigned,
     MediationConcluded,
     WeaponsSurrendered,
+    ModelEstablished,
+    ModelUpdated,
+    ModelDissolved,
+    YouthEnrolled,
+    YouthReleased,
     EntryRetracted,
     EntryCorrected,
 )
-CORRECTABLE_TYPES: tuple[type[BaseEvent], ...] = EVENT_TYPES[:6]
+CORRECTABLE_TYPES: tuple[type[BaseEvent], ...] = typing.get_args(Correctable)
 TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 
-FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason")
+FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason", "name")
 """Every ``str`` field of an event that is neither a ``Literal`` nor a code with a pattern: checked as free
 text (``events.text``). A test keeps this list complete."""
-ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id")
+ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id", "model_id", "person_ref")
 """Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
 A test keeps this list complete."""
 

@@ -6,7 +6,8 @@ from typing import Final
 
 import asyncpg
 
-from projections.store import NAME, Checkpoint, write_updates
+from events.catalogue import stock_metrics
+from projections.store import NAME, Checkpoint, this_year, write_updates
 
 _REBUILD_LOCK_CLASS: Final = 0x414E5452  # 'ANTR': one rebuild per projection at a time
 
@@ -52,19 +53,28 @@ async def switch_active(
     """
     changed = await conn.fetch(
         """SELECT coalesce(n.ward, o.ward) AS ward, coalesce(n.year, o.year) AS year,
-                  coalesce(n.province, o.province) AS province
+                  coalesce(n.province, o.province) AS province,
+                  bool_or(coalesce(n.metric, o.metric) = ANY($3::text[])) AS stock
            FROM (SELECT * FROM stats WHERE copy = $1 AND period = 'calendar') n
            FULL JOIN (SELECT * FROM stats WHERE copy = $2 AND period = 'calendar') o
              ON n.ward = o.ward AND n.year = o.year AND n.metric = o.metric
            WHERE n.value IS DISTINCT FROM o.value
            GROUP BY 1, 2, 3
            UNION
-           SELECT ward, year, province FROM stats_outbox WHERE copy = $2""",
+           SELECT ward, year, province, false FROM stats_outbox WHERE copy = $2""",
         new,
         old,
+        sorted(stock_metrics()),
     )
-    if changed:
-        await write_updates(conn, new, at_seq, {(r["ward"], r["year"]): r["province"] for r in changed})
+    pairs: dict[tuple[str, int], str] = {}
+    for r in changed:
+        if r["ward"].startswith("pre2025:"):
+            continue  # figures by unit as recorded before the reform: not on the update feed
+        # a stock that changed in a year changes what stands in every later year, up to the current one
+        last = max(r["year"], this_year()) if r["stock"] else r["year"]
+        pairs.update({(r["ward"], y): r["province"] for y in range(r["year"], last + 1)})
+    if pairs:
+        await write_updates(conn, new, at_seq, pairs)
     await conn.execute("UPDATE projection_active SET copy = $2 WHERE name = $1", name, new)
     await conn.execute(
         "UPDATE projection_checkpoint SET retired_at_seq = $3 WHERE name = $1 AND copy = $2",

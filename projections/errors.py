@@ -20,6 +20,10 @@ class UnknownTip(FoldError):
     """A tip.assessed names a tip the projection never saw."""
 
 
+class UnknownEntity(FoldError):
+    """An update or end of a lifecycle entity (a model, a person under management) the projection never saw."""
+
+
 class UnknownTarget(FoldError):
     """An entry.retracted names an event that is unknown, not retractable, or already retracted."""
 

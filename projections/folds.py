@@ -29,16 +29,25 @@ from typing import Final, TypeAlias
 
 import msgspec
 
-from events.catalogue import CATALOGUE, CONTRIBUTIONS, FoldRule
+from events.catalogue import CATALOGUE, CONTRIBUTIONS, LIFECYCLES, Contribution, FoldRule, Lifecycle
 from events.schema import EntryCorrected, EntryRetracted, Event, Locality, Recorded, TipAssessed, TipReceived
 from projections import metrics as m
-from projections.errors import DuplicateEntity, UnknownTarget, UnknownTip, UnknownWard, WardMismatch
+from projections.errors import (
+    DuplicateEntity,
+    UnknownEntity,
+    UnknownTarget,
+    UnknownTip,
+    UnknownWard,
+    WardMismatch,
+)
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
 from projections.places import Place, place_of
 
 Key: TypeAlias = int
-"""A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``."""
+"""A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``. A lifecycle entity: its id
+plus its entity's state number (``Entity.state``) shifted by ``STATE_SHIFT``."""
 EVENT_BIT: Final = 1 << 128
+STATE_SHIFT: Final = 129
 YearKey: TypeAlias = int
 """``calendar year * 2 + 1`` for 15–31 December (counted in the next reporting year), ``* 2`` otherwise."""
 DeltaKey: TypeAlias = tuple[str, YearKey, str]
@@ -50,6 +59,7 @@ Figures: TypeAlias = dict[PeriodKey, int]
 
 _TIP_TAG: Final = b"t"
 _EVENT_TAG: Final = b"e"
+_STATE_TAG: Final = b"s"
 _ID_MASK: Final = EVENT_BIT - 1
 
 
@@ -96,7 +106,7 @@ class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False,
 class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
     """A correction (the version it is now): the corrected copy's contribution, and the version it replaced."""
 
-    value: Part | TipLink
+    value: Part | TipLink | EntityLink
     replaces: bytes
     """The replaced version's event id (its key holds a ``Superseded``)."""
 
@@ -104,12 +114,38 @@ class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, 
 class Superseded(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=5):
     """A version replaced by a correction: its own value, restored if that correction is retracted."""
 
-    value: Part | TipLink | Fix
+    value: Part | TipLink | EntityLink | Fix
     by: bytes
     """The correction's event id."""
 
 
-Value: TypeAlias = TipState | TipLink | Part | Fix | Superseded
+Mark: TypeAlias = tuple[bytes, int, int, tuple[str | int | None, ...]]
+"""One event of a lifecycle entity's history: (event id, role, day ordinal, its values of ``Lifecycle.fields``)."""
+CREATES: Final = 0
+REFERS: Final = 1
+ENDS: Final = 2
+_ROLE_CODES: Final = {"creates": CREATES, "refers": REFERS, "ends": ENDS}
+
+
+class EntityState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=6):
+    """A lifecycle entity (a model, a person under management): its ward and its standing history of marks,
+    in stream order (retracted marks removed; a retracted creation empties it and frees the id)."""
+
+    ward: str
+    marks: tuple[Mark, ...]
+    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
+    approx: bool = False  # a split commune resolved to its default ward
+
+
+class EntityLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=7):
+    """A lifecycle entity's event: the entity's stored key and the event's mark (kept so that a corrected
+    version stands again when its correction is retracted)."""
+
+    entity: bytes
+    mark: Mark
+
+
+Value: TypeAlias = TipState | TipLink | Part | Fix | Superseded | EntityState | EntityLink
 State: TypeAlias = Mapping[Key, Value]
 StateUpdate: TypeAlias = dict[Key, Value | None]
 """Keys the fold wrote: the new value, or None for a deleted key."""
@@ -127,14 +163,24 @@ def decode_value(data: bytes) -> Value:
 
 
 def key_bytes(key: Key) -> bytes:
-    """The stored form of a key: ``t`` or ``e`` and the 16 bytes of the id."""
+    """The stored form of a key: ``t`` or ``e`` and the 16 bytes of the id; ``s``, the state number and the
+    16 bytes of the id for a lifecycle entity."""
+    ns = key >> STATE_SHIFT
+    if ns:
+        return _STATE_TAG + bytes([ns]) + (key & _ID_MASK).to_bytes(16, "big")
     tag = _EVENT_TAG if key & EVENT_BIT else _TIP_TAG
     return tag + (key & _ID_MASK).to_bytes(16, "big")
 
 
 def key_of(stored: bytes) -> Key:
+    if stored[:1] == _STATE_TAG:
+        return (stored[1] << STATE_SHIFT) | int.from_bytes(stored[2:], "big")
     number = int.from_bytes(stored[1:], "big")
     return number | EVENT_BIT if stored[:1] == _EVENT_TAG else number
+
+
+def entity_key(life: Lifecycle, entity_id: bytes) -> Key:
+    return (life.state << STATE_SHIFT) | int.from_bytes(entity_id, "big")
 
 
 def tip_key(tip_id: bytes) -> Key:
@@ -230,6 +276,8 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
             keys.add(event.tip_id.int)
+        elif type(event) in LIFECYCLES:
+            keys.add(_entity_key_of(event))
         elif isinstance(event, EntryRetracted | EntryCorrected):
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
@@ -243,9 +291,74 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
                 value = value.value
             if isinstance(value, TipLink):
                 keys.add(tip_key(value.tip))
+            if isinstance(value, EntityLink):
+                keys.add(key_of(value.entity))
             if isinstance(event, EntryCorrected) and isinstance(event.corrected, TipReceived | TipAssessed):
                 keys.add(event.corrected.tip_id.int)
+            if isinstance(event, EntryCorrected) and type(event.corrected) in LIFECYCLES:
+                keys.add(_entity_key_of(event.corrected))
     return keys
+
+
+_ENTITY_FIELD: Final = {s.struct: s.entity.field for s in CATALOGUE if s.fold == "lifecycle" and s.entity}
+
+
+def _entity_key_of(event: Event) -> Key:
+    return entity_key(LIFECYCLES[type(event)], getattr(event, _ENTITY_FIELD[type(event)]).bytes)
+
+
+def _mark_of(event: Event, mark_id: bytes) -> Mark:
+    life = LIFECYCLES[type(event)]
+    role = _ROLE_CODES[life.roles[type(event)]]
+    values = life.values_of(event) if role != ENDS else ()
+    return (mark_id, role, event.occurred_on.toordinal(), values)  # type: ignore[return-value]
+
+
+def _put(out: dict[tuple[YearKey, str], int], yk: YearKey, pairs: Contribution, sign: int) -> None:
+    for metric, amount in pairs:
+        k = (yk, metric)
+        out[k] = out.get(k, 0) + sign * amount
+
+
+def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
+    """What a lifecycle entity contributes to its ward, by year key: a pure function of its history.
+
+    The creation's flows and its stocks in the year of its day; each update (in order of day, then of the
+    stream) changes the stocks from its day on; the first end takes the stocks away and adds its own flows in
+    its year. A mark dated before the creation counts on the creation's day. Stocks are stored as the change in
+    each year: what stands at the end of a year is the sum of the changes up to it (``projections.store``)."""
+    out: dict[tuple[YearKey, str], int] = {}
+    if state is None:
+        return out
+    start = next((m for m in state.marks if m[1] == CREATES), None)
+    if start is None:
+        return out
+    first = start[2]
+    values = start[3]
+    attrs = life.attrs(values)
+    yk = year_key(first)
+    if "creates" in life.flows:
+        _put(out, yk, life.flows["creates"](attrs), 1)
+    stock = life.stocks(attrs)
+    _put(out, yk, stock, 1)
+    rest = sorted((m for m in state.marks if m is not start), key=lambda m: max(m[2], first))
+    for _, role, day, changes in rest:
+        yk = year_key(max(day, first))
+        if role == REFERS:
+            values = tuple(old if new is None else new for old, new in zip(values, changes, strict=True))
+            attrs = life.attrs(values)
+            after = life.stocks(attrs)
+            _put(out, yk, stock, -1)
+            _put(out, yk, after, 1)
+            stock = after
+            if "refers" in life.flows:
+                _put(out, yk, life.flows["refers"](attrs), 1)
+        elif role == ENDS:
+            if "ends" in life.flows:
+                _put(out, yk, life.flows["ends"](attrs), 1)
+            _put(out, yk, stock, -1)
+            break
+    return out
 
 
 _ABSENT: Final = object()
@@ -261,6 +374,7 @@ class _Folder:
         rules: dict[FoldRule, Callable[[int, Event], None]] = {
             "plain": self._part,
             "tip": self._tip_event,
+            "lifecycle": self._lifecycle,
             "retraction": self._retracted,
             "correction": self._corrected,
         }
@@ -362,6 +476,69 @@ class _Folder:
             tip=event.tip_id.bytes, assessment=True, valuable=event.valuable
         )
 
+    def set_entity(self, life: Lifecycle, key: Key, before: EntityState | None, after: EntityState) -> None:
+        """Store the entity and add the change of what it contributes (its figures before and after)."""
+        old = entity_figures(life, before)
+        new = entity_figures(life, after)
+        ward = after.ward
+        for k in old.keys() | new.keys():
+            change = new.get(k, 0) - old.get(k, 0)
+            if change:
+                self.add(ward, k[0], k[1], change)
+                if after.units:  # a pre-2025 place: also under its units as recorded, and ~ when approximate
+                    if after.approx:
+                        self.add(ward, k[0], m.APPROXIMATE + k[1], change)
+                    for unit in after.units:
+                        self.add(unit, k[0], k[1], change)
+        self._written[key] = after
+
+    def _lifecycle(self, seq: int, event: Event) -> None:
+        life = LIFECYCLES[type(event)]
+        key = _entity_key_of(event)
+        state = self.get(key)
+        before = state if isinstance(state, EntityState) else None
+        mark = _mark_of(event, event.event_id.bytes)
+        what = f"{life.entity} {getattr(event, _ENTITY_FIELD[type(event)])}"
+        if mark[1] == CREATES:
+            if before is not None and before.marks:
+                raise DuplicateEntity(f"{what} already exists", seq=seq, event_id=event.event_id)
+            locality = event.locality
+            if type(locality) is Locality:
+                after = EntityState(ward=sys.intern(locality.ward), marks=(mark,))
+            else:
+                place = _place(event, seq)
+                after = EntityState(
+                    ward=place.ward, marks=(mark,), units=place.units, approx=place.approximate
+                )
+        else:
+            if before is None or not before.marks:
+                raise UnknownEntity(f"{what} is unknown", seq=seq, event_id=event.event_id)
+            if _other_ward(before.ward, before.units, event):
+                raise WardMismatch(f"{what} is in ward {before.ward}", seq=seq, event_id=event.event_id)
+            after = msgspec.structs.replace(before, marks=(*before.marks, mark))
+        self.set_entity(life, key, before, after)
+        self._written[event.event_id.int | EVENT_BIT] = EntityLink(entity=key_bytes(key), mark=mark)
+
+    def _entity_of(self, link: EntityLink, seq: int, event: Event) -> tuple[Lifecycle, Key, EntityState]:
+        key = key_of(link.entity)
+        state = self.get(key)
+        if not isinstance(state, EntityState):
+            raise UnknownEntity("the entry's entity is unknown", seq=seq, event_id=event.event_id)
+        if _other_ward(state.ward, state.units, event):
+            raise WardMismatch(f"the entry is in ward {state.ward}", seq=seq, event_id=event.event_id)
+        return _LIFE_BY_STATE[key >> STATE_SHIFT], key, state
+
+    def _retract_mark(self, seq: int, event: Event, link: EntityLink) -> None:
+        life, key, state = self._entity_of(link, seq, event)
+        mark_id = link.mark[0]
+        if not any(m[0] == mark_id for m in state.marks):
+            return  # an event of an earlier entity of this id (its creation retracted, the id used again)
+        if link.mark[1] == CREATES:
+            marks: tuple[Mark, ...] = ()  # the entity is gone, its id freed
+        else:
+            marks = tuple(m for m in state.marks if m[0] != mark_id)
+        self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
+
     def _part(self, seq: int, event: Event) -> None:
         part = part_of(event, seq)
         yk = year_key(part.day)
@@ -385,7 +562,7 @@ class _Folder:
         target = event.target_event_id
         tkey = target.int | EVENT_BIT
         value = self.get(tkey)
-        if value is None or isinstance(value, TipState | Superseded):
+        if value is None or isinstance(value, TipState | EntityState | Superseded):
             raise UnknownTarget(
                 f"no retractable event {target} (unknown, already retracted, or corrected)",
                 seq=seq,
@@ -401,6 +578,8 @@ class _Folder:
             restored = previous.value
             self._swap(seq, event, target.bytes, value.value, value.replaces, _current(restored))
             self._written[pkey] = restored
+        elif isinstance(value, EntityLink):
+            self._retract_mark(seq, event, value)
         elif isinstance(value, TipLink):
             key = tip_key(value.tip)
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
@@ -432,15 +611,19 @@ class _Folder:
         target = event.target_event_id
         tkey = target.int | EVENT_BIT
         value = self.get(tkey)
-        if not isinstance(value, Part | TipLink | Fix):
+        if not isinstance(value, Part | TipLink | EntityLink | Fix):
             raise UnknownTarget(
                 f"no correctable version {target} (unknown, retracted, or already corrected)",
                 seq=seq,
                 event_id=event.event_id,
             )
         copy = event.corrected
-        new: Part | TipLink
-        if isinstance(copy, TipReceived):
+        new: Part | TipLink | EntityLink
+        if type(copy) in LIFECYCLES:
+            new = EntityLink(
+                entity=key_bytes(_entity_key_of(copy)), mark=_mark_of(copy, event.event_id.bytes)
+            )
+        elif isinstance(copy, TipReceived):
             new = _received(copy, seq)
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
@@ -451,9 +634,26 @@ class _Folder:
         self._written[tkey] = Superseded(value=value, by=event.event_id.bytes)
 
     def _swap(
-        self, seq: int, event: Event, old_id: bytes, old: Part | TipLink, new_id: bytes, new: Part | TipLink
+        self,
+        seq: int,
+        event: Event,
+        old_id: bytes,
+        old: Part | TipLink | EntityLink,
+        new_id: bytes,
+        new: Part | TipLink | EntityLink,
     ) -> None:
         """Replace one version's contribution (``old``, of version ``old_id``) by another's, in one step."""
+        if isinstance(old, EntityLink) or isinstance(new, EntityLink):
+            if not (isinstance(old, EntityLink) and isinstance(new, EntityLink) and old.entity == new.entity):
+                raise UnknownTarget(
+                    "a correction must keep its target's type and entity", seq=seq, event_id=event.event_id
+                )
+            life, key, state = self._entity_of(old, seq, event)
+            if not any(m[0] == old_id for m in state.marks):
+                return  # an event of an earlier entity of this id
+            marks = tuple(new.mark if m[0] == old_id else m for m in state.marks)
+            self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
+            return
         if isinstance(old, Part) and isinstance(new, Part):
             if _other_ward(old.ward, old.units, event) or _other_ward(new.ward, new.units, event):
                 raise WardMismatch(
@@ -515,9 +715,12 @@ def _assessed(tip: TipState, event_id: bytes) -> bool:
     return any(a[0] == event_id for a in tip.assessments)
 
 
-def _current(value: Part | TipLink | Fix) -> Part | TipLink:
+def _current(value: Part | TipLink | EntityLink | Fix) -> Part | TipLink | EntityLink:
     """What a standing version contributes."""
     return value.value if isinstance(value, Fix) else value
+
+
+_LIFE_BY_STATE: Final = {life.state: life for life in LIFECYCLES.values()}
 
 
 def handled_types() -> frozenset[type]:

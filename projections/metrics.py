@@ -11,11 +11,12 @@ from typing import Final
 from events.catalogue import metric_names
 from events.localities import mapping_version
 
-FOLD_LOGIC: Final = 4
+FOLD_LOGIC: Final = 5
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
 stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``. v3: corrections
-(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4: pre-2025
-localities (``projections.places``: figures also under the units as recorded, ``~<metric>`` approximate)."""
+(``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4: lifecycle
+entities (``EntityState``, ``EntityLink``) and stocks, stored as each year's change. v5: pre-2025 localities
+(``projections.places``: figures also under the units as recorded, ``~<metric>`` approximate)."""
 MAPPING_DIGITS: Final = int(mapping_version(), 16) % 1_000_000
 """Six decimal digits of the locality mapping's version (``events.localities.mapping_version``)."""
 FOLD_VERSION: Final = FOLD_LOGIC * 1_000_000 + MAPPING_DIGITS
@@ -34,6 +35,12 @@ assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS
 APPROXIMATE: Final = "~"
 """``~<metric>`` holds the part of ``<metric>`` that is approximate (``projections.places``); never a metric of
 its own in a reply: ``approximate`` shows it."""
+
+
+def stock_base(metric: str) -> str:
+    """The metric an approximate part (``~<metric>``) belongs to; any other metric itself. A stock's
+    approximate part is read as a stock too."""
+    return metric[len(APPROXIMATE) :] if metric.startswith(APPROXIMATE) else metric
 
 
 def complete(figures: dict[str, int]) -> dict[str, int]:

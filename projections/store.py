@@ -7,20 +7,31 @@ the checkpoint, in one REPEATABLE READ snapshot.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import asyncpg
 import msgspec
 
+from events.catalogue import stock_metrics
+from events.codec import vietnam_today
 from projections.errors import ProjectionError
 from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
-from projections.metrics import FOLD_VERSION, approximate, complete
+from projections.metrics import APPROXIMATE, FOLD_VERSION, approximate, complete
 from projections.periods import CALENDAR, PERIODS, Period
-from projections.places import is_unit_key
+from projections.places import UNIT_PREFIX
 
 NAME: Final = "stats"
+_STOCKS: Final = sorted({*stock_metrics(), *(APPROXIMATE + name for name in stock_metrics())})
+"""Stock metrics, and their approximate parts (``~<metric>``, ``projections.places``): both stored as each
+year's change and read as what stands at a year's end."""
+_STOCK_SET: Final = frozenset(_STOCKS)
+_NOT_PUBLISHED: Final = UNIT_PREFIX
+"""Figures kept by a unit as recorded before the 2025 reform: the update feed carries 2025 wards only."""
+Figures2: TypeAlias = dict[tuple[str, int], dict[str, int]]
+"""Figures of (ward, year) pairs: metric → value."""
 _LOCK_CLASS: Final = 0x414E5453  # 'ANTS': one runner per (projection, copy)
 
 _encoder = msgspec.json.Encoder()
@@ -187,10 +198,15 @@ async def _save_state(conn: asyncpg.Connection, copy: int, update: StateUpdate) 
         )
 
 
-async def _calendar_figures(
+def this_year() -> int:
+    """The current year in Vietnam: stocks are published for every year up to it."""
+    return vietnam_today(dt.datetime.now(dt.UTC)).year
+
+
+async def _calendar_rows(
     conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]
 ) -> dict[tuple[str, int], dict[str, int]]:
-    """The stored calendar figures of some (ward, year) pairs (a pair with none maps to an empty dict)."""
+    """The stored calendar rows of some (ward, year) pairs (a pair with none maps to an empty dict)."""
     figures: dict[tuple[str, int], dict[str, int]] = {pair: {} for pair in pairs}
     if not figures:
         return figures
@@ -209,47 +225,118 @@ async def _calendar_figures(
     return figures
 
 
+StockRows: TypeAlias = dict[int, dict[str, int]]
+"""A ward's stored stock changes: year → metric → change in that year."""
+
+
+async def _stock_rows(conn: asyncpg.Connection, copy: int, wards: Collection[str]) -> dict[str, StockRows]:
+    """Every stored calendar stock change of some wards (a ward with none maps to an empty dict)."""
+    out: dict[str, StockRows] = {ward: {} for ward in wards}
+    if not out:
+        return out
+    rows = await conn.fetch(
+        """SELECT ward, year, metric, value FROM stats WHERE copy = $1 AND period = 'calendar'
+           AND ward = ANY($2::text[]) AND metric = ANY($3::text[])""",
+        copy,
+        sorted(out),
+        _STOCKS,
+    )
+    for r in rows:
+        out[r["ward"]].setdefault(r["year"], {})[r["metric"]] = r["value"]
+    return out
+
+
+def _standing(rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[str, StockRows]) -> Figures2:
+    """The figures of each (ward, year): its flows, and its stocks as they stand at the year's end."""
+    out: Figures2 = {}
+    for (ward, year), values in rows.items():
+        figures = {m: v for m, v in values.items() if m not in _STOCK_SET}
+        for y, changes in stocks.get(ward, {}).items():
+            if y <= year:
+                for metric, change in changes.items():
+                    figures[metric] = figures.get(metric, 0) + change
+        out[(ward, year)] = figures
+    return out
+
+
+async def _calendar_figures(
+    conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]
+) -> Figures2:
+    """The calendar figures of some (ward, year) pairs, stocks as they stand at each year's end."""
+    rows = await _calendar_rows(conn, copy, pairs)
+    return _standing(rows, await _stock_rows(conn, copy, {w for w, _ in pairs}))
+
+
 class CalendarCache:
-    """A runner's write-through copy of the calendar figures of the ward-years it last changed.
+    """A runner's write-through copy of the calendar rows of the ward-years it last changed, and of those
+    wards' stock changes.
 
     The runner is the only writer of its copy, so what it committed is what PostgreSQL holds: an update's
     figures are the cached ones plus the batch's changes, with no read of the table. Entries are loaded
     before the batch's changes are applied and replaced only after its commit; least recently used ones go.
     """
 
-    def __init__(self, capacity: int = 20_000) -> None:
+    def __init__(self, capacity: int = 20_000, year_now: Callable[[], int] = this_year) -> None:
         self._capacity = capacity
         self._data: OrderedDict[tuple[str, int], dict[str, int]] = OrderedDict()
+        self._stocks: OrderedDict[str, StockRows] = OrderedDict()
+        self._year_now = year_now
+
+    def changed(self, deltas: Figures) -> list[tuple[str, int]]:
+        """The calendar ward-years whose published figures the deltas change: a flow's year; a stock's year and
+        every later one up to the current year."""
+        pairs: set[tuple[str, int]] = set()
+        now = self._year_now()
+        for (period, ward, year, metric), _v in deltas.items():
+            if period != CALENDAR or ward.startswith(_NOT_PUBLISHED):
+                continue
+            if metric in _STOCK_SET:
+                pairs.update((ward, y) for y in range(year, max(year, now) + 1))
+            else:
+                pairs.add((ward, year))
+        return sorted(pairs)
 
     async def load(self, conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]) -> None:
         missing = [pair for pair in pairs if pair not in self._data]
-        self._data.update(await _calendar_figures(conn, copy, missing))
+        self._data.update(await _calendar_rows(conn, copy, missing))
+        wards = {w for w, _ in pairs if w not in self._stocks}
+        self._stocks.update(await _stock_rows(conn, copy, wards))
 
     def after(
         self, pairs: Collection[tuple[str, int]], deltas: Figures
-    ) -> dict[tuple[str, int], dict[str, int]]:
-        """The figures of ``pairs`` once ``deltas`` apply (the cache itself is left as it is)."""
-        out = {pair: dict(self._data[pair]) for pair in pairs}
+    ) -> tuple[Figures2, dict[str, StockRows]]:
+        """The rows of ``pairs`` and their wards' stock changes once ``deltas`` apply (the cache itself is
+        left as it is)."""
+        rows = {pair: dict(self._data[pair]) for pair in pairs}
+        stocks = {w: {y: dict(c) for y, c in self._stocks[w].items()} for w in {w for w, _ in pairs}}
         for (period, ward, year, metric), amount in deltas.items():
-            if period == CALENDAR and not is_unit_key(ward):
-                figures = out[(ward, year)]
-                figures[metric] = figures.get(metric, 0) + amount
-        return out
+            if period != CALENDAR:
+                continue
+            found = rows.get((ward, year))
+            if found is not None:
+                found[metric] = found.get(metric, 0) + amount
+            if metric in _STOCK_SET and ward in stocks:
+                changes = stocks[ward].setdefault(year, {})
+                changes[metric] = changes.get(metric, 0) + amount
+        return rows, stocks
 
-    def committed(self, figures: Mapping[tuple[str, int], dict[str, int]]) -> None:
-        for pair, values in figures.items():
+    def committed(
+        self, rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[str, StockRows]
+    ) -> None:
+        for pair, values in rows.items():
             self._data[pair] = values
             self._data.move_to_end(pair)
+        for ward, changes in stocks.items():
+            self._stocks[ward] = changes
+            self._stocks.move_to_end(ward)
         while len(self._data) > self._capacity:
             self._data.popitem(last=False)
+        while len(self._stocks) > self._capacity:
+            self._stocks.popitem(last=False)
 
     def clear(self) -> None:
         self._data.clear()
-
-
-def _changed(deltas: Figures) -> list[tuple[str, int]]:
-    """The calendar ward-years a batch changed: 2025 wards only (pre-2025 units are not on the update feed)."""
-    return sorted({(w, y) for (p, w, y, _), _v in deltas.items() if p == CALENDAR and not is_unit_key(w)})
+        self._stocks.clear()
 
 
 async def _write_outbox(
@@ -332,7 +419,7 @@ async def commit_batch(
         )
         if moved != "UPDATE 1":
             raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
-        changed = _changed(deltas) if outbox is not None else []
+        changed = outbox.changed(deltas) if outbox is not None else []
         if outbox is not None:
             await outbox.load(conn, copy, changed)  # before the changes: the cache holds committed figures
         await _apply_deltas(conn, copy, deltas, provinces)
@@ -341,9 +428,9 @@ async def commit_batch(
         await _save_state(conn, copy, update)
         if outbox is None:
             return []
-        figures = outbox.after(changed, deltas)
-        rows = await _write_outbox(conn, copy, to_seq, figures, provinces)
-    outbox.committed(figures)
+        after, stocks = outbox.after(changed, deltas)
+        rows = await _write_outbox(conn, copy, to_seq, _standing(after, stocks), provinces)
+    outbox.committed(after, stocks)
     return rows
 
 
@@ -421,33 +508,50 @@ async def _snapshot(
     )
 
 
+# Flows count in the years asked for ($3 to $4); a stock is stored as its change in each year, so what stands at
+# the end of year $4 is the sum of its changes up to it
+_IN_YEARS: Final = """((year BETWEEN $3 AND $4 AND NOT metric = ANY($5::text[]))
+                          OR (year <= $4 AND metric = ANY($5::text[])))"""
+
+
 async def read_stats(
-    conn: asyncpg.Connection, *, wards: Sequence[str], year: int, period: str, pause: Pause | None = None
+    conn: asyncpg.Connection,
+    *,
+    wards: Sequence[str],
+    year: int,
+    period: str,
+    from_year: int | None = None,
+    pause: Pause | None = None,
 ) -> StatsSnapshot:
-    """The sum of the figures of ``wards`` (2025 codes) for ``year`` of ``period`` ('calendar'|'reporting')."""
+    """The sum of the figures of ``wards`` (2025 codes) for ``year`` of ``period`` ('calendar'|'reporting'),
+    or over the years ``from_year`` to ``year``: flows summed over them, stocks as they stand at the end."""
     _check_period(period)
     return await _snapshot(
         conn,
-        """SELECT metric, sum(value) AS value FROM stats
-           WHERE copy = $1 AND period = $2 AND year = $3 AND ward = ANY($4::text[]) GROUP BY metric""",
+        f"""SELECT metric, sum(value) AS value FROM stats
+           WHERE copy = $1 AND period = $2 AND {_IN_YEARS} AND ward = ANY($6::text[]) GROUP BY metric""",
         period,
+        year if from_year is None else from_year,
         year,
+        _STOCKS,
         list(wards),
         pause=pause,
     )
 
 
 async def read_province_stats(
-    conn: asyncpg.Connection, *, province: str, year: int, period: str
+    conn: asyncpg.Connection, *, province: str, year: int, period: str, from_year: int | None = None
 ) -> StatsSnapshot:
     """The province's figures: the sum over its wards (2025 codes)."""
     _check_period(period)
     return await _snapshot(
         conn,
-        """SELECT metric, sum(value) AS value FROM stats
-           WHERE copy = $1 AND period = $2 AND year = $3 AND province = $4 GROUP BY metric""",
+        f"""SELECT metric, sum(value) AS value FROM stats
+           WHERE copy = $1 AND period = $2 AND {_IN_YEARS} AND province = $6 GROUP BY metric""",
         period,
+        year if from_year is None else from_year,
         year,
+        _STOCKS,
         province,
     )
 

@@ -10,9 +10,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def base(kind: str, ward: str = "01447", day: str = "2018-05-10", **fields: Any) -> dict[str, Any]:
+def base(event_type: str, ward: str = "01447", day: str = "2018-05-10", **fields: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "type": kind,
+        "type": event_type,
         "event_id": new_id(),
         "occurred_on": day,
         "locality": {"scheme": "gso-2025", "ward": ward},
@@ -67,3 +67,26 @@ def correction(target: dict[str, Any], reason: str = "miscounted", **changes: An
         corrected=copy,
         reason=reason,
     )
+
+
+def model(
+    ward: str = "01447", level: str = "commune", kind: str = "self_managed_team", **kw: Any
+) -> dict[str, Any]:
+    fields = {"model_id": new_id(), "name": "Tổ tự quản", "level": level, "kind": kind}
+    return base("model.established", ward, **{**fields, **kw})
+
+
+def model_update(model_doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return base("model.updated", model_doc["locality"]["ward"], model_id=model_doc["model_id"], **kw)
+
+
+def dissolution(model_doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return base("model.dissolved", model_doc["locality"]["ward"], model_id=model_doc["model_id"], **kw)
+
+
+def youth(ward: str = "01447", **kw: Any) -> dict[str, Any]:
+    return base("youth.enrolled", ward, **{"person_ref": new_id(), **kw})
+
+
+def release(youth_doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return base("youth.released", youth_doc["locality"]["ward"], person_ref=youth_doc["person_ref"], **kw)

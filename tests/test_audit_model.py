@@ -57,6 +57,19 @@ def facts_on_or_before(events: list[Event], cutoff: dt.date) -> list[Event]:
         for e in events
         if not isinstance(e, TipAssessed | EntryRetracted | EntryCorrected) and e.occurred_on <= cutoff
     }
+    # an update or end of a model (or a person under management) is a fact of its own date, kept only with the
+    # creation it speaks about (no id is used twice in the histories)
+    created = {
+        getattr(e, "model_id", None) or getattr(e, "person_ref", None)
+        for e in events
+        if type(e).__name__ in ("ModelEstablished", "YouthEnrolled") and e.event_id in facts
+    }
+    facts -= {
+        e.event_id
+        for e in events
+        if type(e).__name__ in ("ModelUpdated", "ModelDissolved", "YouthReleased")
+        and (getattr(e, "model_id", None) or getattr(e, "person_ref", None)) not in created
+    }
     owner = tip_owners(events)
     kept = facts | {
         e.event_id for e in events if isinstance(e, TipAssessed) and owner.get(e.event_id) in facts

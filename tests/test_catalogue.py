@@ -46,7 +46,8 @@ def test_every_type_of_the_union_has_its_entry_subject_and_fold(event_type: type
     assert subject.startswith(f"antq.events.04.{event.locality.ward}.") and "*" not in subject
     rest = subject.split(".", 4)[4]
     if spec.entity is not None:
-        assert rest == f"{spec.entity.name}.{getattr(event, spec.entity.field)}"
+        end = ".end" if spec.entity.role == "ends" else ""
+        assert rest == f"{spec.entity.name}.{getattr(event, spec.entity.field)}{end}"
     else:
         assert rest == spec.subject
     # its fold: the type has a handler (a type without one fails here, never in production)
@@ -69,6 +70,15 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.retraction(session),
         f.correction(tip, channel="hotline"),
     ]
+    model = f.model(kind="security_council", points=4, teams=2, day="2017-03-01")
+    gone = f.youth(day="2016-01-01")
+    docs += [
+        model,
+        f.model_update(model, points=6, day="2018-02-01"),
+        f.dissolution(model, day="2019-07-01"),
+        gone,
+        f.release(gone, day="2018-05-05"),
+    ]
     assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
     records = [
         (seq, Recorded(office="x", event=decode_event(msgspec.json.encode(d), today=TODAY)))
@@ -76,9 +86,32 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
     ]
     _, deltas = folds.fold({}, records)
     totals: dict[str, int] = {}
-    for (_, _, metric), n in deltas.items():
+    stocks: dict[tuple[int, str], int] = {}
+    for (_, yk, metric), n in deltas.items():
         totals[metric] = totals.get(metric, 0) + n
+        if metric in ("models_active", "model_points", "youth_under_management"):
+            stocks[(yk >> 1, metric)] = n
+    # stocks are stored as each year's change: set up, changed, ended
+    assert stocks == {
+        (2016, "youth_under_management"): 1,
+        (2018, "youth_under_management"): -1,
+        (2017, "models_active"): 1,
+        (2019, "models_active"): -1,
+        (2017, "model_points"): 4,
+        (2018, "model_points"): 2,
+        (2019, "model_points"): -6,
+    }
+    for name in ("models_active", "models_active.commune", "models_active.security_council", "model_points"):
+        assert totals.pop(name) == 0
+    assert totals.pop("model_teams") == 0 and totals.pop("youth_under_management") == 0
     assert totals == {
+        "models_established": 1,
+        "models_established.commune": 1,
+        "models_established.security_council": 1,
+        "models_dissolved": 1,
+        "models_dissolved.commune": 1,
+        "models_dissolved.security_council": 1,
+        "youth_enrolled": 1,
         "tips_received": 1,
         "tips_valuable": 1,
         "pledge_signatures": 3,
@@ -96,9 +129,27 @@ def test_metrics_derive_from_the_catalogue() -> None:
     for spec in CATALOGUE:
         for fig in spec.figures:
             assert fig.metric in BASE_METRICS
+            allowed: set[str] = set()
+            for by in fig.by_fields:
+                allowed |= set(literal_values_of(spec.owner, fig.each, by))
             if fig.by is not None:
-                values = fig.breakdowns(spec.struct)
-                assert values and set(values) <= set(literal_values_of(spec.struct, fig.each, fig.by))
+                values = fig.breakdowns(spec.owner)
+                assert values and set(values) <= allowed
+                # the breakdowns of two fields never share a name
+                sizes = [len(literal_values_of(spec.owner, fig.each, by)) for by in fig.by_fields]
+                assert len(allowed) == sum(sizes)
+
+
+def test_lifecycle_entities_have_one_state_number_each() -> None:
+    numbers: dict[str, int] = {}
+    for spec in CATALOGUE:
+        entity = spec.entity
+        if spec.fold == "lifecycle":
+            assert entity is not None and entity.state is not None and entity.state >= 2
+            assert numbers.setdefault(entity.name, entity.state) == entity.state
+        else:
+            assert entity is None or entity.state is None
+    assert len(set(numbers.values())) == len(numbers)
 
 
 def literal_values_of(struct: type[Any], each: str | None, name: str) -> tuple[str, ...]:

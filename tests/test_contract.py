@@ -221,6 +221,15 @@ def factory_documents() -> list[dict[str, Any]]:
         f.retraction(tip),
         f.correction(f.session(), attendance=12),
     ]
+    model, person = f.model(points=5, teams=2), f.youth()
+    docs += [
+        model,
+        f.model_update(model, teams=3, expected_version=9),
+        f.dissolution(model),
+        person,
+        f.release(person),
+        f.correction(model, kind="dan_van_kheo"),
+    ]
     assert {d["type"] for d in docs} == set(TAGS), "a factory per event type (tests/factories.py)"
     return docs
 

@@ -24,6 +24,9 @@ from events.schema import (
     Event,
     Locality,
     MediationConcluded,
+    ModelDissolved,
+    ModelEstablished,
+    ModelUpdated,
     PledgeSigned,
     Recorded,
     SessionHeld,
@@ -32,6 +35,8 @@ from events.schema import (
     WeaponItem,
     WeaponKind,
     WeaponsSurrendered,
+    YouthEnrolled,
+    YouthReleased,
     ward_of,
 )
 
@@ -50,7 +55,11 @@ DAYS = tuple(
         "2019-12-15",
     )
 )
+LIFE_DAYS = (dt.date(2016, 3, 1), *DAYS, dt.date(2021, 7, 1))
+"""Days of models and youth: stocks are seen across more years."""
 OFFICE = "ca-cao-bang"
+LEVELS = ("province", "commune", "hamlet")
+MODEL_KINDS = ("self_managed_team", "security_council", "dan_van_kheo")
 
 
 def standing(events: Sequence[Event]) -> list[tuple[uuid.UUID, Event]]:
@@ -126,7 +135,108 @@ def reference(events: Sequence[Event]) -> Figures:
                 else:
                     count(e, "weapons_surrendered", item.quantity)
                     count(e, f"weapons_surrendered.{item.kind}", item.quantity)
+    for key, value in lifecycle_reference(alive).items():
+        figures[key] += value
     return {k: v for k, v in figures.items() if v}
+
+
+STOCK_YEARS = range(2000, 2031)
+
+
+def _year_ends(period: str) -> list[tuple[int, dt.date]]:
+    """Each year of a period with its last day: 31 December, or 14 December for a reporting year."""
+    last = (12, 31) if period == "calendar" else (12, 14)
+    return [(y, dt.date(y, *last)) for y in STOCK_YEARS]
+
+
+def _period_year(period: str, day: dt.date) -> int:
+    return day.year + 1 if period == "reporting" and (day.month, day.day) >= (12, 15) else day.year
+
+
+def lifecycle_reference(alive: Sequence[tuple[uuid.UUID, Event]]) -> Counter[tuple[str, str, int, str]]:
+    """Models and youth under management, from the standing versions: flows in the year of their day, and
+    stocks found by asking, for each year's last day, what stands then; stored as each year's change (what
+    stands at a year's end minus what stood at the previous one's), as the read model stores them.
+
+    A model's updates and end are those recorded with its model_id after its (standing) establishment; an
+    update or end dated before the establishment takes effect on the establishment's day; the first end (by
+    day, then by record order) ends it, and updates after it do not count."""
+    figures: Counter[tuple[str, str, int, str]] = Counter()
+    created: dict[uuid.UUID, tuple[int, Event]] = {}  # entity id -> (record order, its creation)
+    later: dict[uuid.UUID, list[tuple[int, Event]]] = {}
+    for order, (_, e) in enumerate(alive):
+        if isinstance(e, ModelEstablished | YouthEnrolled):
+            created[_entity(e)] = (order, e)
+            later[_entity(e)] = []
+    for order, (_, e) in enumerate(alive):
+        owner = (
+            created.get(_entity(e)) if isinstance(e, ModelUpdated | ModelDissolved | YouthReleased) else None
+        )
+        if owner is not None and owner[0] < order:
+            later[_entity(e)].append((order, e))
+    for ident, (_, first) in created.items():
+        start = first.occurred_on
+        marks = sorted(later[ident], key=lambda m: (max(m[1].occurred_on, start), m[0]))
+        end = next(
+            (max(e.occurred_on, start) for _, e in marks if isinstance(e, ModelDissolved | YouthReleased)),
+            None,
+        )
+        ward = ward_of(first)
+        for period in ("calendar", "reporting"):
+            # flows
+            for metric in _flow_names(first, "created"):
+                figures[period, ward, _period_year(period, start), metric] += 1
+            if end is not None:
+                for metric in _flow_names(first, "ended"):
+                    figures[period, ward, _period_year(period, end), metric] += 1
+            # stocks: what stands at each year's end, then stored as changes
+            before: dict[str, int] = {}
+            for year, last_day in _year_ends(period):
+                now = _stands(first, marks, start, end, last_day)
+                for metric in now.keys() | before.keys():
+                    change = now.get(metric, 0) - before.get(metric, 0)
+                    if change:
+                        figures[period, ward, year, metric] += change
+                before = now
+    return figures
+
+
+def _entity(e: Event) -> uuid.UUID:
+    return e.model_id if isinstance(e, ModelEstablished | ModelUpdated | ModelDissolved) else e.person_ref  # type: ignore[union-attr]
+
+
+def _flow_names(first: Event, when: str) -> list[str]:
+    if isinstance(first, YouthEnrolled):
+        return ["youth_enrolled"] if when == "created" else []
+    assert isinstance(first, ModelEstablished)
+    metric = "models_established" if when == "created" else "models_dissolved"
+    if first.kind == "dan_van_kheo":
+        return [f"{metric}.dan_van_kheo"]
+    return [metric, f"{metric}.{first.level}", f"{metric}.{first.kind}"]
+
+
+def _stands(
+    first: Event, marks: list[tuple[int, Event]], start: dt.date, end: dt.date | None, last_day: dt.date
+) -> dict[str, int]:
+    """The stocks an entity holds on ``last_day``."""
+    if start > last_day or (end is not None and end <= last_day):
+        return {}
+    if isinstance(first, YouthEnrolled):
+        return {"youth_under_management": 1}
+    assert isinstance(first, ModelEstablished)
+    if first.kind == "dan_van_kheo":
+        return {"models_active.dan_van_kheo": 1}
+    points, teams = first.points or 0, first.teams or 0
+    for _, e in marks:
+        if isinstance(e, ModelUpdated) and max(e.occurred_on, start) <= last_day:
+            points = e.points if e.points is not None else points
+            teams = e.teams if e.teams is not None else teams
+    out = {"models_active": 1, f"models_active.{first.level}": 1, f"models_active.{first.kind}": 1}
+    if points:
+        out["model_points"] = points
+    if teams:
+        out["model_teams"] = teams
+    return out
 
 
 KINDS = (
@@ -144,6 +254,12 @@ KINDS = (
     "pledge",
     "mediation",
     "weapons",
+    "model",
+    "model",
+    "update",
+    "dissolve",
+    "youth",
+    "release",
 )
 
 
@@ -169,6 +285,25 @@ def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
     if isinstance(current, MediationConcluded):
         outcome = draw(st.sampled_from(("successful", "unsuccessful", "referred")))
         return msgspec.structs.replace(current, event_id=eid, occurred_on=day, outcome=outcome)
+    if isinstance(current, ModelEstablished):
+        return msgspec.structs.replace(
+            current,
+            event_id=eid,
+            occurred_on=draw(st.sampled_from(LIFE_DAYS)),
+            level=draw(st.sampled_from(LEVELS)),
+            kind=draw(st.sampled_from(MODEL_KINDS)),
+            points=draw(st.none() | st.integers(0, 9)),
+        )
+    if isinstance(current, ModelUpdated):
+        return msgspec.structs.replace(
+            current,
+            event_id=eid,
+            occurred_on=draw(st.sampled_from(LIFE_DAYS)),
+            points=draw(st.none() | st.integers(0, 9)),
+            teams=draw(st.none() | st.integers(0, 9)),
+        )
+    if isinstance(current, ModelDissolved | YouthEnrolled | YouthReleased):
+        return msgspec.structs.replace(current, event_id=eid, occurred_on=draw(st.sampled_from(LIFE_DAYS)))
     assert isinstance(current, WeaponsSurrendered)
     items = (WeaponItem(kind="ammunition", quantity=draw(st.integers(1, 50))), *current.items[:1])
     return msgspec.structs.replace(current, event_id=eid, occurred_on=day, items=items)
@@ -185,6 +320,9 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
     retractable: list[Event] = []  # the latest version of every entry still standing
     replaced: dict[uuid.UUID, Event] = {}  # a correction's id -> the version it replaced
     freed: list[uuid.UUID] = []  # tip ids whose tip.received was retracted: they may be received again
+    # models and people under management that stand (their creation not retracted), and those ended
+    entities: dict[uuid.UUID, Event] = {}
+    ended: set[uuid.UUID] = set()
     for _ in range(draw(st.integers(0, max_size))):
         kind = draw(st.sampled_from(KINDS))
         ward = draw(st.sampled_from(WARDS))
@@ -212,6 +350,10 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 retractable.append(replaced.pop(target.event_id))
             elif isinstance(target, TipReceived):
                 freed.append(target.tip_id)
+            elif isinstance(target, ModelEstablished | YouthEnrolled):
+                entities.pop(_entity(target), None)  # gone: nothing more is recorded of it
+            elif isinstance(target, ModelDissolved | YouthReleased):
+                ended.discard(_entity(target))  # it stands again
         elif kind == "correct" and retractable:
             target = retractable.pop(draw(st.integers(0, len(retractable) - 1)))
             current = target.corrected if isinstance(target, EntryCorrected) else target
@@ -235,6 +377,56 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 source="resident",
             )
             tips[event.tip_id] = event
+        elif kind in ("update", "dissolve", "release") and (
+            open_ones := sorted(
+                (
+                    e
+                    for i, e in entities.items()
+                    if i not in ended and isinstance(e, ModelEstablished) != (kind == "release")
+                ),
+                key=lambda e: e.event_id,
+            )
+        ):
+            owner = draw(st.sampled_from(open_ones))
+            ident, day = _entity(owner), draw(st.sampled_from(LIFE_DAYS))
+            if kind == "update":
+                event = ModelUpdated(
+                    event_id=eid,
+                    occurred_on=day,
+                    locality=owner.locality,
+                    model_id=ident,
+                    points=draw(st.none() | st.integers(0, 9)),
+                    teams=draw(st.none() | st.integers(0, 9)),
+                )
+            elif kind == "dissolve":
+                event = ModelDissolved(event_id=eid, occurred_on=day, locality=owner.locality, model_id=ident)
+                ended.add(ident)
+            else:
+                event = YouthReleased(
+                    event_id=eid, occurred_on=day, locality=owner.locality, person_ref=ident
+                )
+                ended.add(ident)
+        elif kind == "model":
+            event = ModelEstablished(
+                event_id=eid,
+                occurred_on=draw(st.sampled_from(LIFE_DAYS)),
+                locality=Locality(ward=ward),
+                model_id=next(ids),
+                name="Tổ tự quản",
+                level=draw(st.sampled_from(LEVELS)),
+                kind=draw(st.sampled_from(MODEL_KINDS)),
+                points=draw(st.none() | st.integers(0, 9)),
+                teams=draw(st.none() | st.integers(0, 9)),
+            )
+            entities[event.model_id] = event
+        elif kind == "youth":
+            event = YouthEnrolled(
+                event_id=eid,
+                occurred_on=draw(st.sampled_from(LIFE_DAYS)),
+                locality=Locality(ward=ward),
+                person_ref=next(ids),
+            )
+            entities[event.person_ref] = event
         elif kind == "session":
             event = SessionHeld(
                 event_id=eid,

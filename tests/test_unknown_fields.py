@@ -30,6 +30,11 @@ def valid_documents() -> list[dict[str, Any]]:
         f.pledge(),
         f.mediation(),
         f.weapons(items=[{"kind": "air_gun", "quantity": 1}, {"kind": "explosive", "quantity": 2}]),
+        f.model(points=3, teams=2),
+        f.model_update(f.model(), points=4),
+        f.dissolution(f.model()),
+        f.youth(),
+        f.release(f.youth()),
         f.retraction(f.session()),
         f.correction(f.weapons(items=[{"kind": "air_gun", "quantity": 1}]), hamlet="Nà Giàng"),
         # a pre-2025 locality, every field given (issue 9, part 4)

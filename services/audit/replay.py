@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 
+from events.codec import vietnam_today
 from events.localities import LEGACY_SCHEME, Localities
 from events.subjects import ward_filter
 from infra.reading import StreamReader
@@ -41,6 +42,8 @@ class ReplayScope:
     district: str | None = None
     """``gso-pre2025``: a pre-2025 district."""
     year: int | None = None
+    from_year: int | None = None
+    """With ``year``: the range from this year to ``year`` (flows summed, stocks at its end)."""
     period: Period = "calendar"
     as_of_occurred: dt.date | None = None
     as_known_on: dt.datetime | None = None
@@ -108,6 +111,13 @@ class ReplayScope:
         if self.province is not None:
             return ward_filter(self.province)
         return None
+
+    def until(self) -> int:
+        """The last year a stock is listed in: the year of the cut (business or record time), or this year."""
+        if self.as_of_occurred is not None:
+            return self.as_of_occurred.year
+        when = self.as_known_on or dt.datetime.now(dt.UTC)
+        return vietnam_today(when).year
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,9 @@ def replay_command(
         str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
     ] = None,
     year: Annotated[int | None, typer.Option(help="one year (default: every year with figures)")] = None,
+    years: Annotated[
+        str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
+    ] = None,
     as_of_occurred: Annotated[
         str | None, typer.Option(help="business time: only facts that occurred on or before this date")
     ] = None,
@@ -333,7 +336,7 @@ def replay_command(
     """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
     from services.audit.replay import AuditError, ReplayScope
     from services.cli.audit_replay import as_csv, replies, run_replay
-    from services.cli.stats_view import stats_table
+    from services.cli.stats_view import parse_years, stats_table
 
     places = [p for p in (ward, province, commune, district) if p is not None]
     if len(places) > 1 or output not in ("table", "json", "csv"):
@@ -354,6 +357,16 @@ def replay_command(
         say(err, exc, "red")
         raise typer.Exit(2) from None
     known = known_instant(as_known_on) if as_known_on else None
+    first: int | None = None
+    if years is not None:
+        if year is not None:
+            err.print("[red]give --year or --years, not both[/red]")
+            raise typer.Exit(2)
+        try:
+            first, year = parse_years(years)
+        except ValueError as exc:
+            say(err, exc, "red")
+            raise typer.Exit(2) from None
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     scope = ReplayScope(
@@ -363,6 +376,7 @@ def replay_command(
         commune=commune,
         district=district,
         year=year,
+        from_year=first,
         period="reporting" if period == "reporting" else "calendar",
         as_of_occurred=occurred,
         as_known_on=known,
@@ -393,7 +407,8 @@ def replay_command(
         if scheme == "gso-pre2025":
             place = f"pre-2025 {place}"
         for reply in rows:
-            console.print(stats_table(f"{place}, {reply['year']} ({period}) — replayed", reply))
+            when = reply.get("year") or f"{reply['from_year']}–{reply['to_year']}"
+            console.print(stats_table(f"{place}, {when} ({period}) — replayed", reply))
         if not rows:  # without --year, the years are those with figures: say there are none
             say(
                 console,

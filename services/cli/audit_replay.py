@@ -79,7 +79,7 @@ async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Cons
 
 def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
     """One query-service-shaped reply per year (the given year, or every year with figures)."""
-    years = [scope.year] if scope.year is not None else result.replay.years(scope.period)
+    years = [scope.year] if scope.year is not None else result.replay.years(scope.period, scope.until())
     place: dict[str, Any] = {"scheme": scope.scheme} if scope.legacy else {}
     if scope.ward is not None:
         place["ward"] = scope.ward
@@ -91,10 +91,16 @@ def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
         place["province"] = scope.province
     out = []
     for year in years:
-        sums = result.replay.sums(wards=result.wards, year=year, period=scope.period)
+        sums = result.replay.sums(
+            wards=result.wards, year=year, period=scope.period, from_year=scope.from_year
+        )
         reply = {
             **place,
-            "year": year,
+            **(
+                {"from_year": scope.from_year, "to_year": year}
+                if scope.from_year is not None
+                else {"year": year}
+            ),
             "period": scope.period,
             "metrics": complete(sums),
             "as_of_seq": result.as_of_seq,
@@ -120,7 +126,8 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
             or "all"
         )
         for metric, value in reply["metrics"].items():
-            writer.writerow([place, reply["year"], reply["period"], metric, value, reply["as_of_seq"]])
+            when = reply.get("year") or f"{reply['from_year']}-{reply['to_year']}"
+            writer.writerow([place, when, reply["period"], metric, value, reply["as_of_seq"]])
     return out.getvalue()
 
 

@@ -269,7 +269,10 @@ app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]
 
 @app.command()
 def stats(
-    year: Annotated[int, typer.Option(help="statistics year")],
+    year: Annotated[int | None, typer.Option(help="statistics year")] = None,
+    years: Annotated[
+        str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
+    ] = None,
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
     province: Annotated[
         str | None, typer.Option(help="2025 province code (with --scheme gso-pre2025: a pre-2025 province)")
@@ -283,9 +286,10 @@ def stats(
         str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
     ] = None,
 ) -> None:
-    """Print one ward's or one province's figures for a year (or a pre-2025 unit's, as recorded)."""
+    """Print one ward's or one province's figures for a year, or for a range of years (or a pre-2025 unit's,
+    as recorded, with --scheme gso-pre2025)."""
     from events.subjects import QUERY_SUBJECT
-    from services.cli.stats_view import query_stats, stats_table
+    from services.cli.stats_view import parse_years, query_stats, stats_table
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
@@ -298,11 +302,26 @@ def stats(
     if len(named) != 1:
         err.print("[red]give exactly one of --ward, --province, --commune or --district[/red]")
         raise typer.Exit(2)
-    request: dict[str, object] = {"year": year, "period": period, **named}
+    if (year is None) == (years is None):
+        err.print("[red]give exactly one of --year or --years[/red]")
+        raise typer.Exit(2)
+    when: dict[str, int]
+    if years is not None:
+        try:
+            first, last = parse_years(years)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        when = {"from_year": first, "to_year": last}
+        label = f"{first}–{last}"
+    else:
+        assert year is not None
+        when, label = {"year": year}, str(year)
+    request: dict[str, object] = {**when, "period": period, **named}
     if scheme != "gso-2025":
         request["scheme"] = scheme
     ((kind, code),) = named.items()
-    title = f"{'pre-2025 ' if scheme == 'gso-pre2025' else ''}{kind} {code}, {year} ({period})"
+    title = f"{'pre-2025 ' if scheme == 'gso-pre2025' else ''}{kind} {code}, {label} ({period})"
 
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once

@@ -64,3 +64,15 @@ def stats_table(title: str, reply: Mapping[str, Any], reference: Mapping[str, in
             ]
         table.add_row(*row, style=None if "." in name else "bold")
     return table
+
+
+def parse_years(text: str) -> tuple[int, int]:
+    """``2014-2019`` (or one year, ``2018``) as (first, last); ValueError with a message a person can act on."""
+    first, sep, last = text.partition("-")
+    try:
+        a, b = int(first), int(last) if sep else int(first)
+    except ValueError:
+        raise ValueError(f"--years {text!r} is not a range of years such as 2014-2019") from None
+    if a > b:
+        raise ValueError(f"--years {text!r}: the first year is after the last")
+    return a, b

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 from events import codec, subjects
-from events.catalogue import CATALOGUE, SPECS, metric_names
+from events.catalogue import CATALOGUE, SPECS, ended_entities, metric_names
 from events.errors import EventError
 from events.intake import MAX_MESSAGE, ErrorDetail, IntakeResult, RejectedRecord
 from events.jsonscan import MAX_DEPTH
@@ -270,7 +270,15 @@ def subject_rule(cls: type[BaseEvent]) -> str:
     elif entity.role == "refers":
         text = (
             f"Refers to the {entity.name} `{entity.field}` ({where}), which must be in the log, in the same ward "
-            "(`unknown_target` otherwise)."
+            "(`invalid` otherwise)."
+        )
+        if entity.name in ended_entities():
+            text += f" A {entity.name} that was ended is `conflict` (until its end is retracted)."
+    elif entity.role == "ends":
+        text = (
+            f"Ends the {entity.name} `{entity.field}` ({where}), which must be in the log, in the same ward "
+            f"(`invalid` otherwise): its stocks no longer count from `occurred_on` on. One end stands at a time: "
+            "another is `conflict` until that one is retracted."
         )
     else:
         text = (

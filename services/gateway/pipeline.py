@@ -18,7 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from events.catalogue import BY_TAG, Entity, spec_of
+from events.catalogue import BY_TAG, Entity, ended_entities, spec_of
 from events.codec import (
     body_hash,
     decode_event,
@@ -98,9 +98,17 @@ def entity_of(event: Event) -> str | None:
 
 
 def is_lifecycle(event: Event) -> bool:
-    """An event that creates or refers to an entity: its reply carries the entity's version."""
+    """An event that creates, refers to or ends an entity: its reply carries the entity's version."""
     entity = spec_of(event).entity
-    return entity is not None and entity.role in ("creates", "refers")
+    return entity is not None and entity.role in ("creates", "refers", "ends")
+
+
+_ENDABLE = ended_entities()
+
+
+def may_be_ended(entity: Entity | None) -> bool:
+    """An update or end of an entity some type ends: it must find the entity standing (not ended)."""
+    return entity is not None and entity.role in ("refers", "ends") and entity.name in _ENDABLE
 
 
 def event_type(event: Event) -> str:
@@ -151,6 +159,9 @@ class _Gate:
 
 _ENDS = "<an end of a version>"
 """An in-flight key held by every retraction and correction: the next one waits for them."""
+
+MAX_CORRECTIONS = 32
+"""How many corrections of one end the gateway follows to find the version that stands."""
 
 BUSY_RETRY_MS = 100
 """``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
@@ -436,7 +447,7 @@ class IntakePipeline:
                 ids.add(getattr(ev, rule.field))
             if isinstance(ev, EntryCorrected):
                 ids.add(ev.corrected.event_id)
-            if rule is not None and rule.role == "refers":
+            if rule is not None and rule.role in ("refers", "ends"):
                 referenced.add(claim_key(rule, ev))
             entity = entity_of(ev)
             if entity is not None:
@@ -480,6 +491,10 @@ class IntakePipeline:
                 keys.add(str(getattr(ev, rule.field)))
                 # whether a version stands may depend on another end in flight (a retracted correction)
                 keys.add(_ENDS)
+            if may_be_ended(rule):
+                keys.add(_ENDS)  # whether the entity still stands may depend on a retraction in flight
+                # an end waits for its entity's creation or updates in flight, an update for an end in flight
+                keys.add(cand.subject.removesuffix(".end") if rule.role == "ends" else f"{cand.subject}.end")
         return not keys.isdisjoint(batch.inflight_keys)
 
     def _check(self, batch: _Batch, cand: _Candidate) -> IntakeResult | None:
@@ -504,7 +519,7 @@ class IntakePipeline:
             claim = batch.claims.get(claim_key(rule, ev))
             if claim is not None and claim.event_id != ev.event_id:
                 raise Conflict(f"{rule.name} {value} was already {rule.past} (event {claim.event_id})", path)
-        elif rule.role == "refers":
+        elif rule.role in ("refers", "ends"):
             claim = batch.claims.get(claim_key(rule, ev))
             if claim is None or claim.event_id not in batch.known:
                 raise GatewayInvalid(
@@ -559,6 +574,9 @@ class IntakePipeline:
         last sequence is that correction's. Otherwise V was retracted, or corrected (the correction, or a later
         one, is the latest version): ``conflict``."""
         ev = cand.event
+        if may_be_ended(spec_of(ev).entity):
+            await self._check_standing(cand)
+            return
         if not isinstance(ev, EntryRetracted | EntryCorrected):
             return
         target = ev.target_event_id
@@ -583,6 +601,63 @@ class IntakePipeline:
             cand.expected = seq  # its correction was retracted: the version stands again
         if isinstance(ev, EntryCorrected):
             await self._check_copy(batch.known[target], ev)
+
+    async def _check_standing(self, cand: _Candidate) -> None:
+        """An update or end of an entity that may have been ended (a model, a person under management).
+
+        Its end lives on a subject of its own (``…model.<id>.end``). A second end while one stands is
+        ``conflict``; an update dated on or after the standing end's day is ``conflict`` (an update dated before
+        it is a late record of an earlier fact, and counts). Decided with a few direct gets, whatever the
+        entity's history: the end subject's last event, and that end's standing version (its retraction
+        subject, and the corrections of it, if any). An end is published expecting the end subject's last
+        sequence, so two concurrent ends cannot both be stored."""
+        ev = cand.event
+        rule = spec_of(ev).entity
+        assert rule is not None
+        end_subject = cand.subject if rule.role == "ends" else f"{cand.subject}.end"
+        last = await self._last_on(end_subject)
+        if rule.role == "ends":
+            cand.expected = 0 if last is None else last[0]
+        if last is None:
+            return
+        _, end = last
+        if end.event_id == ev.event_id:
+            return  # our own earlier publish: the stream answers 'wrong last sequence', resolved as ours
+        head = ".".join(cand.subject.split(".")[:4])
+        standing = await self._standing_version(head, end)
+        if standing is None:
+            return  # that end was retracted: the entity stands again
+        what = f"{rule.name} {getattr(ev, rule.field)}"
+        if rule.role == "ends":
+            raise Conflict(
+                f"{what} was already ended on {standing.occurred_on} (event {end.event_id}); retract that end "
+                "first if it was wrong",
+                f"$.{rule.field}",
+            )
+        if ev.occurred_on >= standing.occurred_on:
+            raise Conflict(
+                f"{what} ended on {standing.occurred_on} (event {end.event_id}): nothing can change it on or "
+                "after that day; retract the end first if it was wrong",
+                f"$.{rule.field}",
+            )
+
+    async def _standing_version(self, head: str, event: Event) -> Event | None:
+        """The version of ``event``'s entry that stands (the event itself, or the copy of a correction of it),
+        or None when the entry was retracted. A version's ends lie on its own retraction subject: when the last
+        one there is a correction, that correction is the next version; when it is a retraction, the version
+        is gone and the one it replaced (if any) stands again. One direct get per version followed."""
+        previous: Event | None = None
+        value, version = event, event.event_id
+        for _ in range(MAX_CORRECTIONS):
+            last = await self._last_on(f"{head}.retraction.{version}")
+            if last is None:
+                return value
+            end = last[1]
+            if isinstance(end, EntryRetracted):
+                return previous  # the original retracted: None; a correction retracted: what it replaced
+            assert isinstance(end, EntryCorrected)
+            previous, value, version = value, end.corrected, end.event_id
+        raise Unavailable(f"the entry {event.event_id} was corrected more than {MAX_CORRECTIONS} times")
 
     async def _check_copy(self, target: IndexRow, ev: EntryCorrected) -> None:
         msg = await self._js.get_msg(EVENTS, target.seq)
@@ -635,11 +710,12 @@ class IntakePipeline:
         rule = spec_of(ev).entity
         if rule is not None:
             # the first event on a created (or retraction) subject; a versioned reference: the version given
+            given = getattr(ev, "expected_version", None) if rule.versioned else None
             expected = (
-                getattr(ev, "expected_version", None)
-                if rule.versioned
+                given
+                if given is not None
                 else cand.expected
-                if rule.role == "retracts"
+                if rule.role == "retracts" or may_be_ended(rule)
                 else 0
                 if rule.role == "creates"
                 else None
@@ -759,7 +835,7 @@ class IntakePipeline:
         if rule is None:  # pragma: no cover: only entity subjects carry an expected sequence
             raise Conflict("the entity changed concurrently; retry")
         value = getattr(ev, rule.field)
-        if rule.versioned:
+        if rule.versioned and getattr(ev, "expected_version", None) is not None:
             raise Conflict(
                 f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
                 "$.expected_version",
@@ -769,6 +845,12 @@ class IntakePipeline:
             if claim is not None and claim.event_id == ev.event_id:
                 # the id was freed (its creating event retracted): its subject holds the ended entity's events
                 return await self._publish_after(cand, last_seq)
+        if rule.role in ("refers", "ends"):
+            raise Conflict(
+                f"{rule.name} {value} changed while this event was checked (another update or end of it was "
+                "stored): read it again and resubmit",
+                f"$.{rule.field}",
+            )
         if rule.role == "retracts":
             raise Conflict(
                 f"event {value} was already retracted or corrected (by another request): read the entry again "

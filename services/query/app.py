@@ -28,7 +28,15 @@ from infra.db import create_pool
 from projections.store import StatsSnapshot, read_stats
 from services.nats_broker import nats_broker, raw_responder
 from services.query.errors import Busy, NotCaughtUp, QueryError, Unavailable
-from services.query.request import ErrorBody, ErrorReply, StatsQuery, StatsReply, parse_query, resolve_wards
+from services.query.request import (
+    ErrorBody,
+    ErrorReply,
+    StatsQuery,
+    StatsReply,
+    parse_query,
+    resolve_wards,
+    years_of,
+)
 from services.query.waiting import CheckpointWatch, ClientFull, Waiter, WatchClosed, WatchFull, read_head
 from services.replies import DroppedRequests, client_of
 
@@ -203,6 +211,8 @@ class StatsQueries:
     def _reply(self, query: StatsQuery, wards: list[str], snapshot: StatsSnapshot) -> StatsReply:
         return StatsReply(
             year=query.year,
+            from_year=query.from_year,
+            to_year=query.to_year,
             period=query.period,
             metrics=snapshot.metrics,
             as_of_seq=snapshot.as_of_seq,
@@ -220,7 +230,8 @@ class StatsQueries:
     async def _read(self, wards: list[str], query: StatsQuery) -> StatsSnapshot:
         async with self._pool.acquire() as conn:
             connection = cast(asyncpg.Connection, conn)  # a pooled connection proxies a Connection
-            return await read_stats(connection, wards=wards, year=query.year, period=query.period)
+            first, last = years_of(query)
+            return await read_stats(connection, wards=wards, year=last, from_year=first, period=query.period)
 
 
 class _CodeOnly(msgspec.Struct, frozen=True, kw_only=True):

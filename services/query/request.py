@@ -21,8 +21,16 @@ MAX_SEQ = 2**63 - 1  # a stream sequence as PostgreSQL stores it (bigint)
 MAX_BODY_BYTES = 64 * 1024  # a query of 1,000 wards is about 9 KiB
 
 
+Year = Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+
+
 class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+    """One year (``year``), or a range (``from_year`` and ``to_year``: flows summed over the years of the
+    range, stocks as they stand at its end)."""
+
+    year: Year | None = None
+    from_year: Year | None = None
+    to_year: Year | None = None
     scheme: Scheme = "gso-2025"
     ward: WardCode | None = None
     province: ProvinceCode | None = None
@@ -47,7 +55,9 @@ class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    year: int
+    year: int | None = None
+    from_year: int | None = None
+    to_year: int | None = None
     period: str
     metrics: dict[str, int]
     as_of_seq: int
@@ -101,6 +111,14 @@ def parse_query(body: bytes) -> StatsQuery:
     duplicate = duplicate_key(body)
     if duplicate is not None:
         raise BadRequest("this key is given twice: give each key once", duplicate)
+    if query.year is not None:
+        if query.from_year is not None or query.to_year is not None:
+            raise BadRequest("give either `year`, or `from_year` and `to_year`, not both", "$")
+    elif query.from_year is None or query.to_year is None:
+        missing = "from_year" if query.from_year is None else "to_year"
+        raise BadRequest("give `year`, or both `from_year` and `to_year`", f"$.{missing}")
+    elif query.from_year > query.to_year:
+        raise BadRequest(f"`from_year` {query.from_year} is after `to_year` {query.to_year}", "$.from_year")
     if query.scheme == LEGACY_SCHEME:
         for name in ("ward", "wards"):
             if getattr(query, name) is not None:
@@ -142,6 +160,14 @@ def legacy_unit(query: StatsQuery, localities: Localities) -> str:
     if not known:
         raise UnknownLocality(f"{kind} {code} is no known pre-2025 {kind} code", f"$.{kind}")
     return unit_key(kind, code)
+
+
+def years_of(query: StatsQuery) -> tuple[int, int]:
+    """The first and last year a (validated) query covers."""
+    if query.year is not None:
+        return query.year, query.year
+    assert query.from_year is not None and query.to_year is not None
+    return query.from_year, query.to_year
 
 
 def resolve_wards(query: StatsQuery, localities: Localities) -> list[str]:
