@@ -403,3 +403,37 @@ async def test_stats_replay_and_rebuild_from_the_command_line_answer_by_pre2025_
 
 def await_copy_changed(out: str) -> bool:
     return f"(fold v{FOLD_VERSION})" in out and "copy 2" in out
+
+
+async def test_a_model_set_up_under_a_pre2025_commune_stands_in_its_ward_and_units_every_later_year(
+    stack: Stack, gateway: Gateway, projector: Projector, query: object
+) -> None:
+    model = {
+        "type": "model.established",
+        "event_id": str(uuid.uuid4()),
+        "occurred_on": "2016-04-01",
+        "locality": HAI_LANG,  # split: its default ward 06886, approximate
+        "model_id": str(uuid.uuid4()),
+        "name": "Tổ tự quản",
+        "level": "commune",
+        "kind": "self_managed_team",
+    }
+    dissolved = {
+        "type": "model.dissolved",
+        "event_id": str(uuid.uuid4()),
+        "occurred_on": "2019-06-01",
+        "locality": HAI_LANG,
+        "model_id": model["model_id"],
+    }
+    _, last = await accepted(stack, "ca-quang-ninh", [model, dissolved])
+    await folded(stack, last)
+    for year, standing in ((2015, 0), (2016, 1), (2018, 1), (2019, 0)):
+        district = await ask(stack, {"scheme": "gso-pre2025", "district": "199", "year": year})
+        assert district["metrics"]["models_active"] == standing, (year, district)
+        ward = await ask(stack, {"ward": "06886", "year": year})
+        assert ward["metrics"]["models_active"] == standing
+        assert ward.get("approximate", {}).get("models_active", 0) == standing
+    ranged = await ask(
+        stack, {"scheme": "gso-pre2025", "district": "199", "from_year": 2014, "to_year": 2018}
+    )
+    assert ranged["metrics"]["models_active"] == 1  # a stock stands at the range's end
