@@ -35,6 +35,9 @@ from events.schema import (
     Event,
     Locality,
     MediationConcluded,
+    ModelDissolved,
+    ModelEstablished,
+    ModelUpdated,
     PledgeSigned,
     Recorded,
     SessionHeld,
@@ -42,6 +45,8 @@ from events.schema import (
     TipReceived,
     WeaponItem,
     WeaponsSurrendered,
+    YouthEnrolled,
+    YouthReleased,
     ward_of,
 )
 from events.subjects import event_subject
@@ -64,6 +69,8 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
     out: list[Event] = []
     open_tips: list[TipReceived] = []
     recent: list[Event] = []
+    models: list[ModelEstablished] = []
+    people: list[YouthEnrolled] = []
 
     def new_id() -> uuid.UUID:
         return uuid.UUID(int=rnd.getrandbits(128), version=4)
@@ -122,7 +129,7 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
                 signer=rnd.choice(("household", "individual", "institution")),
                 signatures=rnd.randint(1, 200),
             )
-        elif roll < 0.94:
+        elif roll < 0.92:
             event = MediationConcluded(
                 event_id=new_id(),
                 occurred_on=day,
@@ -131,6 +138,8 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
                 outcome=rnd.choice(("successful", "successful", "unsuccessful", "referred")),
                 dispute="land",
             )
+        elif roll >= 0.96:  # lifecycle entities: models and youth under management (stocks)
+            event = lifecycle_event(rnd, new_id(), day, loc, models, people)
         else:
             items = [
                 WeaponItem(
@@ -142,13 +151,69 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
                 items.append(WeaponItem(kind="ammunition", quantity=rnd.randint(5, 100)))
             event = WeaponsSurrendered(event_id=new_id(), occurred_on=day, locality=loc, items=tuple(items))
         out.append(event)
-        if not isinstance(event, EntryRetracted):
-            recent.append(event)
+        if not isinstance(
+            event,
+            EntryRetracted | ModelEstablished | ModelUpdated | ModelDissolved | YouthEnrolled | YouthReleased,
+        ):
+            recent.append(event)  # lifecycle events are not retracted here: their later updates would fail
             if len(recent) > 2000:
                 recent.pop(0)
         if len(open_tips) > 5000:
             open_tips.pop(0)
     return out
+
+
+def lifecycle_event(
+    rnd: random.Random,
+    event_id: uuid.UUID,
+    day: dt.date,
+    loc: Locality,
+    models: list[ModelEstablished],
+    people: list[YouthEnrolled],
+) -> Event:
+    """A model set up, updated or dissolved, or a young person enrolled or released (each ended at most once)."""
+    roll = rnd.random()
+    if roll < 0.3 or (roll < 0.6 and not models) or (roll >= 0.8 and not people):
+        model = ModelEstablished(
+            event_id=event_id,
+            occurred_on=day,
+            locality=loc,
+            model_id=uuid.UUID(int=rnd.getrandbits(128), version=4),
+            name="Tổ tự quản",
+            level=rnd.choice(("commune", "hamlet", "institution")),
+            kind=rnd.choice(("self_managed_team", "inter_household", "security_council", "dan_van_kheo")),
+            points=rnd.randint(0, 9),
+            teams=rnd.randint(0, 5),
+        )
+        models.append(model)
+        return model
+    if roll < 0.5:
+        model = rnd.choice(models)
+        return ModelUpdated(
+            event_id=event_id,
+            occurred_on=day,
+            locality=model.locality,
+            model_id=model.model_id,
+            points=rnd.randint(0, 12),
+        )
+    if roll < 0.6:
+        model = models.pop(rnd.randrange(len(models)))
+        return ModelDissolved(
+            event_id=event_id, occurred_on=day, locality=model.locality, model_id=model.model_id
+        )
+    if roll < 0.8:
+        person = YouthEnrolled(
+            event_id=event_id,
+            occurred_on=day,
+            locality=loc,
+            person_ref=uuid.UUID(int=rnd.getrandbits(128), version=4),
+        )
+        people.append(person)
+        return person
+    person = people.pop(rnd.randrange(len(people)))
+    return YouthReleased(
+        event_id=event_id, occurred_on=day, locality=person.locality, person_ref=person.person_ref
+    )
 
 
 async def preload(nc: Client, localities: Localities, events: Sequence[Event], *, window: int = 2000) -> int:

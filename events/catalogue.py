@@ -542,7 +542,8 @@ def figure_table() -> str:
     ]
     for spec in CATALOGUE:
         entity = spec.entity
-        subject = f"`{entity.name}.<{entity.field}>` ({entity.role})" if entity else f"`{spec.subject}`"
+        end = ".end" if entity is not None and entity.role == "ends" else ""
+        subject = f"`{entity.name}.<{entity.field}>{end}` ({entity.role})" if entity else f"`{spec.subject}`"
         figures: list[str] = [f"`{name}`" for name in spec.counts]
         for fig in spec.figures:
             text = f"`{fig.metric}`"

@@ -198,6 +198,14 @@ async def test_stats_prints_a_provinces_and_a_wards_figures_and_refuses_unknown_
         reporting = figures(out)
         assert (reporting["sessions_held"], reporting["session_attendance"]) == (2, 17), out
 
+        # a range of years: flows summed over it
+        code, out, err = await antq("stats", "--ward", "01447", "--years", "2017-2019", env=env)
+        assert code == 0, err
+        assert "ward 01447, 2017–2019 (calendar)" in flat(out)
+        assert (figures(out)["sessions_held"], figures(out)["session_attendance"]) == (3, 917), out
+        code, out, err = await antq("stats", "--ward", "01447", "--years", "2019-2017", env=env)
+        assert code == 2 and "the first year is after the last" in flat(err), err
+
     for option, code_, message in (
         ("--province", "99", "unknown_locality: province 99 is not an official 2025 province code"),
         ("--ward", "99999", "unknown_locality: ward 99999 is not an official 2025 ward code"),

@@ -177,8 +177,8 @@ async def test_a_record_of_an_unknown_type_still_halts_every_reader(
     stack: Stack, localities: Localities
 ) -> None:
     await publish_events(stack.nc, localities, [as_event(f.session()) for _ in range(2)])
-    newer = msgspec.json.encode({"office": OFFICE, "event": {"type": "model.established", "model_id": "m"}})
-    bad = await publish_raw(stack, "antq.events.04.01447.model", newer)
+    newer = msgspec.json.encode({"office": OFFICE, "event": {"type": "future.recorded", "thing_id": "m"}})
+    bad = await publish_raw(stack, "antq.events.04.01447.future", newer)
     await publish_events(stack.nc, localities, [as_event(f.session())])
     runner = StatsRunner(stack.nc, RunnerConfig(database_url=stack.database_url, localities=localities))
     await asyncio.wait_for(runner.run(asyncio.Event()), timeout=20)
