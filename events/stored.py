@@ -137,7 +137,11 @@ class StoredRecords:
         except (msgspec.DecodeError, UnicodeDecodeError):
             return self.foreign(seq, subject, data, f"not a stored record envelope: {exc}")
         kind = envelope.event.type
-        unknown_field = str(exc).startswith("Object contains unknown field")
+        text = str(exc)
+        # a field, or a locality scheme, this code does not know: a newer gateway wrote it (never foreign)
+        unknown_field = text.startswith("Object contains unknown field") or (
+            text.startswith("Invalid value") and text.endswith("locality.scheme`")
+        )
         if kind not in TAGS or unknown_field:
             what = f"event type {kind!r}" if kind not in TAGS else f"a field of {kind} ({exc})"
             raise UnknownEventType(

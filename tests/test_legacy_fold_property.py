@@ -36,7 +36,7 @@ from events.schema import (
     TipAssessed,
     TipReceived,
 )
-from events.stored import Foreign, StoredRecords
+from events.stored import Foreign, StoredRecords, UnknownEventType
 from projections.folds import by_period, fold
 from projections.places import Place, legacy_place
 
@@ -356,3 +356,22 @@ def test_a_pre2025_tip_corrected_across_the_merger_moves_district_and_back_when_
     assert tips(2) == in_046
     assert tips(3) == {k.replace(":046", ":047"): v for k, v in in_046.items()}
     assert tips(4) == in_046
+
+
+def test_a_record_in_a_locality_scheme_this_reader_does_not_know_halts_it(loc: Localities) -> None:
+    """Like an unknown type or field: a scheme added later (as ``gso-pre2025`` was) means a newer gateway wrote
+    the record, so a reader halts instead of setting an honest record aside (deploy readers first)."""
+    doc = {
+        "office": "o",
+        "event": {
+            "type": "session.held",
+            "event_id": str(uuid.uuid4()),
+            "occurred_on": "2018-01-01",
+            "locality": {"scheme": "gso-2030", "unit": "1"},
+            "level": "commune",
+            "topics": ["law"],
+            "attendance": 1,
+        },
+    }
+    with pytest.raises(UnknownEventType):
+        StoredRecords(loc).read(7, "antq.events.04.01447.session", msgspec.json.encode(doc))
