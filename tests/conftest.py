@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +113,14 @@ def servers() -> Iterator[Servers]:
             srv.nats.stop()
         if srv.postgres:
             srv.postgres.stop()
-        shutil.rmtree(srv.workdir, ignore_errors=True)  # a run leaves gigabytes of stream and database files
+        # a run leaves gigabytes of stream and database files: removed by a detached process, so that a slow
+        # disk never holds the last test's teardown past its timeout
+        subprocess.Popen(
+            ["rm", "-rf", str(srv.workdir)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 @pytest.fixture(scope="session")

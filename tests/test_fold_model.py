@@ -143,6 +143,16 @@ def reference(events: Sequence[Event]) -> Figures:
 STOCK_YEARS = range(2000, 2031)
 
 
+def published(expected: Figures, ward: str, year: int, stocks: frozenset[str]) -> dict[str, int]:
+    """What a query (or the latest update) of a ward's calendar year answers, from stored figures: its flows of
+    that year, and its stocks as they stand at the year's end (the sum of their changes up to it)."""
+    out: dict[str, int] = {}
+    for (period, w, y, metric), value in expected.items():
+        if period == "calendar" and w == ward and (y == year or (metric in stocks and y < year)):
+            out[metric] = out.get(metric, 0) + value
+    return {k: v for k, v in out.items() if v}
+
+
 def _year_ends(period: str) -> list[tuple[int, dt.date]]:
     """Each year of a period with its last day: 31 December, or 14 December for a reporting year."""
     last = (12, 31) if period == "calendar" else (12, 14)

@@ -171,6 +171,7 @@ async def test_projector_folds_gateway_events_into_read_stats(
             ward = await wait_for(caught_up, what="the projection to catch up")
             assert ward.stale is False and ward.as_of_seq == last
             assert ward.metrics == {
+                **dict.fromkeys(BASE_METRICS, 0),
                 "tips_received": 5,  # 6 received, one retracted
                 "tips_valuable": 2,  # tips 2 and 3; tip 0 re-assessed not valuable, tip 1 retracted
                 "sessions_held": 2,
