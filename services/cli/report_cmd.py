@@ -23,6 +23,7 @@ from services.audit.errors import AuditError
 from services.cli.plain import console as plain_console
 from services.cli.plain import say
 from services.cli.stats_view import QueryFailed, parse_years, query_stats
+from services.report.document import Document
 from services.report.errors import MovingLog, ReportError
 from services.report.render import BINARY, WRITERS
 from services.report.span import Span
@@ -81,14 +82,27 @@ async def make_report(
     from_log: bool = False,
     to_seq: int | None = None,
 ) -> bytes:
-    """The report's bytes in ``fmt``: figures from the query service (as the settings' identity) or from the
-    log, the seal read as the auditor."""
+    """The report's bytes in ``fmt``."""
+    from services.report.render import render
+
+    return render(await report_document(settings, unit, span, from_log=from_log, to_seq=to_seq), fmt)
+
+
+async def report_document(
+    settings: Settings,
+    unit: Unit,
+    span: Span,
+    *,
+    from_log: bool = False,
+    to_seq: int | None = None,
+) -> Document:
+    """The report: figures from the query service (as the settings' identity) or from the log, the seal read
+    as the auditor."""
     from services.audit.replay import ReplayScope, replay
     from services.cli.audit_replay import connect
     from services.report.document import build
     from services.report.figures import from_replay, gather_live
     from services.report.provenance import newest_seal, provenance
-    from services.report.render import render
 
     url = settings.nats_url
     if not url:
@@ -124,7 +138,7 @@ async def make_report(
             )
     finally:
         await audit_nc.close()
-    return render(build(figures, provenance(figures, seal, note)), fmt)
+    return build(figures, provenance(figures, seal, note))
 
 
 def command(
