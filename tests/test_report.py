@@ -349,10 +349,14 @@ async def test_the_html_is_one_file_that_fetches_nothing_and_a_ward_reports_its_
     assert rows["youth_under_management"][2:] == ["2", "1", "+1"]  # stocks: what stands at each end
 
 
-async def test_unknown_and_pre_reform_units_are_refused_in_one_line(published: Published) -> None:
-    env = env_of(published.stack)
+async def test_unknown_and_pre_reform_units_are_refused_in_one_line() -> None:
+    env = {"ANTQ_NATS_URL": "nats://127.0.0.1:1"}  # refused before any connection
     code, out, err = await antq("report", "--province", "99", "--year", "2018", env=env)
-    assert code == 2 and "province 99 is not an official 2025 province code" in flat(err)
+    assert code == 2 and "province 99 is not an official 2025 province code" in flat(err), err
     no_traceback(out, err)
+    code, out, err = await antq(
+        "report", "--scheme", "gso-pre2025", "--district", "046", "--year", "2018", env=env
+    )
+    assert code == 2 and "does not answer for pre-2025 units yet" in flat(err), err
     code, out, err = await antq("report", "--ward", "01447", "--year", "2018", "--to-seq", "5", env=env)
     assert code == 2 and "--to-seq goes with --from-log" in flat(err)

@@ -27,7 +27,7 @@ from services.report.document import Document
 from services.report.errors import MovingLog, ReportError
 from services.report.render import BINARY, WRITERS
 from services.report.span import Span
-from services.report.unit import Unit
+from services.report.unit import Unit, names_of
 
 err = plain_console(stderr=True)
 SEALS_TIMEOUT = 10.0
@@ -144,6 +144,10 @@ async def report_document(
 def command(
     province: Annotated[str | None, typer.Option(help="2025 province code, e.g. 04")] = None,
     ward: Annotated[str | None, typer.Option(help="2025 ward code, e.g. 01447")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="pre-2025 district code, with --scheme gso-pre2025 (not answered yet)")
+    ] = None,
+    scheme: Annotated[str, typer.Option(help="gso-2025 | gso-pre2025")] = "gso-2025",
     year: Annotated[int | None, typer.Option(help="the year of the report")] = None,
     years: Annotated[
         str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
@@ -162,8 +166,11 @@ def command(
 ) -> None:
     """The yearly report of a province or a ward, in Vietnamese: prose, tables, the previous year, the wards
     below a province, and where the figures stand (sequence, fold version, seal, the replay command)."""
-    if (ward is None) == (province is None):
-        say(err, "give exactly one of --province or --ward", "red")
+    if sum(given is not None for given in (province, ward, district)) != 1:
+        say(err, "give exactly one of --province, --ward or --district", "red")
+        raise typer.Exit(2)
+    if scheme not in ("gso-2025", "gso-pre2025") or (district is not None) != (scheme == "gso-pre2025"):
+        say(err, "--district goes with --scheme gso-pre2025; --province and --ward are gso-2025 codes", "red")
         raise typer.Exit(2)
     if (year is None) == (years is None):
         say(err, "give exactly one of --year or --years", "red")
@@ -190,7 +197,13 @@ def command(
             assert year is not None
             first = last = year
         span = Span(first=first, last=last, period="reporting" if period == "reporting" else "calendar")
-        unit = Unit(kind="province", code=province) if province else Unit(kind="ward", code=str(ward))
+        if district is not None:
+            unit = Unit(scheme="gso-pre2025", kind="district", code=district)
+        elif province is not None:
+            unit = Unit(kind="province", code=province)
+        else:
+            unit = Unit(kind="ward", code=str(ward))
+        names_of(unit, Localities.load())  # an unknown or unsupported unit is refused before any connection
         data = asyncio.run(
             make_report(Settings.from_env(), unit, span, output, from_log=from_log, to_seq=to_seq)
         )
