@@ -326,7 +326,7 @@ async def test_the_workbook_has_sheets_of_figures_breakdowns_wards_and_provenanc
 
 
 async def test_the_html_is_one_file_that_fetches_nothing_and_a_ward_reports_its_reporting_year(
-    published: Published,
+    published: Published, tmp_path: Path
 ) -> None:
     ward = Unit(kind="ward", code="01447")
     html = (
@@ -347,6 +347,22 @@ async def test_the_html_is_one_file_that_fetches_nothing_and_a_ward_reports_its_
     rows = md_rows(out)
     assert rows["sessions_held.institution"][2:4] == ["1", "0"]  # 2017–2018 against 2015–2016
     assert rows["youth_under_management"][2:] == ["2", "1", "+1"]  # stocks: what stands at each end
+    # a binary format goes to --out
+    out_file = tmp_path / "tra-linh.pdf"
+    code, out, err = await antq(
+        "report",
+        "--ward",
+        "01447",
+        "--year",
+        "2018",
+        "--format",
+        "pdf",
+        "--out",
+        str(out_file),
+        env=env_of(published.stack),
+    )
+    assert code == 0 and out == "", err
+    assert "Xã Trà Lĩnh, tỉnh Cao Bằng" in flat(PdfReader(out_file).pages[0].extract_text())
 
 
 async def test_unknown_and_pre_reform_units_are_refused_in_one_line() -> None:

@@ -41,7 +41,7 @@ def _table(pdf: FPDF, table: Table, size: float) -> None:
     pdf.multi_cell(0, 6, table.title, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_font("DejaVu", "", size)
     wide = len(table.headers) > 6
-    widths = (40, 12, *([15] * (len(table.headers) - 2))) if wide else (80, 50, 20, 20, 20)
+    widths = (40, 12, *([15] * (len(table.headers) - 2))) if wide else (68, 62, 20, 20, 20)
     aligns = tuple(Align.L if kind == "text" else Align.R for kind in table.kinds)
     with pdf.table(
         col_widths=widths,
