@@ -31,21 +31,24 @@ from projections import store
 from projections.metrics import FOLD_VERSION
 from projections.service import Projector
 from services.cli.report_cmd import make_report, report_document
+from services.cli.stats_view import query_stats
 from services.client import OfficeClient
 from services.demo.tra_linh_2018 import ARTICLE, DemoSet
-from services.query.app import QueryService
+from services.gateway.app import Gateway, GatewayConfig
+from services.query.app import QueryConfig, QueryService
 from services.report.document import plain_text
 from services.report.render import render
 from services.report.span import Span
 from services.report.unit import Unit
 from services.sealer.service import Sealer, SealerConfig
 from tests import factories as f
-from tests.conftest import Stack
-from tests.servers import wait_for
-from tests.test_auth import antq
+from tests.conftest import Stack, wait_until_answering
+from tests.servers import Servers, fresh_database, wait_for
+from tests.test_auth import AuthStack, antq, auth_stack, fill
 from tests.test_cli_commands import env_of, no_traceback
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
+__all__ = ["auth_stack"]  # the secure stack's fixture, used below
 
 CAO_BANG = Unit(kind="province", code="04")
 Y2018 = Span(first=2018, last=2018)
@@ -376,3 +379,73 @@ async def test_unknown_and_pre_reform_units_are_refused_in_one_line() -> None:
     assert code == 2 and "does not answer for pre-2025 units yet" in flat(err), err
     code, out, err = await antq("report", "--ward", "01447", "--year", "2018", "--to-seq", "5", env=env)
     assert code == 2 and "--to-seq goes with --from-log" in flat(err)
+
+
+async def test_on_the_secure_stack_the_report_reads_as_reader_and_its_seal_and_log_as_auditor(
+    auth_stack: AuthStack, template: Servers, localities: Localities, offices_file: Path
+) -> None:
+    await fill(auth_stack, 0)  # the streams, created by the admin
+    url = auth_stack.server.url
+    database_url = await fresh_database(template)
+    gateway = Gateway(
+        GatewayConfig(
+            nats_url=url,
+            database_url=database_url,
+            offices_path=offices_file,
+            localities=localities,
+            nats_options=auth_stack.options("gateway"),
+        )
+    )
+    query = QueryService(
+        QueryConfig(
+            nats_url=url,
+            database_url=database_url,
+            localities=localities,
+            nats_options=auth_stack.options("query"),
+        )
+    )
+    projector = Projector(
+        nats_url=url,
+        database_url=database_url,
+        localities=localities,
+        nats_options=auth_stack.options("projector"),
+    )
+    async with gateway.app, query.app:
+        await projector.start()
+        try:
+            office_nc = await auth_stack.connect("office-ca-cao-bang")
+            await wait_until_answering(office_nc, "antq.intake.ca-cao-bang")
+            office = OfficeClient(office_nc, "ca-cao-bang", timeout=20)
+            sealed = await submit(office, [f.session(attendance=40) for _ in range(3)])
+            async with Sealer(
+                SealerConfig(
+                    nats_url=url,
+                    database_url=database_url,
+                    signer=signer_from_seed(generate_seed()),
+                    nats_options=auth_stack.options("sealer"),
+                )
+            ) as sealer:
+                seal = await sealer.seal_once()
+            assert seal is not None and seal.last_seq == sealed
+            last = await submit(office, [f.session(attendance=5)])
+            reader = await auth_stack.connect("reader")
+            await query_stats(reader, {"ward": "01447", "year": 2018, "min_seq": last, "timeout_ms": 20_000})
+
+            env = {"ANTQ_NATS_URL": url, "ANTQ_CREDENTIALS_DIR": str(auth_stack.generated.directory)}
+            outputs = []
+            for extra in ((), ("--from-log",)):
+                code, out, err = await antq("report", "--ward", "01447", "--year", "2018", *extra, env=env)
+                assert code == 0, err
+                no_traceback(out, err)
+                text = flat(out)
+                assert (
+                    "đã tổ chức tuyên truyền 4 cuộc tại các xã, phường, thị trấn với 125 lượt người nghe."
+                    in text
+                ), out
+                assert f"Dấu niêm phong mới nhất: số {seal.number}, sự kiện 1–{sealed}" in text
+                assert f"Sự kiện chưa được niêm phong: {last - sealed}" in text
+                outputs.append(out.splitlines())
+            differ = [a for a, b in zip(*outputs, strict=True) if a != b]
+            assert [a.split(":")[0] for a in differ] == ["- Nguồn số liệu"]
+        finally:
+            await projector.stop()

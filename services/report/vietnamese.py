@@ -197,11 +197,14 @@ def paragraphs(unit: Unit, names: UnitNames, span: Span, m: Mapping[str, int]) -
                 f"{number(m.get(f'session_attendance.{lv}', 0))} lượt người nghe"
                 for lv, n in levels
             ]
-            sentences.append(
-                f"{opening}, trên địa bàn {where} đã tổ chức tuyên truyền {_list(said)}, "
-                f"tổng cộng {number(m['sessions_held'])} cuộc với "
-                f"{number(m.get('session_attendance', 0))} lượt người nghe."
+            whole = len(levels) == 1 and levels[0][1] == m["sessions_held"]
+            total = (
+                ""
+                if whole
+                else f", tổng cộng {number(m['sessions_held'])} cuộc với "
+                f"{number(m.get('session_attendance', 0))} lượt người nghe"
             )
+            sentences.append(f"{opening}, trên địa bàn {where} đã tổ chức tuyên truyền {_list(said)}{total}.")
         else:
             sentences.append(
                 f"{opening}, trên địa bàn {where} đã tổ chức {number(m['sessions_held'])} cuộc tuyên truyền "
