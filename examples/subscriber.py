@@ -197,7 +197,8 @@ async def main(argv: list[str] | None = None) -> None:
     finally:
         table.close()
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.flush(timeout=2)  # the last acks
+        await nc.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ equals what the query answers, stocks included; it refuses updates that do not v
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,13 +22,16 @@ from nats.aio.client import Client
 
 from events.localities import Localities
 from examples.subscriber import Subscriber, Table
+from infra.auth import generate
+from infra.embedded import EmbeddedNats
 from infra.streams import UPDATES
 from projections import store
 from projections.service import Projector
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import Servers, fresh_database, wait_for
+from tests.test_auth import AuthStack, fill
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -131,3 +138,60 @@ async def test_the_subscriber_keeps_the_latest_figures_and_resumes_after_a_resta
     finally:
         table.close()
         await nc.close()
+
+
+async def test_the_example_runs_as_a_subscriber_identity_on_the_secure_stack_and_stops_on_sigterm(
+    template: Servers, localities: Localities, tmp_path: Path
+) -> None:
+    generated = generate(tmp_path / "auth", ["ca-cao-bang"], subscribers={"dash": ["04"]})
+    server = EmbeddedNats(tmp_path / "nats", sync_always=False, auth_conf=generated.server_conf)
+    url = server.start()
+    secure = AuthStack(generated, server)
+    projector = Projector(
+        nats_url=url,
+        database_url=await fresh_database(template),
+        localities=localities,
+        nats_options=secure.options("projector"),
+    )
+    db = tmp_path / "figures.sqlite"
+    try:
+        await fill(secure, 3)  # three sessions in 01447 (2018), written as the gateway writes them
+        await projector.start()
+        key = projector.update_key
+        assert key is not None
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")},
+            "ANTQ_NATS_URL": url,
+            "ANTQ_NATS_NKEY_SEED_FILE": str(secure.seed_file("subscriber-dash")),
+        }
+        args = ("-m", "examples.subscriber", "--province", "04", "--name", "dash", "--db", str(db))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, "--key", key.public_key, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+
+            async def stored() -> dict[str, int] | None:
+                if not db.exists():
+                    return None
+                table = Table(db)
+                try:
+                    return table.figures("01447", 2018)
+                finally:
+                    table.close()
+
+            figures = await wait_for(stored, what="the example's table to hold 01447 2018")
+            assert (figures["sessions_held"], figures["session_attendance"]) == (3, 120)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), 20)
+            except TimeoutError:
+                proc.kill()
+                _, err = await proc.communicate()
+                raise AssertionError(err.decode()) from None
+        assert proc.returncode == 0, err.decode()
+    finally:
+        await projector.stop()
+        for nc in secure.clients:
+            await nc.close()
+        server.stop()
