@@ -155,8 +155,8 @@ async def replay(
     if scope.as_known_on is not None:
         known = await sequence_known_on(nc, stream, scope.as_known_on)
         stop = known if stop is None else min(stop, known)
-    if stop is None:
-        stop = await last_sequence(js, stream)
+    last = await last_sequence(js, stream)
+    stop = last if stop is None else min(stop, last)  # a cut beyond the log stands at the log's last sequence
     if child_process is None:
         child_process = stop >= CHILD_FOLD_FROM
     subject = scope.subject(localities)

@@ -332,8 +332,12 @@ def replay_command(
     ] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
     output: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    to_seq: Annotated[
+        int | None,
+        typer.Option(min=1, help="read the log up to this stream sequence (a report's as_of_seq)"),
+    ] = None,
 ) -> None:
-    """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
+    """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date or stream sequence."""
     from services.audit.replay import AuditError, ReplayScope
     from services.cli.audit_replay import as_csv, replies, run_replay
     from services.cli.stats_view import parse_years, stats_table
@@ -380,6 +384,7 @@ def replay_command(
         period="reporting" if period == "reporting" else "calendar",
         as_of_occurred=occurred,
         as_known_on=known,
+        stop_seq=to_seq,
     )
     try:
         with failing_clearly(settings):

@@ -265,6 +265,7 @@ def publish(
 
 
 app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
+app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
 
 
 @app.command()
