@@ -18,7 +18,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy events services projections infra bench tests
+	$(BIN)/mypy events services projections infra bench tests examples
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
