@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@# the PDF report's font (Vietnamese glyphs); CI runs as root on a clean clone
+	@command -v apt-get >/dev/null && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && { apt-get install -y -q fonts-dejavu-core || { apt-get update -q && apt-get install -y -q fonts-dejavu-core; }; } || true
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -16,7 +18,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy events services projections infra bench tests
+	$(BIN)/mypy events services projections infra bench tests examples
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)

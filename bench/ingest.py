@@ -30,7 +30,7 @@ from bench.common import (
     wait_gateway,
 )
 from events.codec import decode_event, encode_recorded
-from events.schema import Recorded
+from events.schema import Recorded, ward_of
 from infra.streams import StreamLimits, events_config
 from services.client import OfficeClient
 
@@ -72,7 +72,7 @@ async def raw_publish_async(url: str, n: int) -> float:
         ev = decode_event(msgspec.json.encode(doc), today=dt.date(2100, 1, 1))
         payloads.append(
             (
-                f"bench.raw.{province_of(ev.locality.ward)}.{ev.locality.ward}",
+                f"bench.raw.{province_of(ward_of(ev))}.{ward_of(ev)}",
                 str(ev.event_id),
                 encode_recorded(Recorded(office="raw", event=ev)),
             )

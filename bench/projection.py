@@ -47,6 +47,7 @@ from events.schema import (
     WeaponsSurrendered,
     YouthEnrolled,
     YouthReleased,
+    ward_of,
 )
 from events.subjects import event_subject
 from infra.db import migrate
@@ -89,7 +90,7 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
     for i in range(n):
         day = START + dt.timedelta(days=span * i // max(n, 1))
         ward = rnd.choice(wards)
-        loc = Locality(scheme="gso-2025", ward=ward)
+        loc = Locality(ward=ward)
         roll = rnd.random()
         event: Event
         if roll < 0.17 and open_tips:
@@ -248,7 +249,7 @@ async def preload(nc: Client, localities: Localities, events: Sequence[Event], *
     async def one(event: Event) -> None:
         nonlocal last
         try:
-            ward = localities.ward(event.locality.ward)
+            ward = localities.ward(ward_of(event))
             assert ward is not None
             reply = await nc.request(
                 event_subject(event, ward.province),

@@ -14,7 +14,8 @@ class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
 
 class IntakeResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """``{"ok": true, "event_id", "seq", "duplicate"[, "version"]}`` or ``{"ok": false, "event_id", "error"}``."""
+    """``{"ok": true, "event_id", "seq", "duplicate"[, "version"][, "ward"[, "approximate"]]}`` or
+    ``{"ok": false, "event_id", "error"}``."""
 
     ok: bool
     event_id: str | None
@@ -22,6 +23,11 @@ class IntakeResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     duplicate: bool | None = None
     version: int | None = None
     error: ErrorDetail | None = None
+    ward: str | None = None
+    """A pre-2025 locality: the 2025 ward it was resolved to (and stored under)."""
+    approximate: bool | None = None
+    """True when that ward is approximate: a commune split over several 2025 wards, resolved to its default
+    ward because the locality gave no ``ward``."""
 
 
 MAX_MESSAGE = 300

@@ -14,6 +14,15 @@ from typing import Annotated, Literal, TypeAlias
 import msgspec
 
 WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z", description="official 2025 GSO ward code")]
+LegacyCommuneCode = Annotated[
+    str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z", description="pre-2025 GSO commune code (5 digits)")
+]
+LegacyDistrictCode = Annotated[
+    str, msgspec.Meta(pattern=r"\A[0-9]{3}\Z", description="pre-2025 GSO district code (3 digits)")
+]
+LegacyProvinceCode = Annotated[
+    str, msgspec.Meta(pattern=r"\A[0-9]{2}\Z", description="pre-2025 GSO province code (2 digits)")
+]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
@@ -77,11 +86,37 @@ WEAPON_KINDS: tuple[WeaponKind, ...] = (
 )
 
 
-class Locality(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Where an event happened: a scheme and a code in it (codes are reused across schemes)."""
+class Locality(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="scheme", tag="gso-2025"
+):
+    """Where an event happened, in 2025 units: a ward of the 34 provinces in force since 1 July 2025 (valid
+    for any ``occurred_on``). Codes are reused across schemes: a code means nothing without its scheme."""
 
-    scheme: Literal["gso-2025"]
     ward: WardCode
+
+
+class LegacyLocality(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag_field="scheme",
+    tag="gso-pre2025",
+):
+    """Where an event happened, in the units before the 1 July 2025 reform, as recorded at the time: a commune,
+    optionally its district and province (which must then agree with the commune on ``occurred_on``), and
+    optionally the 2025 ward it went to (one of its successors: picks one ward of a split commune). Resolved
+    to a 2025 ward on ``occurred_on`` by ``events.localities``; stored exactly as recorded."""
+
+    commune: LegacyCommuneCode
+    district: LegacyDistrictCode | None = None
+    province: LegacyProvinceCode | None = None
+    ward: WardCode | None = None
+
+
+AnyLocality: TypeAlias = Locality | LegacyLocality
+"""A locality of either scheme (tagged by ``scheme``)."""
 
 
 class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -109,7 +144,7 @@ class BaseEvent(
 
     event_id: uuid.UUID
     occurred_on: dt.date
-    locality: Locality
+    locality: AnyLocality
     hamlet: ShortText | None = None
     note: Note | None = None
 
@@ -386,3 +421,12 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
 
     office: str
     event: Event
+
+
+def ward_of(event: BaseEvent) -> str:
+    """The 2025 ward a ``gso-2025`` event names. A pre-2025 locality has none of its own until it is resolved on
+    its date (``events.localities``, ``projections.places``): ``ValueError``."""
+    locality = event.locality
+    if isinstance(locality, Locality):
+        return locality.ward
+    raise ValueError(f"a pre-2025 locality ({locality.commune}) has no 2025 ward until it is resolved")

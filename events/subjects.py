@@ -36,8 +36,14 @@ def rest_of(event: Event) -> str:
     return spec_of(event).rest_of(event)
 
 
-def event_subject(event: Event, province: str) -> str:
-    return f"{EVENTS_PREFIX}.{province}.{event.locality.ward}.{rest_of(event)}"
+def event_subject(event: Event, province: str, ward: str | None = None) -> str:
+    """The subject of an event in ``province``: on its 2025 ward (``ward``: the resolved ward of a pre-2025
+    locality; by default the ward a ``gso-2025`` locality names)."""
+    if ward is None:
+        ward = getattr(event.locality, "ward", None)
+        if ward is None:
+            raise ValueError("a pre-2025 locality without a ward: give its resolved 2025 ward")
+    return f"{EVENTS_PREFIX}.{province}.{ward}.{rest_of(event)}"
 
 
 def ward_filter(province: str, ward: str | None = None) -> str:

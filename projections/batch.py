@@ -11,6 +11,7 @@ from events.schema import Recorded
 from projections import store
 from projections.errors import UnknownWard
 from projections.folds import Figures, Key, StateUpdate, Value, by_period, fold, keys_needed
+from projections.places import UNIT_PROVINCE, is_unit_key
 
 
 async def fold_batch(
@@ -28,9 +29,15 @@ async def fold_batch(
     provinces: dict[str, str] = {}
     for ward, _, _ in deltas:
         if ward not in provinces:
+            if is_unit_key(ward):  # a pre-2025 unit as recorded: no 2025 province matches its column
+                provinces[ward] = UNIT_PROVINCE
+                continue
             found = localities.ward(ward)
             if found is None:
-                seq, rec = next((s, r) for s, r in records if r.event.locality.ward == ward)
+                seq, rec = next(
+                    ((s, r) for s, r in records if getattr(r.event.locality, "ward", None) == ward),
+                    records[0],
+                )
                 raise UnknownWard(f"ward {ward} is not a 2025 ward", seq=seq, event_id=rec.event.event_id)
             provinces[ward] = found.province
     return update, figures, provinces

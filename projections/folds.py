@@ -35,13 +35,22 @@ from events.schema import (
     EntryCorrected,
     EntryRetracted,
     Event,
+    Locality,
     Recorded,
     TipAssessed,
     TipReceived,
 )
 from projections import metrics as m
-from projections.errors import DuplicateEntity, UnknownEntity, UnknownTarget, UnknownTip, WardMismatch
+from projections.errors import (
+    DuplicateEntity,
+    UnknownEntity,
+    UnknownTarget,
+    UnknownTip,
+    UnknownWard,
+    WardMismatch,
+)
 from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
+from projections.places import Place, place_of
 
 Key: TypeAlias = int
 """A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``. A lifecycle entity: its id
@@ -85,6 +94,9 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
         """Counted in ``tips_leading_to_cases``: it stands and a standing case names it."""
         return not self.retracted and bool(self.cases)
 
+    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
+    approx: bool = False  # a split commune resolved to its default ward
+
     @property
     def valuable(self) -> bool:
         return not self.retracted and bool(self.assessments) and self.assessments[-1][1]
@@ -102,6 +114,10 @@ class TipLink(
     valuable: bool = False
     day: int = 0
     source: str = ""
+    ward: str = ""
+    """A received tip of a pre-2025 locality: its place on ``day`` (a corrected date may move it); else empty."""
+    units: tuple[str, ...] = ()
+    approx: bool = False
 
 
 class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3, omit_defaults=True):
@@ -115,6 +131,10 @@ class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False,
     amounts: tuple[tuple[str, int], ...]
     tips: tuple[bytes, ...] = ()
     seq: int = 0
+    units: tuple[str, ...] = ()
+    """A pre-2025 locality: the units as recorded, each counted the same amounts (``projections.places``)."""
+    approx: bool = False
+    """A split commune resolved to its default ward: the amounts also count as ``~<metric>`` of the ward."""
 
 
 class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
@@ -147,6 +167,8 @@ class EntityState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc
 
     ward: str
     marks: tuple[Mark, ...]
+    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
+    approx: bool = False  # a split commune resolved to its default ward
 
 
 class EntityLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=7):
@@ -239,18 +261,51 @@ def contribution(part: Part) -> tuple[tuple[str, int], ...]:
 _interned: dict[str, str] = {}
 
 
-def part_of(event: Event, seq: int) -> Part:
+def part_of(event: Event, seq: int = 0) -> Part:
     """The compact record of what a plain event contributes, by the figures its catalogue entry declares (and
     the tips it names, with ``seq``, the sequence of the event that recorded this version)."""
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
     amounts = CONTRIBUTIONS[type(event)](event)
-    ward, day = sys.intern(event.locality.ward), event.occurred_on.toordinal()
+    locality = event.locality
     links = _LINKS.get(type(event))
-    if links is not None:
-        tips = tuple(t.bytes for t in getattr(event, links))
-        if tips:
-            return Part(ward=ward, day=day, amounts=amounts, tips=tips, seq=seq)
-    return Part(ward=ward, day=day, amounts=amounts)
+    tips = tuple(t.bytes for t in getattr(event, links)) if links is not None else ()
+    if type(locality) is Locality and not tips:  # the common case first, as cheaply as it can be told
+        return Part(ward=sys.intern(locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
+    units: tuple[str, ...] = ()
+    if type(locality) is Locality:
+        ward, approx = sys.intern(locality.ward), False
+    else:
+        place = _place(event, seq)
+        ward, units, approx = place.ward, place.units, place.approximate
+    return Part(
+        ward=ward,
+        day=event.occurred_on.toordinal(),
+        amounts=amounts,
+        tips=tips,
+        seq=seq if tips else 0,
+        units=units,
+        approx=approx,
+    )
+
+
+def _place(event: Event, seq: int) -> Place:
+    place = place_of(event)
+    if place is None:
+        raise UnknownWard(
+            f"pre-2025 locality {event.locality} has no 2025 ward under this mapping (was it corrected?)",
+            seq=seq,
+            event_id=event.event_id,
+        )
+    return place
+
+
+def _other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
+    """An event about an entry (assessment, retraction, correction) filed in another ward than the entry's.
+    Checked between two ``gso-2025`` localities only: a pre-2025 one resolves through the mapping, which a
+    later correction may change (the gateway checked it on the mapping of its day); its figures go where the
+    entry's own place says."""
+    locality = event.locality
+    return not units and isinstance(locality, Locality) and locality.ward != ward
 
 
 _LINKS: Final[dict[type, str]] = {s.struct: s.links.field for s in CATALOGUE if s.links is not None}
@@ -406,12 +461,32 @@ class _Folder:
         k = (ward, yk, metric)
         deltas[k] = deltas.get(k, 0) + amount
 
+    def spread(self, part: Part, yk: YearKey, sign: int) -> None:
+        """A pre-2025 place's extra figures: the amounts again under each unit as recorded, and as
+        ``~<metric>`` of the ward when approximate (the ward's own figures are added by the caller)."""
+        for metric, amount in part.amounts:
+            if part.approx:
+                self.add(part.ward, yk, m.APPROXIMATE + metric, sign * amount)
+            for unit in part.units:
+                self.add(unit, yk, metric, sign * amount)
+
+    def add_tip(self, tip: TipState, yk: YearKey, metric: str, amount: int) -> None:
+        self.add(tip.ward, yk, metric, amount)
+        if tip.approx:
+            self.add(tip.ward, yk, m.APPROXIMATE + metric, amount)
+        for unit in tip.units:
+            self.add(unit, yk, metric, amount)
+
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
         """Store the tip and add the change of its tips_received / tips_valuable contribution (each also by
         the tip's source)."""
-        deltas = self.deltas
-        if before is not None and (before.day != after.day or before.source != after.source):
-            # a corrected tip.received: its year or its source may move
+        if before is not None and (before.day, before.ward, before.units, before.approx, before.source) != (
+            after.day,
+            after.ward,
+            after.units,
+            after.approx,
+            after.source,
+        ):  # a corrected tip.received: its year, its source (and a pre-2025 tip's place) may move
             self._count_tip(before, -1)
             before = None
         if before is None:
@@ -424,7 +499,12 @@ class _Folder:
         valuable = after.valuable
         leading = counted and bool(after.cases)
         if was_counted != counted or was_valuable != valuable or was_leading != leading:
-            ward, yk = after.ward, year_key(after.day)
+            deltas, ward, yk, plain = (
+                self.deltas,
+                after.ward,
+                year_key(after.day),
+                not after.units and not after.approx,
+            )
             for changed, now, metrics in (
                 (was_counted != counted, counted, _RECEIVED_BY[after.source]),
                 (was_valuable != valuable, valuable, _VALUABLE_BY[after.source]),
@@ -433,13 +513,16 @@ class _Folder:
                 if changed:
                     n = 1 if now else -1
                     for metric in metrics:
-                        k = (ward, yk, metric)
-                        deltas[k] = deltas.get(k, 0) + n
+                        if plain:  # a gso-2025 tip: its ward only (the common case, kept cheap)
+                            k = (ward, yk, metric)
+                            deltas[k] = deltas.get(k, 0) + n
+                        else:
+                            self.add_tip(after, yk, metric, n)
         self._written[key] = after
 
     def _count_tip(self, tip: TipState, n: int) -> None:
         """Add (or with -1 take away) everything a tip counts."""
-        ward, yk = tip.ward, year_key(tip.day)
+        yk = year_key(tip.day)
         counted = not tip.retracted
         for now, metrics in (
             (counted, _RECEIVED_BY[tip.source]),
@@ -448,7 +531,7 @@ class _Folder:
         ):
             if now:
                 for metric in metrics:
-                    self.add(ward, yk, metric, n)
+                    self.add_tip(tip, yk, metric, n)
 
     def _tip_event(self, seq: int, event: Event) -> None:
         if isinstance(event, TipReceived):
@@ -466,24 +549,25 @@ class _Folder:
             )
         # a retracted tip's id was freed: received again, it is a new tip (the old one's assessments stay
         # with the old one)
+        link = _received(event, seq)
         tip = TipState(
-            ward=sys.intern(event.locality.ward),
-            day=event.occurred_on.toordinal(),
+            ward=sys.intern(event.locality.ward) if isinstance(event.locality, Locality) else link.ward,
+            day=link.day,
             retracted=False,
             assessments=(),
-            source=sys.intern(event.source),
+            source=link.source,
             since=seq,
+            units=link.units,
+            approx=link.approx,
         )
         self.set_tip(key, before if isinstance(before, TipState) else None, tip)
-        self._written[event.event_id.int | EVENT_BIT] = TipLink(
-            tip=event.tip_id.bytes, assessment=False, day=tip.day, source=tip.source
-        )
+        self._written[event.event_id.int | EVENT_BIT] = link
 
     def _tip_assessed(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipAssessed)
         key = event.tip_id.int
         tip = self._tip(key, seq, event, f"tip {event.tip_id} is unknown")
-        if tip.ward != event.locality.ward:
+        if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
         self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))
@@ -500,6 +584,11 @@ class _Folder:
             change = new.get(k, 0) - old.get(k, 0)
             if change:
                 self.add(ward, k[0], k[1], change)
+                if after.units:  # a pre-2025 place: also under its units as recorded, and ~ when approximate
+                    if after.approx:
+                        self.add(ward, k[0], m.APPROXIMATE + k[1], change)
+                    for unit in after.units:
+                        self.add(unit, k[0], k[1], change)
         self._written[key] = after
 
     def _lifecycle(self, seq: int, event: Event) -> None:
@@ -512,11 +601,18 @@ class _Folder:
         if mark[1] == CREATES:
             if before is not None and before.marks:
                 raise DuplicateEntity(f"{what} already exists", seq=seq, event_id=event.event_id)
-            after = EntityState(ward=sys.intern(event.locality.ward), marks=(mark,))
+            locality = event.locality
+            if type(locality) is Locality:
+                after = EntityState(ward=sys.intern(locality.ward), marks=(mark,))
+            else:
+                place = _place(event, seq)
+                after = EntityState(
+                    ward=place.ward, marks=(mark,), units=place.units, approx=place.approximate
+                )
         else:
             if before is None or not before.marks:
                 raise UnknownEntity(f"{what} is unknown", seq=seq, event_id=event.event_id)
-            if before.ward != event.locality.ward:
+            if _other_ward(before.ward, before.units, event):
                 raise WardMismatch(f"{what} is in ward {before.ward}", seq=seq, event_id=event.event_id)
             after = msgspec.structs.replace(before, marks=(*before.marks, mark))
         self.set_entity(life, key, before, after)
@@ -527,7 +623,7 @@ class _Folder:
         state = self.get(key)
         if not isinstance(state, EntityState):
             raise UnknownEntity("the entry's entity is unknown", seq=seq, event_id=event.event_id)
-        if state.ward != event.locality.ward:
+        if _other_ward(state.ward, state.units, event):
             raise WardMismatch(f"the entry is in ward {state.ward}", seq=seq, event_id=event.event_id)
         return _LIFE_BY_STATE[key >> STATE_SHIFT], key, state
 
@@ -550,6 +646,8 @@ class _Folder:
         for metric, amount in part.amounts:
             k = (ward, yk, metric)
             deltas[k] = deltas.get(k, 0) + amount
+        if part.units:
+            self.spread(part, yk, 1)
         self._written[event.event_id.int | EVENT_BIT] = part
         if part.tips:
             self._link(event.event_id.bytes, part)
@@ -608,7 +706,7 @@ class _Folder:
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
             if value.assessment and not _assessed(tip, target.bytes):
                 pass  # an assessment of an earlier tip of this id (retracted, its id received again)
-            elif tip.ward != event.locality.ward:
+            elif _other_ward(tip.ward, tip.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
                 )
@@ -618,7 +716,7 @@ class _Folder:
             else:
                 self.set_tip(key, tip, msgspec.structs.replace(tip, retracted=True))
         else:
-            if value.ward != event.locality.ward:
+            if _other_ward(value.ward, value.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {value.ward}", seq=seq, event_id=event.event_id
                 )
@@ -627,6 +725,8 @@ class _Folder:
                 self.add(value.ward, yk, metric, -amount)
             if value.tips:
                 self._unlink(target.bytes, value)
+            if value.units:
+                self.spread(value, yk, -1)
         self._written[tkey] = None
 
     def _corrected(self, seq: int, event: Event) -> None:
@@ -647,12 +747,7 @@ class _Folder:
                 entity=key_bytes(_entity_key_of(copy)), mark=_mark_of(copy, event.event_id.bytes)
             )
         elif isinstance(copy, TipReceived):
-            new = TipLink(
-                tip=copy.tip_id.bytes,
-                assessment=False,
-                day=copy.occurred_on.toordinal(),
-                source=sys.intern(copy.source),
-            )
+            new = _received(copy, seq)
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
         else:
@@ -671,7 +766,6 @@ class _Folder:
         new: Part | TipLink | EntityLink,
     ) -> None:
         """Replace one version's contribution (``old``, of version ``old_id``) by another's, in one step."""
-        ward = event.locality.ward
         if isinstance(old, EntityLink) or isinstance(new, EntityLink):
             if not (isinstance(old, EntityLink) and isinstance(new, EntityLink) and old.entity == new.entity):
                 raise UnknownTarget(
@@ -684,15 +778,20 @@ class _Folder:
             self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
             return
         if isinstance(old, Part) and isinstance(new, Part):
-            if old.ward != ward or new.ward != ward:
+            if _other_ward(old.ward, old.units, event) or _other_ward(new.ward, new.units, event):
                 raise WardMismatch(
                     f"the corrected entry is in ward {old.ward}", seq=seq, event_id=event.event_id
                 )
+            # each version counts where its own place says (a pre-2025 copy's date may move it)
             oyk, nyk = year_key(old.day), year_key(new.day)
             for metric, amount in old.amounts:
-                self.add(ward, oyk, metric, -amount)
+                self.add(old.ward, oyk, metric, -amount)
+            if old.units:
+                self.spread(old, oyk, -1)
             for metric, amount in new.amounts:
-                self.add(ward, nyk, metric, amount)
+                self.add(new.ward, nyk, metric, amount)
+            if new.units:
+                self.spread(new, nyk, 1)
             if old.tips:
                 self._unlink(old_id, old)
             if new.tips:
@@ -711,14 +810,34 @@ class _Folder:
         tip = self._tip(key, seq, event, "the corrected entry's tip is unknown")
         if new.assessment and not _assessed(tip, old_id):
             return  # an assessment of an earlier tip of this id (retracted, its id received again)
-        if tip.ward != ward:
+        if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
             after = msgspec.structs.replace(tip, day=new.day, source=new.source)
+            if new.ward:  # a pre-2025 tip: the version's own place
+                after = msgspec.structs.replace(after, ward=new.ward, units=new.units, approx=new.approx)
         else:
             kept = tuple((new_id, new.valuable) if a[0] == old_id else a for a in tip.assessments)
             after = msgspec.structs.replace(tip, assessments=kept)
         self.set_tip(key, tip, after)
+
+
+def _received(event: TipReceived, seq: int) -> TipLink:
+    """A received tip's link: its day, and a pre-2025 tip's place on that day."""
+    day = event.occurred_on.toordinal()
+    source = sys.intern(event.source)
+    if isinstance(event.locality, Locality):
+        return TipLink(tip=event.tip_id.bytes, assessment=False, day=day, source=source)
+    place = _place(event, seq)
+    return TipLink(
+        tip=event.tip_id.bytes,
+        assessment=False,
+        day=day,
+        source=source,
+        ward=place.ward,
+        units=place.units,
+        approx=place.approximate,
+    )
 
 
 def _assessed(tip: TipState, event_id: bytes) -> bool:

@@ -13,6 +13,7 @@ from events.schema import Recorded
 from projections import metrics as m
 from projections.folds import Deltas, Figures, Key, Value, by_period, fold_into
 from projections.periods import Period
+from projections.places import is_unit_key
 
 _STOCKS = stock_metrics()
 
@@ -55,27 +56,38 @@ class InMemoryReplay:
             self._figures = by_period(self._totals)
         return self._figures
 
-    def metrics(
+    def sums(
         self, *, wards: Iterable[str] | None, year: int, period: Period, from_year: int | None = None
     ) -> dict[str, int]:
-        """The sum over ``wards`` (None: every ward) for one year (or the years ``from_year`` to ``year``:
-        flows summed over them, stocks as they stand at the end), shaped like a query reply's metrics."""
+        """The raw sums over ``wards`` (None: every 2025 ward; a pre-2025 unit only when named) for one year (or
+        the years ``from_year`` to ``year``: flows summed over them, stocks as they stand at the end)."""
         wanted = None if wards is None else set(wards)
         first = year if from_year is None else from_year
         sums: dict[str, int] = {}
         for (p, ward, y, metric), value in self.figures.items():
-            if p != period or y > year or (wanted is not None and ward not in wanted):
+            if p != period or y > year:
                 continue
-            if y >= first or metric in _STOCKS:  # a stock: what stands at the end is the sum of its changes
+            if (ward not in wanted) if wanted is not None else is_unit_key(ward):
+                continue
+            if y >= first or m.stock_base(metric) in _STOCKS:  # a stock stands as the sum of its changes
                 sums[metric] = sums.get(metric, 0) + value
-        return m.complete(sums)
+        return sums
+
+    def metrics(
+        self, *, wards: Iterable[str] | None, year: int, period: Period, from_year: int | None = None
+    ) -> dict[str, int]:
+        """The sum over ``wards`` (None: every 2025 ward) for one year (or the years ``from_year`` to ``year``:
+        flows summed over them, stocks as they stand at the end), shaped like a query reply's metrics."""
+        return m.complete(self.sums(wards=wards, year=year, period=period, from_year=from_year))
 
     def years(self, period: Period, until: int | None = None) -> list[int]:
         """The years with figures: those with flows, and from a stock's first year every year up to
         ``until`` (the current year)."""
-        years = {y for (p, _, y, metric) in self.figures if p == period and metric not in _STOCKS}
+        years = {
+            y for (p, _, y, metric) in self.figures if p == period and m.stock_base(metric) not in _STOCKS
+        }
         first_stock = min(
-            (y for (p, _, y, mt) in self.figures if p == period and mt in _STOCKS), default=None
+            (y for (p, _, y, mt) in self.figures if p == period and m.stock_base(mt) in _STOCKS), default=None
         )
         if first_stock is not None:
             years.update(range(first_stock, max(first_stock, until or first_stock) + 1))

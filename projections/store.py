@@ -19,13 +19,16 @@ from events.catalogue import stock_metrics
 from events.codec import vietnam_today
 from projections.errors import ProjectionError
 from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
-from projections.metrics import FOLD_VERSION, complete
+from projections.metrics import APPROXIMATE, FOLD_VERSION, approximate, complete
 from projections.periods import CALENDAR, PERIODS, Period
+from projections.places import UNIT_PREFIX
 
 NAME: Final = "stats"
-_STOCKS: Final = sorted(stock_metrics())
+_STOCKS: Final = sorted({*stock_metrics(), *(APPROXIMATE + name for name in stock_metrics())})
+"""Stock metrics, and their approximate parts (``~<metric>``, ``projections.places``): both stored as each
+year's change and read as what stands at a year's end."""
 _STOCK_SET: Final = frozenset(_STOCKS)
-_NOT_PUBLISHED: Final = "pre2025:"
+_NOT_PUBLISHED: Final = UNIT_PREFIX
 """Figures kept by a unit as recorded before the 2025 reform: the update feed carries 2025 wards only."""
 Figures2: TypeAlias = dict[tuple[str, int], dict[str, int]]
 """Figures of (ward, year) pairs: metric → value."""
@@ -44,6 +47,8 @@ class StatsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     as_of_seq: int
     stale: bool
     fold_version: int
+    approximate: dict[str, int] = {}
+    """The approximate part of ``metrics`` (``projections.metrics.approximate``)."""
 
 
 class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +62,9 @@ class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
     stale: bool = False
     fold_version: int = FOLD_VERSION  # added later: consumers of older payloads read the default
     province: str | None = None  # added with the signatures: the subject's province, signed with the rest
+    approximate: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+    """The approximate part of ``metrics``, as in the query reply; left out (not null) when every figure is exact,
+    so the payload of exact figures is as before."""
 
 
 class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -354,6 +362,7 @@ async def _write_outbox(
                     as_of_seq=seq,
                     fold_version=FOLD_VERSION,
                     province=provinces[w],
+                    approximate=approximate(values) or msgspec.UNSET,
                 )
             ),
         )
@@ -489,8 +498,10 @@ async def _snapshot(
         if pause is not None:
             await pause()  # test hook: hold a query between the pointer and the figures
         rows = await conn.fetch(sums_sql, head["copy"], *args)
+    sums = {r["metric"]: int(r["value"]) for r in rows}
     return StatsSnapshot(
-        metrics=complete({r["metric"]: int(r["value"]) for r in rows}),
+        metrics=complete(sums),
+        approximate=approximate(sums),
         as_of_seq=head["seq"] or 0,
         stale=head["halted"] is not None,
         fold_version=head["fold_version"] or FOLD_VERSION,

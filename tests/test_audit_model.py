@@ -102,7 +102,7 @@ def test_a_late_assessment_of_an_early_tip_counts_and_a_late_tip_does_not() -> N
 def _tip_pair() -> list[Event]:
     from events.schema import Locality
 
-    place = Locality(scheme="gso-2025", ward="01447")
+    place = Locality(ward="01447")
     early, late = uuid.uuid4(), uuid.uuid4()
     common = {"locality": place, "channel": "phone", "category": "drugs", "source": "resident"}
     return [

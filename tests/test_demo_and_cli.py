@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from events.localities import Localities
+from projections.places import unit_key
 from projections.service import Projector
 from projections.store import read_stats
 from services.client import OfficeClient
@@ -46,10 +47,14 @@ async def test_demo_set_reproduces_the_article(stack: Stack, gateway: object, lo
             return snap.metrics if snap.as_of_seq >= last else None
 
         metrics = await wait_for(caught_up, what="the projection to fold the demo set")
+        # recorded in 2018 codes: the pre-reform district's own figures, as recorded, are the article's too
+        district = await read_stats(conn, wards=[unit_key("district", "046")], year=YEAR, period="calendar")
     finally:
         await conn.close()
         await projector.stop()
     assert {k: metrics.get(k) for k in ARTICLE} == ARTICLE
+    assert {k: district.metrics.get(k) for k in ARTICLE} == ARTICLE
+    assert district.metrics == metrics and not district.approximate
 
 
 def test_dev_up_prints_urls_and_stops_on_sigterm(servers: Servers, tmp_path: object) -> None:

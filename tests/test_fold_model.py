@@ -45,6 +45,7 @@ from events.schema import (
     WeaponsSurrendered,
     YouthEnrolled,
     YouthReleased,
+    ward_of,
 )
 
 Figures = dict[tuple[str, str, int, str], int]
@@ -219,8 +220,8 @@ def reference(events: Sequence[Event]) -> Figures:
     def count(event: Event, metric: str, amount: int) -> None:
         day = event.occurred_on
         reporting = day.year + 1 if (day.month, day.day) >= (12, 15) else day.year
-        figures["calendar", event.locality.ward, day.year, metric] += amount
-        figures["reporting", event.locality.ward, reporting, metric] += amount
+        figures["calendar", ward_of(event), day.year, metric] += amount
+        figures["reporting", ward_of(event), reporting, metric] += amount
 
     leading = leading_tips(events, alive)
     latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
@@ -312,7 +313,7 @@ def lifecycle_reference(alive: Sequence[tuple[uuid.UUID, Event]]) -> Counter[tup
             (max(e.occurred_on, start) for _, e in marks if isinstance(e, ModelDissolved | YouthReleased)),
             None,
         )
-        ward = first.locality.ward
+        ward = ward_of(first)
         for period in ("calendar", "reporting"):
             # flows
             for metric in _flow_names(first, "created"):
@@ -414,12 +415,10 @@ def _copy_of(
 ) -> Event:
     """A corrected copy of ``current``: same type, entity and locality, its own id, other values drawn."""
     day = draw(st.sampled_from(DAYS))
+    ward = current.locality.ward or ""  # histories here hold 2025 wards only
     if isinstance(current, CasesCleared):
-        fields = {
-            **draw(PLAIN_FIELDS["cases.cleared"]),
-            "tip_ids": _tips_of_ward(draw, tips or {}, current.locality.ward),
-        }
-        return plain_event("cases.cleared", eid, day, current.locality.ward, fields)
+        fields = {**draw(PLAIN_FIELDS["cases.cleared"]), "tip_ids": _tips_of_ward(draw, tips or {}, ward)}
+        return plain_event("cases.cleared", eid, day, ward, fields)
     if isinstance(current, TipReceived):
         return msgspec.structs.replace(
             current, event_id=eid, occurred_on=day, channel="hotline", source=draw(SOURCES)
@@ -443,7 +442,7 @@ def _copy_of(
         return msgspec.structs.replace(current, event_id=eid, occurred_on=day, outcome=outcome)
     tag = str(type(current).__struct_config__.tag)
     if tag in PLAIN_FIELDS:
-        return plain_event(tag, eid, day, current.locality.ward, draw(PLAIN_FIELDS[tag]))
+        return plain_event(tag, eid, day, ward, draw(PLAIN_FIELDS[tag]))
     if isinstance(current, ModelEstablished):
         return msgspec.structs.replace(
             current,
@@ -529,7 +528,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = TipReceived(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
                 channel="letter",
                 category="crime",
@@ -569,7 +568,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = ModelEstablished(
                 event_id=eid,
                 occurred_on=draw(st.sampled_from(LIFE_DAYS)),
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 model_id=next(ids),
                 name="Tổ tự quản",
                 level=draw(st.sampled_from(LEVELS)),
@@ -582,7 +581,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = YouthEnrolled(
                 event_id=eid,
                 occurred_on=draw(st.sampled_from(LIFE_DAYS)),
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 person_ref=next(ids),
             )
             entities[event.person_ref] = event
@@ -590,7 +589,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = SessionHeld(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 level=draw(st.sampled_from(("commune", "hamlet", "institution"))),
                 topics=("law",),
                 attendance=draw(st.integers(0, 500)),
@@ -599,7 +598,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = PledgeSigned(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 signer=draw(st.sampled_from(("household", "individual", "institution"))),
                 signatures=draw(st.integers(1, 300)),
             )
@@ -607,7 +606,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = MediationConcluded(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 case_id=next(ids),
                 outcome=draw(st.sampled_from(("successful", "unsuccessful", "referred"))),
                 dispute="land",
@@ -625,7 +624,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = WeaponsSurrendered(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 items=tuple(
                     WeaponItem(kind=k, quantity=q)
                     for k, q in draw(st.lists(st.tuples(kinds, st.integers(1, 50)), min_size=1, max_size=3))
@@ -635,7 +634,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
             event = TipReceived(
                 event_id=eid,
                 occurred_on=day,
-                locality=Locality(scheme="gso-2025", ward=ward),
+                locality=Locality(ward=ward),
                 tip_id=next(ids),
                 channel="phone",
                 category="drugs",
@@ -660,7 +659,7 @@ def _tip(day: str = "2018-05-10", ward: str = "01447") -> TipReceived:
     return TipReceived(
         event_id=uuid.uuid4(),
         occurred_on=dt.date.fromisoformat(day),
-        locality=Locality(scheme="gso-2025", ward=ward),
+        locality=Locality(ward=ward),
         tip_id=uuid.uuid4(),
         channel="phone",
         category="drugs",
@@ -730,7 +729,7 @@ def test_reference_counts_the_standing_version_of_a_corrected_entry() -> None:
     session = SessionHeld(
         event_id=uuid.uuid4(),
         occurred_on=dt.date(2018, 12, 31),
-        locality=Locality(scheme="gso-2025", ward="01447"),
+        locality=Locality(ward="01447"),
         level="commune",
         topics=("law",),
         attendance=40,
@@ -836,5 +835,5 @@ def test_reference_keeps_a_case_with_the_tip_it_named_when_that_id_is_received_a
     named_again = _correct(case, msgspec.structs.replace(case, event_id=uuid.uuid4()))
     assert _leading([a, case, _retract(a), again, named_again]) == {("01447", 2019): 1}
     assert _leading([a, case, _retract(a), again, named_again, _retract(named_again)]) == {}
-    elsewhere = msgspec.structs.replace(again, locality=Locality(scheme="gso-2025", ward="01273"))
+    elsewhere = msgspec.structs.replace(again, locality=Locality(ward="01273"))
     assert _leading([a, _retract(a), elsewhere, _cases(a)]) == {}  # another ward's tip: not this case's

@@ -24,7 +24,7 @@ from nats.js.api import RawStreamMsg
 from events.codec import decode_event, encode_recorded, vietnam_today
 from events.intake import IntakeResult, RejectedRecord, decode_results
 from events.localities import Localities
-from events.schema import Recorded
+from events.schema import Recorded, ward_of
 from events.stored import StoredRecords
 from events.subjects import event_subject
 from infra.db import create_pool
@@ -110,7 +110,7 @@ async def harness(
 
 def subject_of(doc: dict[str, Any], clock: FixedClock, localities: Localities) -> str:
     event = decode_event(msgspec.json.encode(doc), today=vietnam_today(clock.now))
-    ward = localities.ward(event.locality.ward)
+    ward = localities.ward(ward_of(event))
     assert ward is not None
     return event_subject(event, ward.province)
 

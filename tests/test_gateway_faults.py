@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from events.codec import decode_event, decode_recorded, encode_recorded, vietnam_today
 from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
-from events.schema import Recorded
+from events.schema import Recorded, ward_of
 from events.subjects import event_subject
 from infra.embedded import EmbeddedNats
 from infra.stream_reader import read_stream
@@ -117,7 +117,7 @@ async def forget_index_row(database_url: str, event_id: str) -> None:
 
 def subject_of(doc: dict[str, Any], clock: FixedClock, localities: Localities) -> str:
     event = decode_event(msgspec.json.encode(doc), today=vietnam_today(clock.now))
-    ward = localities.ward(event.locality.ward)
+    ward = localities.ward(ward_of(event))
     assert ward is not None
     return event_subject(event, ward.province)
 

@@ -236,3 +236,45 @@ async def test_the_per_client_bound_is_configurable(stack: Stack, localities: Lo
             assert reply["error"]["code"] == "timeout"
         again = await ask(a, {**waits, "timeout_ms": 100})
         assert again["error"]["code"] == "timeout"  # A's share is free again
+
+
+# --- 5. the pre-2025 request shapes (issue 9, part 4) ----------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("request_", "code", "path"),
+    [
+        ({"scheme": "gso-pre2025", "district": "46", "year": 2018}, "bad_request", "$.district"),
+        ({"scheme": "gso-pre2025", "district": "0466", "year": 2018}, "bad_request", "$.district"),
+        ({"scheme": "gso-pre2025", "commune": "1471", "year": 2018}, "bad_request", "$.commune"),
+        ({"scheme": "gso-pre2025", "province": "4", "year": 2018}, "bad_request", "$.province"),
+        (
+            {"scheme": "gso-pre2025", "district": "046", "ward": "01447", "year": 2018},
+            "bad_request",
+            "$.ward",
+        ),
+        ({"scheme": "gso-pre2025", "wards": ["01447"], "year": 2018}, "bad_request", "$.wards"),
+        ({"scheme": "gso-pre2025", "district": "046", "commune": "01471", "year": 2018}, "bad_request", "$"),
+        ({"scheme": "gso-pre2025", "year": 2018}, "bad_request", "$"),
+        ({"district": "046", "year": 2018}, "bad_request", "$.district"),
+        ({"commune": "01471", "year": 2018}, "bad_request", "$.commune"),
+        ({"ward": "01447", "district": "046", "year": 2018}, "bad_request", "$.district"),
+        ({"scheme": "gso-2024", "ward": "01447", "year": 2018}, "bad_request", "$.scheme"),
+        (
+            {"scheme": "gso-pre2025", "district": "046", "year": 2018, "hamlet": "x"},
+            "bad_request",
+            "$.hamlet",
+        ),
+        ({"scheme": "gso-pre2025", "district": "999", "year": 2018}, "unknown_locality", "$.district"),
+        ({"scheme": "gso-pre2025", "commune": "99999", "year": 2018}, "unknown_locality", "$.commune"),
+        ({"scheme": "gso-pre2025", "province": "99", "year": 2018}, "unknown_locality", "$.province"),
+    ],
+)
+async def test_a_bad_pre2025_request_is_refused_with_its_path(
+    stack: Stack, query: QueryService, request_: dict[str, object], code: str, path: str
+) -> None:
+    reply = await ask(stack.nc, msgspec.json.encode(request_))
+    assert (reply["error"]["code"], reply["error"]["path"]) == (code, path), reply
+    good = {"scheme": "gso-pre2025", "district": "046", "year": 2018}
+    assert (await ask(stack.nc, msgspec.json.encode(good)))["district"] == "046"

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 
 from events.codec import encode_recorded
 from events.localities import Localities
-from events.schema import Event, Locality, Recorded, TipAssessed
+from events.schema import Event, Locality, Recorded, TipAssessed, ward_of
 from events.subjects import event_subject
 from infra.streams import EVENTS
 from projections import store
@@ -46,7 +46,7 @@ async def publish_events(
     """Publish straight to ANTQ_EVENTS as the gateway would (subject, Recorded, Nats-Msg-Id); the last seq."""
 
     async def one(event: Event) -> int:
-        ward = localities.ward(event.locality.ward)
+        ward = localities.ward(ward_of(event))
         assert ward is not None
         headers = {"Nats-Expected-Stream": EVENTS}
         if msg_ids:
@@ -128,7 +128,7 @@ def as_event(doc: dict[str, Any]) -> Event:
 
 
 def local(ward: str = "01447") -> Locality:
-    return Locality(scheme="gso-2025", ward=ward)
+    return Locality(ward=ward)
 
 
 async def test_projector_folds_gateway_events_into_read_stats(

@@ -39,6 +39,16 @@ def valid_documents() -> list[dict[str, Any]]:
         f.retraction(f.session()),
         f.correction(f.weapons(items=[{"kind": "air_gun", "quantity": 1}]), hamlet="Nà Giàng"),
         *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),
+        # a pre-2025 locality, every field given (issue 9, part 4)
+        f.session(
+            locality={
+                "scheme": "gso-pre2025",
+                "commune": "01471",
+                "district": "046",
+                "province": "04",
+                "ward": "01447",
+            }
+        ),
     ]
     assert {d["type"] for d in docs} == TAGS, "every event type has a document here"
     return docs

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from events.codec import vietnam_today
-from events.localities import Localities
+from events.localities import LEGACY_SCHEME, Localities
 from events.subjects import ward_filter
 from infra.reading import StreamReader
 from infra.stream_reader import last_sequence
 from infra.streams import EVENTS
 from projections.periods import Period
+from projections.places import UnitKind, unit_key
 from projections.replay import InMemoryReplay
 from services.audit.errors import AuditError
 from services.audit.folding import LocalFold, ProcessFold
@@ -34,6 +35,12 @@ CHILD_FOLD_FROM = 50_000
 class ReplayScope:
     ward: str | None = None
     province: str | None = None
+    """A 2025 province; with ``scheme`` ``gso-pre2025``, a pre-2025 province."""
+    scheme: str = "gso-2025"
+    commune: str | None = None
+    """``gso-pre2025``: a pre-2025 commune."""
+    district: str | None = None
+    """``gso-pre2025``: a pre-2025 district."""
     year: int | None = None
     from_year: int | None = None
     """With ``year``: the range from this year to ``year`` (flows summed, stocks at its end)."""
@@ -42,7 +49,37 @@ class ReplayScope:
     as_known_on: dt.datetime | None = None
     stop_seq: int | None = None
 
+    @property
+    def legacy(self) -> bool:
+        return self.scheme == LEGACY_SCHEME
+
+    def _legacy_unit(self, localities: Localities) -> tuple[UnitKind, str, frozenset[str]]:
+        """The pre-2025 unit named (kind, code) and its commune codes in any period; unknown: AuditError."""
+        named: list[tuple[UnitKind, str | None]] = [
+            ("commune", self.commune),
+            ("district", self.district),
+            ("province", self.province),
+        ]
+        given = [(kind, code) for kind, code in named if code is not None]
+        if len(given) != 1 or self.ward is not None:
+            raise AuditError("a gso-pre2025 replay names exactly one of --commune, --district or --province")
+        kind, code = given[0]
+        assert code is not None
+        communes = localities.legacy_units(
+            commune=code if kind == "commune" else None,
+            district=code if kind == "district" else None,
+            province=code if kind == "province" else None,
+        )
+        if not communes:
+            raise AuditError(f"{kind} {code} is no known pre-2025 {kind} code")
+        return kind, code, communes
+
     def wards(self, localities: Localities) -> list[str] | None:
+        if self.legacy:
+            kind, code, _ = self._legacy_unit(localities)
+            return [unit_key(kind, code)]
+        if self.commune is not None or self.district is not None:
+            raise AuditError("--commune and --district are pre-2025 units: give --scheme gso-pre2025")
         if self.ward is not None:
             if localities.ward(self.ward) is None:
                 raise AuditError(f"ward {self.ward} is not an official 2025 ward code")
@@ -55,7 +92,18 @@ class ReplayScope:
         return None
 
     def subject(self, localities: Localities) -> str | None:
-        """Filter by subject, so that one ward does not read the country."""
+        """Filter by subject, so that one ward does not read the country. A pre-2025 unit: the one 2025
+        province all its communes' successor wards are in (every event of it lies on one of those wards),
+        else no filter."""
+        if self.legacy:
+            _, _, communes = self._legacy_unit(localities)
+            provinces = set()
+            for commune in communes:
+                for ward in localities.successors(commune):
+                    found = localities.ward(ward)
+                    if found is not None:
+                        provinces.add(found.province)
+            return ward_filter(provinces.pop()) if len(provinces) == 1 else None
         if self.ward is not None:
             found = localities.ward(self.ward)
             assert found is not None
@@ -107,8 +155,8 @@ async def replay(
     if scope.as_known_on is not None:
         known = await sequence_known_on(nc, stream, scope.as_known_on)
         stop = known if stop is None else min(stop, known)
-    if stop is None:
-        stop = await last_sequence(js, stream)
+    last = await last_sequence(js, stream)
+    stop = last if stop is None else min(stop, last)  # a cut beyond the log stands at the log's last sequence
     if child_process is None:
         child_process = stop >= CHILD_FOLD_FROM
     subject = scope.subject(localities)

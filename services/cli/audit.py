@@ -306,7 +306,16 @@ def known_instant(value: str) -> dt.datetime:
 @audit.command("replay")
 def replay_command(
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
-    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    province: Annotated[
+        str | None, typer.Option(help="2025 province code (with --scheme gso-pre2025: a pre-2025 province)")
+    ] = None,
+    scheme: Annotated[
+        str, typer.Option(help="gso-2025 | gso-pre2025 (units as recorded, no mapping)")
+    ] = "gso-2025",
+    commune: Annotated[str | None, typer.Option(help="pre-2025 commune code (--scheme gso-pre2025)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
+    ] = None,
     year: Annotated[int | None, typer.Option(help="one year (default: every year with figures)")] = None,
     years: Annotated[
         str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
@@ -323,14 +332,25 @@ def replay_command(
     ] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
     output: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    to_seq: Annotated[
+        int | None,
+        typer.Option(min=1, help="read the log up to this stream sequence (a report's as_of_seq)"),
+    ] = None,
 ) -> None:
-    """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date."""
+    """Recompute statistics from ANTQ_EVENTS alone (no PostgreSQL), as of any date or stream sequence."""
     from services.audit.replay import AuditError, ReplayScope
     from services.cli.audit_replay import as_csv, replies, run_replay
     from services.cli.stats_view import parse_years, stats_table
 
-    if (ward is not None and province is not None) or output not in ("table", "json", "csv"):
-        err.print("[red]give at most one of --ward / --province; --format is table, json or csv[/red]")
+    places = [p for p in (ward, province, commune, district) if p is not None]
+    if len(places) > 1 or output not in ("table", "json", "csv"):
+        err.print(
+            "[red]give at most one of --ward / --province / --commune / --district; --format is table, json or"
+            " csv[/red]"
+        )
+        raise typer.Exit(2)
+    if scheme not in ("gso-2025", "gso-pre2025"):
+        err.print("[red]--scheme is gso-2025 or gso-pre2025[/red]")
         raise typer.Exit(2)
     if period not in ("calendar", "reporting"):
         err.print("[red]--period is calendar or reporting[/red]")
@@ -356,11 +376,15 @@ def replay_command(
     scope = ReplayScope(
         ward=ward,
         province=province,
+        scheme=scheme,
+        commune=commune,
+        district=district,
         year=year,
         from_year=first,
         period="reporting" if period == "reporting" else "calendar",
         as_of_occurred=occurred,
         as_known_on=known,
+        stop_seq=to_seq,
     )
     try:
         with failing_clearly(settings):
@@ -374,7 +398,19 @@ def replay_command(
     elif output == "csv":
         print(as_csv(rows), end="")
     else:
-        place = f"ward {ward}" if ward else f"province {province}" if province else "all wards"
+        place = (
+            f"ward {ward}"
+            if ward
+            else f"commune {commune}"
+            if commune
+            else f"district {district}"
+            if district
+            else f"province {province}"
+            if province
+            else "all wards"
+        )
+        if scheme == "gso-pre2025":
+            place = f"pre-2025 {place}"
         for reply in rows:
             when = reply.get("year") or f"{reply['from_year']}–{reply['to_year']}"
             console.print(stats_table(f"{place}, {when} ({period}) — replayed", reply))

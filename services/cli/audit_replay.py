@@ -19,7 +19,7 @@ from infra.auth import nats_connect_options
 from infra.nats_client import connect as nats_connect
 from infra.reading import audit_reader
 from infra.settings import Settings
-from projections.metrics import FOLD_VERSION
+from projections.metrics import FOLD_VERSION, approximate, complete
 from services.audit.foreign import ForeignScan, scan_foreign
 from services.audit.replay import ReplayResult, ReplayScope, replay
 from services.audit.verify import Verification, verify
@@ -80,13 +80,21 @@ async def run_replay(settings: Settings, url: str, scope: ReplayScope, err: Cons
 def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
     """One query-service-shaped reply per year (the given year, or every year with figures)."""
     years = [scope.year] if scope.year is not None else result.replay.years(scope.period, scope.until())
-    place: dict[str, Any] = {}
+    place: dict[str, Any] = {"scheme": scope.scheme} if scope.legacy else {}
     if scope.ward is not None:
         place["ward"] = scope.ward
+    elif scope.commune is not None:
+        place["commune"] = scope.commune
+    elif scope.district is not None:
+        place["district"] = scope.district
     elif scope.province is not None:
         place["province"] = scope.province
-    return [
-        {
+    out = []
+    for year in years:
+        sums = result.replay.sums(
+            wards=result.wards, year=year, period=scope.period, from_year=scope.from_year
+        )
+        reply = {
             **place,
             **(
                 {"from_year": scope.from_year, "to_year": year}
@@ -94,15 +102,15 @@ def replies(result: ReplayResult, scope: ReplayScope) -> list[dict[str, Any]]:
                 else {"year": year}
             ),
             "period": scope.period,
-            "metrics": result.replay.metrics(
-                wards=result.wards, year=year, period=scope.period, from_year=scope.from_year
-            ),
+            "metrics": complete(sums),
             "as_of_seq": result.as_of_seq,
             "stale": False,
             "fold_version": FOLD_VERSION,
         }
-        for year in years
-    ]
+        if approximate(sums):
+            reply["approximate"] = approximate(sums)
+        out.append(reply)
+    return out
 
 
 def as_csv(rows: list[dict[str, Any]]) -> str:
@@ -110,7 +118,13 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(out)
     writer.writerow(["place", "year", "period", "metric", "value", "as_of_seq"])
     for reply in rows:
-        place = reply.get("ward") or reply.get("province") or "all"
+        place = (
+            reply.get("ward")
+            or reply.get("commune")
+            or reply.get("district")
+            or reply.get("province")
+            or "all"
+        )
         for metric, value in reply["metrics"].items():
             when = reply.get("year") or f"{reply['from_year']}-{reply['to_year']}"
             writer.writerow([place, when, reply["period"], metric, value, reply["as_of_seq"]])

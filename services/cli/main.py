@@ -265,6 +265,7 @@ def publish(
 
 
 app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
+app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
 
 
 @app.command()
@@ -274,18 +275,33 @@ def stats(
         str | None, typer.Option(help="a range of years, e.g. 2014-2019: flows summed, stocks at its end")
     ] = None,
     ward: Annotated[str | None, typer.Option(help="2025 ward code")] = None,
-    province: Annotated[str | None, typer.Option(help="2025 province code")] = None,
+    province: Annotated[
+        str | None, typer.Option(help="2025 province code (with --scheme gso-pre2025: a pre-2025 province)")
+    ] = None,
     period: Annotated[str, typer.Option(help="calendar | reporting")] = "calendar",
+    scheme: Annotated[
+        str, typer.Option(help="gso-2025 | gso-pre2025 (units as recorded, no mapping)")
+    ] = "gso-2025",
+    commune: Annotated[str | None, typer.Option(help="pre-2025 commune code (--scheme gso-pre2025)")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="pre-2025 district code (--scheme gso-pre2025)")
+    ] = None,
 ) -> None:
-    """Print one ward's or one province's figures for a year, or for a range of years."""
+    """Print one ward's or one province's figures for a year, or for a range of years (or a pre-2025 unit's,
+    as recorded, with --scheme gso-pre2025)."""
     from events.subjects import QUERY_SUBJECT
     from services.cli.stats_view import parse_years, query_stats, stats_table
 
     settings = _settings()
     url = _require(settings.nats_url, "ANTQ_NATS_URL")
     options = _nats_options(settings)
-    if (ward is None) == (province is None):
-        err.print("[red]give exactly one of --ward or --province[/red]")
+    named = {
+        k: v
+        for k, v in (("ward", ward), ("province", province), ("commune", commune), ("district", district))
+        if v
+    }
+    if len(named) != 1:
+        err.print("[red]give exactly one of --ward, --province, --commune or --district[/red]")
         raise typer.Exit(2)
     if (year is None) == (years is None):
         err.print("[red]give exactly one of --year or --years[/red]")
@@ -302,7 +318,11 @@ def stats(
     else:
         assert year is not None
         when, label = {"year": year}, str(year)
-    request = {**when, "period": period, **({"ward": ward} if ward else {"province": province})}
+    request: dict[str, object] = {**when, "period": period, **named}
+    if scheme != "gso-2025":
+        request["scheme"] = scheme
+    ((kind, code),) = named.items()
+    title = f"{'pre-2025 ' if scheme == 'gso-pre2025' else ''}{kind} {code}, {label} ({period})"
 
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
@@ -321,9 +341,7 @@ def stats(
 
     with _reported(f"{QUERY_SUBJECT} (the query service)"):
         reply = asyncio.run(run())
-    console.print(
-        stats_table(f"{'ward ' + ward if ward else 'province ' + str(province)}, {label} ({period})", reply)
-    )
+    console.print(stats_table(title, reply))
 
 
 def _projector_database(settings: Settings, url: str) -> str:

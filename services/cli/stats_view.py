@@ -49,8 +49,13 @@ def stats_table(title: str, reply: Mapping[str, Any], reference: Mapping[str, in
         table.add_column("article", justify="right")
         table.add_column("", justify="center")
     metrics: dict[str, int] = reply["metrics"]
+    approximate: dict[str, int] = reply.get("approximate") or {}
+    if approximate:
+        table.add_column("of which approximate", justify="right")
     for name in sorted(metrics, key=lambda m: (m.split(".")[0], "." in m, m)):
         row = [cell(("  " if "." in name else "") + name), cell(f"{metrics[name]:,}")]
+        if approximate:
+            row.append(cell(f"~{approximate[name]:,}" if name in approximate else ""))
         if reference is not None:
             expected = reference.get(name)
             row += [

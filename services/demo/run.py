@@ -12,7 +12,7 @@ from infra.settings import Settings
 from services.cli.devstack import DEMO_OFFICES, StackUrls, embedded_servers, running_services
 from services.cli.publish import encode_all, publish_documents, summary_table
 from services.cli.stats_view import query_stats, stats_table
-from services.demo.tra_linh_2018 import ARTICLE, NOT_IN_CATALOGUE_V1, YEAR, DemoSet
+from services.demo.tra_linh_2018 import ARTICLE, DISTRICT, NOT_IN_CATALOGUE_V1, YEAR, DemoSet
 
 OFFICE = "bcd-tra-linh-cu"
 
@@ -39,15 +39,12 @@ async def _publish_and_show(
         urls.nats_url, OFFICE, docs, batch_size=500, total=len(docs), nats_options=office_options
     )
     console.print(summary_table(summary))
-    wards = demo.district_wards()
     nc = await nats.connect(urls.nats_url, **reader_options)
     try:
-        reply = await query_stats(
-            nc, {"wards": wards, "year": YEAR, "min_seq": summary.last_seq, "timeout_ms": 30_000}
-        )
+        reply = await query_stats(nc, demo.district_query(min_seq=summary.last_seq, timeout_ms=30_000))
     finally:
         await nc.drain()
-    title = f"Huyện Trà Lĩnh (Cao Bằng), {YEAR} — sum over 2025 wards {', '.join(wards)}"
+    title = f"Huyện Trà Lĩnh (Cao Bằng), {YEAR} — pre-2025 district {DISTRICT}, as recorded in 2018 codes"
     console.print(stats_table(title, reply, ARTICLE))
     console.print("[dim]Also in the article, outside catalogue v1:[/dim]")
     for line in NOT_IN_CATALOGUE_V1:

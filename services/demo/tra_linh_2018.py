@@ -1,7 +1,12 @@
 """The demo set: Trà Lĩnh district (Cao Bằng), 2018, as the articles report it.
 
-The district was merged away in 2020 and its communes went to three 2025 wards; each event names the 2025 ward
-its commune went to. Event ids are deterministic (uuid5), so publishing the set twice counts nothing twice.
+The district was merged away in 2020 and its communes went to three 2025 wards. Each event is recorded as the
+district recorded it in 2018: in the pre-reform scheme, ``{"scheme": "gso-pre2025", "commune": <2018 code>,
+"district": "046", "province": "04"}``; the gateway resolves it on ``occurred_on`` (``events/data/lineage.tsv``)
+to the 2025 ward it is stored and counted under, and the read model also keeps it under district 046 as
+recorded, so the pre-reform query ``{"scheme": "gso-pre2025", "district": "046", "year": 2018}`` answers the
+district's table without any mapping. Event ids are deterministic (uuid5), so publishing the set twice counts
+nothing twice.
 The set also shows the correction workflow: a session entered with the wrong attendance is retracted and
 entered again, and a tip first judged of no value is re-assessed.
 """
@@ -15,8 +20,11 @@ from typing import Any
 
 from events.localities import Localities
 
-NAMESPACE = uuid.UUID("5b7f2c64-9a51-4b8e-9d0c-2f1d8c3e7a10")
+NAMESPACE = uuid.UUID("0b1c6f8e-46a2-4f57-8c1e-3a0d2b9e7c21")
+"""Ids of the set recorded in 2018 codes (the earlier set, in 2025 wards, used 5b7f2c64-…: a stack holding it
+keeps it, and this set's ids do not collide with it)."""
 DISTRICT = "046"  # Huyện Trà Lĩnh (legacy code)
+PROVINCE = "04"  # Tỉnh Cao Bằng (legacy code; also 04 after the reform)
 YEAR = 2018
 # The district's ten communes in 2018 (legacy codes; events/data/lineage.tsv maps them to 2025 wards).
 COMMUNES_2018 = ("01447", "01450", "01453", "01456", "01459", "01462", "01465", "01468", "01471", "01474")
@@ -62,15 +70,17 @@ class DemoSet:
         self._localities = localities
 
     def commune_wards(self) -> list[tuple[str, str]]:
-        """(old commune name, 2025 ward) for each 2018 commune of the district."""
-        pairs = []
-        for code in COMMUNES_2018:
-            successors = self._localities.successors(code)
-            pairs.append((code, successors[0]))
-        return pairs
+        """(2018 commune code, the 2025 ward it resolves to in 2018) for each 2018 commune of the district."""
+        day = dt.date(YEAR, 6, 30)
+        return [(code, self._localities.resolve_legacy(code, day).ward) for code in COMMUNES_2018]
 
     def district_wards(self) -> list[str]:
         return self._wards
+
+    @staticmethod
+    def district_query(**more: Any) -> dict[str, Any]:
+        """The pre-reform query of the district's table (exact, as recorded: no mapping)."""
+        return {"scheme": "gso-pre2025", "district": DISTRICT, "year": YEAR, **more}
 
     def events(self) -> Iterator[dict[str, Any]]:
         communes = self.commune_wards()
@@ -79,13 +89,18 @@ class DemoSet:
         def base(
             kind: str, key: str, i: int, total: int, commune: tuple[str, str], **fields: Any
         ) -> dict[str, Any]:
-            old, ward = commune
+            code, _ = commune
             doc = {
                 "type": kind,
                 "event_id": _id(kind, key),
                 "occurred_on": _day(i, total),
-                "locality": {"scheme": "gso-2025", "ward": ward},
-                "note": f"xã cũ {old}, huyện Trà Lĩnh",
+                "locality": {
+                    "scheme": "gso-pre2025",
+                    "commune": code,
+                    "district": DISTRICT,
+                    "province": PROVINCE,
+                },
+                "note": "huyện Trà Lĩnh",
             }
             doc.update(fields)
             return doc

@@ -63,19 +63,20 @@ async def catch_up(
                     counters.foreign += 1
                 continue
             event = read.event
+            ward = msg.subject.split(".", 4)[3]  # the 2025 ward it was stored on (a pre-2025 one: resolved)
             rows.append(
                 IndexRow(
                     event.event_id,
                     msg.seq,
                     body_hash(event),
                     event_type(event),
-                    event.locality.ward,
+                    ward,
                     msg.subject,
                 )
             )
             entity = entity_of(event)
             if entity is not None:
-                claims.append(Claim(entity, event.event_id, event.locality.ward, msg.subject))
+                claims.append(Claim(entity, event.event_id, ward, msg.subject))
             if isinstance(event, EntryRetracted):
                 claims.append(event.target_event_id)
         reached = batch[-1].seq

@@ -35,6 +35,7 @@ from events.schema import (
     EntryCorrected,
     EntryRetracted,
     Event,
+    LegacyLocality,
     Recorded,
 )
 from events.stored import Foreign, StoredRecords
@@ -125,12 +126,24 @@ def event_type(event: Event) -> str:
     return spec_of(event).tag
 
 
+def _ward_path(event: Event) -> str:
+    """The path of the field that decides an event's 2025 ward."""
+    locality = event.locality
+    if isinstance(locality, LegacyLocality) and locality.ward is None:
+        return "$.locality.commune"
+    return "$.locality.ward"
+
+
 @dataclass
 class _Candidate:
     slot: int
     event: Event
     subject: str
     hash: bytes
+    ward: str
+    """The 2025 ward of its subject: the locality's, or a pre-2025 locality's resolved ward."""
+    approximate: bool = False
+    """A split pre-2025 commune resolved to its default ward (no ``ward`` given)."""
     expected: int | None = None
     """An end of a version (retraction, correction): the last sequence expected on its subject."""
     data: bytes = b""
@@ -368,30 +381,48 @@ class IntakePipeline:
         self.counters.rejected_raw_dropped += keep.count(False)
         return keep
 
-    def _validate(self, office: Office, raw: bytes, today: dt.date) -> tuple[Event, str]:
+    def _validate(self, office: Office, raw: bytes, today: dt.date) -> _Candidate:
         event = decode_event(raw, today=today)
-        ward = self._localities.ward(event.locality.ward)
-        if ward is None:
-            raise UnknownLocality(
-                f"ward {event.locality.ward} is not an official 2025 ward code", "$.locality.ward"
+        locality = event.locality
+        approximate = False
+        if isinstance(locality, LegacyLocality):
+            # resolved on the fact's date (a correction's: its corrected copy's); raises with the field's path
+            on = (event.corrected if isinstance(event, EntryCorrected) else event).occurred_on
+            resolved = self._localities.resolve_legacy(
+                locality.commune,
+                on,
+                district=locality.district,
+                province=locality.province,
+                ward=locality.ward,
             )
+            code, approximate = resolved.ward, resolved.approximate
+            path = "$.locality.ward" if locality.ward is not None else "$.locality.commune"
+            where = f"pre-2025 commune {resolved.commune} ({resolved.commune_name}), now ward"
+        else:
+            code, path, where = locality.ward, "$.locality.ward", "ward"
+        ward = self._localities.ward(code)
+        if ward is None:
+            raise UnknownLocality(f"ward {code} is not an official 2025 ward code", path)
         if not office.covers(ward.code, ward.province):
             raise OutOfJurisdiction(
-                f"office {office.id} may not publish for ward {ward.code} ({ward.name}, {ward.province_name})",
-                "$.locality.ward",
+                f"office {office.id} may not publish for {where} {ward.code} ({ward.name}, {ward.province_name})",
+                path,
             )
-        return event, ward.province
+        return _Candidate(
+            0, event, event_subject(event, ward.province, ward.code), body_hash(event), ward.code, approximate
+        )
 
     async def _process(self, office: Office, raws: list[bytes], today: dt.date) -> list[IntakeResult]:
         results: list[IntakeResult | None] = [None] * len(raws)
         candidates: list[_Candidate] = []
         for slot, raw in enumerate(raws):
             try:
-                event, province = self._validate(office, raw, today)
+                cand = self._validate(office, raw, today)
             except (EventError, GatewayError) as exc:
                 results[slot] = self._refuse(exc, guess_event_id(raw))
                 continue
-            candidates.append(_Candidate(slot, event, event_subject(event, province), body_hash(event)))
+            cand.slot = slot
+            candidates.append(cand)
 
         if candidates:
             batch = await self._prefetch(candidates)
@@ -433,7 +464,7 @@ class IntakePipeline:
             referenced.update(key for key, _ in link_keys(named))
             entity = entity_of(ev)
             if entity is not None:
-                new_claims.append(Claim(entity, ev.event_id, ev.locality.ward, cand.subject))
+                new_claims.append(Claim(entity, ev.event_id, cand.ward, cand.subject))
         known = await self._index.lookup(ids)
         # an event already in the log keeps its claim; claim only for events not yet known
         claims = await self._index.claim([c for c in new_claims if c.event_id not in known])
@@ -495,10 +526,10 @@ class IntakePipeline:
                     "give this event a new event_id",
                     "$.event_id",
                 )
-            return self._accepted(ev, row.seq, duplicate=True)
+            return self._accepted(cand, row.seq, duplicate=True)
         spec = spec_of(ev)
         named = ev.corrected if isinstance(ev, EntryCorrected) else ev
-        self._check_links(batch, named, "$.corrected" if named is not ev else "$")
+        self._check_links(batch, named, "$.corrected" if named is not ev else "$", cand.ward)
         rule = spec.entity
         if rule is None:
             return None
@@ -514,10 +545,11 @@ class IntakePipeline:
                 raise GatewayInvalid(
                     f"no {rule.name} {value} is in the log; record the event that creates it first", path
                 )
-            if claim.ward != ev.locality.ward:
+            if claim.ward != cand.ward:
                 raise GatewayInvalid(
-                    f"{rule.name} {value} is in ward {claim.ward}: a {spec.tag} carries its {rule.name}'s locality",
-                    "$.locality.ward",
+                    f"{rule.name} {value} is in ward {claim.ward}: a {spec.tag} carries its {rule.name}'s locality"
+                    " (or a pre-2025 one that resolves to that ward)",
+                    _ward_path(ev),
                 )
         else:  # retracts: a retraction or a correction ends a version of an entry
             what = "retraction" if spec.fold == "retraction" else "correction"
@@ -526,10 +558,11 @@ class IntakePipeline:
                 raise UnknownTarget(f"no event {value} is in the log", path)
             if BY_TAG[target.type].fold == "retraction":
                 raise Conflict(f"a retraction cannot be {rule.past}", path)
-            if target.ward != ev.locality.ward:
+            if target.ward != cand.ward:
                 raise GatewayInvalid(
-                    f"the target was recorded for ward {target.ward}: a {what} carries its target's locality",
-                    "$.locality.ward",
+                    f"the target was recorded for ward {target.ward}: a {what} carries its target's locality"
+                    " (or that 2025 ward)",
+                    _ward_path(ev),
                 )
             if isinstance(ev, EntryCorrected) and ev.corrected.event_id in batch.known:
                 raise IdReused(
@@ -540,8 +573,9 @@ class IntakePipeline:
         return None
 
     @staticmethod
-    def _check_links(batch: _Batch, ev: Event, at: str) -> None:
-        """Every entity the event names in a list field (``tip_ids``) is in the log, in the event's ward."""
+    def _check_links(batch: _Batch, ev: Event, at: str, ward: str) -> None:
+        """Every entity the event names in a list field (``tip_ids``) is in the log, in the event's (resolved)
+        ward."""
         links = spec_of(ev).links
         if links is None:
             return
@@ -554,7 +588,7 @@ class IntakePipeline:
                     "already recorded",
                     where,
                 )
-            if claim.ward != ev.locality.ward:
+            if claim.ward != ward:
                 raise GatewayInvalid(
                     f"{links.name} {value} is in ward {claim.ward}: a {spec_of(ev).tag} names {links.name}s of "
                     "its own ward",
@@ -699,9 +733,19 @@ class IntakePipeline:
             )
 
     @staticmethod
-    def _accepted(ev: Event, seq: int, *, duplicate: bool) -> IntakeResult:
+    def _accepted(cand: _Candidate, seq: int, *, duplicate: bool) -> IntakeResult:
+        ev = cand.event
         version = seq if is_lifecycle(ev) else None
-        return IntakeResult(ok=True, event_id=str(ev.event_id), seq=seq, duplicate=duplicate, version=version)
+        legacy = isinstance(ev.locality, LegacyLocality)
+        return IntakeResult(
+            ok=True,
+            event_id=str(ev.event_id),
+            seq=seq,
+            duplicate=duplicate,
+            version=version,
+            ward=cand.ward if legacy else None,
+            approximate=True if cand.approximate else None,
+        )
 
     async def _publish(self, office: Office, batch: _Batch, cand: _Candidate) -> None:
         ev = cand.event
@@ -748,11 +792,11 @@ class IntakePipeline:
             except GatewayError as exc:
                 results[cand.slot] = self._refuse(exc, str(ev.event_id))
                 continue
-            row = IndexRow(ev.event_id, seq, cand.hash, event_type(ev), ev.locality.ward, cand.subject)
+            row = IndexRow(ev.event_id, seq, cand.hash, event_type(ev), cand.ward, cand.subject)
             batch.known[ev.event_id] = row
             new_rows.append(row)
             duplicate = outcome.seq is None or outcome.duplicate
-            results[cand.slot] = self._accepted(ev, seq, duplicate=duplicate)
+            results[cand.slot] = self._accepted(cand, seq, duplicate=duplicate)
             if isinstance(ev, EntryRetracted):
                 ended.append(ev.target_event_id)
         batch.inflight.clear()

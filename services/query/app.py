@@ -221,6 +221,10 @@ class StatsQueries:
             ward=query.ward,
             province=query.province,
             wards=wards if query.wards is not None else None,
+            scheme=query.scheme if query.scheme != "gso-2025" else None,
+            commune=query.commune,
+            district=query.district,
+            approximate=snapshot.approximate or None,
         )
 
     async def _read(self, wards: list[str], query: StatsQuery) -> StatsSnapshot:

@@ -7,12 +7,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from events.jsonscan import MAX_DEPTH, duplicate_key, key_path, too_deep
-from events.localities import Localities
+from events.localities import LEGACY_SCHEME, Localities
+from projections.places import UnitKind, unit_key
 from services.query.errors import BadRequest, UnknownLocality
 
 # \A and \Z, not ^ and $: msgspec searches the pattern, and $ also matches before a trailing newline ("01447\n")
 WardCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{5}\Z")]
 ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{2}\Z")]
+DistrictCode = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{3}\Z")]
+Scheme = Literal["gso-2025", "gso-pre2025"]
 Period = Literal["calendar", "reporting"]
 MAX_SEQ = 2**63 - 1  # a stream sequence as PostgreSQL stores it (bigint)
 MAX_BODY_BYTES = 64 * 1024  # a query of 1,000 wards is about 9 KiB
@@ -28,9 +31,14 @@ class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     year: Year | None = None
     from_year: Year | None = None
     to_year: Year | None = None
+    scheme: Scheme = "gso-2025"
     ward: WardCode | None = None
     province: ProvinceCode | None = None
     wards: Annotated[list[WardCode], msgspec.Meta(min_length=1, max_length=1000)] | None = None
+    commune: WardCode | None = None
+    """``gso-pre2025`` only: a pre-2025 commune code."""
+    district: DistrictCode | None = None
+    """``gso-pre2025`` only: a pre-2025 district code."""
     period: Period = "calendar"
     min_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
@@ -58,6 +66,13 @@ class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ward: str | None = None
     province: str | None = None
     wards: list[str] | None = None
+    scheme: str | None = None
+    """``gso-pre2025`` when the query named a pre-2025 unit (then ``commune``, ``district`` or ``province``)."""
+    commune: str | None = None
+    district: str | None = None
+    approximate: dict[str, int] | None = None
+    """The part of ``metrics`` that is approximate (split pre-2025 communes resolved to their default 2025
+    ward); left out when every figure is exact."""
 
 
 _decoder = msgspec.json.Decoder(StatsQuery)
@@ -96,9 +111,6 @@ def parse_query(body: bytes) -> StatsQuery:
     duplicate = duplicate_key(body)
     if duplicate is not None:
         raise BadRequest("this key is given twice: give each key once", duplicate)
-    given = [name for name in ("ward", "province", "wards") if getattr(query, name) is not None]
-    if len(given) != 1:
-        raise BadRequest("give exactly one of `ward`, `province` or `wards`", "$")
     if query.year is not None:
         if query.from_year is not None or query.to_year is not None:
             raise BadRequest("give either `year`, or `from_year` and `to_year`, not both", "$")
@@ -107,7 +119,47 @@ def parse_query(body: bytes) -> StatsQuery:
         raise BadRequest("give `year`, or both `from_year` and `to_year`", f"$.{missing}")
     elif query.from_year > query.to_year:
         raise BadRequest(f"`from_year` {query.from_year} is after `to_year` {query.to_year}", "$.from_year")
+    if query.scheme == LEGACY_SCHEME:
+        for name in ("ward", "wards"):
+            if getattr(query, name) is not None:
+                raise BadRequest(
+                    f"`{name}` is a 2025 code: a gso-pre2025 query names one `commune`, `district` or `province`",
+                    f"$.{name}",
+                )
+        given = [name for name in ("commune", "district", "province") if getattr(query, name) is not None]
+        if len(given) != 1:
+            raise BadRequest(
+                "a gso-pre2025 query gives exactly one of `commune`, `district` or `province`", "$"
+            )
+        return query
+    for name in ("commune", "district"):
+        if getattr(query, name) is not None:
+            raise BadRequest(
+                f'`{name}` is a pre-2025 unit: give "scheme": "gso-pre2025" with it', f"$.{name}"
+            )
+    given = [name for name in ("ward", "province", "wards") if getattr(query, name) is not None]
+    if len(given) != 1:
+        raise BadRequest("give exactly one of `ward`, `province` or `wards`", "$")
     return query
+
+
+def legacy_unit(query: StatsQuery, localities: Localities) -> str:
+    """The key of the pre-2025 unit a gso-pre2025 query names (``projections.places.unit_key``); a code that
+    never named such a unit is refused, not answered with zeros. Exact, as recorded: no mapping."""
+    kind: UnitKind
+    if query.commune is not None:
+        kind, code = "commune", query.commune
+        known = bool(localities.legacy_periods(code))
+    elif query.district is not None:
+        kind, code = "district", query.district
+        known = bool(localities.legacy_units(district=code))
+    else:
+        assert query.province is not None
+        kind, code = "province", query.province
+        known = bool(localities.legacy_units(province=code))
+    if not known:
+        raise UnknownLocality(f"{kind} {code} is no known pre-2025 {kind} code", f"$.{kind}")
+    return unit_key(kind, code)
 
 
 def years_of(query: StatsQuery) -> tuple[int, int]:
@@ -119,7 +171,10 @@ def years_of(query: StatsQuery) -> tuple[int, int]:
 
 
 def resolve_wards(query: StatsQuery, localities: Localities) -> list[str]:
-    """The 2025 wards the query sums over; unknown codes are refused, not answered with zeros."""
+    """The 2025 wards the query sums over (a gso-pre2025 query: its unit's key); unknown codes are refused, not
+    answered with zeros."""
+    if query.scheme == LEGACY_SCHEME:
+        return [legacy_unit(query, localities)]
     if query.province is not None:
         wards = list(localities.wards_of(query.province))
         if not wards:
