@@ -43,6 +43,8 @@ from events.schema import (
     ModelUpdated,
     PatrolHeld,
     PledgeSigned,
+    SafetyAssessed,
+    SafetyRegistered,
     SessionHeld,
     TipAssessed,
     TipReceived,
@@ -82,10 +84,20 @@ class Entity:
     state: int | None = None
     """For a ``lifecycle`` entity: the number of its key space in the fold's state (stored: never change it;
     unique per entity name, ``tests/test_catalogue.py``)."""
+    path: str | None = None
+    """The field an error about the entity points at (default: ``field``; ``standard`` is derived from
+    ``unit_id`` and ``year``, so errors point at ``$.unit_id``)."""
+    counted_in: str | None = None
+    """For a ``lifecycle`` entity: a field holding the year all its figures count in (both kinds of year),
+    instead of the year of each event's ``occurred_on``."""
 
     @property
     def claim(self) -> str:
         return self.claim_prefix or self.name
+
+    @property
+    def error_path(self) -> str:
+        return f"$.{self.path or self.field}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,9 @@ class Figure:
     """Fields whose values name breakdowns, ``<metric>.<value>``, counted beside the total."""
     stock: bool = False
     """What stands at the end of each year (see above), not what happened in it."""
+    final: bool = False
+    """For a ``lifecycle`` entity: counted once, in the year of its creation, on its latest values (a
+    superseding assessment replaces the earlier one's), never per update."""
     aside: tuple[str, object] | None = None
     """When this field has this value, counted only in that value's breakdown (``<metric>.<value>``): never
     in the total nor in other breakdowns (models of another campaign, ``dan_van_kheo``)."""
@@ -398,6 +413,30 @@ CATALOGUE: tuple[EventSpec, ...] = (
         fold="lifecycle",
     ),
     EventSpec(
+        SafetyRegistered,
+        'a unit registered for the "An toàn về ANTT" standard of `year` (once per unit and year)',
+        Entity(
+            "safety", "standard", "creates", past="registered", state=4, path="unit_id", counted_in="year"
+        ),
+        fold="lifecycle",
+        figures=(
+            Figure("safety_registered", by="unit_kind", description="units registered"),
+            Figure(
+                "safety_achieved",
+                by="unit_kind",
+                when=("achieved", True),
+                final=True,
+                description="units that achieved the standard (the latest assessment)",
+            ),
+        ),
+    ),
+    EventSpec(
+        SafetyAssessed,
+        "a registered unit assessed at year end: the standard achieved or not; the latest assessment counts",
+        Entity("safety", "standard", "refers", versioned=True, state=4, path="unit_id"),
+        fold="lifecycle",
+    ),
+    EventSpec(
         EntryRetracted,
         "an entry retracted (its contribution removed; both stay in history)",
         Entity("retraction", "target_event_id", "retracts", past="retracted"),
@@ -548,6 +587,9 @@ class Lifecycle:
     roles: Mapping[type[BaseEvent], Role]
     flows: Mapping[Role, Callable[[Any], Contribution]]
     stocks: Callable[[Any], Contribution]
+    finals: Callable[[Any], Contribution] = lambda _: ()
+    counted_in: str | None = None
+    """The field (of ``fields``) holding the year every figure counts in; None: each mark's own day."""
 
     def values_of(self, event: BaseEvent) -> tuple[object, ...]:
         return tuple(getattr(event, name, None) for name in self.fields)
@@ -576,12 +618,15 @@ def _lifecycle_of(entity: str) -> Lifecycle:
     if len(states) != 1 or None in states:
         raise TypeError(f"the types of {entity!r} must declare one state number: {states}")
     fields: list[str] = []
+    counted_in = creator.entity.counted_in if creator.entity is not None else None
+    if counted_in is not None:
+        fields.append(counted_in)
     for spec in specs:
         for fig in spec.figures:
             fields += [n for n in fig.reads() if n not in fields]
     owner = creator.struct
     flows = {
-        s.entity.role: _merged([_compile(owner, f) for f in s.figures if not f.stock])
+        s.entity.role: _merged([_compile(owner, f) for f in s.figures if not f.stock and not f.final])
         for s in specs
         if s.entity is not None
     }
@@ -594,6 +639,8 @@ def _lifecycle_of(entity: str) -> Lifecycle:
         roles=MappingProxyType({s.struct: s.entity.role for s in specs if s.entity is not None}),
         flows=MappingProxyType(flows),
         stocks=_merged([_compile(owner, f) for f in creator.figures if f.stock]),
+        finals=_merged([_compile(owner, f) for f in creator.figures if f.final]),
+        counted_in=counted_in,
     )
 
 
@@ -651,6 +698,8 @@ def figure_table() -> str:
                 text += f" (`{fig.aside[0]}` = `{fig.aside[1]}`: only in `.{fig.aside[1]}`)"
             if fig.stock:
                 text += " — **stock**: what stands at each year's end"
+            if fig.final:
+                text += " — on the latest assessment, counted once"
             for by in fig.by_fields:
                 one = dataclasses.replace(fig, by=by)
                 text += f", and `.<{by}>`: " + ", ".join(one.breakdowns(spec.owner))
@@ -664,16 +713,18 @@ def figure_table() -> str:
             ]
         if spec.fold == "lifecycle" and entity is not None and entity.role == "refers":
             life = LIFECYCLES[spec.struct]
-            sets = [n for n in life.fields if n in spec.struct.__struct_fields__]
-            figures.append(
-                f"sets {', '.join(f'`{n}`' for n in sets)} of its {entity.name} from its day on (stocks change)"
-            )
+            sets = [n for n in life.fields if n in spec.struct.__struct_fields__ and n != life.counted_in]
+            change = " (stocks change)" if any(f.stock for f in creator_of(entity.name).figures) else ""
+            named = ", ".join(f"`{n}`" for n in sets)
+            figures.append(f"sets {named} of its {entity.name} from its day on{change}")
         if spec.fold == "lifecycle" and entity is not None and entity.role == "ends":
             figures.append(f"ends the stocks of its {entity.name} from its day on")
         if spec.fold == "retraction":
             figures.append("removes its target's contribution (a corrected version stands again)")
         if spec.fold == "correction":
             figures.append("replaces its target's contribution with the corrected copy's (in its year)")
+        if entity is not None and entity.counted_in and figures:
+            figures.append(f"all counted in the year `{entity.counted_in}` names (both kinds of year)")
         lines.append(f"| `{spec.tag}` | {subject} | {spec.summary} | {'; '.join(figures) or '—'} |")
     return "\n".join(lines) + "\n"
 

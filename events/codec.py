@@ -28,6 +28,8 @@ from events.schema import (
     EntryRetracted,
     Event,
     Recorded,
+    SafetyAssessed,
+    SafetyRegistered,
     dated_values_of,
 )
 from events.text import text_problem
@@ -170,6 +172,24 @@ def _check_dated_values(event: Event, at: str = "$") -> None:
             )
 
 
+def _check_standard_year(event: Event, at: str = "$") -> None:
+    """A registration for the "An toàn về ANTT" standard lies in its year; an assessment in its year or
+    before 1 April of the next (units are assessed at year end)."""
+    if isinstance(event, SafetyRegistered) and event.occurred_on.year != event.year:
+        raise Invalid(
+            f"a registration for the standard of {event.year} is made in {event.year}, not on {event.occurred_on}",
+            f"{at}.occurred_on",
+        )
+    if isinstance(event, SafetyAssessed) and not (
+        dt.date(event.year, 1, 1) <= event.occurred_on < dt.date(event.year + 1, 4, 1)
+    ):
+        raise Invalid(
+            f"the assessment for the standard of {event.year} is made in {event.year} or before "
+            f"{event.year + 1}-04-01, not on {event.occurred_on}",
+            f"{at}.occurred_on",
+        )
+
+
 def _check_correction(event: EntryCorrected, today: dt.date) -> None:
     """The corrected copy is validated like any event, at ``$.corrected.…`` paths, and carries the
     correction's own locality and an event_id of its own."""
@@ -178,6 +198,7 @@ def _check_correction(event: EntryCorrected, today: dt.date) -> None:
     _check_text(inner, "$.corrected")
     _check_dates(inner, today, "$.corrected")
     _check_dated_values(inner, "$.corrected")
+    _check_standard_year(inner, "$.corrected")
     if inner.locality != event.locality:
         raise Invalid(
             "the corrected event's locality differs from the correction's: both carry the target's locality",
@@ -234,6 +255,7 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
     _check_text(event)
     _check_dates(event, today)
     _check_dated_values(event)
+    _check_standard_year(event)
     if isinstance(event, EntryRetracted) and event.target_event_id == event.event_id:
         raise Invalid("an entry cannot retract itself", "$.target_event_id")
     if isinstance(event, EntryCorrected):

@@ -290,6 +290,49 @@ class EntryRetracted(BaseEvent, frozen=True, kw_only=True, tag="entry.retracted"
     reason: Reason
 
 
+UnitKind = Literal["residential_area", "commune", "agency", "enterprise", "school"]
+STANDARD_NAMESPACE = uuid.UUID("6f1c1f8e-3d3a-4c55-9a51-2a5b6f0e7d21")
+"""Names a unit's registration for one year (``SafetyRegistered.standard``): uuid5 of unit_id and year."""
+
+
+def standard_of(unit_id: uuid.UUID, year: int) -> uuid.UUID:
+    """The id of a unit's registration for the "An toàn về ANTT" standard of one year (collision-resistant:
+    uuid5, so no office can make two units' years share a subject)."""
+    return uuid.uuid5(STANDARD_NAMESPACE, f"{unit_id}.{year}")
+
+
+StandardYear = Annotated[int, msgspec.Meta(ge=2012, le=2100)]
+
+
+class SafetyRegistered(BaseEvent, frozen=True, kw_only=True, tag="safety.registered"):
+    """A unit registered for the "An toàn về ANTT" standard of ``year`` (Thông tư 23/2012/TT-BCA, then
+    124/2021/TT-BCA; units register in the first quarter): once per unit and year. ``occurred_on`` lies in
+    ``year``. Counted in ``year`` (both kinds of year), whatever the day."""
+
+    unit_id: uuid.UUID
+    unit_kind: UnitKind
+    year: StandardYear
+
+    @property
+    def standard(self) -> uuid.UUID:
+        return standard_of(self.unit_id, self.year)
+
+
+class SafetyAssessed(BaseEvent, frozen=True, kw_only=True, tag="safety.assessed"):
+    """The year-end assessment of a registered unit: the standard achieved or not. Needs the registration; a
+    later assessment (by ``occurred_on``, then as recorded) supersedes. ``occurred_on`` lies in ``year`` or
+    before 1 April of the next."""
+
+    unit_id: uuid.UUID
+    year: StandardYear
+    achieved: bool
+    expected_version: Version | None = None
+
+    @property
+    def standard(self) -> uuid.UUID:
+        return standard_of(self.unit_id, self.year)
+
+
 Correctable: TypeAlias = (
     TipReceived
     | TipAssessed
@@ -308,6 +351,8 @@ Correctable: TypeAlias = (
     | BroadcastAired
     | CampaignLaunched
     | CasesCleared
+    | SafetyRegistered
+    | SafetyAssessed
 )
 """The types an ``entry.corrected`` can carry: every event type but retractions and corrections. A new type is
 added here only: the ``Event`` union and ``EVENT_TYPES`` follow."""
@@ -332,7 +377,15 @@ TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYP
 FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason", "name")
 """Every ``str`` field of an event that is neither a ``Literal`` nor a code with a pattern: checked as free
 text (``events.text``). A test keeps this list complete."""
-ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id", "model_id", "person_ref")
+ID_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "tip_id",
+    "case_id",
+    "target_event_id",
+    "model_id",
+    "person_ref",
+    "unit_id",
+)
 """Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
 A test keeps this list complete."""
 ID_LIST_FIELDS: tuple[str, ...] = ("tip_ids",)

@@ -153,7 +153,7 @@ class Superseded(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=
     """The correction's event id."""
 
 
-Mark: TypeAlias = tuple[bytes, int, int, tuple[str | int | None, ...]]
+Mark: TypeAlias = tuple[bytes, int, int, tuple[str | bool | int | None, ...]]
 """One event of a lifecycle entity's history: (event id, role, day ordinal, its values of ``Lifecycle.fields``)."""
 CREATES: Final = 0
 REFERS: Final = 1
@@ -400,14 +400,18 @@ def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[Yea
     first = start[2]
     values = start[3]
     attrs = life.attrs(values)
-    yk = year_key(first)
+    fixed: YearKey | None = None
+    if life.counted_in is not None:  # every figure in the year a field names (both kinds of year)
+        fixed = int(values[life.fields.index(life.counted_in)]) * 2  # type: ignore[arg-type]
+    yk = year_key(first) if fixed is None else fixed
+    created = yk
     if "creates" in life.flows:
         _put(out, yk, life.flows["creates"](attrs), 1)
     stock = life.stocks(attrs)
     _put(out, yk, stock, 1)
     rest = sorted((m for m in state.marks if m is not start), key=lambda m: max(m[2], first))
     for _, role, day, changes in rest:
-        yk = year_key(max(day, first))
+        yk = year_key(max(day, first)) if fixed is None else fixed
         if role == REFERS:
             values = tuple(old if new is None else new for old, new in zip(values, changes, strict=True))
             attrs = life.attrs(values)
@@ -422,7 +426,8 @@ def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[Yea
                 _put(out, yk, life.flows["ends"](attrs), 1)
             _put(out, yk, stock, -1)
             break
-    return out
+    _put(out, created, life.finals(attrs), 1)  # on the latest values, once
+    return {k: v for k, v in out.items() if v}
 
 
 _ABSENT: Final = object()

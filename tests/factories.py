@@ -90,3 +90,21 @@ def youth(ward: str = "01447", **kw: Any) -> dict[str, Any]:
 
 def release(youth_doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
     return base("youth.released", youth_doc["locality"]["ward"], person_ref=youth_doc["person_ref"], **kw)
+
+
+def registration(
+    ward: str = "01447", unit_kind: str = "commune", year: int = 2018, **kw: Any
+) -> dict[str, Any]:
+    """A safety.registered of a new unit for the "An toàn về ANTT" standard of ``year`` (dated in that year)."""
+    fields = {"unit_id": new_id(), "unit_kind": unit_kind, "year": year, "day": f"{year}-02-15"}
+    return base("safety.registered", ward, **{**fields, **kw})
+
+
+def safety_assessment(reg: dict[str, Any], achieved: bool = True, **kw: Any) -> dict[str, Any]:
+    fields = {
+        "unit_id": reg["unit_id"],
+        "year": reg["year"],
+        "achieved": achieved,
+        "day": f"{reg['year']}-12-20",
+    }
+    return base("safety.assessed", reg["locality"]["ward"], **{**fields, **kw})

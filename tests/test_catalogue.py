@@ -75,6 +75,8 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
     ]
     model = f.model(kind="security_council", points=4, teams=2, day="2017-03-01")
     gone = f.youth(day="2016-01-01")
+    unit = f.registration(unit_kind="agency", year=2018)
+    docs += [unit, f.safety_assessment(unit, achieved=False), f.safety_assessment(unit, day="2019-01-10")]
     docs += [
         model,
         f.model_update(model, points=6, day="2018-02-01"),
@@ -114,6 +116,11 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         "models_dissolved.commune": 1,
         "models_dissolved.security_council": 1,
         "youth_enrolled": 1,
+        # registered, assessed not achieved, then (a later assessment, in January) achieved: counted in 2018
+        "safety_registered": 1,
+        "safety_registered.agency": 1,
+        "safety_achieved": 1,
+        "safety_achieved.agency": 1,
         "tips_received": 1,
         "tips_valuable": 1,
         "tips_received.resident": 1,

@@ -46,7 +46,9 @@ def test_fold_equals_reference_whatever_the_batches(events: list[folds.Event], c
     assert figures == reference(events)
     # state stays small: retracted non-tip entries leave nothing behind
     assert len(state) <= len(events) + sum(
-        1 for e in events if type(e).__name__ in ("TipReceived", "ModelEstablished", "YouthEnrolled")
+        1
+        for e in events
+        if type(e).__name__ in ("TipReceived", "ModelEstablished", "YouthEnrolled", "SafetyRegistered")
     )
 
 

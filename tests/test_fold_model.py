@@ -36,6 +36,8 @@ from events.schema import (
     PatrolHeld,
     PledgeSigned,
     Recorded,
+    SafetyAssessed,
+    SafetyRegistered,
     SessionHeld,
     TipAssessed,
     TipReceived,
@@ -257,6 +259,8 @@ def reference(events: Sequence[Event]) -> Figures:
                 else:
                     count(e, "weapons_surrendered", item.quantity)
                     count(e, f"weapons_surrendered.{item.kind}", item.quantity)
+    for key, value in safety_reference(alive).items():
+        figures[key] += value
     for key, value in lifecycle_reference(alive).items():
         figures[key] += value
     return {k: v for k, v in figures.items() if v}
@@ -283,6 +287,39 @@ def _year_ends(period: str) -> list[tuple[int, dt.date]]:
 
 def _period_year(period: str, day: dt.date) -> int:
     return day.year + 1 if period == "reporting" and (day.month, day.day) >= (12, 15) else day.year
+
+
+UNIT_IDS = tuple(uuid.UUID(int=(7 << 100) + n) for n in range(3))
+UNIT_KINDS = ("commune", "agency", "school")
+
+
+def _assessment_days(year: int) -> tuple[dt.date, ...]:
+    """Days an assessment of ``year`` may carry: in the year, or before 1 April of the next."""
+    return (dt.date(year, 6, 1), dt.date(year, 12, 20), dt.date(year + 1, 3, 31))
+
+
+def safety_reference(alive: Sequence[tuple[uuid.UUID, Event]]) -> Counter[tuple[str, str, int, str]]:
+    """The "An toàn về ANTT" standard: each standing registration counts in its ``year`` (calendar and
+    reporting alike), by its unit kind; achieved when its latest standing assessment (by date, then as
+    recorded), recorded after it for the same unit and year, says so."""
+    figures: Counter[tuple[str, str, int, str]] = Counter()
+    for order, (_, reg) in enumerate(alive):
+        if not isinstance(reg, SafetyRegistered):
+            continue
+        later = [
+            (e.occurred_on, n, e)
+            for n, (_, e) in enumerate(alive)
+            if n > order and isinstance(e, SafetyAssessed) and (e.unit_id, e.year) == (reg.unit_id, reg.year)
+        ]
+        latest = max(later, key=lambda a: (a[0], a[1]))[2] if later else None
+        ward = str(getattr(reg.locality, "ward", ""))  # the histories record in 2025 wards
+        for period in ("calendar", "reporting"):
+            for metric in ("safety_registered", f"safety_registered.{reg.unit_kind}"):
+                figures[period, ward, reg.year, metric] += 1
+            if isinstance(latest, SafetyAssessed) and latest.achieved:
+                for metric in ("safety_achieved", f"safety_achieved.{reg.unit_kind}"):
+                    figures[period, ward, reg.year, metric] += 1
+    return figures
 
 
 def lifecycle_reference(alive: Sequence[tuple[uuid.UUID, Event]]) -> Counter[tuple[str, str, int, str]]:
@@ -396,6 +433,10 @@ KINDS = (
     "dissolve",
     "youth",
     "release",
+    "register",
+    "register",
+    "assess_unit",
+    "assess_unit",
 )
 
 
@@ -460,6 +501,20 @@ def _copy_of(
             points=draw(st.none() | st.integers(0, 9)),
             teams=draw(st.none() | st.integers(0, 9)),
         )
+    if isinstance(current, SafetyRegistered):
+        return msgspec.structs.replace(
+            current,
+            event_id=eid,
+            occurred_on=dt.date(current.year, 2, 1),
+            unit_kind=draw(st.sampled_from(UNIT_KINDS)),
+        )
+    if isinstance(current, SafetyAssessed):
+        return msgspec.structs.replace(
+            current,
+            event_id=eid,
+            occurred_on=draw(st.sampled_from(_assessment_days(current.year))),
+            achieved=draw(st.booleans()),
+        )
     if isinstance(current, ModelDissolved | YouthEnrolled | YouthReleased):
         return msgspec.structs.replace(current, event_id=eid, occurred_on=draw(st.sampled_from(LIFE_DAYS)))
     assert isinstance(current, WeaponsSurrendered)
@@ -480,6 +535,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
     freed: list[uuid.UUID] = []  # tip ids whose tip.received was retracted: they may be received again
     # models and people under management that stand (their creation not retracted), and those ended
     entities: dict[uuid.UUID, Event] = {}
+    units: dict[uuid.UUID, SafetyRegistered] = {}  # registrations that stand, by standard (unit and year)
     ended: set[uuid.UUID] = set()
     for _ in range(draw(st.integers(0, max_size))):
         kind = draw(st.sampled_from(KINDS))
@@ -508,6 +564,8 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 retractable.append(replaced.pop(target.event_id))
             elif isinstance(target, TipReceived):
                 freed.append(target.tip_id)
+            elif isinstance(target, SafetyRegistered):
+                units.pop(target.standard, None)  # freed: the unit may register for that year again
             elif isinstance(target, ModelEstablished | YouthEnrolled):
                 entities.pop(_entity(target), None)  # gone: nothing more is recorded of it
             elif isinstance(target, ModelDissolved | YouthReleased):
@@ -577,6 +635,29 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 teams=draw(st.none() | st.integers(0, 9)),
             )
             entities[event.model_id] = event
+        elif kind == "register":
+            year = draw(st.sampled_from((2017, 2018, 2019)))
+            event = SafetyRegistered(
+                event_id=eid,
+                occurred_on=dt.date(year, draw(st.sampled_from((1, 3, 12))), 10),
+                locality=Locality(ward=ward),
+                unit_id=draw(st.sampled_from(UNIT_IDS)),
+                unit_kind=draw(st.sampled_from(UNIT_KINDS)),
+                year=year,
+            )
+            if event.standard in units:  # once per unit and year: the gateway refuses a second one
+                continue
+            units[event.standard] = event
+        elif kind == "assess_unit" and units:
+            reg = draw(st.sampled_from(sorted(units.values(), key=lambda r: r.event_id)))
+            event = SafetyAssessed(
+                event_id=eid,
+                occurred_on=draw(st.sampled_from(_assessment_days(reg.year))),
+                locality=reg.locality,
+                unit_id=reg.unit_id,
+                year=reg.year,
+                achieved=draw(st.booleans()),
+            )
         elif kind == "youth":
             event = YouthEnrolled(
                 event_id=eid,

@@ -36,6 +36,8 @@ def valid_documents() -> list[dict[str, Any]]:
         f.dissolution(f.model()),
         f.youth(),
         f.release(f.youth()),
+        (reg := f.registration()),
+        f.safety_assessment(reg),
         f.retraction(f.session()),
         f.correction(f.weapons(items=[{"kind": "air_gun", "quantity": 1}]), hamlet="Nà Giàng"),
         *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),

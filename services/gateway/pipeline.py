@@ -534,7 +534,7 @@ class IntakePipeline:
         if rule is None:
             return None
         value = getattr(ev, rule.field)
-        path = f"$.{rule.field}"
+        path = rule.error_path
         if rule.role == "creates":
             claim = batch.claims.get(claim_key(rule, ev))
             if claim is not None and claim.event_id != ev.event_id:
@@ -675,13 +675,13 @@ class IntakePipeline:
             raise Conflict(
                 f"{what} was already ended on {standing.occurred_on} (event {end.event_id}); retract that end "
                 "first if it was wrong",
-                f"$.{rule.field}",
+                rule.error_path,
             )
         if ev.occurred_on >= standing.occurred_on:
             raise Conflict(
                 f"{what} ended on {standing.occurred_on} (event {end.event_id}): nothing can change it on or "
                 "after that day; retract the end first if it was wrong",
-                f"$.{rule.field}",
+                rule.error_path,
             )
 
     async def _standing_version(self, head: str, event: Event) -> Event | None:
@@ -719,8 +719,8 @@ class IntakePipeline:
         if entity is not None and getattr(copy, entity.field) != getattr(current, entity.field):
             raise GatewayInvalid(
                 f"the target is of {entity.name} {getattr(current, entity.field)}: a correction keeps its "
-                f"{entity.field}",
-                f"$.corrected.{entity.field}",
+                f"{entity.name} ({entity.field}{' : unit_id and year' if entity.path else ''})",
+                f"$.corrected.{entity.path or entity.field}",
             )
         if copy.locality != current.locality:
             raise GatewayInvalid(
@@ -892,12 +892,12 @@ class IntakePipeline:
             raise Conflict(
                 f"{rule.name} {value} changed while this event was checked (another update or end of it was "
                 "stored): read it again and resubmit",
-                f"$.{rule.field}",
+                rule.error_path,
             )
         if rule.role == "retracts":
             raise Conflict(
                 f"event {value} was already retracted or corrected (by another request): read the entry again "
                 "and end its latest version",
-                f"$.{rule.field}",
+                rule.error_path,
             )
-        raise Conflict(f"{rule.name} {value} was already {rule.past}", f"$.{rule.field}")
+        raise Conflict(f"{rule.name} {value} was already {rule.past}", rule.error_path)
