@@ -406,7 +406,10 @@ def demo(
 
     if list_sets:
         for demo_set in SETS.values():
-            say(console, f"{demo_set.name}{' (default)' if demo_set.name == DEFAULT else ''}: {demo_set.title}")
+            say(
+                console,
+                f"{demo_set.name}{' (default)' if demo_set.name == DEFAULT else ''}: {demo_set.title}",
+            )
         return
     chosen = SETS.get(name or DEFAULT)
     if chosen is None:

@@ -1,8 +1,8 @@
 """The shape of a demo set: the events an article's offices would have recorded, one query (or a few), and the
 rows that hold each figure beside the article's number and word.
 
-An article rarely gives an exact number: "gần 100" (nearly: below), "hơn"/"trên 12.000" (over), "khoảng 200"
-(about: within 5%). A set records exact figures, the demo prints them beside the article's and marks a row ✓
+An article rarely gives an exact number: "gần 100" (nearly: below, by at most 10%), "hơn"/"trên 12.000" (over,
+by at most 10%), "khoảng 200" (about: within 5%). A set records exact figures, the demo prints them beside the article's and marks a row ✓
 when the ledger's figure satisfies the article's word (``satisfies``), ✗ otherwise.
 """
 
@@ -23,6 +23,10 @@ WORDS: dict[Word, str] = {"exact": "", "nearly": "gần", "over": "hơn", "about
 """The article's word for each (printed before the number; a row may print "trên" instead of "hơn")."""
 ABOUT = 0.05
 """How far "khoảng" (about) may lie from the article's number: 5% of it, either way."""
+NEAR = 0.10
+"""How far "gần" (nearly) may lie below, and "hơn"/"trên" (over) above, the article's number: 10% of it. The
+issue asks only "below" and "over"; the bound keeps a row from passing on a figure nobody would describe so (0
+is below "gần 300", a million over "hơn 12.000"), so a set must record a plausible figure."""
 
 Document = dict[str, Any]
 
@@ -78,9 +82,9 @@ class DemoSet(msgspec.Struct, frozen=True, kw_only=True):
 def satisfies(value: int, article: int, word: Word) -> bool:
     """Whether the ledger's ``value`` satisfies the article's ``word`` about ``article``."""
     if word == "nearly":
-        return value < article
+        return article * (1 - NEAR) <= value < article
     if word == "over":
-        return value > article
+        return article < value <= article * (1 + NEAR)
     if word == "about":
         return abs(value - article) <= ABOUT * article
     return value == article

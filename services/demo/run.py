@@ -18,7 +18,13 @@ from events.localities import Localities
 from infra.settings import Settings
 from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
 from services.cli.plain import cell
-from services.cli.publish import PublishSummary, encode_all, publish_documents, summary_table
+from services.cli.publish import (
+    PublishSummary,
+    encode_all,
+    publish_documents,
+    rejections_table,
+    summary_table,
+)
 from services.cli.stats_view import query_stats
 from services.demo.framework import DemoSet, Row, satisfies, value_of
 
@@ -104,6 +110,7 @@ def show(console: Console, demo: DemoSet, outcome: Outcome) -> bool:
         console.print(cell(f"  - {note}", "dim"))
     wrong = [r for r in outcome.readings if not r.ok]
     if outcome.summary.rejected_lines:
+        console.print(rejections_table(outcome.summary))
         console.print(cell(f"{outcome.summary.rejected_lines} events of the set were refused", "red"))
     if wrong:
         listed = ", ".join(f"{r.row.figure} {r.value:,} (article: {r.row.article_text()})" for r in wrong)

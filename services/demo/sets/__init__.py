@@ -6,7 +6,13 @@ A set is a module with a ``SET`` (``services.demo.framework.DemoSet``); ``SETS``
 from __future__ import annotations
 
 from services.demo.framework import DemoSet
-from services.demo.sets import gia_binh_2014_2019, quang_ninh_2012, thanh_hoa_2024, tra_linh_2018, vinh_dien_2020
+from services.demo.sets import (
+    gia_binh_2014_2019,
+    quang_ninh_2012,
+    thanh_hoa_2024,
+    tra_linh_2018,
+    vinh_dien_2020,
+)
 
 SETS: dict[str, DemoSet] = {
     s.name: s

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 from events.localities import Localities
-from services.demo.framework import DemoSet, Document, Ids, Row, legacy, spread, split
+from services.demo.framework import DemoSet, Document, Ids, Row, legacy, split, spread
 
 ids = Ids("e1a4c7d2-8b3f-4e05-a96c-2d7f0b5e1c38")
 DISTRICT, PROVINCE = "263", "27"
@@ -55,7 +55,9 @@ def events(localities: Localities) -> Iterator[Document]:
         )  # fmt: skip
     pledges = 24  # each school year's start and the year's mid-point: "hơn 12 nghìn lượt người"
     for i, signatures in enumerate(split(12_180, pledges)):
-        yield _event("pledge.signed", f"p{i}", _day(i, pledges), SEAT, signer="individual", signatures=signatures)
+        yield _event(
+            "pledge.signed", f"p{i}", _day(i, pledges), SEAT, signer="individual", signatures=signatures
+        )
     tips, valuable = 470, 457
     for i in range(tips):
         commune, day = COMMUNES[i % 14], _day(i, tips)

@@ -14,14 +14,21 @@ import datetime as dt
 from collections.abc import Iterator
 
 from events.localities import Localities
-from services.demo.framework import DemoSet, Document, Ids, Row, legacy, spread, split
+from services.demo.framework import DemoSet, Document, Ids, Row, legacy, split, spread
 
 ids = Ids("72b0d5e9-3c1f-4a86-8e47-b6d9f2a0c514")
 PROVINCE = "38"
 SEAT = "14773"  # Phường Lam Sơn, Thành phố Thanh Hóa
 YEAR = 2024
 ON = dt.date(YEAR, 6, 30)
-COMMUNE_KINDS = ("self_managed_team", "inter_household", "civil_defence_team", "mediation_team", "drug_free_area")
+MODELS = 146  # standing at the end of 2024, "Dân vận khéo" apart
+COMMUNE_KINDS = (
+    "self_managed_team",
+    "inter_household",
+    "civil_defence_team",
+    "mediation_team",
+    "drug_free_area",
+)
 NAMES = {
     "self_managed_team": "Tổ tự quản về ANTT",
     "inter_household": "Mô hình liên gia tự quản",
@@ -59,7 +66,14 @@ def _event(etype: str, key: object, day: str, commune: str, district: str, **fie
 
 def _model(key: str, day: str, place: tuple[str, str], level: str, kind: str) -> Document:
     return _event(
-        "model.established", key, day, *place, model_id=ids("model", key), name=NAMES[kind], level=level, kind=kind
+        "model.established",
+        key,
+        day,
+        *place,
+        model_id=ids("model", key),
+        name=NAMES[kind],
+        level=level,
+        kind=kind,
     )
 
 
@@ -69,14 +83,19 @@ def events(localities: Localities) -> Iterator[Document]:
     communes = [(c, d) for d in districts for c in by_district[d]]
     seat = (SEAT, "380")
     for i in range(6):
-        yield _model(f"p{i}", spread(dt.date(2015, 3, 1), dt.date(2023, 9, 1), i, 6), seat, "province", "other")
+        yield _model(
+            f"p{i}", spread(dt.date(2015, 3, 1), dt.date(2023, 9, 1), i, 6), seat, "province", "other"
+        )
     for i, district in enumerate(districts):
         day = spread(dt.date(2016, 2, 1), dt.date(2024, 5, 1), i, len(districts))
-        yield _model(f"d{district}", day, (by_district[district][0], district), "district", "self_managed_team")
-    step = len(communes) // 101
-    for i in range(101):
+        yield _model(
+            f"d{district}", day, (by_district[district][0], district), "district", "self_managed_team"
+        )
+    standing = MODELS - 6 - len(districts) - 12  # commune models: the rest of the 146 that stand
+    step = len(communes) // standing
+    for i in range(standing):
         kind = COMMUNE_KINDS[i % len(COMMUNE_KINDS)]
-        day = spread(dt.date(2019, 1, 10), dt.date(2024, 6, 20), i, 101)
+        day = spread(dt.date(2019, 1, 10), dt.date(2024, 6, 20), i, standing)
         yield _model(f"c{i}", day, communes[i * step], "commune", kind)
     for i in range(2):  # street wardens until Law 30/2023 (1 July 2024), then "Tổ bảo vệ ANTT"
         place = communes[1 + i * step]
@@ -118,7 +137,7 @@ SET = DemoSet(
     source="Báo Thanh Hóa, 01/2025: Phát huy sức mạnh toàn dân bảo vệ an ninh, trật tự",
     events=events,
     rows=(
-        Row(figure="models_active", article=146),
+        Row(figure="models_active", article=MODELS),
         Row(figure="models_active.dan_van_kheo", article=50),
         Row(figure="cases_cleared.social_order", article=1164),
         Row(figure="offenders.social_order", article=2428),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from events.localities import Localities
 from services.demo import tra_linh_2018 as base
-from services.demo.framework import DemoSet, Document, Ids, Row, legacy, spread, split
+from services.demo.framework import DemoSet, Document, Ids, Row, legacy, split, spread
 
 ids = Ids("9d3f1c2a-5e64-4b7d-9a0e-7c21b8f4d613")
 XUAN_NOI, CO_MUOI, QUANG_VINH, LUU_NGOC = "01462", "01450", "01459", "01468"
@@ -35,7 +35,15 @@ def _event(etype: str, key: object, day: str, commune: str, **fields: object) ->
 
 def _model(key: str, day: str, commune: str, name: str, level: str, kind: str, **more: object) -> Document:
     return _event(
-        "model.established", key, day, commune, model_id=ids("model", key), name=name, level=level, kind=kind, **more
+        "model.established",
+        key,
+        day,
+        commune,
+        model_id=ids("model", key),
+        name=name,
+        level=level,
+        kind=kind,
+        **more,
     )
 
 
@@ -44,7 +52,9 @@ def events(localities: Localities) -> Iterator[Document]:
     communes = base.COMMUNES_2018
     for i, commune in enumerate(communes):  # one security council per commune, set up 2012-2016
         day = spread(dt.date(2012, 3, 1), dt.date(2016, 9, 30), i, len(communes))
-        yield _model(f"council-{commune}", day, commune, "Hội đồng bảo vệ ANTT xã", "commune", "security_council")
+        yield _model(
+            f"council-{commune}", day, commune, "Hội đồng bảo vệ ANTT xã", "commune", "security_council"
+        )
     per_commune = split(HAMLET_TEAMS, len(communes))
     n = 0
     for commune, hamlets in zip(communes, per_commune, strict=True):  # one team per hamlet, set up 2013-2017

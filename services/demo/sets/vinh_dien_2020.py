@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 from events.localities import Localities
-from services.demo.framework import DemoSet, Document, Ids, Row, legacy, spread, split
+from services.demo.framework import DemoSet, Document, Ids, Row, legacy, split, spread
 
 ids = Ids("b3e6a0f4-7d29-4c18-95a3-0e8c4f1d2b76")
 WARD, DISTRICT, PROVINCE = "20551", "507", "49"
@@ -82,5 +82,7 @@ SET = DemoSet(
         Row(figure="consultations_held", article=50, word="over", said="trên"),
         Row(figure="consultation_people", article=200, word="about"),
     ),
-    notes=("the article's place is now Phường Điện Bàn (Đà Nẵng, 2025 ward 20551): the office is ca-da-nang",),
+    notes=(
+        "the article's place is now Phường Điện Bàn (Đà Nẵng, 2025 ward 20551): the office is ca-da-nang",
+    ),
 )
