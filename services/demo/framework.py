@@ -9,13 +9,16 @@ when the ledger's figure satisfies the article's word (``satisfies``), ✗ other
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import msgspec
 
+from events.catalogue import CATALOGUE
 from events.localities import Localities
+from events.schema import TAGS
 
 Word = Literal["exact", "nearly", "over", "about"]
 """How the article states a number: as is, "gần" (below it), "hơn"/"trên" (over it), "khoảng" (within 5%)."""
@@ -45,6 +48,10 @@ class Row(msgspec.Struct, frozen=True, kw_only=True):
 
     def summed(self) -> tuple[str, ...]:
         return self.metrics or (self.figure,)
+
+    def recordable(self) -> bool:
+        """Whether the catalogue has every metric the row sums (issue 10's types arrive one by one)."""
+        return all(name in known_metrics() for name in self.summed())
 
     def article_text(self) -> str:
         word = WORDS[self.word] if self.said is None else self.said
@@ -77,6 +84,29 @@ class DemoSet(msgspec.Struct, frozen=True, kw_only=True):
 
     def query_of(self, row: Row) -> dict[str, Any]:
         return self.query if row.query is None else row.query
+
+    def documents(self, localities: Localities) -> tuple[list[Document], list[str]]:
+        """The set's events of the types the catalogue has, and the types it does not have yet (sorted): their
+        events are not sent, and the rows that count them cannot be ✓."""
+        docs = list(self.events(localities))
+        missing = sorted({doc["type"] for doc in docs} - TAGS)
+        return [doc for doc in docs if doc["type"] in TAGS], missing
+
+
+@functools.cache
+def known_metrics() -> frozenset[str]:
+    """Every metric name the catalogue can answer: totals and their ``.<value>`` breakdowns."""
+    out: set[str] = set()
+    for spec in CATALOGUE:
+        counts_by = getattr(spec, "counts_by", None)  # (field, values): tips by source (issue 10)
+        for name in spec.counts:
+            out.add(name)
+            if counts_by is not None:
+                out.update(f"{name}.{value}" for value in counts_by[1])
+        for fig in spec.figures:
+            out.add(fig.metric)
+            out.update(f"{fig.metric}.{value}" for value in fig.breakdowns(spec.owner))
+    return frozenset(out)
 
 
 def satisfies(value: int, article: int, word: Word) -> bool:
