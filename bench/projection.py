@@ -61,9 +61,21 @@ START = dt.date(2016, 1, 1)
 END = dt.date(2025, 6, 30)
 
 
+MOVEMENT_FIELDS: dict[str, dict[str, object]] = {
+    "commendation.awarded": {"recipient": "individual", "authority": "province", "count": 3},
+    "patrol.held": {"participants": 8},
+    "consultation.held": {"people": 5},
+    "broadcast.aired": {"medium": "loudspeaker", "minutes": 20},
+    "campaign.launched": {"participants": 150},
+    "cases.cleared": {"category": "drugs", "cases": 1, "offenders": 2},
+}
+MOVEMENT_TAGS = tuple(MOVEMENT_FIELDS)
+
+
 def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Event]:
     """A history as offices would file it, roughly in date order: ~1/3 tips (most assessed, some twice), sessions,
-    pledges, mediations, weapons (with ammunition), and a few % retractions of recent entries."""
+        pledges, mediations, weapons (with ammunition), issue 10's types (3%: commendations, patrols, consultations,
+    broadcasts, campaigns, cases naming tips), and a few % retractions of recent entries."""
     rnd = random.Random(seed)
     span = (END - START).days
     out: list[Event] = []
@@ -140,6 +152,19 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
             )
         elif roll >= 0.96:  # lifecycle entities: models and youth under management (stocks)
             event = lifecycle_event(rnd, new_id(), day, loc, models, people)
+        elif roll >= 0.935:  # issue 10's plain types, cases naming a recent tip of their ward
+            tag = rnd.choice(MOVEMENT_TAGS)
+            fields = dict(MOVEMENT_FIELDS[tag])
+            if tag == "cases.cleared":
+                named = [t for t in open_tips[-50:] if t.locality.ward == ward][:2]
+                fields["tip_ids"] = [str(t.tip_id) for t in named]
+            doc = {
+                "type": tag,
+                "event_id": str(new_id()),
+                "occurred_on": day.isoformat(),
+                "locality": {"scheme": "gso-2025", "ward": ward},
+            }
+            event = msgspec.convert({**doc, **fields}, Event)
         else:
             items = [
                 WeaponItem(

@@ -27,7 +27,13 @@ from typing import Any, Literal
 
 from events.schema import (
     EVENT_TYPES,
+    TIP_SOURCES,
     BaseEvent,
+    BroadcastAired,
+    CampaignLaunched,
+    CasesCleared,
+    CommendationAwarded,
+    ConsultationHeld,
     EntryCorrected,
     EntryRetracted,
     Event,
@@ -35,6 +41,7 @@ from events.schema import (
     ModelDissolved,
     ModelEstablished,
     ModelUpdated,
+    PatrolHeld,
     PledgeSigned,
     SessionHeld,
     TipAssessed,
@@ -109,6 +116,7 @@ class Figure:
 
     @property
     def by_fields(self) -> tuple[str, ...]:
+        """The fields of ``by``, as a tuple (empty without breakdowns)."""
         if self.by is None:
             return ()
         return (self.by,) if isinstance(self.by, str) else self.by
@@ -139,7 +147,14 @@ class EventSpec:
     figures: tuple[Figure, ...] = ()
     counts: tuple[str, ...] = ()
     """Figures a ``tip`` rule counts (documented here; ``projections/folds.py`` keeps the tip's state)."""
+    counts_by: tuple[str, tuple[str, ...]] | None = None
+    """The tip's field whose value names a breakdown of each of ``counts`` (``tips_received.<source>``), and its
+    values."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    links: Entity | None = None
+    """Entities a plain event names in a list field beside its subject (``tip_ids``, role ``refers``): the gateway
+    checks each is in the log, in the event's ward; the fold links each to this version of the event and counts
+    ``counts`` through the entity (``tips_leading_to_cases``: in the tip's ward and year, once per tip)."""
 
     @property
     def tag(self) -> str:
@@ -168,10 +183,14 @@ class EventSpec:
 
     def metrics(self) -> tuple[str, ...]:
         """Every metric name this type can change: totals, then breakdowns."""
-        names = [*self.counts]
+        names = [*self.counts] if self.fold != "plain" else []
         for fig in self.figures:
             if fig.metric not in names:
                 names.append(fig.metric)
+        if self.counts_by is not None:
+            names += [f"{name}.{value}" for name in self.counts for value in self.counts_by[1]]
+        if self.fold == "plain":
+            names += [name for name in self.counts if name not in names]
         for fig in self.figures:
             names += [f"{fig.metric}.{value}" for value in fig.breakdowns(self.owner)]
         return tuple(names)
@@ -198,6 +217,8 @@ def _field_type(owner: type[Any], each: str | None, name: str) -> Any:
 
 
 TIP = Entity("tip", "tip_id", "creates", past="received")
+TIP_LINK = Entity("tip", "tip_ids", "refers")
+"""The tips a ``cases.cleared`` names (``EventSpec.links``)."""
 _DVK = ("kind", "dan_van_kheo")
 """"Dân vận khéo" models belong to another campaign: counted in their own breakdown only."""
 
@@ -208,6 +229,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         TIP,
         fold="tip",
         counts=("tips_received",),
+        counts_by=("source", TIP_SOURCES),
     ),
     EventSpec(
         TipAssessed,
@@ -215,6 +237,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         Entity("tip", "tip_id", "refers", versioned=True),
         fold="tip",
         counts=("tips_valuable",),
+        counts_by=("source", TIP_SOURCES),
     ),
     EventSpec(
         SessionHeld,
@@ -262,6 +285,71 @@ CATALOGUE: tuple[EventSpec, ...] = (
             ),
         ),
     ),
+    # --- issue 10: the movement's plain types
+    EventSpec(
+        CommendationAwarded,
+        "commendations awarded (khen thưởng), to collectives or individuals, by an authority",
+        "commendation",
+        figures=(
+            Figure(
+                "commendations",
+                amount="count",
+                by=("recipient", "authority"),
+                description="collectives and individuals commended",
+            ),
+        ),
+    ),
+    EventSpec(
+        PatrolHeld,
+        "a patrol held (tuần tra)",
+        "patrol",
+        figures=(
+            Figure("patrols_held", description="patrols held"),
+            Figure("patrol_participants", amount="participants", description="participants in them"),
+        ),
+    ),
+    EventSpec(
+        ConsultationHeld,
+        "a legal consultation held (tư vấn pháp luật)",
+        "consultation",
+        figures=(
+            Figure("consultations_held", description="consultations held"),
+            Figure("consultation_people", amount="people", description="people advised"),
+        ),
+    ),
+    EventSpec(
+        BroadcastAired,
+        "an outreach broadcast aired (radio, loudspeakers, television, online)",
+        "broadcast",
+        figures=(Figure("broadcasts_aired", by="medium", description="broadcasts aired"),),
+    ),
+    EventSpec(
+        CampaignLaunched,
+        "a campaign launched (phát động), the 19 August movement day among them",
+        "campaign",
+        figures=(
+            Figure("campaigns_launched", description="campaigns launched"),
+            Figure(
+                "campaign_participants", amount="participants", description="participants (0 when not given)"
+            ),
+        ),
+    ),
+    EventSpec(
+        CasesCleared,
+        "cases cleared with the public's help (điều tra làm rõ vụ), by category; `tip_ids`: the tips (of this ward, "
+        "in the log) that led to them",
+        "cases",
+        figures=(
+            Figure("cases_cleared", amount="cases", by="category", description="cases cleared"),
+            Figure("offenders", amount="offenders", by="category", description="offenders in them"),
+            Figure(
+                "rings_dismantled", amount="rings_dismantled", by="category", description="rings dismantled"
+            ),
+        ),
+        links=TIP_LINK,
+        counts=("tips_leading_to_cases",),
+    ),
+    # --- end of issue 10's plain types
     EventSpec(
         ModelEstablished,
         "a self-management model set up (mô hình tự quản về ANTT); stands until dissolved",
@@ -336,7 +424,8 @@ def metric_names() -> tuple[str, ...]:
     """Every total metric, in catalogue order (each appears in every reply, zero included)."""
     out: list[str] = []
     for spec in CATALOGUE:
-        for name in (*spec.counts, *(f.metric for f in spec.figures)):
+        figures = tuple(f.metric for f in spec.figures)
+        for name in (*figures, *spec.counts) if spec.fold == "plain" else (*spec.counts, *figures):
             if name not in out:
                 out.append(name)
     return tuple(out)
@@ -545,6 +634,9 @@ def figure_table() -> str:
         end = ".end" if entity is not None and entity.role == "ends" else ""
         subject = f"`{entity.name}.<{entity.field}>{end}` ({entity.role})" if entity else f"`{spec.subject}`"
         figures: list[str] = [f"`{name}`" for name in spec.counts]
+        if spec.counts_by is not None:
+            field_name, values = spec.counts_by
+            figures = [f"{text}, and `.<{field_name}>` (the tip's): {', '.join(values)}" for text in figures]
         for fig in spec.figures:
             text = f"`{fig.metric}`"
             if fig.amount:
@@ -563,6 +655,13 @@ def figure_table() -> str:
                 one = dataclasses.replace(fig, by=by)
                 text += f", and `.<{by}>`: " + ", ".join(one.breakdowns(spec.owner))
             figures.append(text)
+        if spec.links is not None and spec.fold == "plain":
+            figures = [f for f in figures if f not in (f"`{n}`" for n in spec.counts)]
+            figures += [
+                f"`{name}`: each distinct tip of `{spec.links.field}` that stands, once however many cases name it, "
+                "in the tip's ward and year of receipt"
+                for name in spec.counts
+            ]
         if spec.fold == "lifecycle" and entity is not None and entity.role == "refers":
             life = LIFECYCLES[spec.struct]
             sets = [n for n in life.fields if n in spec.struct.__struct_fields__]

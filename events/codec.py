@@ -21,11 +21,14 @@ from events.schema import (
     EVENT_TYPES,
     FREE_TEXT_FIELDS,
     ID_FIELDS,
+    ID_LIST_FIELDS,
     TAGS,
+    DatedValue,
     EntryCorrected,
     EntryRetracted,
     Event,
     Recorded,
+    dated_values_of,
 )
 from events.text import text_problem
 
@@ -47,7 +50,9 @@ _NIL_UUID = uuid.UUID(int=0)
 _MAX_UUID = uuid.UUID(int=2**128 - 1)
 # per event type, the id and free-text fields it has (looked up once, not tried by name on every event)
 _IDS_OF = {t: tuple(n for n in ID_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
+_ID_LISTS_OF = {t: tuple(n for n in ID_LIST_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
 _TEXTS_OF = {t: tuple(n for n in FREE_TEXT_FIELDS if n in t.__struct_fields__) for t in EVENT_TYPES}
+_DATED_OF: dict[type, tuple[DatedValue, ...]] = {t: dated_values_of(t) for t in EVENT_TYPES}
 
 
 def vietnam_today(now: dt.datetime) -> dt.date:
@@ -109,13 +114,22 @@ def _validation_error(exc: msgspec.ValidationError) -> EventError:
 
 def _check_ids(event: Event, at: str = "$") -> None:
     for name in _IDS_OF[type(event)]:
-        value: uuid.UUID = getattr(event, name)
-        if value.int in (0, _MAX_UUID.int):
-            which = "nil" if value == _NIL_UUID else "max"
-            raise Invalid(
-                f"{name} is the {which} UUID {value}, which is no identifier: use a random one",
-                f"{at}.{name}",
-            )
+        _check_id(name, getattr(event, name), f"{at}.{name}", "is")
+    for name in _ID_LISTS_OF[type(event)]:
+        seen: set[uuid.UUID] = set()
+        for i, value in enumerate(getattr(event, name)):
+            _check_id(name, value, f"{at}.{name}[{i}]", "holds")
+            if value in seen:
+                raise Invalid(f"{value} is given twice in {name}: name each once", f"{at}.{name}[{i}]")
+            seen.add(value)
+
+
+def _check_id(name: str, value: uuid.UUID, path: str, verb: str) -> None:
+    if value.int in (0, _MAX_UUID.int):
+        which = "nil" if value == _NIL_UUID else "max"
+        raise Invalid(
+            f"{name} {verb} the {which} UUID {value}, which is no identifier: use a random one", path
+        )
 
 
 def _check_text(event: Event, at: str = "$") -> None:
@@ -136,6 +150,26 @@ def _check_dates(event: Event, today: dt.date, at: str = "$") -> None:
         raise Invalid(f"occurred_on {event.occurred_on} is before {EARLIEST}", f"{at}.occurred_on")
 
 
+def _check_dated_values(event: Event, at: str = "$") -> None:
+    """A value tied to a date (``events.schema.DATED_VALUES``) outside its dates: ``invalid`` at its field."""
+    for rule in _DATED_OF[type(event)]:
+        if getattr(event, rule.field) != rule.value:
+            continue
+        day = event.occurred_on
+        if rule.valid_from is not None and day < rule.valid_from:
+            raise Invalid(
+                f"{rule.field} `{rule.value}` exists only from {rule.valid_from} ({rule.why}); this event "
+                f"occurred on {day}",
+                f"{at}.{rule.field}",
+            )
+        if rule.valid_to is not None and day > rule.valid_to:
+            raise Invalid(
+                f"{rule.field} `{rule.value}` exists only until {rule.valid_to} ({rule.why}); this event "
+                f"occurred on {day}",
+                f"{at}.{rule.field}",
+            )
+
+
 def _check_correction(event: EntryCorrected, today: dt.date) -> None:
     """The corrected copy is validated like any event, at ``$.corrected.…`` paths, and carries the
     correction's own locality and an event_id of its own."""
@@ -143,6 +177,7 @@ def _check_correction(event: EntryCorrected, today: dt.date) -> None:
     _check_ids(inner, "$.corrected")
     _check_text(inner, "$.corrected")
     _check_dates(inner, today, "$.corrected")
+    _check_dated_values(inner, "$.corrected")
     if inner.locality != event.locality:
         raise Invalid(
             "the corrected event's locality differs from the correction's: both carry the target's locality",
@@ -168,8 +203,8 @@ def _nfc(text: str | None) -> str | None:
 def normalise(event: Event) -> Event:
     """NFC-normalise the free-text fields (Vietnamese typed on different keyboards compares equal)."""
     changes: dict[str, object] = {}
-    for name in ("hamlet", "note", "reason"):
-        value = getattr(event, name, None)
+    for name in _TEXTS_OF[type(event)]:
+        value = getattr(event, name)
         if value is not None and not unicodedata.is_normalized("NFC", value):
             changes[name] = _nfc(value)
     if isinstance(event, EntryCorrected):
@@ -198,6 +233,7 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
     _check_ids(event)
     _check_text(event)
     _check_dates(event, today)
+    _check_dated_values(event)
     if isinstance(event, EntryRetracted) and event.target_event_id == event.event_id:
         raise Invalid("an entry cannot retract itself", "$.target_event_id")
     if isinstance(event, EntryCorrected):

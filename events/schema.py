@@ -34,7 +34,8 @@ Positive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 # refused as `invalid` here rather than sent on to the stream as an expectation header.
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
-Channel = Literal["in_person", "phone", "hotline", "online", "letter", "other"]
+Channel = Literal["in_person", "phone", "hotline", "online", "letter", "other", "vneid"]
+"""``vneid``: reports through the national ID app VNeID (from 1 July 2022: ``DATED_VALUES``)."""
 TipCategory = Literal["security_order", "border_security", "drugs", "crime", "social_evils", "other"]
 TipSource = Literal["resident", "institution", "mass_organisation", "anonymous"]
 SessionLevel = Literal["commune", "hamlet", "institution"]
@@ -56,6 +57,7 @@ WeaponKind = Literal[
     "military_firearm", "homemade_firearm", "air_gun", "ammunition", "explosive", "support_tool", "other"
 ]
 
+TIP_SOURCES: tuple[TipSource, ...] = typing.get_args(TipSource)
 ModelLevel = Literal["province", "district", "commune", "hamlet", "institution"]
 ModelKind = Literal[
     "self_managed_team",
@@ -223,6 +225,66 @@ class YouthReleased(BaseEvent, frozen=True, kw_only=True, tag="youth.released"):
     person_ref: uuid.UUID
 
 
+# --- issue 10: the movement's plain countable types (each: its Struct here and its line in ``Correctable``)
+
+Recipient = Literal["collective", "individual"]
+Authority = Literal["state", "ministry", "province_police", "province", "district", "commune"]
+Medium = Literal["radio", "loudspeaker", "television", "online"]
+
+
+class CommendationAwarded(BaseEvent, frozen=True, kw_only=True, tag="commendation.awarded"):
+    """Commendations awarded (khen thưởng): how many, to collectives or to individuals (never who), and by
+    which authority."""
+
+    recipient: Recipient
+    authority: Authority
+    count: Positive
+
+
+class PatrolHeld(BaseEvent, frozen=True, kw_only=True, tag="patrol.held"):
+    """A patrol held (tuần tra) and how many took part in it."""
+
+    participants: Positive
+
+
+class ConsultationHeld(BaseEvent, frozen=True, kw_only=True, tag="consultation.held"):
+    """A legal consultation held (tư vấn pháp luật) and how many people it advised."""
+
+    people: Positive
+
+
+class BroadcastAired(BaseEvent, frozen=True, kw_only=True, tag="broadcast.aired"):
+    """An outreach broadcast aired (radio, loudspeakers, television, online), optionally how long it ran."""
+
+    medium: Medium
+    minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] | None = None
+
+
+class CampaignLaunched(BaseEvent, frozen=True, kw_only=True, tag="campaign.launched"):
+    """A campaign launched (phát động), the 19 August movement day among them: optionally its name (of the
+    campaign, never of a person) and how many took part."""
+
+    name: ShortText | None = None
+    participants: Count | None = None
+
+
+CaseCategory = Literal["social_order", "drugs", "public_disorder", "other"]
+
+
+class CasesCleared(BaseEvent, frozen=True, kw_only=True, tag="cases.cleared"):
+    """Cases cleared with the public's help (điều tra làm rõ vụ): how many, of which category, how many
+    offenders and drug rings; optionally the tips that led to them (tips of this ward already in the log)."""
+
+    category: CaseCategory
+    cases: Positive
+    offenders: Count
+    rings_dismantled: Count = 0
+    tip_ids: Annotated[tuple[uuid.UUID, ...], msgspec.Meta(max_length=100)] = ()
+
+
+# --- end of issue 10's plain types
+
+
 class EntryRetracted(BaseEvent, frozen=True, kw_only=True, tag="entry.retracted"):
     target_event_id: uuid.UUID
     reason: Reason
@@ -240,8 +302,15 @@ Correctable: TypeAlias = (
     | ModelDissolved
     | YouthEnrolled
     | YouthReleased
+    | CommendationAwarded
+    | PatrolHeld
+    | ConsultationHeld
+    | BroadcastAired
+    | CampaignLaunched
+    | CasesCleared
 )
-"""The types an ``entry.corrected`` can carry: every event type but retractions and corrections."""
+"""The types an ``entry.corrected`` can carry: every event type but retractions and corrections. A new type is
+added here only: the ``Event`` union and ``EVENT_TYPES`` follow."""
 
 
 class EntryCorrected(BaseEvent, frozen=True, kw_only=True, tag="entry.corrected"):
@@ -254,38 +323,10 @@ class EntryCorrected(BaseEvent, frozen=True, kw_only=True, tag="entry.corrected"
     reason: Reason
 
 
-Event: TypeAlias = (
-    TipReceived
-    | TipAssessed
-    | SessionHeld
-    | PledgeSigned
-    | MediationConcluded
-    | WeaponsSurrendered
-    | ModelEstablished
-    | ModelUpdated
-    | ModelDissolved
-    | YouthEnrolled
-    | YouthReleased
-    | EntryRetracted
-    | EntryCorrected
-)
+Event: TypeAlias = Correctable | EntryRetracted | EntryCorrected
 
-EVENT_TYPES: tuple[type[BaseEvent], ...] = (
-    TipReceived,
-    TipAssessed,
-    SessionHeld,
-    PledgeSigned,
-    MediationConcluded,
-    WeaponsSurrendered,
-    ModelEstablished,
-    ModelUpdated,
-    ModelDissolved,
-    YouthEnrolled,
-    YouthReleased,
-    EntryRetracted,
-    EntryCorrected,
-)
 CORRECTABLE_TYPES: tuple[type[BaseEvent], ...] = typing.get_args(Correctable)
+EVENT_TYPES: tuple[type[BaseEvent], ...] = (*CORRECTABLE_TYPES, EntryRetracted, EntryCorrected)
 TAGS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in EVENT_TYPES)
 
 FREE_TEXT_FIELDS: tuple[str, ...] = ("hamlet", "note", "reason", "name")
@@ -294,6 +335,82 @@ text (``events.text``). A test keeps this list complete."""
 ID_FIELDS: tuple[str, ...] = ("event_id", "tip_id", "case_id", "target_event_id", "model_id", "person_ref")
 """Every UUID field of an event: the nil UUID (all zeros) and the max UUID (all ``f``) are refused in each.
 A test keeps this list complete."""
+ID_LIST_FIELDS: tuple[str, ...] = ("tip_ids",)
+"""Every list-of-UUID field: each item is checked as an id, and an id given twice is refused (``$.tip_ids[1]``).
+A test keeps this list complete."""
+
+
+# --- issue 10: values tied to a date
+
+
+class DatedValue(msgspec.Struct, frozen=True, kw_only=True):
+    """A value of a field that exists only between two dates (of ``occurred_on``, inclusive; None: open).
+    Outside them an event carrying it is refused as ``invalid`` at the field's path (``events.codec``); the
+    JSON Schemas say it too (``if``/``then`` on ``occurred_on``, ``services/contract/build.py``)."""
+
+    field: str
+    """A top-level field of an event type (of every type whose field can hold ``value``)."""
+    value: str
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None
+    why: str
+    """What the dates rest on, said in the refusal and in the contract."""
+
+
+DATED_VALUES: tuple[DatedValue, ...] = (
+    DatedValue(
+        field="channel",
+        value="vneid",
+        valid_from=dt.date(2022, 7, 1),
+        why="residents report through the national ID app VNeID from July 2022",
+    ),
+    DatedValue(
+        field="authority",
+        value="district",
+        valid_to=dt.date(2025, 6, 30),
+        why="districts were abolished on 1 July 2025 (two-level local government)",
+    ),
+    DatedValue(
+        field="kind",
+        value="security_order_team",
+        valid_from=dt.date(2024, 7, 1),
+        why="Tổ bảo vệ ANTT teams exist from 1 July 2024 under Law 30/2023/QH15",
+    ),
+    DatedValue(
+        field="level",
+        value="district",
+        valid_to=dt.date(2025, 6, 30),
+        why="districts were abolished on 1 July 2025 (two-level local government)",
+    ),
+)
+"""Every value tied to a date: declared here once, checked by the gateway and stated by the contract."""
+
+
+def _literals(tp: object) -> tuple[object, ...]:
+    """The values a field's type can hold when it is a Literal (in ``Annotated``, optional or a tuple)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _literals(typing.get_args(tp)[0])
+    return tuple(v for arg in typing.get_args(tp) for v in _literals(arg))
+
+
+def dated_values_of(event_type: type[BaseEvent]) -> tuple[DatedValue, ...]:
+    """The dated values an event type's fields can hold."""
+    hints = typing.get_type_hints(event_type, include_extras=True)
+    return tuple(d for d in DATED_VALUES if d.field in hints and d.value in _literals(hints[d.field]))
+
+
+def _check_dated_values() -> None:
+    for d in DATED_VALUES:
+        if not any(d in dated_values_of(t) for t in EVENT_TYPES):
+            raise TypeError(f"DATED_VALUES: no event type has a field {d.field!r} that can be {d.value!r}")
+
+
+_check_dated_values()
+
+# --- end of issue 10's values tied to a date
 
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):

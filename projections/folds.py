@@ -30,7 +30,16 @@ from typing import Final, TypeAlias
 import msgspec
 
 from events.catalogue import CATALOGUE, CONTRIBUTIONS, LIFECYCLES, Contribution, FoldRule, Lifecycle
-from events.schema import EntryCorrected, EntryRetracted, Event, Locality, Recorded, TipAssessed, TipReceived
+from events.schema import (
+    TIP_SOURCES,
+    EntryCorrected,
+    EntryRetracted,
+    Event,
+    Locality,
+    Recorded,
+    TipAssessed,
+    TipReceived,
+)
 from projections import metrics as m
 from projections.errors import (
     DuplicateEntity,
@@ -57,6 +66,14 @@ PeriodKey: TypeAlias = tuple[Period, str, int, str]
 """(period, ward, year, metric)"""
 Figures: TypeAlias = dict[PeriodKey, int]
 
+_RECEIVED_BY: Final[dict[str, tuple[str, str]]] = {
+    s: (m.TIPS_RECEIVED, f"{m.TIPS_RECEIVED}.{s}") for s in TIP_SOURCES
+}
+_VALUABLE_BY: Final[dict[str, tuple[str, str]]] = {
+    s: (m.TIPS_VALUABLE, f"{m.TIPS_VALUABLE}.{s}") for s in TIP_SOURCES
+}
+"""Per source, the metrics a tip counts in: the total and its source's breakdown."""
+_LEADING: Final = (m.TIPS_LEADING,)
 _TIP_TAG: Final = b"t"
 _EVENT_TAG: Final = b"e"
 _STATE_TAG: Final = b"s"
@@ -68,6 +85,15 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
     day: int  # proleptic Gregorian ordinal of the day the tip was received
     retracted: bool
     assessments: tuple[tuple[bytes, bool], ...]  # (event_id, valuable), stream order, retracted ones removed
+    source: str  # its standing version's source: tips_received.<source>, tips_valuable.<source>
+    since: int = 0  # the stream sequence this tip (this receipt of its id) was received at
+    cases: tuple[bytes, ...] = ()  # versions of cases.cleared naming it (event ids), recorded after ``since``
+
+    @property
+    def leads(self) -> bool:
+        """Counted in ``tips_leading_to_cases``: it stands and a standing case names it."""
+        return not self.retracted and bool(self.cases)
+
     units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
     approx: bool = False  # a split commune resolved to its default ward
 
@@ -76,27 +102,35 @@ class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=Fa
         return not self.retracted and bool(self.assessments) and self.assessments[-1][1]
 
 
-class TipLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2):
+class TipLink(
+    msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2, omit_defaults=True
+):
     """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip. What a
     correction may change is kept here, so that the version stands again when its correction is retracted:
-    an assessment's ``valuable``, a received tip's ``day``."""
+    an assessment's ``valuable``, a received tip's ``day`` and ``source``."""
 
     tip: bytes
     assessment: bool
     valuable: bool = False
     day: int = 0
+    source: str = ""
     ward: str = ""
     """A received tip of a pre-2025 locality: its place on ``day`` (a corrected date may move it); else empty."""
     units: tuple[str, ...] = ()
     approx: bool = False
 
 
-class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3):
-    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts."""
+class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3, omit_defaults=True):
+    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts; and
+    for an event naming tips (``EventSpec.links``), those tips and the sequence this version was recorded at:
+    it counts for a tip only when that tip was received before it (a tip received again after its retraction is
+    another tip, as its assessments are)."""
 
     ward: str
     day: int
     amounts: tuple[tuple[str, int], ...]
+    tips: tuple[bytes, ...] = ()
+    seq: int = 0
     units: tuple[str, ...] = ()
     """A pre-2025 locality: the units as recorded, each counted the same amounts (``projections.places``)."""
     approx: bool = False
@@ -228,19 +262,29 @@ _interned: dict[str, str] = {}
 
 
 def part_of(event: Event, seq: int = 0) -> Part:
-    """The compact record of what a plain event contributes, by the figures its catalogue entry declares."""
+    """The compact record of what a plain event contributes, by the figures its catalogue entry declares (and
+    the tips it names, with ``seq``, the sequence of the event that recorded this version)."""
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
     amounts = CONTRIBUTIONS[type(event)](event)
     locality = event.locality
-    if type(locality) is Locality:  # the common case first, as cheaply as it can be told
+    links = _LINKS.get(type(event))
+    tips = tuple(t.bytes for t in getattr(event, links)) if links is not None else ()
+    if type(locality) is Locality and not tips:  # the common case first, as cheaply as it can be told
         return Part(ward=sys.intern(locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
-    place = _place(event, seq)
+    units: tuple[str, ...] = ()
+    if type(locality) is Locality:
+        ward, approx = sys.intern(locality.ward), False
+    else:
+        place = _place(event, seq)
+        ward, units, approx = place.ward, place.units, place.approximate
     return Part(
-        ward=place.ward,
+        ward=ward,
         day=event.occurred_on.toordinal(),
         amounts=amounts,
-        units=place.units,
-        approx=place.approximate,
+        tips=tips,
+        seq=seq if tips else 0,
+        units=units,
+        approx=approx,
     )
 
 
@@ -264,6 +308,17 @@ def _other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
     return not units and isinstance(locality, Locality) and locality.ward != ward
 
 
+_LINKS: Final[dict[type, str]] = {s.struct: s.links.field for s in CATALOGUE if s.links is not None}
+"""Per type naming tips (``EventSpec.links``), the list field naming them."""
+
+
+def _tips_of(value: Value | None) -> tuple[bytes, ...]:
+    """The tips a stored version (or what it holds) names."""
+    if isinstance(value, Superseded | Fix):
+        return _tips_of(value.value)
+    return value.tips if isinstance(value, Part) else ()
+
+
 def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key]:
     """Keys the fold may read for these events, given the state loaded so far.
 
@@ -276,12 +331,19 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
             keys.add(event.tip_id.int)
+        elif type(event) in _LINKS:
+            keys.update(t.int for t in getattr(event, _LINKS[type(event)]))
         elif type(event) in LIFECYCLES:
             keys.add(_entity_key_of(event))
         elif isinstance(event, EntryRetracted | EntryCorrected):
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
             value = state.get(target)
+            keys.update(map(tip_key, _tips_of(value)))  # a version naming tips, ended or replaced
+            if isinstance(value, Superseded | Fix):
+                fix = value.value if isinstance(value, Superseded) else value
+                if isinstance(fix, Fix):  # the version a retracted correction restores may name others
+                    keys.update(map(tip_key, _tips_of(state.get(event_key(fix.replaces)))))
             if isinstance(
                 value, Superseded
             ):  # it may stand again within the batch (its correction retracted)
@@ -295,6 +357,8 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
                 keys.add(key_of(value.entity))
             if isinstance(event, EntryCorrected) and isinstance(event.corrected, TipReceived | TipAssessed):
                 keys.add(event.corrected.tip_id.int)
+            if isinstance(event, EntryCorrected) and type(event.corrected) in _LINKS:
+                keys.update(t.int for t in getattr(event.corrected, _LINKS[type(event.corrected)]))
             if isinstance(event, EntryCorrected) and type(event.corrected) in LIFECYCLES:
                 keys.add(_entity_key_of(event.corrected))
     return keys
@@ -414,27 +478,60 @@ class _Folder:
             self.add(unit, yk, metric, amount)
 
     def set_tip(self, key: Key, before: TipState | None, after: TipState) -> None:
-        """Store the tip and add the change of its tips_received / tips_valuable contribution."""
-        if before is not None and (before.day, before.ward, before.units, before.approx) != (
+        """Store the tip and add the change of its tips_received / tips_valuable contribution (each also by
+        the tip's source)."""
+        if before is not None and (before.day, before.ward, before.units, before.approx, before.source) != (
             after.day,
             after.ward,
             after.units,
             after.approx,
-        ):  # a corrected tip.received: its year (and a pre-2025 tip's place) may move
-            byk = year_key(before.day)
-            if not before.retracted:
-                self.add_tip(before, byk, m.TIPS_RECEIVED, -1)
-            if before.valuable:
-                self.add_tip(before, byk, m.TIPS_VALUABLE, -1)
+            after.source,
+        ):  # a corrected tip.received: its year, its source (and a pre-2025 tip's place) may move
+            self._count_tip(before, -1)
             before = None
-        yk = year_key(after.day)
-        was_counted = before is not None and not before.retracted
-        if was_counted != (not after.retracted):
-            self.add_tip(after, yk, m.TIPS_RECEIVED, 1 if was_counted is False else -1)
-        was_valuable = before is not None and before.valuable
-        if was_valuable != after.valuable:
-            self.add_tip(after, yk, m.TIPS_VALUABLE, 1 if was_valuable is False else -1)
+        if before is None:
+            was_counted = was_valuable = was_leading = False
+        else:
+            was_counted = not before.retracted
+            was_valuable = before.valuable
+            was_leading = was_counted and bool(before.cases)
+        counted = not after.retracted
+        valuable = after.valuable
+        leading = counted and bool(after.cases)
+        if was_counted != counted or was_valuable != valuable or was_leading != leading:
+            deltas, ward, yk, plain = (
+                self.deltas,
+                after.ward,
+                year_key(after.day),
+                not after.units and not after.approx,
+            )
+            for changed, now, metrics in (
+                (was_counted != counted, counted, _RECEIVED_BY[after.source]),
+                (was_valuable != valuable, valuable, _VALUABLE_BY[after.source]),
+                (was_leading != leading, leading, _LEADING),
+            ):
+                if changed:
+                    n = 1 if now else -1
+                    for metric in metrics:
+                        if plain:  # a gso-2025 tip: its ward only (the common case, kept cheap)
+                            k = (ward, yk, metric)
+                            deltas[k] = deltas.get(k, 0) + n
+                        else:
+                            self.add_tip(after, yk, metric, n)
         self._written[key] = after
+
+    def _count_tip(self, tip: TipState, n: int) -> None:
+        """Add (or with -1 take away) everything a tip counts."""
+        yk = year_key(tip.day)
+        counted = not tip.retracted
+        for now, metrics in (
+            (counted, _RECEIVED_BY[tip.source]),
+            (tip.valuable, _VALUABLE_BY[tip.source]),
+            (counted and bool(tip.cases), _LEADING),
+        ):
+            if now:
+                for metric in metrics:
+                    self.add_tip(tip, yk, metric, n)
 
     def _tip_event(self, seq: int, event: Event) -> None:
         if isinstance(event, TipReceived):
@@ -458,6 +555,8 @@ class _Folder:
             day=link.day,
             retracted=False,
             assessments=(),
+            source=link.source,
+            since=seq,
             units=link.units,
             approx=link.approx,
         )
@@ -550,6 +649,28 @@ class _Folder:
         if part.units:
             self.spread(part, yk, 1)
         self._written[event.event_id.int | EVENT_BIT] = part
+        if part.tips:
+            self._link(event.event_id.bytes, part)
+
+    def _link(self, version: bytes, part: Part) -> None:
+        """A version naming tips stands: each tip it names, received before it in its ward, counts it."""
+        for tip_id in part.tips:
+            key = tip_key(tip_id)
+            tip = self.get(key)
+            # not a tip (an as-of replay left it out), received again since, or in another ward (a concurrent
+            # retraction and new receipt elsewhere): the version speaks of no tip that stands here
+            stands_here = isinstance(tip, TipState) and tip.since < part.seq and tip.ward == part.ward
+            if stands_here and isinstance(tip, TipState) and version not in tip.cases:
+                self.set_tip(key, tip, msgspec.structs.replace(tip, cases=(*tip.cases, version)))
+
+    def _unlink(self, version: bytes, part: Part) -> None:
+        """A version naming tips no longer stands (retracted, or replaced by a correction)."""
+        for tip_id in part.tips:
+            key = tip_key(tip_id)
+            tip = self.get(key)
+            if isinstance(tip, TipState) and version in tip.cases:
+                kept = tuple(v for v in tip.cases if v != version)
+                self.set_tip(key, tip, msgspec.structs.replace(tip, cases=kept))
 
     def _tip(self, key: Key, seq: int, event: Event, message: str) -> TipState:
         tip = self.get(key)
@@ -602,6 +723,8 @@ class _Folder:
             yk = year_key(value.day)
             for metric, amount in value.amounts:
                 self.add(value.ward, yk, metric, -amount)
+            if value.tips:
+                self._unlink(target.bytes, value)
             if value.units:
                 self.spread(value, yk, -1)
         self._written[tkey] = None
@@ -669,6 +792,10 @@ class _Folder:
                 self.add(new.ward, nyk, metric, amount)
             if new.units:
                 self.spread(new, nyk, 1)
+            if old.tips:
+                self._unlink(old_id, old)
+            if new.tips:
+                self._link(new_id, new)
             return
         if not (
             isinstance(old, TipLink)
@@ -686,7 +813,7 @@ class _Folder:
         if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
-            after = msgspec.structs.replace(tip, day=new.day)
+            after = msgspec.structs.replace(tip, day=new.day, source=new.source)
             if new.ward:  # a pre-2025 tip: the version's own place
                 after = msgspec.structs.replace(after, ward=new.ward, units=new.units, approx=new.approx)
         else:
@@ -698,13 +825,15 @@ class _Folder:
 def _received(event: TipReceived, seq: int) -> TipLink:
     """A received tip's link: its day, and a pre-2025 tip's place on that day."""
     day = event.occurred_on.toordinal()
+    source = sys.intern(event.source)
     if isinstance(event.locality, Locality):
-        return TipLink(tip=event.tip_id.bytes, assessment=False, day=day)
+        return TipLink(tip=event.tip_id.bytes, assessment=False, day=day, source=source)
     place = _place(event, seq)
     return TipLink(
         tip=event.tip_id.bytes,
         assessment=False,
         day=day,
+        source=source,
         ward=place.ward,
         units=place.units,
         approx=place.approximate,

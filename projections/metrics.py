@@ -11,12 +11,15 @@ from typing import Final
 from events.catalogue import metric_names
 from events.localities import mapping_version
 
-FOLD_LOGIC: Final = 5
+FOLD_LOGIC: Final = 6
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
 stored contribution is the amounts of its figures, as declared in ``events/catalogue.py``. v3: corrections
 (``Fix``, ``Superseded``; a ``TipLink`` keeps its assessment's valuable flag and its tip's day). v4: lifecycle
 entities (``EntityState``, ``EntityLink``) and stocks, stored as each year's change. v5: pre-2025 localities
-(``projections.places``: figures also under the units as recorded, ``~<metric>`` approximate)."""
+(``projections.places``: figures also under the units as recorded, ``~<metric>`` approximate). v6 (issue 10):
+a tip keeps its source (``tips_received.<source>``, ``tips_valuable.<source>``), and so does a received tip's
+``TipLink``; a tip keeps the sequence it was received at and the versions of ``cases.cleared`` that name it
+(``tips_leading_to_cases``), and such a version's ``Part`` its tips and sequence."""
 MAPPING_DIGITS: Final = int(mapping_version(), 16) % 1_000_000
 """Six decimal digits of the locality mapping's version (``events.localities.mapping_version``)."""
 FOLD_VERSION: Final = FOLD_LOGIC * 1_000_000 + MAPPING_DIGITS
@@ -26,10 +29,11 @@ Fits PostgreSQL's ``int`` (``projection_checkpoint.fold_version``) while ``FOLD_
 
 TIPS_RECEIVED: Final = "tips_received"
 TIPS_VALUABLE: Final = "tips_valuable"
+TIPS_LEADING: Final = "tips_leading_to_cases"
 """The two figures the tip rule of the fold counts from a tip's state (received, latest assessment)."""
 
 BASE_METRICS: Final[tuple[str, ...]] = metric_names()
-assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS
+assert TIPS_RECEIVED in BASE_METRICS and TIPS_VALUABLE in BASE_METRICS and TIPS_LEADING in BASE_METRICS
 
 
 APPROXIMATE: Final = "~"

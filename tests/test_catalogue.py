@@ -26,6 +26,7 @@ from events.subjects import event_subject
 from projections import folds
 from projections.metrics import BASE_METRICS
 from tests import factories as f
+from tests.test_fold_model import PLAIN_SAMPLES, reference
 from tests.test_unknown_fields import valid_documents
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -69,6 +70,8 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.weapons(items=[{"kind": "air_gun", "quantity": 2}, {"kind": "ammunition", "quantity": 30}]),
         f.retraction(session),
         f.correction(tip, channel="hotline"),
+        *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),
+        f.base("cases.cleared", category="other", cases=1, offenders=1, tip_ids=[tip["tip_id"]]),
     ]
     model = f.model(kind="security_council", points=4, teams=2, day="2017-03-01")
     gone = f.youth(day="2016-01-01")
@@ -80,10 +83,8 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         f.release(gone, day="2018-05-05"),
     ]
     assert {d["type"] for d in docs} == {s.tag for s in CATALOGUE}
-    records = [
-        (seq, Recorded(office="x", event=decode_event(msgspec.json.encode(d), today=TODAY)))
-        for seq, d in enumerate(docs, 1)
-    ]
+    events = [decode_event(msgspec.json.encode(d), today=TODAY) for d in docs]
+    records = [(seq, Recorded(office="x", event=e)) for seq, e in enumerate(events, 1)]
     _, deltas = folds.fold({}, records)
     totals: dict[str, int] = {}
     stocks: dict[tuple[int, str], int] = {}
@@ -104,6 +105,7 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
     for name in ("models_active", "models_active.commune", "models_active.security_council", "model_points"):
         assert totals.pop(name) == 0
     assert totals.pop("model_teams") == 0 and totals.pop("youth_under_management") == 0
+    mine = {k: totals.pop(k) for k in list(totals) if k.startswith(PLAIN_METRICS)}
     assert totals == {
         "models_established": 1,
         "models_established.commune": 1,
@@ -114,6 +116,8 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         "youth_enrolled": 1,
         "tips_received": 1,
         "tips_valuable": 1,
+        "tips_received.resident": 1,
+        "tips_valuable.resident": 1,
         "pledge_signatures": 3,
         "pledge_signatures.household": 3,
         "mediations_concluded": 1,
@@ -122,6 +126,25 @@ def test_the_fold_applies_a_sample_of_every_type() -> None:
         "weapons_surrendered.air_gun": 2,
         "ammunition_surrendered": 30,
     }
+    # issue 10's types and tips by source: the fold's totals are the independent reference's
+    expected: dict[str, int] = {}
+    for (period, _, _, metric), n in reference(events).items():
+        if period == "calendar" and metric.startswith((*PLAIN_METRICS, "tips_")):
+            expected[metric] = expected.get(metric, 0) + n
+    assert {**mine, **{k: v for k, v in totals.items() if k.startswith("tips_")}} == expected
+
+
+PLAIN_METRICS = (
+    "commendations",
+    "patrol",
+    "consultation",
+    "broadcasts",
+    "campaign",
+    "cases_cleared",
+    "offenders",
+    "rings_dismantled",
+    "tips_leading_to_cases",
+)
 
 
 def test_metrics_derive_from_the_catalogue() -> None:

@@ -16,6 +16,7 @@ from services.audit.errors import AuditError
 from services.cli.errors import CliError
 from services.gateway.errors import GatewayError
 from services.query.errors import QueryError
+from services.report.errors import ReportError
 from services.sealer.errors import SealerError
 
 ROOTS: dict[str, type[Exception]] = {
@@ -26,6 +27,7 @@ ROOTS: dict[str, type[Exception]] = {
     "services.cli": CliError,
     "services.gateway": GatewayError,
     "services.query": QueryError,
+    "services.report": ReportError,
     "services.sealer": SealerError,
 }
 

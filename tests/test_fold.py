@@ -62,7 +62,7 @@ def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
     assert (
         deltas == {k: 1 for k in deltas2}
         and all(v == -1 for v in deltas2.values())
-        and len(folds.by_period(deltas2)) == 2
+        and len(folds.by_period(deltas2)) == 4  # tips_received and tips_received.resident, both kinds of year
     )
     assert update2[folds.event_key(tip.event_id.bytes)] is None
     assert folds.key_of(folds.key_bytes(folds.event_key(tip.event_id.bytes))) == folds.event_key(
@@ -110,3 +110,26 @@ def test_state_values_are_small() -> None:
     update, _ = folds.fold({}, recorded([tip, _assess(tip, True), _assess(tip, False)]))
     assert all(v is not None and len(folds.encode_value(v)) < 80 for v in update.values())
     assert len(folds.key_bytes(folds.tip_key(uuid.uuid4().bytes))) == 17
+
+
+def test_a_pre2025_tip_and_the_case_naming_it_count_source_and_lead_under_its_units_too() -> None:
+    from events.schema import CasesCleared, LegacyLocality
+
+    place = LegacyLocality(commune="01471")  # Cao Chương, district 046 in 2018; 2025 ward 01447
+    tip = msgspec.structs.replace(_tip("2018-05-10"), locality=place, source="institution")
+    case = CasesCleared(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2018, 9, 1),
+        locality=place,
+        category="drugs",
+        cases=1,
+        offenders=2,
+        tip_ids=(tip.tip_id,),
+    )
+    _, deltas = folds.fold({}, recorded([tip, case, _retract(case)])[:2])
+    figures = folds.by_period(deltas)
+    for where in ("01447", "pre2025:commune:01471", "pre2025:district:046", "pre2025:province:04"):
+        for metric in ("tips_received.institution", "tips_leading_to_cases", "cases_cleared.drugs"):
+            assert figures[("calendar", where, 2018, metric)] == 1, (where, metric)
+    _, deltas = folds.fold({}, recorded([tip, case, _retract(case)]))
+    assert not any(k[3] == "tips_leading_to_cases" for k in folds.by_period(deltas))

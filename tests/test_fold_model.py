@@ -13,12 +13,18 @@ import datetime as dt
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 from hypothesis import strategies as st
 
 from events.schema import (
+    BroadcastAired,
+    CampaignLaunched,
+    CasesCleared,
+    CommendationAwarded,
+    ConsultationHeld,
     EntryCorrected,
     EntryRetracted,
     Event,
@@ -27,11 +33,13 @@ from events.schema import (
     ModelDissolved,
     ModelEstablished,
     ModelUpdated,
+    PatrolHeld,
     PledgeSigned,
     Recorded,
     SessionHeld,
     TipAssessed,
     TipReceived,
+    TipSource,
     WeaponItem,
     WeaponKind,
     WeaponsSurrendered,
@@ -60,6 +68,113 @@ LIFE_DAYS = (dt.date(2016, 3, 1), *DAYS, dt.date(2021, 7, 1))
 OFFICE = "ca-cao-bang"
 LEVELS = ("province", "commune", "hamlet")
 MODEL_KINDS = ("self_managed_team", "security_council", "dan_van_kheo")
+
+
+# --- issue 10: the movement's plain types. Per type: a sample (the documents of tests/test_unknown_fields.py,
+# tests/test_catalogue.py and tests/test_contract.py), the values histories draw, and what the reference counts
+# (``count_plain``, written apart from the catalogue's figures).
+
+PLAIN_SAMPLES: dict[str, dict[str, Any]] = {
+    "commendation.awarded": {"recipient": "collective", "authority": "province", "count": 7},
+    "patrol.held": {"participants": 12},
+    "consultation.held": {"people": 4},
+    "broadcast.aired": {"medium": "loudspeaker", "minutes": 15},
+    "campaign.launched": {"name": "Ngày hội toàn dân bảo vệ ANTQ", "participants": 300},
+    "cases.cleared": {"category": "drugs", "cases": 2, "offenders": 3, "rings_dismantled": 1},
+}
+PLAIN_FIELDS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "commendation.awarded": st.fixed_dictionaries(
+        {
+            "recipient": st.sampled_from(("collective", "individual")),
+            "authority": st.sampled_from(
+                ("state", "ministry", "province_police", "province", "district", "commune")
+            ),
+            "count": st.integers(1, 40),
+        }
+    ),
+    "patrol.held": st.fixed_dictionaries({"participants": st.integers(1, 60)}),
+    "consultation.held": st.fixed_dictionaries({"people": st.integers(1, 90)}),
+    "broadcast.aired": st.fixed_dictionaries(
+        {"medium": st.sampled_from(("radio", "loudspeaker", "television", "online"))},
+        optional={"minutes": st.integers(1, 120)},
+    ),
+    "campaign.launched": st.fixed_dictionaries(
+        {}, optional={"name": st.just("Ngày hội 19/8"), "participants": st.integers(0, 500)}
+    ),
+    "cases.cleared": st.fixed_dictionaries(  # tip_ids: drawn by ``histories`` from the tips of the ward
+        {
+            "category": st.sampled_from(("social_order", "drugs", "public_disorder", "other")),
+            "cases": st.integers(1, 20),
+            "offenders": st.integers(0, 40),
+        },
+        optional={"rings_dismantled": st.integers(0, 3)},
+    ),
+}
+
+
+def count_plain(e: Event, count: Callable[[Event, str, int], None]) -> bool:
+    """What the reference counts for a plain type of issue 10; False for any other type."""
+    if isinstance(e, CommendationAwarded):
+        for metric in ("commendations", f"commendations.{e.recipient}", f"commendations.{e.authority}"):
+            count(e, metric, e.count)
+    elif isinstance(e, PatrolHeld):
+        count(e, "patrols_held", 1)
+        count(e, "patrol_participants", e.participants)
+    elif isinstance(e, ConsultationHeld):
+        count(e, "consultations_held", 1)
+        count(e, "consultation_people", e.people)
+    elif isinstance(e, BroadcastAired):
+        count(e, "broadcasts_aired", 1)
+        count(e, f"broadcasts_aired.{e.medium}", 1)
+    elif isinstance(e, CampaignLaunched):
+        count(e, "campaigns_launched", 1)
+        count(e, "campaign_participants", e.participants or 0)
+    elif isinstance(e, CasesCleared):  # its tips: ``leading_tips``
+        for metric, n in (
+            ("cases_cleared", e.cases),
+            ("offenders", e.offenders),
+            ("rings_dismantled", e.rings_dismantled),
+        ):
+            count(e, metric, n)
+            count(e, f"{metric}.{e.category}", n)
+    else:
+        return False
+    return True
+
+
+def plain_event(tag: str, eid: uuid.UUID, day: dt.date, ward: str, fields: dict[str, Any]) -> Event:
+    doc = {
+        "type": tag,
+        "event_id": str(eid),
+        "occurred_on": day.isoformat(),
+        "locality": {"scheme": "gso-2025", "ward": ward},
+    }
+    event: Event = msgspec.convert({**doc, **fields}, Event)
+    return event
+
+
+def leading_tips(events: Sequence[Event], alive: list[tuple[uuid.UUID, Event]]) -> set[uuid.UUID]:
+    """The tip entries a standing version of a cases.cleared names: a tip id in a version means the tip received
+    last with that id before the version was recorded (the case's own event, or the correction that made the
+    version), when it is of the case's ward. Each tip once, however many cases name it."""
+    introduced: dict[uuid.UUID, int] = {}  # a version's event id -> where in the log it was recorded
+    for i, e in enumerate(events):
+        if isinstance(e, EntryCorrected):
+            introduced[e.corrected.event_id] = i
+        elif not isinstance(e, EntryRetracted):
+            introduced[e.event_id] = i
+    leading: set[uuid.UUID] = set()
+    for _, version in alive:
+        if isinstance(version, CasesCleared):
+            at = introduced[version.event_id]
+            for tip_id in version.tip_ids:
+                receipts = [e for e in events[:at] if isinstance(e, TipReceived) and e.tip_id == tip_id]
+                if receipts and receipts[-1].locality.ward == version.locality.ward:
+                    leading.add(receipts[-1].event_id)
+    return leading
+
+
+# --- end of issue 10's plain types
 
 
 def standing(events: Sequence[Event]) -> list[tuple[uuid.UUID, Event]]:
@@ -108,15 +223,20 @@ def reference(events: Sequence[Event]) -> Figures:
         figures["calendar", ward_of(event), day.year, metric] += amount
         figures["reporting", ward_of(event), reporting, metric] += amount
 
+    leading = leading_tips(events, alive)
     latest: dict[uuid.UUID, bool] = {}  # tip entry -> its latest standing assessment
     for entry, e in alive:
         if isinstance(e, TipAssessed) and entry in owner:
             latest[owner[entry]] = e.valuable
     for entry, e in alive:
-        if isinstance(e, TipReceived):
+        if isinstance(e, TipReceived):  # by the source of the version that stands
             count(e, "tips_received", 1)
+            count(e, f"tips_received.{e.source}", 1)
             if latest.get(entry):
                 count(e, "tips_valuable", 1)
+                count(e, f"tips_valuable.{e.source}", 1)
+            if entry in leading:
+                count(e, "tips_leading_to_cases", 1)
         elif isinstance(e, SessionHeld):
             for metric in ("sessions_held", f"sessions_held.{e.level}"):
                 count(e, metric, 1)
@@ -128,6 +248,8 @@ def reference(events: Sequence[Event]) -> Figures:
         elif isinstance(e, MediationConcluded):
             count(e, "mediations_concluded", 1)
             count(e, "mediations_successful", int(e.outcome == "successful"))
+        elif count_plain(e, count):
+            pass
         elif isinstance(e, WeaponsSurrendered):
             for item in e.items:
                 if item.kind == "ammunition":
@@ -264,6 +386,10 @@ KINDS = (
     "pledge",
     "mediation",
     "weapons",
+    "plain",
+    "plain",
+    "cases",
+    "cases",
     "model",
     "model",
     "update",
@@ -273,11 +399,30 @@ KINDS = (
 )
 
 
-def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
+SOURCES: st.SearchStrategy[TipSource] = st.sampled_from(
+    ("resident", "institution", "mass_organisation", "anonymous")
+)
+
+
+def _tips_of_ward(draw: st.DrawFn, tips: dict[uuid.UUID, TipReceived], ward: str) -> list[str]:
+    """Some tip ids of a ward (the latest receipt of each id there, retracted or not), each at most once."""
+    here = sorted(str(t) for t, received in tips.items() if received.locality.ward == ward)
+    return draw(st.lists(st.sampled_from(here), unique=True, max_size=3)) if here else []
+
+
+def _copy_of(
+    draw: st.DrawFn, current: Event, eid: uuid.UUID, tips: dict[uuid.UUID, TipReceived] | None = None
+) -> Event:
     """A corrected copy of ``current``: same type, entity and locality, its own id, other values drawn."""
     day = draw(st.sampled_from(DAYS))
+    ward = current.locality.ward or ""  # histories here hold 2025 wards only
+    if isinstance(current, CasesCleared):
+        fields = {**draw(PLAIN_FIELDS["cases.cleared"]), "tip_ids": _tips_of_ward(draw, tips or {}, ward)}
+        return plain_event("cases.cleared", eid, day, ward, fields)
     if isinstance(current, TipReceived):
-        return msgspec.structs.replace(current, event_id=eid, occurred_on=day, channel="hotline")
+        return msgspec.structs.replace(
+            current, event_id=eid, occurred_on=day, channel="hotline", source=draw(SOURCES)
+        )
     if isinstance(current, TipAssessed):
         return msgspec.structs.replace(current, event_id=eid, valuable=draw(st.booleans()))
     if isinstance(current, SessionHeld):
@@ -295,6 +440,9 @@ def _copy_of(draw: st.DrawFn, current: Event, eid: uuid.UUID) -> Event:
     if isinstance(current, MediationConcluded):
         outcome = draw(st.sampled_from(("successful", "unsuccessful", "referred")))
         return msgspec.structs.replace(current, event_id=eid, occurred_on=day, outcome=outcome)
+    tag = str(type(current).__struct_config__.tag)
+    if tag in PLAIN_FIELDS:
+        return plain_event(tag, eid, day, ward, draw(PLAIN_FIELDS[tag]))
     if isinstance(current, ModelEstablished):
         return msgspec.structs.replace(
             current,
@@ -372,7 +520,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 occurred_on=day,
                 locality=target.locality,
                 target_event_id=target.event_id,
-                corrected=_copy_of(draw, current, next(ids)),  # type: ignore[arg-type]
+                corrected=_copy_of(draw, current, next(ids), tips),  # type: ignore[arg-type]
                 reason="miscounted",
             )
             replaced[eid] = target
@@ -384,7 +532,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 tip_id=freed.pop(draw(st.integers(0, len(freed) - 1))),
                 channel="letter",
                 category="crime",
-                source="resident",
+                source=draw(SOURCES),
             )
             tips[event.tip_id] = event
         elif kind in ("update", "dissolve", "release") and (
@@ -463,6 +611,12 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 outcome=draw(st.sampled_from(("successful", "unsuccessful", "referred"))),
                 dispute="land",
             )
+        elif kind == "cases":
+            fields = {**draw(PLAIN_FIELDS["cases.cleared"]), "tip_ids": _tips_of_ward(draw, tips, ward)}
+            event = plain_event("cases.cleared", eid, day, ward, fields)
+        elif kind == "plain":
+            tag = draw(st.sampled_from(sorted(PLAIN_FIELDS)))
+            event = plain_event(tag, eid, day, ward, draw(PLAIN_FIELDS[tag]))
         elif kind == "weapons":
             kinds: st.SearchStrategy[WeaponKind] = st.sampled_from(
                 ("military_firearm", "homemade_firearm", "ammunition", "support_tool", "other")
@@ -484,7 +638,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 tip_id=next(ids),
                 channel="phone",
                 category="drugs",
-                source="resident",
+                source=draw(SOURCES),
             )
             tips[event.tip_id] = event
         if not isinstance(event, EntryRetracted):
@@ -537,11 +691,20 @@ def test_reference_counts_a_valuable_tip_in_the_year_it_was_received() -> None:
     tip = _tip("2018-12-15")
     figures = reference([tip, _assess(tip, True)])
     assert figures == {
-        ("calendar", "01447", 2018, "tips_received"): 1,
-        ("calendar", "01447", 2018, "tips_valuable"): 1,
-        ("reporting", "01447", 2019, "tips_received"): 1,
-        ("reporting", "01447", 2019, "tips_valuable"): 1,
+        (period, "01447", year, metric): 1
+        for period, year in (("calendar", 2018), ("reporting", 2019))
+        for metric in ("tips_received", "tips_valuable", "tips_received.resident", "tips_valuable.resident")
     }
+
+
+def test_reference_counts_a_tip_by_the_source_of_its_standing_version() -> None:
+    tip = _tip()
+    yes = _assess(tip, True)
+    moved = _correct(tip, msgspec.structs.replace(tip, event_id=uuid.uuid4(), source="institution"))
+    figures = reference([tip, yes, moved])
+    assert figures[("calendar", "01447", 2018, "tips_valuable.institution")] == 1
+    assert ("calendar", "01447", 2018, "tips_received.resident") not in figures
+    assert reference([tip, yes, moved, _retract(moved)]) == reference([tip, yes])
 
 
 def test_reference_falls_back_to_the_previous_assessment_and_drops_a_retracted_tip() -> None:
@@ -601,6 +764,8 @@ def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip
     assert figures == {
         ("calendar", "01447", 2019, "tips_received"): 1,
         ("reporting", "01447", 2019, "tips_received"): 1,
+        ("calendar", "01447", 2019, "tips_received.resident"): 1,
+        ("reporting", "01447", 2019, "tips_received.resident"): 1,
     }
     assert (
         reference([tip, old, _retract(tip), again, _assess(again, True)])[
@@ -608,3 +773,67 @@ def test_reference_counts_a_tip_received_again_after_its_retraction_as_a_new_tip
         ]
         == 1
     )
+
+
+def test_reference_counts_the_plain_types_of_issue_10() -> None:
+    loc = "01447"
+    day = dt.date(2019, 8, 19)
+    events = [plain_event(tag, uuid.uuid4(), day, loc, fields) for tag, fields in PLAIN_SAMPLES.items()]
+    no_participants = plain_event("campaign.launched", uuid.uuid4(), day, loc, {})
+    figures = reference([*events, no_participants, _retract(events[1])])
+    calendar = {metric: n for (period, _, _, metric), n in figures.items() if period == "calendar"}
+    assert calendar == {
+        "commendations": 7,
+        "commendations.collective": 7,
+        "commendations.province": 7,
+        "consultations_held": 1,
+        "consultation_people": 4,
+        "broadcasts_aired": 1,
+        "broadcasts_aired.loudspeaker": 1,
+        "campaigns_launched": 2,
+        "campaign_participants": 300,
+        "cases_cleared": 2,
+        "cases_cleared.drugs": 2,
+        "offenders": 3,
+        "offenders.drugs": 3,
+        "rings_dismantled": 1,
+        "rings_dismantled.drugs": 1,
+    }
+
+
+def _cases(*tips: TipReceived, ward: str = "01447", day: str = "2019-04-01", **fields: Any) -> CasesCleared:
+    values = {**PLAIN_SAMPLES["cases.cleared"], **fields, "tip_ids": [str(t.tip_id) for t in tips]}
+    event = plain_event("cases.cleared", uuid.uuid4(), dt.date.fromisoformat(day), ward, values)
+    assert isinstance(event, CasesCleared)
+    return event
+
+
+def _leading(events: Sequence[Event]) -> dict[tuple[str, int], int]:
+    return {
+        (ward, year): n
+        for (period, ward, year, metric), n in reference(events).items()
+        if period == "calendar" and metric == "tips_leading_to_cases"
+    }
+
+
+def test_reference_counts_each_tip_leading_to_cases_once_in_its_own_year() -> None:
+    a, b = _tip("2018-05-10"), _tip("2018-12-31")
+    one, two = _cases(a, b), _cases(a, day="2020-01-02")
+    assert _leading([a, b, one, two]) == {("01447", 2018): 2}  # a named twice counts once
+    assert _leading([a, b, one, two, _retract(one)]) == {("01447", 2018): 1}  # a still, by the second case
+    assert _leading([a, b, one, two, _retract(a)]) == {("01447", 2018): 1}  # a retracted: b only
+    fixed = _correct(one, msgspec.structs.replace(one, event_id=uuid.uuid4(), tip_ids=()))
+    assert _leading([a, b, one, fixed]) == {}
+    assert _leading([a, b, one, fixed, _retract(fixed)]) == {("01447", 2018): 2}  # the original stands again
+
+
+def test_reference_keeps_a_case_with_the_tip_it_named_when_that_id_is_received_again() -> None:
+    a = _tip("2018-05-10")
+    case = _cases(a)
+    again = msgspec.structs.replace(a, event_id=uuid.uuid4(), occurred_on=dt.date(2019, 2, 1))
+    assert _leading([a, case, _retract(a), again]) == {}  # the case named the retracted tip
+    named_again = _correct(case, msgspec.structs.replace(case, event_id=uuid.uuid4()))
+    assert _leading([a, case, _retract(a), again, named_again]) == {("01447", 2019): 1}
+    assert _leading([a, case, _retract(a), again, named_again, _retract(named_again)]) == {}
+    elsewhere = msgspec.structs.replace(again, locality=Locality(ward="01273"))
+    assert _leading([a, _retract(a), elsewhere, _cases(a)]) == {}  # another ward's tip: not this case's

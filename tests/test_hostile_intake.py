@@ -31,7 +31,7 @@ from events.codec import decode_event
 from events.errors import EventError
 from events.jsonscan import MAX_DEPTH, duplicate_key, nesting_depth, too_deep
 from events.localities import Localities
-from events.schema import EVENT_TYPES, FREE_TEXT_FIELDS, ID_FIELDS
+from events.schema import EVENT_TYPES, FREE_TEXT_FIELDS, ID_FIELDS, ID_LIST_FIELDS
 from events.text import text_problem
 from infra.auth import generate, nats_connect_options
 from infra.embedded import EmbeddedNats
@@ -441,6 +441,7 @@ def test_every_free_text_and_id_field_is_checked() -> None:
     every UUID field as an id (so a field added later is not left unchecked)."""
     text_fields: set[str] = set()
     id_fields: set[str] = set()
+    id_list_fields: set[str] = set()
     for event_type in EVENT_TYPES:
         info = msgspec.inspect.type_info(event_type)
         assert isinstance(info, msgspec.inspect.StructType)
@@ -451,8 +452,13 @@ def test_every_free_text_and_id_field_is_checked() -> None:
                     text_fields.add(field.name)
                 if isinstance(kind, msgspec.inspect.UUIDType):
                     id_fields.add(field.name)
+                if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType) and isinstance(
+                    kind.item_type, msgspec.inspect.UUIDType
+                ):
+                    id_list_fields.add(field.name)
     assert text_fields == set(FREE_TEXT_FIELDS)
     assert id_fields == set(ID_FIELDS)
+    assert id_list_fields == set(ID_LIST_FIELDS)
 
 
 @pytest.mark.parametrize("value", [NIL, MAX])
@@ -587,3 +593,17 @@ async def test_with_generated_auth_a_non_inbox_reply_stores_nothing_at_either_se
             with contextlib.suppress(Exception):
                 await nc.close()
         server.stop()
+
+
+@pytest.mark.parametrize("value", [NIL, MAX])
+@pytest.mark.parametrize("field", ID_LIST_FIELDS)
+def test_decode_event_refuses_the_nil_and_max_uuid_and_a_repeated_id_in_every_id_list(
+    field: str, value: str
+) -> None:
+    docs = {"tip_ids": f.base("cases.cleared", category="drugs", cases=1, offenders=0)}
+    other = str(uuid.uuid4())
+    for ids, at in (([other, value], 1), ([other, other], 1), ([value], 0)):
+        doc = {**docs[field], field: ids}
+        with pytest.raises(EventError) as refused:
+            decode_event(msgspec.json.encode(doc), today=TODAY)
+        assert (refused.value.code, refused.value.path) == ("invalid", f"$.{field}[{at}]")

@@ -174,6 +174,8 @@ async def test_projector_folds_gateway_events_into_read_stats(
                 **dict.fromkeys(BASE_METRICS, 0),
                 "tips_received": 5,  # 6 received, one retracted
                 "tips_valuable": 2,  # tips 2 and 3; tip 0 re-assessed not valuable, tip 1 retracted
+                "tips_received.resident": 5,  # by the tip's source (issue 10)
+                "tips_valuable.resident": 2,
                 "sessions_held": 2,
                 "session_attendance": 75,
                 "pledge_signatures": 12,

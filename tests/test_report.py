@@ -374,9 +374,13 @@ async def test_unknown_and_pre_reform_units_are_refused_in_one_line() -> None:
     assert code == 2 and "province 99 is not an official 2025 province code" in flat(err), err
     no_traceback(out, err)
     code, out, err = await antq(
-        "report", "--scheme", "gso-pre2025", "--district", "046", "--year", "2018", env=env
+        "report", "--scheme", "gso-pre2025", "--district", "999", "--year", "2018", env=env
     )
-    assert code == 2 and "does not answer for pre-2025 units yet" in flat(err), err
+    assert code == 2 and "district 999 is no known pre-2025 district code" in flat(err), err
+    code, out, err = await antq(
+        "report", "--scheme", "gso-pre2025", "--ward", "01447", "--year", "2018", env=env
+    )
+    assert code == 2 and "--ward is a gso-2025 code" in flat(err), err
     code, out, err = await antq("report", "--ward", "01447", "--year", "2018", "--to-seq", "5", env=env)
     assert code == 2 and "--to-seq goes with --from-log" in flat(err)
 
@@ -449,3 +453,31 @@ async def test_on_the_secure_stack_the_report_reads_as_reader_and_its_seal_and_l
             assert [a.split(":")[0] for a in differ] == ["- Nguồn số liệu"]
         finally:
             await projector.stop()
+
+
+async def test_a_pre_reform_district_reports_the_articles_figures_as_recorded_and_from_the_log(
+    published: Published,
+) -> None:
+    """Huyện Trà Lĩnh (046) as the offices recorded it in 2018: the article's figures, its communes below, and
+    the same numbers folded from the log alone."""
+    district = Unit(scheme="gso-pre2025", kind="district", code="046")
+    text = (await make_report(published.settings, district, Y2018, "md")).decode()
+    assert "Huyện Trà Lĩnh, tỉnh Cao Bằng" in text
+    rows = md_rows(text)
+    for metric, value in ARTICLE.items():
+        assert rows[metric][2] == vn(value), (metric, rows.get(metric))
+    assert "01471" in rows and "Xã Cao Chương" in rows["01471"][1] + rows["01471"][0]  # a commune below
+    live = await make_report(published.settings, district, Y2018, "csv")
+    logged = await make_report(published.settings, district, Y2018, "csv", from_log=True)
+    assert live == logged
+    code, out, err = await antq(
+        "report",
+        "--scheme",
+        "gso-pre2025",
+        "--district",
+        "046",
+        "--year",
+        "2018",
+        env=env_of(published.stack),
+    )
+    assert code == 0 and "Huyện Trà Lĩnh" in out, err

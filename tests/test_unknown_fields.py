@@ -17,6 +17,7 @@ from events.codec import decode_event
 from events.errors import EventError
 from events.schema import TAGS
 from tests import factories as f
+from tests.test_fold_model import PLAIN_SAMPLES
 
 TODAY = dt.date(2026, 11, 22)
 
@@ -37,6 +38,7 @@ def valid_documents() -> list[dict[str, Any]]:
         f.release(f.youth()),
         f.retraction(f.session()),
         f.correction(f.weapons(items=[{"kind": "air_gun", "quantity": 1}]), hamlet="Nà Giàng"),
+        *(f.base(tag, **fields) for tag, fields in PLAIN_SAMPLES.items()),
         # a pre-2025 locality, every field given (issue 9, part 4)
         f.session(
             locality={
@@ -116,7 +118,7 @@ def test_a_misspelt_known_key_is_refused_at_its_path(doc: dict[str, Any]) -> Non
 
 
 @given(
-    which=st.integers(min_value=0, max_value=7),
+    which=st.integers(min_value=0, max_value=len(valid_documents()) - 1),
     key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
     level=st.integers(min_value=0, max_value=5),
 )

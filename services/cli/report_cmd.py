@@ -145,7 +145,10 @@ def command(
     province: Annotated[str | None, typer.Option(help="2025 province code, e.g. 04")] = None,
     ward: Annotated[str | None, typer.Option(help="2025 ward code, e.g. 01447")] = None,
     district: Annotated[
-        str | None, typer.Option(help="pre-2025 district code, with --scheme gso-pre2025 (not answered yet)")
+        str | None, typer.Option(help="pre-2025 district code, with --scheme gso-pre2025")
+    ] = None,
+    commune: Annotated[
+        str | None, typer.Option(help="pre-2025 commune code, with --scheme gso-pre2025")
     ] = None,
     scheme: Annotated[str, typer.Option(help="gso-2025 | gso-pre2025")] = "gso-2025",
     year: Annotated[int | None, typer.Option(help="the year of the report")] = None,
@@ -166,11 +169,21 @@ def command(
 ) -> None:
     """The yearly report of a province or a ward, in Vietnamese: prose, tables, the previous year, the wards
     below a province, and where the figures stand (sequence, fold version, seal, the replay command)."""
-    if sum(given is not None for given in (province, ward, district)) != 1:
-        say(err, "give exactly one of --province, --ward or --district", "red")
+    if sum(given is not None for given in (province, ward, district, commune)) != 1:
+        say(err, "give exactly one of --province, --ward, --district or --commune", "red")
         raise typer.Exit(2)
-    if scheme not in ("gso-2025", "gso-pre2025") or (district is not None) != (scheme == "gso-pre2025"):
-        say(err, "--district goes with --scheme gso-pre2025; --province and --ward are gso-2025 codes", "red")
+    legacy = scheme == "gso-pre2025"
+    if (
+        scheme not in ("gso-2025", "gso-pre2025")
+        or ((district or commune) is not None and not legacy)
+        or (legacy and ward is not None)
+    ):
+        say(
+            err,
+            "--district and --commune go with --scheme gso-pre2025 (and --province then names a pre-2025 "
+            "province); --ward is a gso-2025 code",
+            "red",
+        )
         raise typer.Exit(2)
     if (year is None) == (years is None):
         say(err, "give exactly one of --year or --years", "red")
@@ -199,8 +212,10 @@ def command(
         span = Span(first=first, last=last, period="reporting" if period == "reporting" else "calendar")
         if district is not None:
             unit = Unit(scheme="gso-pre2025", kind="district", code=district)
+        elif commune is not None:
+            unit = Unit(scheme="gso-pre2025", kind="commune", code=commune)
         elif province is not None:
-            unit = Unit(kind="province", code=province)
+            unit = Unit(scheme="gso-pre2025" if legacy else "gso-2025", kind="province", code=province)
         else:
             unit = Unit(kind="ward", code=str(ward))
         names_of(unit, Localities.load())  # an unknown or unsupported unit is refused before any connection

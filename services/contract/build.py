@@ -20,6 +20,7 @@ What no schema can say (a date not after today, a ward that exists, the entity r
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import re
 import uuid
@@ -34,7 +35,7 @@ from events.catalogue import CATALOGUE, SPECS, ended_entities, metric_names
 from events.errors import EventError
 from events.intake import MAX_MESSAGE, ErrorDetail, IntakeResult, RejectedRecord
 from events.jsonscan import MAX_DEPTH
-from events.schema import EVENT_TYPES, BaseEvent, Event, Recorded
+from events.schema import DATED_VALUES, EVENT_TYPES, BaseEvent, DatedValue, Event, Recorded, dated_values_of
 from events.text import FORBIDDEN
 from infra import update_signing
 from infra.streams import REJECTED_RAW_LIMIT
@@ -188,6 +189,58 @@ def _event_rules(definitions: dict[str, Any], names: set[str], text_pattern: str
                 )
 
 
+def date_pattern(day: dt.date, *, after: bool) -> str:
+    """An ECMA-262 pattern of the ISO dates (``YYYY-MM-DD``) on or after ``day`` (``after``), or on or before it:
+    for strings of one fixed shape the order of the text is the order of the dates, so each alternative keeps a
+    prefix of ``day`` and then takes a greater (or smaller) digit."""
+    text = day.isoformat()
+    options = []
+    for i, c in enumerate(text):
+        if not c.isdigit():
+            continue
+        low, high = (int(c) + 1, 9) if after else (0, int(c) - 1)
+        if low <= high:
+            digits = str(low) if low == high else f"[{low}-{high}]"
+            options.append(re.escape(text[:i]).replace("\\-", "-") + digits)
+    options.append(text)
+    return "^(" + "|".join(options) + ")"
+
+
+def dated_value_rule(rule: DatedValue) -> dict[str, Any]:
+    """``if`` the field holds the value, ``then`` ``occurred_on`` lies within its dates."""
+    patterns: list[dict[str, Any]] = []
+    if rule.valid_from is not None:
+        patterns.append({"pattern": date_pattern(rule.valid_from, after=True)})
+    if rule.valid_to is not None:
+        patterns.append({"pattern": date_pattern(rule.valid_to, after=False)})
+    return {
+        "if": {"properties": {rule.field: {"const": rule.value}}, "required": [rule.field]},
+        "then": {"properties": {"occurred_on": {"allOf": patterns}}},
+    }
+
+
+def dated_value_text(rule: DatedValue) -> str:
+    since = f" from {rule.valid_from}" if rule.valid_from else ""
+    until = f" until {rule.valid_to}" if rule.valid_to else ""
+    return f"`{rule.field}` = `{rule.value}` only for `occurred_on`{since}{until} ({rule.why})"
+
+
+def _links_unique(definitions: dict[str, Any], event_types: tuple[type[BaseEvent], ...]) -> None:
+    """A list naming entities (``EventSpec.links``) names each once (the gateway refuses an id given twice)."""
+    for cls in event_types:
+        links = SPECS[cls].links
+        if links is not None:
+            definitions[cls.__name__]["properties"][links.field]["uniqueItems"] = True
+
+
+def _dated_values(definitions: dict[str, Any], event_types: tuple[type[BaseEvent], ...]) -> None:
+    """Each value tied to a date (``events.schema.DATED_VALUES``), on the definition of every type that has it."""
+    for cls in event_types:
+        rules = dated_values_of(cls)
+        if rules:
+            definitions[cls.__name__]["allOf"] = [dated_value_rule(r) for r in rules]
+
+
 def _describe_codes(definitions: dict[str, Any], name: str, codes: Mapping[str, str]) -> None:
     code = definitions[name]["properties"]["code"]
     listed = "; ".join(f"`{c}`: {meaning}" for c, meaning in sorted(codes.items()))
@@ -232,6 +285,8 @@ class Components:
         _portable(self.roots)
         event_names = _reachable(definitions, [self.roots[t] for t in self.event_types])
         _event_rules(definitions, event_names, free_text_pattern())
+        _dated_values(definitions, self.event_types)
+        _links_unique(definitions, self.event_types)
         _describe_codes(definitions, ErrorDetail.__name__, INTAKE_CODES)
         _describe_codes(definitions, ErrorBody.__name__, QUERY_CODES)
         _describe_metrics(definitions, StatsReply.__name__, StatsUpdate.__name__)
@@ -256,12 +311,23 @@ class Components:
 # --- the documents ------------------------------------------------------------------------------------
 
 
+def links_rule(cls: type[BaseEvent]) -> str:
+    """What the catalogue says of the entities a type names in a list field (``EventSpec.links``)."""
+    links = SPECS[cls].links
+    if links is None:
+        return ""
+    return (
+        f" Each of `{links.field}` names a {links.name} already in the log (not retracted), of the event's own "
+        f"ward, given once (`invalid` at `$.{links.field}[i]` otherwise)."
+    )
+
+
 def subject_rule(cls: type[BaseEvent]) -> str:
     """What the catalogue says of the type's subject and entity, as a sentence for a client."""
     spec = SPECS[cls]
     entity = spec.entity
     if entity is None:
-        return f"Plain: stored on `…{spec.subject}`, independent of other events."
+        return f"Plain: stored on `…{spec.subject}`, independent of other events.{links_rule(cls)}"
     where = f"stored on `…{entity.name}.{{{entity.field}}}`"
     if entity.role == "creates":
         text = (
@@ -478,12 +544,15 @@ nothing is stored, nothing kept in `ANTQ_REJECTED`. Use your NATS client's reque
 - the locality names a unit that exists on `occurred_on` (`unknown_locality`), inside the office's
   jurisdiction (`out_of_jurisdiction`);
 - ids are UUIDs, never `{nil}` nor `{top}` (the schemas say it too);
+- values tied to a date are refused outside their dates (`invalid` at the field's path; the schemas say it
+  too, with `if`/`then` on `occurred_on`): {"; ".join(dated_value_text(r) for r in DATED_VALUES)};
 - free text holds no invisible format character beyond the Basic Multilingual Plane either (the tag characters
   U+E0000–U+E007F; the schemas' patterns list those of the BMP);
 - integers are written as integers: `1.0` or `1e2` is refused where an integer is expected;
 - `entry.corrected`: the copy in `corrected` carries the correction's own `locality`, an `event_id` of its own
   (neither the correction's nor the target's), no `expected_version`, and the target's type and entity; the
   target is the entry's latest version (`conflict` otherwise);
+- {"; ".join(f"`{event_tag(c)}`: {links_rule(c).strip().rstrip('.')}" for c in EVENT_TYPES if SPECS[c].links is not None)};
 - an event referring to an entity (a tip, a case, an entry) needs it in the log (`unknown_target`), and
   `expected_version`, when given, must be its latest version (`conflict`);
 - an `event_id` is the idempotency key: the same event sent again is answered with its first `seq` and

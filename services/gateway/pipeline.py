@@ -91,6 +91,17 @@ def claim_key(entity: Entity, event: Event) -> str:
     return f"{entity.claim}:{getattr(event, entity.field)}"
 
 
+def link_keys(event: Event) -> list[tuple[str, str]]:
+    """The entities an event names in a list field (``EventSpec.links``): (index key, path), in order."""
+    links = spec_of(event).links
+    if links is None:
+        return []
+    return [
+        (f"{links.claim}:{value}", f"$.{links.field}[{i}]")
+        for i, value in enumerate(getattr(event, links.field))
+    ]
+
+
 def entity_of(event: Event) -> str | None:
     """The entity a creating event claims (its catalogue entry's rule)."""
     entity = spec_of(event).entity
@@ -449,6 +460,8 @@ class IntakePipeline:
                 ids.add(ev.corrected.event_id)
             if rule is not None and rule.role in ("refers", "ends"):
                 referenced.add(claim_key(rule, ev))
+            named = ev.corrected if isinstance(ev, EntryCorrected) else ev
+            referenced.update(key for key, _ in link_keys(named))
             entity = entity_of(ev)
             if entity is not None:
                 new_claims.append(Claim(entity, ev.event_id, cand.ward, cand.subject))
@@ -484,6 +497,11 @@ class IntakePipeline:
             return False
         ev = cand.event
         keys = {str(ev.event_id)}
+        named = ev.corrected if isinstance(ev, EntryCorrected) else ev
+        links = spec_of(named).links
+        if links is not None:  # a tip it names may be in flight: its subject in this ward
+            head = cand.subject.rsplit(".", 1 if spec_of(ev).entity is None else 2)[0]
+            keys.update(f"{head}.{links.name}.{value}" for value in getattr(named, links.field))
         rule = spec_of(ev).entity
         if rule is not None:
             keys.add(cand.subject)
@@ -510,6 +528,8 @@ class IntakePipeline:
                 )
             return self._accepted(cand, row.seq, duplicate=True)
         spec = spec_of(ev)
+        named = ev.corrected if isinstance(ev, EntryCorrected) else ev
+        self._check_links(batch, named, "$.corrected" if named is not ev else "$", cand.ward)
         rule = spec.entity
         if rule is None:
             return None
@@ -551,6 +571,29 @@ class IntakePipeline:
                     "$.corrected.event_id",
                 )
         return None
+
+    @staticmethod
+    def _check_links(batch: _Batch, ev: Event, at: str, ward: str) -> None:
+        """Every entity the event names in a list field (``tip_ids``) is in the log, in the event's (resolved)
+        ward."""
+        links = spec_of(ev).links
+        if links is None:
+            return
+        for (key, path), value in zip(link_keys(ev), getattr(ev, links.field), strict=True):
+            where = at + path[1:]
+            claim = batch.claims.get(key)
+            if claim is None or claim.event_id not in batch.known:
+                raise GatewayInvalid(
+                    f"no {links.name} {value} is in the log (or it was retracted); name only {links.name}s "
+                    "already recorded",
+                    where,
+                )
+            if claim.ward != ward:
+                raise GatewayInvalid(
+                    f"{links.name} {value} is in ward {claim.ward}: a {spec_of(ev).tag} names {links.name}s of "
+                    "its own ward",
+                    where,
+                )
 
     async def _last_on(self, subject: str) -> tuple[int, Event] | None:
         """The last event stored on ``subject`` (one direct get), or None."""

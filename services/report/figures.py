@@ -55,7 +55,7 @@ async def gather_live(ask: Ask, unit: Unit, span: Span, localities: Localities) 
     requests = [
         {**place, **span.request()},
         {**place, **span.previous().request()},
-        *({"ward": code, **span.request()} for code, _ in names.wards),
+        *({**unit.sub_place(code), **span.request()} for code, _ in names.wards),
     ]
     limit = asyncio.Semaphore(PARALLEL)
 
@@ -111,7 +111,8 @@ def from_replay(result: ReplayResult, unit: Unit, span: Span, localities: Locali
         current=metrics(result.wards, span),
         previous=metrics(result.wards, span.previous()),
         wards=tuple(
-            WardFigures(code=code, name=name, metrics=metrics([code], span)) for code, name in names.wards
+            WardFigures(code=code, name=name, metrics=metrics([unit.sub_key(code)], span))
+            for code, name in names.wards
         ),
         as_of_seq=result.as_of_seq,
         fold_version=FOLD_VERSION,
