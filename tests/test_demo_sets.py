@@ -4,6 +4,8 @@ every row; the words of the articles are judged as the issue says."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,6 +97,25 @@ def test_the_articles_words_are_judged_as_the_issue_says() -> None:
     assert Row(figure="x", article=12_000, word="over").article_text() == "hơn 12,000"
     assert Row(figure="x", article=120, word="over", said="trên").article_text() == "trên 120"
     assert Row(figure="x", article=1546).article_text() == "1,546"
+
+
+@pytest.mark.timeout(60)
+def test_demo_lists_its_sets_and_refuses_an_unknown_one() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--list"], capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == [
+        f"{name} (default)" if name == DEFAULT else name for name in SETS
+    ]
+    unknown = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "tra-linh-2019"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2
+    assert "no demo set 'tra-linh-2019'" in " ".join(unknown.stderr.split())
 
 
 SAFETY = frozenset({"safety.registered", "safety.assessed"})
