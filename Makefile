@@ -29,7 +29,7 @@ test: lint
 	CI=$${CI:-} $(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/antq demo
+	$(BIN)/antq demo $(SET)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest

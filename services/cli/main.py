@@ -394,15 +394,33 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
 
 @app.command()
 def demo(
+    name: Annotated[
+        str | None, typer.Argument(metavar="[SET]", help="the set to run (default tra-linh-2018; --list)")
+    ] = None,
+    list_sets: Annotated[bool, typer.Option("--list", help="list the sets and exit")] = False,
     insecure: Annotated[bool, typer.Option("--insecure", help="the open stack (see `antq dev up`)")] = False,
 ) -> None:
-    """Embedded stack + the Trà Lĩnh 2018 demo set; prints the district's table next to the article's."""
+    """Embedded stack + one article's set, published through the gateway; prints the set's figures from the query
+    service beside the article's, each ✓ or ✗; exit 1 unless every row is ✓."""
+    from services.demo.sets import DEFAULT, SETS
+
+    if list_sets:
+        for demo_set in SETS.values():
+            say(
+                console,
+                f"{demo_set.name}{' (default)' if demo_set.name == DEFAULT else ''}: {demo_set.title}",
+            )
+        return
+    chosen = SETS.get(name or DEFAULT)
+    if chosen is None:
+        say(err, f"no demo set {name!r}; the sets are: {', '.join(SETS)} (antq demo --list)", "red")
+        raise typer.Exit(2)
     from services.demo.run import run_demo
 
     settings = _settings()
     secure = secure_stack(settings, insecure)
     with _reported("the demo stack"):
-        ok = asyncio.run(run_demo(settings, console, secure=secure))
+        ok = asyncio.run(run_demo(settings, console, chosen, secure=secure))
     if not ok:
         raise typer.Exit(1)
 

@@ -1,4 +1,5 @@
-"""The demo set: Trà Lĩnh district (Cao Bằng), 2018, as the articles report it.
+"""The sessions, tips and weapons of Trà Lĩnh district (Cao Bằng), 2018, as the article reports them (the
+``tra-linh-2018`` demo set, ``services/demo/sets/tra_linh_2018.py``, adds the models and the standard).
 
 The district was merged away in 2020 and its communes went to three 2025 wards. Each event is recorded as the
 district recorded it in 2018: in the pre-reform scheme, ``{"scheme": "gso-pre2025", "commune": <2018 code>,
@@ -43,11 +44,6 @@ ARTICLE: dict[str, int] = {
     "weapons_surrendered.support_tool": 6,
     "weapons_surrendered": 7,
 }
-NOT_IN_CATALOGUE_V1 = [
-    "10/10 communes registered for 'An toàn về ANTT'",
-    "10 security councils; 123 self-managed security teams in 123 hamlets",
-    "inter-household model in Lũng Tung hamlet (Xuân Nội); drug-free commune model in Cô Mười, Quang Vinh, Lưu Ngọc",
-]
 
 
 def _id(*parts: object) -> str:
