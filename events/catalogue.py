@@ -90,6 +90,8 @@ class Entity:
     counted_in: str | None = None
     """For a ``lifecycle`` entity: a field holding the year all its figures count in (both kinds of year),
     instead of the year of each event's ``occurred_on``."""
+    same: tuple[str, ...] = ()
+    """For a ``refers`` event: fields that must equal its entity's creating event's (``invalid`` otherwise)."""
 
     @property
     def claim(self) -> str:
@@ -433,7 +435,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         SafetyAssessed,
         "a registered unit assessed at year end: the standard achieved or not; the latest assessment counts",
-        Entity("safety", "standard", "refers", versioned=True, state=4, path="unit_id"),
+        Entity("safety", "standard", "refers", versioned=True, state=4, path="unit_id", same=("unit_kind",)),
         fold="lifecycle",
     ),
     EventSpec(
@@ -713,7 +715,11 @@ def figure_table() -> str:
             ]
         if spec.fold == "lifecycle" and entity is not None and entity.role == "refers":
             life = LIFECYCLES[spec.struct]
-            sets = [n for n in life.fields if n in spec.struct.__struct_fields__ and n != life.counted_in]
+            sets = [
+                n
+                for n in life.fields
+                if n in spec.struct.__struct_fields__ and n != life.counted_in and n not in entity.same
+            ]
             change = " (stocks change)" if any(f.stock for f in creator_of(entity.name).figures) else ""
             named = ", ".join(f"`{n}`" for n in sets)
             figures.append(f"sets {named} of its {entity.name} from its day on{change}")

@@ -324,6 +324,8 @@ class SafetyAssessed(BaseEvent, frozen=True, kw_only=True, tag="safety.assessed"
     before 1 April of the next."""
 
     unit_id: uuid.UUID
+    unit_kind: UnitKind
+    """As registered (the gateway refuses another: the figures count by the registration's kind)."""
     year: StandardYear
     achieved: bool
     expected_version: Version | None = None

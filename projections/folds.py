@@ -367,6 +367,11 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
 _ENTITY_FIELD: Final = {s.struct: s.entity.field for s in CATALOGUE if s.fold == "lifecycle" and s.entity}
 
 
+_SAME: Final = {
+    s.struct: frozenset(s.entity.same) for s in CATALOGUE if s.fold == "lifecycle" and s.entity is not None
+}
+
+
 def _entity_key_of(event: Event) -> Key:
     return entity_key(LIFECYCLES[type(event)], getattr(event, _ENTITY_FIELD[type(event)]).bytes)
 
@@ -375,6 +380,9 @@ def _mark_of(event: Event, mark_id: bytes) -> Mark:
     life = LIFECYCLES[type(event)]
     role = _ROLE_CODES[life.roles[type(event)]]
     values = life.values_of(event) if role != ENDS else ()
+    same = _SAME[type(event)]
+    if same:  # fields a reference repeats from its creation (checked by the gateway) never change it
+        values = tuple(None if name in same else v for name, v in zip(life.fields, values, strict=True))
     return (mark_id, role, event.occurred_on.toordinal(), values)  # type: ignore[return-value]
 
 

@@ -103,6 +103,7 @@ def registration(
 def safety_assessment(reg: dict[str, Any], achieved: bool = True, **kw: Any) -> dict[str, Any]:
     fields = {
         "unit_id": reg["unit_id"],
+        "unit_kind": reg["unit_kind"],
         "year": reg["year"],
         "achieved": achieved,
         "day": f"{reg['year']}-12-20",

@@ -655,6 +655,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> list[Event]:
                 occurred_on=draw(st.sampled_from(_assessment_days(reg.year))),
                 locality=reg.locality,
                 unit_id=reg.unit_id,
+                unit_kind=reg.unit_kind,
                 year=reg.year,
                 achieved=draw(st.booleans()),
             )

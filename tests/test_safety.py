@@ -82,6 +82,9 @@ async def test_retraction_and_correction_of_the_standard_are_exact(
         "$.corrected.unit_id",
     )
     ok(await office.submit_one(school := f.correction(unit, unit_kind="school")))
+    # an assessment repeats the kind the unit stands registered with (the corrected one)
+    refused(await office.submit_one(f.safety_assessment(unit, day="2017-12-28")), "invalid", "$.unit_kind")
+    ok(await office.submit_one(f.safety_assessment({**unit, "unit_kind": "school"}, day="2017-12-29")))
     live = await live_and_replayed(stack, localities)
     assert live[("calendar", "01447", 2017, "safety_achieved.school")] == 1
     assert ("calendar", "01447", 2017, "safety_achieved.commune") not in live

@@ -617,7 +617,10 @@ class IntakePipeline:
         last sequence is that correction's. Otherwise V was retracted, or corrected (the correction, or a later
         one, is the latest version): ``conflict``."""
         ev = cand.event
-        if may_be_ended(spec_of(ev).entity):
+        rule = spec_of(ev).entity
+        if rule is not None and rule.same:
+            await self._check_same(batch, cand, rule)
+        if may_be_ended(rule):
             await self._check_standing(cand)
             return
         if not isinstance(ev, EntryRetracted | EntryCorrected):
@@ -644,6 +647,28 @@ class IntakePipeline:
             cand.expected = seq  # its correction was retracted: the version stands again
         if isinstance(ev, EntryCorrected):
             await self._check_copy(batch.known[target], ev)
+
+    async def _check_same(self, batch: _Batch, cand: _Candidate, rule: Entity) -> None:
+        """Fields a reference must share with its entity's creating event (an assessment's ``unit_kind``):
+        one direct get of the creation, whatever the entity's history."""
+        claim = batch.claims.get(claim_key(rule, cand.event))
+        row = batch.known.get(claim.event_id) if claim is not None else None
+        if row is None:
+            return  # _check refused it already, or it waits on a creation of this request (read next time)
+        msg = await self._js.get_msg(EVENTS, row.seq)
+        read = self._stored.read(row.seq, row.subject, msg.data or b"")
+        if isinstance(read, Foreign):  # pragma: no cover: the index holds no foreign record
+            raise Unavailable(f"the {rule.name}'s creation at seq {row.seq} is a foreign record")
+        head = ".".join(cand.subject.split(".")[:4])
+        created = await self._standing_version(head, read.event)  # a corrected registration: its copy
+        if created is None:
+            return  # retracted since: the index releases its claim, the fold ignores what refers to it
+        for name in rule.same:
+            if getattr(cand.event, name) != getattr(created, name, None):
+                raise GatewayInvalid(
+                    f"{rule.name} was recorded with {name} `{getattr(created, name, None)}`: give the same",
+                    f"$.{name}",
+                )
 
     async def _check_standing(self, cand: _Candidate) -> None:
         """An update or end of an entity that may have been ended (a model, a person under management).
