@@ -144,3 +144,43 @@ async def test_each_set_marks_every_row_it_can_record(
         (r.figure, None, r.article_text()) for r in demo.rows if not r.recordable()
     ]
     assert outcome.ok == (not missing)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", list(SETS))
+async def test_the_report_of_each_set_equals_its_demo_table(
+    name: str, demo_stack: Stack, localities: Localities
+) -> None:
+    """Issue 11: ``antq report`` for the set's unit and years prints the figures of the demo's table, and the
+    same numbers folded from the log alone (``--from-log``)."""
+    import csv
+    import io
+
+    from infra.settings import Settings
+    from services.cli.report_cmd import make_report
+    from services.report.span import Span
+    from services.report.unit import Unit
+
+    demo = SETS[name]
+    outcome = await publish_and_read(demo_stack.servers.nats_url, demo, localities)
+    assert outcome.ok
+    query = dict(demo.query)
+    kind = next(k for k in ("province", "ward", "district", "commune") if k in query)
+    unit = Unit(scheme=query.get("scheme", "gso-2025"), kind=kind, code=query[kind])
+    first, last = (
+        int(query.get("from_year", query.get("year", 0))),
+        int(query.get("to_year", query.get("year", 0))),
+    )
+    span = Span(first=first, last=last, period=query.get("period", "calendar"))
+    settings = Settings(nats_url=demo_stack.servers.nats_url, database_url=demo_stack.database_url)
+    live = await make_report(settings, unit, span, "csv")
+    assert live == await make_report(settings, unit, span, "csv", from_log=True)
+    when = str(last) if first == last else f"{first}-{last}"
+    figures = {
+        r[3]: int(r[4]) for r in csv.reader(io.StringIO(live.decode())) if r[0] == unit.code and r[1] == when
+    }
+    # rows that are one figure of the set's query (not a sum, nor another query's)
+    plain = [r for r in outcome.readings if " " not in r.row.figure and demo.query_of(r.row) == demo.query]
+    assert plain and all(figures.get(r.row.figure, 0) == r.value for r in plain), [
+        (r.row.figure, r.value, figures.get(r.row.figure)) for r in plain
+    ]
