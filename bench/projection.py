@@ -40,6 +40,8 @@ from events.schema import (
     ModelUpdated,
     PledgeSigned,
     Recorded,
+    SafetyAssessed,
+    SafetyRegistered,
     SessionHeld,
     TipAssessed,
     TipReceived,
@@ -83,6 +85,7 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
     recent: list[Event] = []
     models: list[ModelEstablished] = []
     people: list[YouthEnrolled] = []
+    units: list[SafetyRegistered] = []
 
     def new_id() -> uuid.UUID:
         return uuid.UUID(int=rnd.getrandbits(128), version=4)
@@ -150,6 +153,8 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
                 outcome=rnd.choice(("successful", "successful", "unsuccessful", "referred")),
                 dispute="land",
             )
+        elif roll >= 0.985:  # the "An toàn về ANTT" standard: a registration, or an assessment of one
+            event = safety_event(rnd, new_id(), day, loc, units)
         elif roll >= 0.96:  # lifecycle entities: models and youth under management (stocks)
             event = lifecycle_event(rnd, new_id(), day, loc, models, people)
         elif roll >= 0.935:  # issue 10's plain types, cases naming a recent tip of their ward
@@ -178,7 +183,14 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
         out.append(event)
         if not isinstance(
             event,
-            EntryRetracted | ModelEstablished | ModelUpdated | ModelDissolved | YouthEnrolled | YouthReleased,
+            EntryRetracted
+            | ModelEstablished
+            | ModelUpdated
+            | ModelDissolved
+            | YouthEnrolled
+            | YouthReleased
+            | SafetyRegistered
+            | SafetyAssessed,
         ):
             recent.append(event)  # lifecycle events are not retracted here: their later updates would fail
             if len(recent) > 2000:
@@ -186,6 +198,35 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
         if len(open_tips) > 5000:
             open_tips.pop(0)
     return out
+
+
+def safety_event(
+    rnd: random.Random, event_id: uuid.UUID, day: dt.date, loc: Locality, units: list[SafetyRegistered]
+) -> Event:
+    """A unit registered for the standard of the day's year, or an assessment of a registration whose
+    assessment window (its year, up to 31 March of the next) holds the day."""
+    open_ = [u for u in units[-200:] if u.year == day.year or (u.year == day.year - 1 and day.month < 4)]
+    if open_ and rnd.random() < 0.5:
+        unit = rnd.choice(open_)
+        return SafetyAssessed(
+            event_id=event_id,
+            occurred_on=day,
+            locality=unit.locality,
+            unit_id=unit.unit_id,
+            unit_kind=unit.unit_kind,
+            year=unit.year,
+            achieved=rnd.random() < 0.8,
+        )
+    unit = SafetyRegistered(
+        event_id=event_id,
+        occurred_on=day,
+        locality=loc,
+        unit_id=uuid.UUID(int=rnd.getrandbits(128), version=4),
+        unit_kind=rnd.choice(("residential_area", "agency", "enterprise", "school")),
+        year=day.year,
+    )
+    units.append(unit)
+    return unit
 
 
 def lifecycle_event(
