@@ -131,7 +131,9 @@ def build_app(config: WebConfig) -> Starlette:
         v = data.view
         years = str(v.span.last) if v.span.single else f"{v.span.first}-{v.span.last}"
         name = f"antq-{v.kind}-{v.code}-{years}-{v.span.period}.{fmt}"
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        # HTML opens as a page (the download links carry the ``download`` attribute); the rest download
+        disposition = "inline" if fmt == "html" else "attachment"
+        headers = {"Content-Disposition": f'{disposition}; filename="{name}"'}
         return Response(body, media_type=MEDIA[fmt], headers=headers)
 
     async def country(request: Request) -> Response:
@@ -166,12 +168,12 @@ def build_app(config: WebConfig) -> Starlette:
 
     app = Starlette(
         routes=[
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
             Route("/", country),
             Route("/pre2025", country_pre),
             Route("/pre2025/{kind}/{code}", unit_pre),
             Route("/updates", updates),
             Route("/{kind}/{code}", unit),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
     )
