@@ -16,7 +16,9 @@ from services.audit.errors import AuditError
 from services.cli.errors import CliError
 from services.gateway.errors import GatewayError
 from services.query.errors import QueryError
+from services.report.errors import ReportError
 from services.sealer.errors import SealerError
+from services.web.errors import WebError
 
 ROOTS: dict[str, type[Exception]] = {
     "events": EventError,
@@ -26,7 +28,9 @@ ROOTS: dict[str, type[Exception]] = {
     "services.cli": CliError,
     "services.gateway": GatewayError,
     "services.query": QueryError,
+    "services.report": ReportError,
     "services.sealer": SealerError,
+    "services.web": WebError,
 }
 
 

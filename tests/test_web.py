@@ -4,10 +4,10 @@ gateway, and a download that opens. Screenshots of the main pages go to ``docs/s
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,9 @@ WAIT_MS = 10_000
 pytestmark = [
     pytest.mark.servers,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing: `make venv` installs it"),
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing: `make venv` installs it"
+    ),
 ]
 
 
@@ -78,7 +80,9 @@ class Dash:
 async def dash(
     stack: Stack, office: OfficeClient, query: QueryService, localities: Localities
 ) -> AsyncIterator[Dash]:
-    projector = Projector(nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities)
+    projector = Projector(
+        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+    )
     await projector.start()
     key = projector.update_key
     assert key is not None
@@ -169,12 +173,16 @@ async def test_pre_reform_view_province_district_commune(dash: Dash, page: Page)
     await page.wait_for_url("**/pre2025/district/046?**")
     assert await cell(page, "046", "sessions_held") == "1"
     assert await cell(page, "01471", "sessions_held") == "1"
-    assert await page.locator("#map circle").count() >= 10  # the district's communes at their successors' centre
+    assert (
+        await page.locator("#map circle").count() >= 10
+    )  # the district's communes at their successors' centre
     await shot(page, "pre2025-district")
 
 
 @pytest.mark.timeout(120)
-async def test_a_figure_changes_live_after_a_publish_through_the_gateway(dash: Dash, browser: Browser) -> None:
+async def test_a_figure_changes_live_after_a_publish_through_the_gateway(
+    dash: Dash, browser: Browser
+) -> None:
     await dash.record(f.session())
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     try:
@@ -194,13 +202,14 @@ async def test_a_figure_changes_live_after_a_publish_through_the_gateway(dash: D
         assert results[0].ok
         wait = "(c) => c && c.textContent === '2'"
         await ward.wait_for_function(
-            wait, arg=await ward.query_selector('#content [data-place="01447"][data-metric="sessions_held"]'),
+            wait,
+            arg=await ward.query_selector('#content [data-place="01447"][data-metric="sessions_held"]'),
             timeout=WAIT_MS,
         )
         for tab, place in ((reporting, "04"), (legacy, "046")):
             await tab.wait_for_function(
                 "(p) => { const c = document.querySelector("
-                "`#content [data-place=\"${p}\"][data-metric=\"sessions_held\"]`); return c && c.textContent === '"
+                '`#content [data-place="${p}"][data-metric="sessions_held"]`); return c && c.textContent === \''
                 + ("2" if place == "04" else "1")
                 + "'}",
                 arg=place,
@@ -227,7 +236,8 @@ async def test_downloads_open_as_the_report(dash: Dash, page: Page) -> None:
 
     async with page.expect_download() as csv_download:
         await page.locator(".downloads a", has_text="CSV").click()
-    rows = list(csv.DictReader(io.StringIO(Path(await (await csv_download.value).path()).read_text())))
+    saved = Path(await (await csv_download.value).path())
+    rows = list(csv.DictReader(io.StringIO(await asyncio.to_thread(saved.read_text, "utf-8"))))
     assert {"place": "04", "metric": "pledge_signatures", "value": "1546"}.items() <= next(
         r for r in rows if r["place"] == "04" and r["metric"] == "pledge_signatures" and r["year"] == "2018"
     ).items()
@@ -237,4 +247,3 @@ async def test_downloads_open_as_the_report(dash: Dash, page: Page) -> None:
     assert "Tỉnh Cao Bằng" in await page.locator("h1").inner_text()
     bad = await page.request.get(dash.url("/province/99?year=2018"))
     assert bad.status == 404 and (await bad.json())["error"]["path"] == "$.path"
-    _ = uuid
