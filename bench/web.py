@@ -3,7 +3,8 @@
 Starts embedded servers, preloads N realistic events (``bench.projection``: the same generator and preload)
 over wards of four provinces, projects them, starts the query service and the dashboard, then alternates, for
 ``--rounds`` rounds: the page ``/province/<P>?year=<Y>`` fetched over HTTP (its whole HTML: the province, the
-previous year, every ward, ten years for the chart), the same figures gathered without HTML
+previous year, every ward, ten years for the chart) cold (the figure cache emptied, as after an update of the
+province) and warm (kept: ``services/web/cache.py``), the same figures gathered without HTML
 (``services.web.gather.page_data``), and the raw query of the same run (one ``{"province", "year"}`` request to
 the query service over nats-py). Prints each median and the ratios. Not a timing assertion: the machine is shared.
 """
@@ -78,30 +79,40 @@ async def main(n: int, wards_n: int, rounds: int, provinces: list[str], year: in
                     path = f"/province/{province}?year={year}"
                     view = parse("province", province, "gso-2025", {"year": str(year)})
                     await http_get(host, port, path)  # warm-up: connections, caches, the localities
-                    page_ms, data_ms, raw_ms = [], [], []
+                    page_ms, warm_ms, data_ms, raw_ms = [], [], [], []
+                    cache = web.app.state.dashboard.cache
                     for _ in range(rounds):
+                        cache.clear()  # cold: as after an update of the province
                         t0 = time.perf_counter()
                         size = len(await http_get(host, port, path))
                         page_ms.append((time.perf_counter() - t0) * 1000)
+                        t0 = time.perf_counter()
+                        await http_get(host, port, path)  # kept until the feed brings an update of it
+                        warm_ms.append((time.perf_counter() - t0) * 1000)
                         t0 = time.perf_counter()
                         data = await page_data(ask, view, localities)
                         data_ms.append((time.perf_counter() - t0) * 1000)
                         t0 = time.perf_counter()
                         await ask({"province": province, "year": year})
                         raw_ms.append((time.perf_counter() - t0) * 1000)
-                    page, gathered, raw = (statistics.median(x) for x in (page_ms, data_ms, raw_ms))
+                    page, warm, gathered, raw = (
+                        statistics.median(x) for x in (page_ms, warm_ms, data_ms, raw_ms)
+                    )
                     requests = 2 + len(data.rows) + len(data.series)
                     print(
                         f"province {province} {year} ({len(data.rows)} wards, {requests} query requests, "
                         f"{size:,} bytes of HTML), median of {rounds} rounds:"
                     )
                     print(
-                        f"  page over HTTP: {page:.1f} ms (rounds: {', '.join(f'{x:.0f}' for x in page_ms)})"
+                        f"  page over HTTP, figures gathered (cold): {page:.1f} ms "
+                        f"(rounds: {', '.join(f'{x:.0f}' for x in page_ms)})"
                     )
+                    print(f"  page over HTTP, figures kept since the last update (warm): {warm:.1f} ms")
                     print(f"  its figures without HTML (page_data): {gathered:.1f} ms")
                     print(f"  raw query of the province (one request): {raw:.1f} ms")
                     print(
-                        f"  ratio page / raw query: {page / raw:.1f}; page / its figures: {page / gathered:.2f}"
+                        f"  ratio cold page / raw query: {page / raw:.1f}; warm page / raw query: "
+                        f"{warm / raw:.2f}; cold page / its figures: {page / gathered:.2f}"
                     )
             finally:
                 await web.stop()

@@ -31,6 +31,7 @@ from services.report.errors import ReportError, UnknownUnit
 from services.report.provenance import provenance
 from services.report.render import render
 from services.web import page
+from services.web.cache import FigureCache
 from services.web.errors import BadView, NotServed
 from services.web.gather import PageData, page_data
 from services.web.live import Hub
@@ -65,10 +66,21 @@ class Dashboard:
         self.config = config
         self.nc: Client | None = None
         self.hub: Hub | None = None
+        self.cache = FigureCache()
 
     async def start(self) -> None:
-        self.nc = await nats.connect(self.config.nats_url, **dict(self.config.nats_options))
-        self.hub = Hub(self.nc, self.config.update_key)
+        async def lost() -> (
+            None
+        ):  # updates may be missed while disconnected: figures kept are no longer known
+            self.cache.clear()
+
+        options: dict[str, Any] = {
+            **self.config.nats_options,
+            "disconnected_cb": lost,
+            "reconnected_cb": lost,
+        }
+        self.nc = await nats.connect(self.config.nats_url, **options)
+        self.hub = Hub(self.nc, self.config.update_key, on_update=self.cache.changed)
         await self.hub.start()
 
     async def stop(self) -> None:
@@ -82,8 +94,11 @@ class Dashboard:
         return await query_stats(self.nc, request, timeout=self.config.query_timeout_s)
 
     async def data(self, view: View) -> PageData:
+        localities = self.config.localities
+        wanted = page.live_provinces(view, localities)
+        provinces = None if wanted == "*" else frozenset(wanted.split(","))
         try:
-            return await page_data(self.ask, view, self.config.localities)
+            return await self.cache.get(view, provinces, lambda: page_data(self.ask, view, localities))
         except UnknownUnit as exc:
             raise BadView(str(exc), field="path", status=404) from None
         except QueryFailed as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from nats.aio.client import Client
@@ -47,8 +47,11 @@ class Watcher:
 
 
 class Hub:
-    def __init__(self, nc: Client, public_key: str | None) -> None:
+    def __init__(
+        self, nc: Client, public_key: str | None, on_update: Callable[[str], None] | None = None
+    ) -> None:
         self._nc = nc
+        self._on_update = on_update
         self._key = public_key
         self._watchers: set[Watcher] = set()
         self._sub: Subscription | None = None
@@ -93,6 +96,8 @@ class Hub:
             self.refused += 1
             return
         self.received += 1
+        if self._on_update is not None:
+            self._on_update(update.province)
         event = b"event: update\ndata: " + _encode.encode(update) + b"\n\n"
         for watcher in self._watchers:
             if watcher.provinces is None or update.province in watcher.provinces:
