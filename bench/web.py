@@ -3,7 +3,7 @@
 Starts embedded servers, preloads N realistic events (``bench.projection``: the same generator and preload)
 over wards of four provinces, projects them, starts the query service and the dashboard, then alternates, for
 ``--rounds`` rounds: the page ``/province/<P>?year=<Y>`` fetched over HTTP (its whole HTML: the province, the
-previous year, every ward, ten years for the chart) cold (the figure cache emptied, as after an update of the
+previous year, every ward (one request: ``"by": "ward"``), ten years for the chart) cold (the figure cache emptied, as after an update of the
 province) and warm (kept: ``services/web/cache.py``), the same figures gathered without HTML
 (``services.web.gather.page_data``), and the raw query of the same run (one ``{"province", "year"}`` request to
 the query service over nats-py). Prints each median and the ratios. Not a timing assertion: the machine is shared.
@@ -98,7 +98,7 @@ async def main(n: int, wards_n: int, rounds: int, provinces: list[str], year: in
                     page, warm, gathered, raw = (
                         statistics.median(x) for x in (page_ms, warm_ms, data_ms, raw_ms)
                     )
-                    requests = 2 + len(data.rows) + len(data.series)
+                    requests = 2 + len(data.series)  # the province with its wards, the year before, the chart
                     print(
                         f"province {province} {year} ({len(data.rows)} wards, {requests} query requests, "
                         f"{size:,} bytes of HTML), median of {rounds} rounds:"

@@ -12,7 +12,8 @@ from typing import Any
 import msgspec
 
 from events.localities import Localities
-from services.report.figures import Ask, Figures, gather_live
+from services.report.figures import Ask, Figures, WardFigures, gather_live
+from services.report.span import Span
 from services.report.unit import Unit, names_of
 from services.web import coords
 from services.web.coords import Point
@@ -131,6 +132,31 @@ async def country(ask: Ask, view: View, localities: Localities) -> PageData:
     )
 
 
+async def unit_figures(ask: Ask, unit: Unit, span: Span, localities: Localities) -> Figures:
+    """The report's figures of a unit. A 2025 province: its wards in the same request (``"by": "ward"``),
+    so three requests in all instead of one per ward; other units as the report gathers them."""
+    if unit.scheme != "gso-2025" or unit.kind != "province":
+        return await gather_live(ask, unit, span, localities)
+    names = names_of(unit, localities)
+    place = unit.query_place()
+    current, previous = await ask_all(
+        ask, [{**place, **span.request(), "by": "ward"}, {**place, **span.previous().request()}]
+    )
+    by_ward: dict[str, dict[str, int]] = current["by_ward"]
+    return Figures(
+        unit=unit,
+        names=names,
+        span=span,
+        current=current["metrics"],
+        previous=previous["metrics"],
+        wards=tuple(WardFigures(code=code, name=name, metrics=by_ward[code]) for code, name in names.wards),
+        as_of_seq=int(current["as_of_seq"]),
+        fold_version=int(current["fold_version"]),
+        stale=bool(current["stale"]) or bool(previous["stale"]),
+        source="read_model",
+    )
+
+
 def _chart_years(view: View) -> list[int]:
     last = view.span.last
     newest = REFORM_YEAR - 1 if view.pre2025 else last
@@ -173,7 +199,7 @@ async def unit_page(ask: Ask, view: View, localities: Localities) -> PageData:
     years = _chart_years(view)
     chart_requests = [{**place, "year": y, "period": view.span.period} for y in years]
     figures, chart = await asyncio.gather(
-        gather_live(ask, unit, view.span, localities), ask_all(ask, chart_requests)
+        unit_figures(ask, unit, view.span, localities), ask_all(ask, chart_requests)
     )
     below = unit.below
     rows = tuple(
