@@ -29,11 +29,11 @@ def _fit(points: Sequence[Point]) -> Callable[[Point], tuple[float, float]]:
     span_x = max((max(lons) - min(lons)) * mid, 0.05)
     span_y = max(max(lats) - min(lats), 0.05)
     scale = min((WIDTH - 2 * PAD) / span_x, (HEIGHT - 2 * PAD) / span_y)
-    x0 = (WIDTH - span_x * scale) / 2
-    y0 = (HEIGHT - span_y * scale) / 2
+    mid_lat = (min(lats) + max(lats)) / 2
+    mid_lon = (min(lons) + max(lons)) / 2
 
-    def project(p: Point) -> tuple[float, float]:
-        return x0 + (p[1] - min(lons)) * mid * scale, y0 + (max(lats) - p[0]) * scale
+    def project(p: Point) -> tuple[float, float]:  # centred: a single point sits in the middle
+        return WIDTH / 2 + (p[1] - mid_lon) * mid * scale, HEIGHT / 2 - (p[0] - mid_lat) * scale
 
     return project
 
