@@ -22,32 +22,34 @@ PAD = 24
 MAX_R = 22.0
 
 
-def _fit(points: Sequence[Point]) -> Callable[[Point], tuple[float, float]]:
+def _fit(points: Sequence[Point]) -> tuple[Callable[[Point], tuple[float, float]], float]:
+    """The projection of the points into the map's width, and the height they need (at most ``HEIGHT``)."""
     lats = [p[0] for p in points]
     lons = [p[1] for p in points]
     mid = math.cos(math.radians((min(lats) + max(lats)) / 2))
     span_x = max((max(lons) - min(lons)) * mid, 0.05)
     span_y = max(max(lats) - min(lats), 0.05)
     scale = min((WIDTH - 2 * PAD) / span_x, (HEIGHT - 2 * PAD) / span_y)
+    height = max(min(HEIGHT, span_y * scale + 2 * PAD + 2 * MAX_R), 160.0)
     mid_lat = (min(lats) + max(lats)) / 2
     mid_lon = (min(lons) + max(lons)) / 2
 
     def project(p: Point) -> tuple[float, float]:  # centred: a single point sits in the middle
-        return WIDTH / 2 + (p[1] - mid_lon) * mid * scale, HEIGHT / 2 - (p[0] - mid_lat) * scale
+        return WIDTH / 2 + (p[1] - mid_lon) * mid * scale, height / 2 - (p[0] - mid_lat) * scale
 
-    return project
+    return project, height
 
 
 def map_svg(units: Sequence[Labelled], metric: str, title: str, fmt: Callable[[int], str]) -> str:
     placed = [u for u in units if u[2] is not None]
+    project, height = _fit([u[2] for u in placed if u[2] is not None]) if placed else (None, float(HEIGHT))
     out = [
-        f'<svg id="map" class="map" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
+        f'<svg id="map" class="map" viewBox="0 0 {WIDTH} {height:.0f}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg" data-metric="{escape(metric)}">',
         f"<title>{escape(title)}</title>",
-        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" class="sea"/>',
+        f'<rect x="0" y="0" width="{WIDTH}" height="{height:.0f}" class="sea"/>',
     ]
-    if placed:
-        project = _fit([u[2] for u in placed if u[2] is not None])
+    if project is not None:
         top = max((u[3] for u in placed), default=0)
         for code, name, point, value, link in sorted(placed, key=lambda u: -u[3]):
             assert point is not None
