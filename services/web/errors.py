@@ -10,8 +10,6 @@ class WebError(Exception):
 class BadView(WebError):
     """A URL that names no view: an unknown unit, a bad year, period, metric or format (HTTP 400/404)."""
 
-    status = 400
-
     def __init__(self, message: str, *, field: str, status: int = 400) -> None:
         super().__init__(message)
         self.field = field
@@ -20,7 +18,3 @@ class BadView(WebError):
 
 class NotServed(WebError):
     """The query service did not answer (HTTP 503): the stack is down or busy."""
-
-
-class WebConfigError(WebError):
-    """A setting the dashboard cannot start with."""
