@@ -49,6 +49,8 @@ class StatsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     fold_version: int
     approximate: dict[str, int] = {}
     """The approximate part of ``metrics`` (``projections.metrics.approximate``)."""
+    by_ward: dict[str, dict[str, int]] | None = None
+    """With ``read_stats(by_ward=True)``: each ward's own figures, from the same snapshot."""
 
 
 class StatsUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -488,7 +490,11 @@ def _check_period(period: str) -> None:
 
 
 async def _snapshot(
-    conn: asyncpg.Connection, sums_sql: str, *args: Any, pause: Pause | None = None
+    conn: asyncpg.Connection,
+    sums_sql: str,
+    *args: Any,
+    pause: Pause | None = None,
+    by_ward_sql: str | None = None,
 ) -> StatsSnapshot:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await hold_copies(conn)
@@ -498,13 +504,21 @@ async def _snapshot(
         if pause is not None:
             await pause()  # test hook: hold a query between the pointer and the figures
         rows = await conn.fetch(sums_sql, head["copy"], *args)
+        ward_rows = await conn.fetch(by_ward_sql, head["copy"], *args) if by_ward_sql is not None else None
     sums = {r["metric"]: int(r["value"]) for r in rows}
+    by_ward: dict[str, dict[str, int]] | None = None
+    if ward_rows is not None:
+        raw: dict[str, dict[str, int]] = {ward: {} for ward in args[-1]}
+        for r in ward_rows:
+            raw[r["ward"]][r["metric"]] = int(r["value"])
+        by_ward = {ward: complete(figures) for ward, figures in raw.items()}
     return StatsSnapshot(
         metrics=complete(sums),
         approximate=approximate(sums),
         as_of_seq=head["seq"] or 0,
         stale=head["halted"] is not None,
         fold_version=head["fold_version"] or FOLD_VERSION,
+        by_ward=by_ward,
     )
 
 
@@ -522,9 +536,11 @@ async def read_stats(
     period: str,
     from_year: int | None = None,
     pause: Pause | None = None,
+    by_ward: bool = False,
 ) -> StatsSnapshot:
     """The sum of the figures of ``wards`` (2025 codes) for ``year`` of ``period`` ('calendar'|'reporting'),
-    or over the years ``from_year`` to ``year``: flows summed over them, stocks as they stand at the end."""
+    or over the years ``from_year`` to ``year``: flows summed over them, stocks as they stand at the end.
+    ``by_ward``: each ward's own figures too, read in the same snapshot (one statement for all of them)."""
     _check_period(period)
     return await _snapshot(
         conn,
@@ -536,6 +552,10 @@ async def read_stats(
         _STOCKS,
         list(wards),
         pause=pause,
+        by_ward_sql=f"""SELECT ward, metric, sum(value) AS value FROM stats
+           WHERE copy = $1 AND period = $2 AND {_IN_YEARS} AND ward = ANY($6::text[]) GROUP BY ward, metric"""
+        if by_ward
+        else None,
     )
 
 

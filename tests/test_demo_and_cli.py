@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import asyncpg
 import pytest
@@ -72,6 +73,10 @@ def test_dev_up_prints_urls_and_stops_on_sigterm(servers: Servers, tmp_path: obj
         assert urls["nats_url"].startswith("nats://127.0.0.1:")
         assert urls["database_url"].startswith("postgresql://")
         assert urls["credentials_dir"] == str(tmp_path / "credentials")  # type: ignore[operator]
+        # the dashboard, reading as the read-only `web` identity of the secure stack
+        assert urls["web_url"].startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(urls["web_url"] + "/ward/01447?year=2018", timeout=30) as page:
+            assert page.status == 200 and "Xã Trà Lĩnh" in page.read().decode()
         as_us = {
             **os.environ,
             "ANTQ_NATS_URL": urls["nats_url"],

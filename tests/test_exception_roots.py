@@ -18,6 +18,7 @@ from services.gateway.errors import GatewayError
 from services.query.errors import QueryError
 from services.report.errors import ReportError
 from services.sealer.errors import SealerError
+from services.web.errors import WebError
 
 ROOTS: dict[str, type[Exception]] = {
     "events": EventError,
@@ -29,6 +30,7 @@ ROOTS: dict[str, type[Exception]] = {
     "services.query": QueryError,
     "services.report": ReportError,
     "services.sealer": SealerError,
+    "services.web": WebError,
 }
 
 

@@ -77,6 +77,25 @@ async def test_ward_province_and_ward_list_sums_with_read_your_writes(
         assert province["metrics"]["session_attendance"] == 30
         assert province["metrics"]["pledge_signatures"] == 3
         assert province["metrics"]["sessions_held.commune"] == 2
+        assert "by_ward" not in province  # only when asked
+        # every ward of the province in one request, at the same sequence (the dashboard's province page)
+        by_ward = await ask(stack, {"province": "04", "year": 2018, "by": "ward"})
+        assert by_ward["metrics"] == province["metrics"]
+        assert by_ward["as_of_seq"] == province["as_of_seq"]
+        assert sorted(by_ward["by_ward"]) == list(localities.wards_of("04"))
+        for code, metrics in by_ward["by_ward"].items():
+            alone = (
+                await ask(stack, {"ward": code, "year": 2018})
+                if code in ("01447", "01456", "01465")
+                else None
+            )
+            assert metrics == (alone["metrics"] if alone else dict.fromkeys(BASE_METRICS, 0)), code
+        summed = {m: sum(w.get(m, 0) for w in by_ward["by_ward"].values()) for m in province["metrics"]}
+        assert summed == province["metrics"]
+        ranged = await ask(
+            stack, {"wards": ["01447", "01456"], "from_year": 2018, "to_year": 2019, "by": "ward"}
+        )
+        assert ranged["by_ward"]["01456"]["session_attendance"] == 20
     finally:
         await projector.stop()
 
@@ -101,6 +120,8 @@ async def test_ward_province_and_ward_list_sums_with_read_your_writes(
         ({"ward": "01447\n", "year": 2018}, "bad_request", "$.ward"),  # `$` in a pattern matches before \n
         ({"province": "04\n", "year": 2018}, "bad_request", "$.province"),
         ({"wards": ["01447", "01456\n"], "year": 2018}, "bad_request", "$.wards[1]"),
+        ({"province": "04", "year": 2018, "by": "district"}, "bad_request", "$.by"),
+        ({"scheme": "gso-pre2025", "district": "046", "year": 2018, "by": "ward"}, "bad_request", "$.by"),
     ],
 )
 async def test_query_errors(

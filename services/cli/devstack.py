@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -39,6 +40,7 @@ from services.query.app import QueryConfig, QueryService
 from services.query.telemetry import query_registry
 from services.sealer.app import build_sealer
 from services.sealer.telemetry import sealer_registry
+from services.web.app import WebConfig, WebServer
 
 DEMO_OFFICES = Path(__file__).resolve().parent.parent / "demo" / "offices.toml"
 CREDENTIALS = "credentials"
@@ -133,13 +135,17 @@ async def prepare(
 
 
 @contextlib.asynccontextmanager
-async def running_services(urls: StackUrls, settings: Settings, offices: Path) -> AsyncIterator[None]:
+async def running_services(
+    urls: StackUrls, settings: Settings, offices: Path, *, web: bool = False
+) -> AsyncIterator[str | None]:
     """Gateway, projection, query service and sealer, in this process, for as long as the context lasts.
 
     On the secure stack (``urls.credentials_dir``) each connects as its own identity and its own PostgreSQL
     role; the streams are created by the admin. On the open stack all connect as the one identity of the
     settings (ANTQ_NATS_NKEY_SEED_FILE or ANTQ_NATS_CREDS), if any, with the owner's database URL. With
-    ANTQ_QUERY_METRICS_PORT / ANTQ_SEALER_METRICS_PORT the query service's and the sealer's metrics are served."""
+    ANTQ_QUERY_METRICS_PORT / ANTQ_SEALER_METRICS_PORT the query service's and the sealer's metrics are served.
+    With ``web``, the dashboard too (``services/web``, as the ``web`` identity, on 127.0.0.1:ANTQ_WEB_PORT or
+    8700, else a free port); yields its URL (None without ``web``)."""
     localities = Localities.load()
     limits = StreamLimits(dedup_window_s=settings.dedup_window_s)
     await prepare(urls, limits, urls.nats_options(settings, "admin"))
@@ -162,11 +168,13 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
             nats_options=urls.nats_options(settings, "query"),
         )
     )
+    update_key = resolve_update_key(settings.update_key_file, urls.data_dir)
+    projector_key = update_key.public_key
     projector = Projector(
         nats_url=urls.nats_url,
         database_url=urls.service_database_url("projector"),
         nats_options=urls.nats_options(settings, "projector"),
-        update_key=resolve_update_key(settings.update_key_file, urls.data_dir),
+        update_key=update_key,
     )
     sealer = build_sealer(
         urls.settings_of(settings, "sealer"),
@@ -182,8 +190,26 @@ async def running_services(urls: StackUrls, settings: Settings, offices: Path) -
         async with gateway.app, query.app:
             await projector.start()
             await sealer.start()
+            dashboard = await start_web(urls, settings, projector_key) if web else None
             try:
-                yield
+                yield dashboard.url if dashboard is not None else None
             finally:
+                if dashboard is not None:
+                    await dashboard.stop()
                 await sealer.stop()
                 await projector.stop()
+
+
+async def start_web(urls: StackUrls, settings: Settings, update_key: str) -> WebServer:
+    """The dashboard of the development stack, reading as the ``web`` identity, updates checked against the
+    projection's key."""
+    config = WebConfig(
+        nats_url=urls.nats_url, nats_options=urls.nats_options(settings, "web"), update_key=update_key
+    )
+    port = int(os.environ.get("ANTQ_WEB_PORT") or 8700)
+    try:
+        server = WebServer(config, "127.0.0.1", port)
+    except OSError:  # taken: any free port (the ready line says which)
+        server = WebServer(config, "127.0.0.1", 0)
+    await server.start()
+    return server

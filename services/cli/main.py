@@ -183,11 +183,12 @@ def dev_up(
         with embedded_servers(
             settings, data_dir or settings.data_dir, secure=secure, offices=registry
         ) as urls:
-            async with running_services(urls, settings, registry):
+            async with running_services(urls, settings, registry, web=True) as web_url:
                 ready = {
                     "nats_url": urls.nats_url,
                     "database_url": urls.database_url,
                     "credentials_dir": str(urls.credentials_dir) if urls.credentials_dir else None,
+                    "web_url": web_url,
                 }
                 print(msgspec.json.encode(ready).decode(), flush=True)
                 await stop.wait()

@@ -225,13 +225,21 @@ class StatsQueries:
             commune=query.commune,
             district=query.district,
             approximate=snapshot.approximate or None,
+            by_ward=snapshot.by_ward,
         )
 
     async def _read(self, wards: list[str], query: StatsQuery) -> StatsSnapshot:
         async with self._pool.acquire() as conn:
             connection = cast(asyncpg.Connection, conn)  # a pooled connection proxies a Connection
             first, last = years_of(query)
-            return await read_stats(connection, wards=wards, year=last, from_year=first, period=query.period)
+            return await read_stats(
+                connection,
+                wards=wards,
+                year=last,
+                from_year=first,
+                period=query.period,
+                by_ward=query.by == "ward",
+            )
 
 
 class _CodeOnly(msgspec.Struct, frozen=True, kw_only=True):

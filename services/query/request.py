@@ -42,6 +42,9 @@ class StatsQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     period: Period = "calendar"
     min_seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] | None = None
     timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
+    by: Literal["ward"] | None = None
+    """``"ward"``: the reply also carries ``by_ward``, each 2025 ward's own figures (a province's wards in one
+    request, at the same ``as_of_seq``); 2025 units only."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +76,8 @@ class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     approximate: dict[str, int] | None = None
     """The part of ``metrics`` that is approximate (split pre-2025 communes resolved to their default 2025
     ward); left out when every figure is exact."""
+    by_ward: dict[str, dict[str, int]] | None = None
+    """With ``"by": "ward"``: each ward's figures (every base metric, breakdowns when non-zero), by code."""
 
 
 _decoder = msgspec.json.Decoder(StatsQuery)
@@ -120,6 +125,8 @@ def parse_query(body: bytes) -> StatsQuery:
     elif query.from_year > query.to_year:
         raise BadRequest(f"`from_year` {query.from_year} is after `to_year` {query.to_year}", "$.from_year")
     if query.scheme == LEGACY_SCHEME:
+        if query.by is not None:
+            raise BadRequest('`by` lists 2025 wards: a gso-pre2025 query has no "by"', "$.by")
         for name in ("ward", "wards"):
             if getattr(query, name) is not None:
                 raise BadRequest(
