@@ -631,20 +631,27 @@ class _Folder:
         self.set_entity(life, key, before, after)
         self._written[event.event_id.int | EVENT_BIT] = EntityLink(entity=key_bytes(key), mark=mark)
 
-    def _entity_of(self, link: EntityLink, seq: int, event: Event) -> tuple[Lifecycle, Key, EntityState]:
+    def _entity_of(
+        self, link: EntityLink, mark_id: bytes, seq: int, event: Event
+    ) -> tuple[Lifecycle, Key, EntityState] | None:
+        """The entity of a version's mark, or None when the mark is of an earlier entity of this id (its
+        creation retracted, the id used again, maybe in another ward): nothing of the present one changes."""
         key = key_of(link.entity)
         state = self.get(key)
         if not isinstance(state, EntityState):
             raise UnknownEntity("the entry's entity is unknown", seq=seq, event_id=event.event_id)
+        if not any(m[0] == mark_id for m in state.marks):
+            return None
         if _other_ward(state.ward, state.units, event):
             raise WardMismatch(f"the entry is in ward {state.ward}", seq=seq, event_id=event.event_id)
         return _LIFE_BY_STATE[key >> STATE_SHIFT], key, state
 
     def _retract_mark(self, seq: int, event: Event, link: EntityLink) -> None:
-        life, key, state = self._entity_of(link, seq, event)
         mark_id = link.mark[0]
-        if not any(m[0] == mark_id for m in state.marks):
+        found = self._entity_of(link, mark_id, seq, event)
+        if found is None:
             return  # an event of an earlier entity of this id (its creation retracted, the id used again)
+        life, key, state = found
         if link.mark[1] == CREATES:
             marks: tuple[Mark, ...] = ()  # the entity is gone, its id freed
         else:
@@ -784,9 +791,10 @@ class _Folder:
                 raise UnknownTarget(
                     "a correction must keep its target's type and entity", seq=seq, event_id=event.event_id
                 )
-            life, key, state = self._entity_of(old, seq, event)
-            if not any(m[0] == old_id for m in state.marks):
+            found = self._entity_of(old, old_id, seq, event)
+            if found is None:
                 return  # an event of an earlier entity of this id
+            life, key, state = found
             marks = tuple(new.mark if m[0] == old_id else m for m in state.marks)
             self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
             return

@@ -135,3 +135,54 @@ def test_a_pre2025_tip_and_the_case_naming_it_count_source_and_lead_under_its_un
             assert figures[("calendar", where, 2018, metric)] == 1, (where, metric)
     _, deltas = folds.fold({}, recorded([tip, case, _retract(case)]))
     assert not any(k[3] == "tips_leading_to_cases" for k in folds.by_period(deltas))
+
+
+def test_retracting_an_event_of_an_earlier_entity_of_the_same_id_in_another_ward_changes_nothing() -> None:
+    """A unit's registration retracted (its id freed) and made again in another ward: retracting the first
+    registration's assessment speaks of the earlier entity, never halts on the new one's ward (found by
+    hypothesis in CI)."""
+    import datetime as dt
+    import uuid
+
+    from events.schema import EntryRetracted, Locality, SafetyAssessed, SafetyRegistered
+    from tests.test_fold_model import recorded, reference
+
+    unit = uuid.uuid4()
+    first = SafetyRegistered(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2017, 1, 10),
+        locality=Locality(ward="01447"),
+        unit_id=unit,
+        unit_kind="commune",
+        year=2017,
+    )
+    assessed = SafetyAssessed(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2017, 6, 1),
+        locality=first.locality,
+        unit_id=unit,
+        unit_kind="commune",
+        year=2017,
+        achieved=True,
+    )
+
+    def retract(target: SafetyRegistered | SafetyAssessed) -> EntryRetracted:
+        return EntryRetracted(
+            event_id=uuid.uuid4(),
+            occurred_on=dt.date(2018, 6, 1),
+            locality=target.locality,
+            target_event_id=target.event_id,
+            reason="entered twice",
+        )
+
+    again = SafetyRegistered(
+        event_id=uuid.uuid4(),
+        occurred_on=dt.date(2017, 1, 10),
+        locality=Locality(ward="01273"),
+        unit_id=unit,
+        unit_kind="commune",
+        year=2017,
+    )
+    events: list[folds.Event] = [first, assessed, retract(first), again, retract(assessed)]
+    _, deltas = folds.fold({}, recorded(events))
+    assert folds.by_period(deltas) == reference(events)

@@ -35,7 +35,7 @@ def test_numbers_and_dates_are_written_the_vietnamese_way() -> None:
         Span(first=2019, last=2014)
 
 
-def test_units_carry_their_official_names_and_pre_reform_units_wait_for_the_query() -> None:
+def test_units_carry_their_official_names_and_pre_reform_units_are_asked_as_recorded() -> None:
     localities = Localities.load()
     ward = names_of(Unit(kind="ward", code="01447"), localities)
     assert vi.unit_title(ward) == "Xã Trà Lĩnh, tỉnh Cao Bằng"
@@ -46,8 +46,11 @@ def test_units_carry_their_official_names_and_pre_reform_units_wait_for_the_quer
         names_of(Unit(kind="ward", code="99999"), localities)
     district = Unit(scheme="gso-pre2025", kind="district", code="046")
     assert district.cli_flags() == "--scheme gso-pre2025 --district 046"
-    with pytest.raises(UnsupportedUnit, match="pre-2025"):
-        district.query_place()
+    assert district.query_place() == {"scheme": "gso-pre2025", "district": "046"}
+    assert vi.unit_title(names_of(district, localities)) == "Huyện Trà Lĩnh, tỉnh Cao Bằng"
+    assert district.sub_place("01471") == {"scheme": "gso-pre2025", "commune": "01471"}
+    with pytest.raises(UnsupportedUnit, match="2025 unit"):
+        Unit(scheme="gso-pre2025", kind="ward", code="01447").query_place()
 
 
 def test_a_sentence_only_for_the_figures_present() -> None:

@@ -989,7 +989,7 @@ def test_antq_demo_runs_on_the_secure_stack(data_root: Path) -> None:
     data = data_root / "demo"
     result = antq_cli("demo", env={"ANTQ_DATA_DIR": str(data)})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "every figure matches the article" in result.stdout
+    assert "every figure satisfies the article" in result.stdout
     assert "WARNING" not in result.stderr
     assert {"office-bcd-tra-linh-cu.nk", "reader.nk", "auth.conf"} <= set(names_in(data / "credentials"))
 
