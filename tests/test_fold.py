@@ -183,6 +183,6 @@ def test_retracting_an_event_of_an_earlier_entity_of_the_same_id_in_another_ward
         unit_kind="commune",
         year=2017,
     )
-    events: list[folds.Event] = [first, assessed, retract(first), again, retract(assessed)]
+    events: list[Event] = [first, assessed, retract(first), again, retract(assessed)]
     _, deltas = folds.fold({}, recorded(events))
     assert folds.by_period(deltas) == reference(events)
