@@ -437,3 +437,25 @@ async def test_a_model_set_up_under_a_pre2025_commune_stands_in_its_ward_and_uni
         stack, {"scheme": "gso-pre2025", "district": "199", "from_year": 2014, "to_year": 2018}
     )
     assert ranged["metrics"]["models_active"] == 1  # a stock stands at the range's end
+
+
+async def test_the_report_marks_approximate_figures_live_and_from_the_log(
+    stack: Stack, gateway: Gateway, projector: Projector, query: object
+) -> None:
+    """Issue 11: a split pre-2025 commune recorded without its 2025 ward counts in its default ward, and the
+    report of that ward marks the figure approximate (≈ N), the same from the log alone."""
+    from infra.settings import Settings
+    from services.cli.report_cmd import make_report
+    from services.report.span import Span
+    from services.report.unit import Unit
+
+    _, seq = await accepted(stack, "ca-quang-ninh", [session(HAI_LANG, attendance=30), session(HAI_LANG)])
+    await folded(stack, seq)
+    settings = Settings(nats_url=stack.servers.nats_url, database_url=stack.database_url)
+    ward, span = Unit(kind="ward", code="06886"), Span(first=2018, last=2018)
+    live = (await make_report(settings, ward, span, "md")).decode()
+    assert "(≈ 2)" in live and "(≈ 70)" in live and "số ước tính" in live
+    logged = (await make_report(settings, ward, span, "md", from_log=True)).decode()
+    assert [line for line in live.splitlines() if "≈" in line] == [
+        line for line in logged.splitlines() if "≈" in line
+    ]

@@ -50,6 +50,12 @@ STOCK_NOTE = (
 )
 
 
+APPROXIMATE_NOTE = (
+    " (≈ N) trong số đó N là số ước tính: ghi nhận theo xã cũ (trước 1/7/2025) đã chia cho nhiều xã, phường mới mà"
+    " không nêu xã, phường mới, nên được tính vào đơn vị mặc định."
+)
+
+
 def _ordered_metrics(*replies: dict[str, int]) -> list[str]:
     """Each base metric followed by its breakdowns present in any of the replies (known ones in label order)."""
     out: list[str] = []
@@ -72,6 +78,8 @@ def figures_table(f: Figures) -> Table:
     for name in _ordered_metrics(f.current, f.previous):
         now, before = f.current.get(name, 0), f.previous.get(name, 0)
         text = vi.label(name) + (" (*)" if name in stocks else "")
+        if f.approximate.get(name):
+            text += f" (≈ {vi.number(f.approximate[name])})"
         rows.append((text, name, now, before, now - before))
     span, previous = f.span, f.span.previous()
     return Table(
@@ -80,7 +88,7 @@ def figures_table(f: Figures) -> Table:
         headers=("Chỉ tiêu", "Mã", vi.span_short(span), vi.span_short(previous), "Tăng/giảm"),
         kinds=("text", "text", "number", "number", "change"),
         rows=tuple(rows),
-        note=STOCK_NOTE,
+        note=STOCK_NOTE + (APPROXIMATE_NOTE if f.approximate else ""),
     )
 
 

@@ -46,6 +46,9 @@ class Figures(msgspec.Struct, frozen=True, kw_only=True):
     fold_version: int
     stale: bool
     source: Source
+    approximate: dict[str, int] = {}
+    """The parts of ``current`` that are approximate (pre-2025 communes split over several 2025 wards,
+    recorded without the ward: counted in the default one), marked in the tables."""
 
 
 async def gather_live(ask: Ask, unit: Unit, span: Span, localities: Localities) -> Figures:
@@ -75,6 +78,7 @@ async def gather_live(ask: Ask, unit: Unit, span: Span, localities: Localities) 
                 names=names,
                 span=span,
                 current=current["metrics"],
+                approximate=dict(current.get("approximate") or {}),
                 previous=previous["metrics"],
                 wards=tuple(
                     WardFigures(code=code, name=name, metrics=reply["metrics"])
@@ -104,10 +108,16 @@ def from_replay(result: ReplayResult, unit: Unit, span: Span, localities: Locali
             wards=wards, year=s.last, period=s.period, from_year=None if s.single else s.first
         )
 
+    from projections.metrics import approximate
+
+    sums = folded.sums(
+        wards=result.wards, year=span.last, period=span.period, from_year=None if span.single else span.first
+    )
     return Figures(
         unit=unit,
         names=names,
         span=span,
+        approximate=approximate(sums),
         current=metrics(result.wards, span),
         previous=metrics(result.wards, span.previous()),
         wards=tuple(
