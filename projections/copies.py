@@ -7,6 +7,7 @@ from typing import Final
 import asyncpg
 
 from events.catalogue import stock_metrics
+from projections.places import is_unit_key
 from projections.store import NAME, Checkpoint, this_year, write_updates
 
 _REBUILD_LOCK_CLASS: Final = 0x414E5452  # 'ANTR': one rebuild per projection at a time
@@ -68,7 +69,7 @@ async def switch_active(
     )
     pairs: dict[tuple[str, int], str] = {}
     for r in changed:
-        if r["ward"].startswith("pre2025:"):
+        if is_unit_key(r["ward"]):
             continue  # figures by unit as recorded before the reform: not on the update feed
         # a stock that changed in a year changes what stands in every later year, up to the current one
         last = max(r["year"], this_year()) if r["stock"] else r["year"]

@@ -7,6 +7,7 @@ the checkpoint, in one REPEATABLE READ snapshot.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -21,15 +22,13 @@ from projections.errors import ProjectionError
 from projections.folds import Figures, Key, StateUpdate, Value, decode_value, encode_value, key_bytes, key_of
 from projections.metrics import APPROXIMATE, FOLD_VERSION, approximate, complete
 from projections.periods import CALENDAR, PERIODS, Period
-from projections.places import UNIT_PREFIX
+from projections.places import is_unit_key
 
 NAME: Final = "stats"
 _STOCKS: Final = sorted({*stock_metrics(), *(APPROXIMATE + name for name in stock_metrics())})
 """Stock metrics, and their approximate parts (``~<metric>``, ``projections.places``): both stored as each
 year's change and read as what stands at a year's end."""
 _STOCK_SET: Final = frozenset(_STOCKS)
-_NOT_PUBLISHED: Final = UNIT_PREFIX
-"""Figures kept by a unit as recorded before the 2025 reform: the update feed carries 2025 wards only."""
 Figures2: TypeAlias = dict[tuple[str, int], dict[str, int]]
 """Figures of (ward, year) pairs: metric → value."""
 _LOCK_CLASS: Final = 0x414E5453  # 'ANTS': one runner per (projection, copy)
@@ -249,14 +248,33 @@ async def _stock_rows(conn: asyncpg.Connection, copy: int, wards: Collection[str
 
 
 def _standing(rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[str, StockRows]) -> Figures2:
-    """The figures of each (ward, year): its flows, and its stocks as they stand at the year's end."""
+    """The figures of each (ward, year): its flows, and its stocks as they stand at the year's end.
+
+    Each ward's stock changes are summed once, in year order; a (ward, year) then takes the running sums of
+    the last year at or before it (a stock in an old year changes many later ward-years at once)."""
+    running: dict[str, tuple[list[int], list[dict[str, int]]]] = {}
+    for ward in {w for w, _ in rows}:
+        changes = stocks.get(ward)
+        if not changes:
+            continue
+        years: list[int] = []
+        sums: list[dict[str, int]] = []
+        acc: dict[str, int] = {}
+        for y in sorted(changes):
+            for metric, change in changes[y].items():
+                acc[metric] = acc.get(metric, 0) + change
+            years.append(y)
+            sums.append({m: v for m, v in acc.items() if v})
+        running[ward] = (years, sums)
     out: Figures2 = {}
     for (ward, year), values in rows.items():
         figures = {m: v for m, v in values.items() if m not in _STOCK_SET}
-        for y, changes in stocks.get(ward, {}).items():
-            if y <= year:
-                for metric, change in changes.items():
-                    figures[metric] = figures.get(metric, 0) + change
+        found = running.get(ward)
+        if found is not None:
+            at = bisect.bisect_right(found[0], year)
+            if at:
+                for metric, value in found[1][at - 1].items():
+                    figures[metric] = figures.get(metric, 0) + value
         out[(ward, year)] = figures
     return out
 
@@ -290,7 +308,7 @@ class CalendarCache:
         pairs: set[tuple[str, int]] = set()
         now = self._year_now()
         for (period, ward, year, metric), _v in deltas.items():
-            if period != CALENDAR or ward.startswith(_NOT_PUBLISHED):
+            if period != CALENDAR or is_unit_key(ward):  # the feed carries 2025 wards only
                 continue
             if metric in _STOCK_SET:
                 pairs.update((ward, y) for y in range(year, max(year, now) + 1))
