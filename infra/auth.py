@@ -44,6 +44,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import nkeys
@@ -60,6 +61,7 @@ from events.subjects import (
 from infra.errors import InfraError
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+from infra.tls import TlsError, client_context
 
 SECRET_MODE = 0o600
 SERVER_CONF = "auth.conf"
@@ -605,18 +607,27 @@ def _read_seed(seed_file: Path) -> bytes:
         raise AuthError(f"cannot read the nkey seed file {seed_file}: {exc.strerror}") from None
 
 
-def nats_connect_options(settings: Settings) -> dict[str, str]:
-    """Keyword arguments for ``nats.connect``: the nkey seed and its private inbox, or a ``.creds`` file.
+def nats_connect_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect``: the nkey seed and its private inbox, or a ``.creds`` file; and
+    ``tls``, an ``ssl.SSLContext``, when ANTQ_NATS_TLS_CA (and ANTQ_NATS_TLS_CERT/KEY) are set.
 
     The seed is ANTQ_NATS_NKEY_SEED_FILE, else the process's identity in ANTQ_CREDENTIALS_DIR
-    (``Settings.seed_file``)."""
+    (``Settings.seed_file``). Every value is a string but ``tls``."""
+    options: dict[str, Any] = {}
     seed_file = settings.seed_file
     if seed_file is not None:
         public = public_key_of(_read_seed(seed_file))
-        return {"nkeys_seed": str(seed_file), "inbox_prefix": inbox_prefix(public)}
-    if settings.nats_creds is not None:
-        return {"user_credentials": str(settings.nats_creds)}
-    return {}
+        options = {"nkeys_seed": str(seed_file), "inbox_prefix": inbox_prefix(public)}
+    elif settings.nats_creds is not None:
+        options = {"user_credentials": str(settings.nats_creds)}
+    if settings.nats_tls_ca is not None or settings.nats_tls_cert is not None:
+        try:
+            options["tls"] = client_context(
+                settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key
+            )
+        except TlsError as exc:  # the callers say an AuthError's message and stop: so is this one
+            raise AuthError(str(exc)) from exc
+    return options
 
 
 def read_consumer(settings: Settings) -> str | None:
