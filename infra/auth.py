@@ -30,7 +30,9 @@ on ``antq.seals`` (``tests/test_secure_stack.py`` tries every role on every stre
 The generator also writes the SQL of one PostgreSQL role per service (``PG_ROLES``: the gateway writes its
 index and claims, the projection owns its tables, the query service and the auditors only read, the sealer
 appends seals), read-only transactions by default for the readers, SCRAM-SHA-256 verifiers instead of
-passwords in clear (each password in ``postgres_<role>.password``).
+passwords in clear (each password in ``postgres_<role>.password``, and in a libpq password file
+``postgres_<role>.pgpass`` a database URL names with ``?passfile=``; the server owner's likewise,
+``postgres_owner.password`` / ``.pgpass``, for a server this deployment initialises: ``compose.yaml``).
 """
 
 from __future__ import annotations
@@ -570,12 +572,33 @@ def generate(
     conf = out / SERVER_CONF
     _write_secret(conf, server_config(identities).encode())
     verifiers = {role.name: scram_verifier(_password(out, _pg_password_file(role.name))) for role in PG_ROLES}
+    _write_pgpass_files(out)
     password_file = out / PG_AUDITOR_PASSWORD
     sql = out / PG_AUDITOR_SQL
     _write_secret(sql, auditor_sql(verifiers[PG_AUDITOR_ROLE]).encode())
     roles = out / PG_ROLES_SQL
     _write_secret(roles, roles_sql(verifiers).encode())
     return Generated(out, identities, created, conf, sql, password_file, roles)
+
+
+PG_OWNER = "postgres"
+"""The superuser the PostgreSQL server is initialised with (the compose stack's ``POSTGRES_USER``): it runs
+the migrations and ``postgres_roles.sql``; its password is ``postgres_owner.password``."""
+
+
+def pgpass_file(role: str) -> str:
+    """The libpq password file of a role (``postgres_<role minus antq_>.pgpass``; ``postgres_owner.pgpass`` for
+    the owner): name it in the database URL, ``postgresql://<role>@host/db?passfile=<it>``, and the password
+    never enters an environment variable."""
+    return "postgres_owner.pgpass" if role == PG_OWNER else f"postgres_{role.removeprefix('antq_')}.pgpass"
+
+
+def _write_pgpass_files(out: Path) -> None:
+    """One password file per role (mode 0600, as libpq and asyncpg require), and the owner's password."""
+    owner = _password(out, "postgres_owner.password")
+    for role in (PG_OWNER, *(r.name for r in PG_ROLES)):
+        password = owner if role == PG_OWNER else pg_password(out, role)
+        _write_secret(out / pgpass_file(role), f"*:*:*:{role}:{password}\n".encode())
 
 
 def revoke(out: Path, office: str) -> Generated:
