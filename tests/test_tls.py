@@ -264,6 +264,46 @@ async def test_the_faststream_broker_takes_the_tls_context(tls_server: TlsServer
         await broker.stop()
 
 
+@pytest.mark.timeout(60)
+async def test_a_server_that_verifies_clients_takes_the_generated_client_certificate(tmp_path: Path) -> None:
+    """``verify: true`` on the client port: ANTQ_NATS_TLS_CERT/KEY (a ``--tls-client`` certificate) get in,
+    the CA alone does not."""
+    generated = generate(tmp_path / "credentials")
+    tls = generate_tls(generated.directory, clients=["gateway"])
+    conf = tmp_path / "nats" / "tls-server.conf"
+    conf.parent.mkdir(parents=True)
+    auth = f"../credentials/{generated.server_conf.name}"  # relative to the including file
+    conf.write_text(server_tls_block(tls, verify=True) + f'include "{auth}"\n', encoding="utf-8")
+    server = EmbeddedNats(tmp_path / "nats", sync_always=False, auth_conf=conf)
+    server.start()
+    try:
+        cert, key = tls.clients["gateway"]
+        env = {
+            "ANTQ_CREDENTIALS_DIR": str(generated.directory),
+            "ANTQ_IDENTITY": "gateway",
+            "ANTQ_NATS_TLS_CA": str(tls.ca_cert),
+        }
+        with pytest.raises((nats.errors.Error, ssl.SSLError, OSError)):
+            await nats.connect(
+                server.url,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=5,
+                **nats_connect_options(Settings.from_env(env)),
+            )
+        env |= {"ANTQ_NATS_TLS_CERT": str(cert), "ANTQ_NATS_TLS_KEY": str(key)}
+        nc = await nats.connect(
+            server.url, allow_reconnect=False, **nats_connect_options(Settings.from_env(env))
+        )
+        try:
+            assert _over_tls(nc)
+            await nc.flush(timeout=5)
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
 # --- a three-node cluster, client connections and routes over TLS -------------------------------------------
 
 
