@@ -302,9 +302,33 @@ def compose_problems(dep: Deployment, generated: Path) -> list[str]:
                 targets_expected.add(f"{name}:{port}")
                 if str(port) not in json.dumps(service.get("healthcheck", {}).get("test")):
                     problems.append(f"{name}: its healthcheck does not ask its metrics port {port}")
+    problems += _postgres_problems(dep)
     problems += _nats_problems(dep, nats_urls)
     problems += _prometheus_problems(dep, targets_expected)
     problems += _dockerfile_problems(dep.dockerfile)
+    return problems
+
+
+def _postgres_problems(dep: Deployment) -> list[str]:
+    """One database, initialised with the owner ``antq auth generate`` wrote a password for; the migrations
+    run as that owner, then the roles' SQL."""
+    problems = []
+    postgres = _env(dep.services.get("postgres", {}))
+    if postgres.get("POSTGRES_USER") != PG_OWNER:
+        problems.append(f"postgres: POSTGRES_USER is not {PG_OWNER}, the owner antq auth generate knows")
+    database = postgres.get("POSTGRES_DB")
+    for name, service in dep.services.items():
+        url = _env(service).get("ANTQ_DATABASE_URL")
+        if url is not None and urlsplit(url).path != f"/{database}":
+            problems.append(f"{name}: database {urlsplit(url).path[1:]}, not {database}")
+    migrate = urlsplit(_env(dep.services.get("migrate", {})).get("ANTQ_DATABASE_URL", ""))
+    if migrate.username != PG_OWNER:
+        problems.append(f"migrate: runs the migrations as {migrate.username}, not {PG_OWNER}")
+    roles = dep.services.get("pg-roles", {})
+    if "/run/antq/credentials/postgres_roles.sql" not in (roles.get("command") or []):
+        problems.append("pg-roles: does not run postgres_roles.sql")
+    if "migrate" not in (roles.get("depends_on") or {}):
+        problems.append("pg-roles: runs before the migrations")
     return problems
 
 
@@ -559,6 +583,18 @@ BREAKAGES: dict[str, tuple[Breakage, str]] = {
     "a target serving nothing": (
         lambda dep: dep.prometheus["scrape_configs"][0]["static_configs"][0]["targets"].append("web:9100"),
         "scrapes web:9100",
+    ),
+    "another database": (
+        _set_env(
+            "sealer",
+            "ANTQ_DATABASE_URL",
+            "postgresql://antq_sealer@postgres:5432/postgres?passfile=/run/antq/credentials/postgres_sealer.pgpass",
+        ),
+        "sealer: database postgres, not antq",
+    ),
+    "roles before migrations": (
+        lambda dep: dep.services["pg-roles"].pop("depends_on"),
+        "runs before the migrations",
     ),
     "root image": (
         lambda dep: setattr(dep, "dockerfile", dep.dockerfile.replace("USER antq", "USER root")),
