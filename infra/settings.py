@@ -99,9 +99,8 @@ class Settings:
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
-            if (
-                name not in ENV_NAMES
-            ):  # a new setting is listed in ENV_NAMES too: the deployment test reads it
+            # a new setting is listed in ENV_NAMES too: the deployment test checks compose.yaml against it
+            if name not in ENV_NAMES:
                 raise SettingsError(f"{name} is not in infra.settings.ENV_NAMES")
             return env.get(name)
 

@@ -1,7 +1,8 @@
 """FastStream's ``NatsBroker`` connecting as an identity: the ``nats.connect`` options of
 ``infra.auth.nats_connect_options`` turned into FastStream's ``security`` (its own ``nkeys_seed`` and
-``user_credentials`` arguments are deprecated; the ``tls`` context goes into it as its ``ssl_context``) and the identity's private inbox prefix; and the decoder of a
-request/reply subscriber that decodes its bodies itself (``raw_body``)."""
+``user_credentials`` arguments are deprecated; the ``tls`` context goes into it as its ``ssl_context``) and the
+identity's private inbox prefix; and the decoder of a request/reply subscriber that decodes its bodies itself
+(``raw_body``)."""
 
 from __future__ import annotations
 
