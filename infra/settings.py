@@ -39,6 +39,7 @@ ENV_NAMES = (
     "ANTQ_NATS_TLS_CERT",
     "ANTQ_NATS_TLS_KEY",
     "ANTQ_STREAM_REPLICAS",
+    "ANTQ_WEB_METRICS_PORT",
 )
 """Every environment variable ``Settings.from_env`` reads, and none other (it refuses to read a name not listed
 here): ``tests/test_compose.py`` checks the deployment's environment against this tuple."""
@@ -79,6 +80,7 @@ class Settings:
     nats_tls_key: Path | None = None
     # how many copies of each stream a JetStream cluster keeps (ANTQ_STREAM_REPLICAS: 1, or 3 on a cluster)
     stream_replicas: int = 1
+    web_metrics_port: int | None = None  # the dashboard's /metrics, its process only (ANTQ_WEB_METRICS_PORT)
 
     def as_identity(self, name: str) -> Settings:
         """These settings for a process that runs as ``name``, unless ANTQ_IDENTITY chose another already."""
@@ -154,4 +156,5 @@ class Settings:
             nats_tls_cert=tls_cert,
             nats_tls_key=tls_key,
             stream_replicas=int(replicas),
+            web_metrics_port=port("ANTQ_WEB_METRICS_PORT"),
         )

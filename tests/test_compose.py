@@ -60,8 +60,9 @@ MODULE_METRICS = {
     "projections": "metrics_port",
     "services.query": "query_metrics_port",
     "services.sealer": "sealer_metrics_port",
+    "services.web": "web_metrics_port",
 }
-"""The Settings field each module serves /metrics on. ``services.web`` exports no metrics."""
+"""The Settings field each module serves /metrics on (the dashboard: its process's metrics only)."""
 TELEMETRY = (
     "services.gateway.telemetry",
     "projections.telemetry",

@@ -9,6 +9,8 @@ import os
 import socket
 import ssl
 import stat
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +304,45 @@ async def test_a_server_that_verifies_clients_takes_the_generated_client_certifi
             await nc.close()
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_the_dashboard_process_connects_over_tls_and_serves_its_metrics(tls_server: TlsServer) -> None:
+    """``python -m services.web`` as in compose.yaml: its identity, ANTQ_NATS_TLS_CA, ANTQ_WEB_METRICS_PORT."""
+    admin = await nats.connect(tls_server.server.url, allow_reconnect=False, **tls_server.options("admin"))
+    try:
+        await ensure_streams(admin.jetstream(), StreamLimits(dedup_window_s=3600.0))  # it reads ANTQ_UPDATES
+    finally:
+        await admin.drain()
+    web_port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "ANTQ_NATS_URL": tls_server.server.url,
+        "ANTQ_CREDENTIALS_DIR": str(tls_server.generated.directory),
+        "ANTQ_NATS_TLS_CA": str(tls_server.tls.ca_cert),
+        "ANTQ_WEB_PORT": str(web_port),
+        "ANTQ_WEB_METRICS_PORT": str(metrics_port),
+    }
+    env.pop("ANTQ_IDENTITY", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.web", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert b"web_url" in line, line  # printed once connected to NATS over TLS and serving
+        metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+        print(f"dashboard up over TLS ({line.decode().strip()}); /metrics {len(metrics)} bytes")
+        assert "process_resident_memory_bytes" in metrics
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=30)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+    return body.decode()
 
 
 # --- a three-node cluster, client connections and routes over TLS -------------------------------------------
