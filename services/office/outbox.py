@@ -16,9 +16,11 @@ from a worker thread (``asyncio.to_thread``) under a lock.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -123,6 +125,17 @@ def _entry(row: tuple[object, ...]) -> Entry:
         message=message,  # type: ignore[arg-type]
         path=path,  # type: ignore[arg-type]
     )
+
+
+def default_path(office: str, data_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``<data dir>/outbox-<office>.sqlite``: the data dir is ``ANTQ_DATA_DIR`` when set, else
+    ``$XDG_DATA_HOME/antq`` (``~/.local/share/antq``). Characters of the office id outside ``[A-Za-z0-9._-]``
+    become ``_`` (the file remembers its office: another office's is refused)."""
+    env = os.environ if env is None else env
+    if data_dir is None:
+        xdg = env.get("XDG_DATA_HOME")
+        data_dir = (Path(xdg) if xdg else Path.home() / ".local" / "share") / "antq"
+    return data_dir / f"outbox-{re.sub(r'[^A-Za-z0-9._-]', '_', office)}.sqlite"
 
 
 def _now() -> str:
