@@ -108,9 +108,13 @@ class NatsLink:
             return self._nc
         await self.close()
         try:
+            # nats-py retries an initial connect forever unless max_reconnect_attempts > 0: one retry per
+            # server, then NoServersError; the sender's own backoff decides when to try again
             self._nc = await nats.connect(
-                self._url,
+                servers=[url.strip() for url in self._url.split(",") if url.strip()],
                 allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
                 connect_timeout=max(1, round(self._connect_timeout)),
                 error_cb=_quiet,
                 **self._options,
