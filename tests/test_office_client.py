@@ -275,6 +275,97 @@ async def test_with_no_link_within_the_wait_everything_stays_queued() -> None:
     assert [e.attempts for e in box.entries()] == [1, 1]
 
 
+class FakeGateway:
+    """The gateway's promise in a few lines: events judged in order, stored once per event id (a known id is
+    answered ``duplicate`` with its first seq), ``bad`` ones refused."""
+
+    def __init__(self) -> None:
+        self.stream: list[str] = []
+        self.seqs: dict[str, int] = {}
+
+    def judge(self, items: list[bytes], unavailable_from: int) -> list[IntakeResult]:
+        out: list[IntakeResult] = []
+        for i, raw in enumerate(items):
+            doc = json.loads(raw)
+            event_id = doc["event_id"]
+            if i >= unavailable_from:
+                out.append(no("unavailable", retry_after_ms=5))
+            elif event_id in self.seqs:
+                out.append(IntakeResult(ok=True, event_id=event_id, seq=self.seqs[event_id], duplicate=True))
+            elif doc.get("bad"):
+                out.append(no("invalid"))
+            else:
+                self.stream.append(event_id)
+                self.seqs[event_id] = len(self.stream)
+                out.append(IntakeResult(ok=True, event_id=event_id, seq=len(self.stream), duplicate=False))
+        return out
+
+
+class FlakyLink:
+    """Each request meets the next fault of a script: ``down`` (never reaches the gateway), ``lost`` (stored,
+    answer lost), ``tail`` (the gateway answers ``unavailable`` from the second event on), ``ok``."""
+
+    def __init__(self, gateway: FakeGateway, faults: list[str]) -> None:
+        self.gateway, self.faults = gateway, faults
+
+    async def request(self, body: bytes, timeout: float) -> bytes:
+        fault = self.faults.pop(0) if self.faults else "ok"
+        if fault == "down":
+            raise LinkDown("down (injected)")
+        items = [bytes(r) for r in msgspec.json.decode(body, type=list[msgspec.Raw])]
+        answer = self.gateway.judge(items, 1 if fault == "tail" else len(items))
+        if fault == "lost":
+            raise LinkDown("reply lost (injected)")
+        return enc.encode(answer)
+
+    async def close(self) -> None:
+        return None
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("enqueue"), st.lists(st.booleans(), min_size=1, max_size=6)),
+        st.tuples(st.just("flush"), st.lists(st.sampled_from(["down", "lost", "tail", "ok"]), max_size=6)),
+        st.tuples(st.just("crash"), st.just([])),
+    ),
+    max_size=12,
+)
+
+
+@pytest.mark.timeout(120)
+@given(script=steps, batch=st.integers(1, 5))
+async def test_sender_against_a_flaky_link_stores_each_event_once_in_enqueue_order(
+    tmp_path_factory: pytest.TempPathFactory, script: list[tuple[str, list[Any]]], batch: int
+) -> None:
+    """Any mix of enqueues, flushes over a link that goes down, loses answers or answers ``unavailable`` for a
+    tail, and crashes of the office's program: once the link is good, the stream holds every good event once,
+    in enqueue order, and the outbox has each one ``done`` with its seq and each bad one ``rejected``."""
+    path = tmp_path_factory.mktemp("flaky") / "outbox.sqlite"
+    gateway = FakeGateway()
+    box = Outbox(path, OFFICE)
+    enqueued: list[tuple[str, bool]] = []
+    for op, arg in script:
+        if op == "enqueue":
+            docs = [{"event_id": f"e{len(enqueued) + i}", "bad": bad} for i, bad in enumerate(arg)]
+            await OfficeSender(box, FlakyLink(gateway, [])).enqueue(docs_of(docs))
+            enqueued += [(d["event_id"], d["bad"]) for d in docs]
+        elif op == "flush":
+            sender = OfficeSender(box, FlakyLink(gateway, list(arg)), batch_size=batch, sleep=Sleeps())
+            await sender.flush(wait=None if len(arg) % 2 else 0)  # through every fault, or stop at the first
+        else:
+            box = Outbox(path, OFFICE)  # the old one abandoned unclosed
+    report = await OfficeSender(box, FlakyLink(gateway, []), batch_size=batch, sleep=Sleeps()).flush()
+    good = [event_id for event_id, bad in enqueued if not bad]
+    assert report.queued == 0
+    assert gateway.stream == good
+    entries = box.entries()
+    assert [(e.event_id, e.state) for e in entries] == [
+        (event_id, "rejected" if bad else "done") for event_id, bad in enqueued
+    ]
+    assert [e.seq for e in entries if e.state == "done"] == list(range(1, len(good) + 1))
+    box.close()
+
+
 # --- fault 5 and the CLI, on the real servers -----------------------------------------------------------------
 
 
