@@ -146,15 +146,16 @@ async def publish_lines(
     what is still queued then stays in the outbox file for the next ``antq publish`` or ``antq outbox retry``.
     ``nats_options``: the office identity's ``nats.connect`` options (``infra.auth.nats_connect_options``)."""
     summary = PublishSummary()
-    box = Outbox(outbox if outbox is not None else ":memory:", office)
+    box = await asyncio.to_thread(Outbox, outbox if outbox is not None else ":memory:", office)
     link = NatsLink(nats_url, office, options=nats_options)
     try:
+        sender = OfficeSender(box, link, batch_size=batch_size, policy=policy)
         numbers: dict[int, int] = {}
         for chunk in batches(lines, 10_000):
-            ids = box.enqueue(line for _, line in chunk)
+            ids = await sender.enqueue(line for _, line in chunk)
             numbers.update(zip(ids, (n for n, _ in chunk), strict=True))
-        summary.earlier_queued = sum(1 for e in box.entries(["queued"]) if e.id not in numbers)
-        sender = OfficeSender(box, link, batch_size=batch_size, policy=policy)
+        queued = await asyncio.to_thread(box.entries, ["queued"])
+        summary.earlier_queued = sum(1 for e in queued if e.id not in numbers)
         answered: list[tuple[int, IntakeResult]] = []
         with Progress(console=plain_console(stderr=True), transient=True) as progress:
             task = progress.add_task(f"publishing as {office}", total=total)
@@ -170,7 +171,8 @@ async def publish_lines(
             report = await sender.flush(wait=wait, on_answer=on_answer)
         for number, res in sorted(answered, key=lambda outcome: outcome[0]):  # in the file's order
             _count(summary, number, res, on_rejected)
-        summary.queued = len(box.entries(["queued"], ids=numbers))
+        left = await asyncio.to_thread(box.entries, ["queued"])
+        summary.queued = sum(1 for e in left if e.id in numbers)
         summary.problem = report.last_problem if report.queued else None
         summary.outbox = None if outbox is None else str(outbox)
     finally:

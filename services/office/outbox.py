@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -107,23 +107,23 @@ _COLUMNS = (
 )
 
 
-def _entry(row: tuple[object, ...]) -> Entry:
+def _entry(row: tuple[Any, ...]) -> Entry:
     (id_, event_id, type_, state, enqueued_at, attempts, answered_at, seq, duplicate, code, message, path) = (
         row
     )
     return Entry(
-        id=int(id_),  # type: ignore[call-overload]
-        event_id=event_id,  # type: ignore[arg-type]
-        type=type_,  # type: ignore[arg-type]
-        state=state,  # type: ignore[arg-type]
-        enqueued_at=enqueued_at,  # type: ignore[arg-type]
-        attempts=int(attempts),  # type: ignore[call-overload]
-        answered_at=answered_at,  # type: ignore[arg-type]
-        seq=seq,  # type: ignore[arg-type]
+        id=id_,
+        event_id=event_id,
+        type=type_,
+        state=state,
+        enqueued_at=enqueued_at,
+        attempts=attempts,
+        answered_at=answered_at,
+        seq=seq,
         duplicate=None if duplicate is None else bool(duplicate),
-        code=code,  # type: ignore[arg-type]
-        message=message,  # type: ignore[arg-type]
-        path=path,  # type: ignore[arg-type]
+        code=code,
+        message=message,
+        path=path,
     )
 
 
