@@ -41,6 +41,8 @@ RETRY_CODES = frozenset({"unavailable"})
 WHOLE_REQUEST_CODES = frozenset({"unknown_office"})
 """Codes that, answered once for a whole array, judge every event of it (any other such answer — the body as a
 whole refused — is not a judgement of each event: they are sent again one at a time)."""
+MIN_TIMEOUT_S = 10.0
+"""The shortest wait for an answer, even when ``flush(wait=…)`` has less time left."""
 BODY_MARGIN = 1024
 """Bytes kept below ``MAX_BODY_BYTES`` in every request."""
 
@@ -202,7 +204,10 @@ class OfficeSender:
                 if not batch:
                     break
                 remaining = None if deadline is None else deadline - loop.time()
-                timeout = self.timeout if remaining is None else max(1.0, min(self.timeout, remaining))
+                # a request may outlast ``wait`` (an answer cut short is an event resent for nothing)
+                timeout = (
+                    self.timeout if remaining is None else max(MIN_TIMEOUT_S, min(self.timeout, remaining))
+                )
                 answers: list[tuple[int, IntakeResult | None]] | None
                 try:
                     raw = await self.link.request(self._body(batch), timeout)
