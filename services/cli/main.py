@@ -32,6 +32,7 @@ projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from
 app.add_typer(projections_cli, name="projections")
 app.add_typer(__import__("services.cli.auth_cmd", fromlist=["auth"]).auth, name="auth")
 app.add_typer(__import__("services.cli.contract", fromlist=["contract"]).contract, name="contract")
+app.add_typer(__import__("services.cli.outbox", fromlist=["outbox"]).outbox, name="outbox")
 console = plain_console()
 err = plain_console(stderr=True)
 
@@ -213,58 +214,7 @@ def db_migrate() -> None:
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
 
 
-@app.command()
-def publish(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines, one event per line")],
-    office: Annotated[str, typer.Option(help="your office id")],
-    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
-    rejected: Annotated[
-        Path | None,
-        typer.Option(
-            dir_okay=False,
-            help="write every rejected line here as JSON lines: line, event_id, code, message, path",
-        ),
-    ] = None,
-) -> None:
-    """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code, and each
-    rejected line (number, event id, code, path, message) on stderr. Exit 0: all accepted; 1: some rejected."""
-    from services.cli.publish import (
-        RejectedWriter,
-        numbered_lines,
-        print_rejections,
-        publish_lines,
-        summary_table,
-    )
-
-    settings = _settings().as_identity(f"office-{office}")
-    url = _require(settings.nats_url, "ANTQ_NATS_URL")
-    options = _nats_options(settings)
-    total = sum(1 for _ in numbered_lines(file))
-    with contextlib.ExitStack() as files:
-        try:
-            sink = RejectedWriter(files.enter_context(rejected.open("wb")).write) if rejected else None
-        except OSError as exc:
-            say(err, f"--rejected {rejected}: {exc.strerror or exc}", "red")
-            raise typer.Exit(2) from None
-        lines = numbered_lines(file)
-        with _reported("the gateway"):
-            summary = asyncio.run(
-                publish_lines(
-                    url,
-                    office,
-                    lines,
-                    batch_size=batch_size,
-                    total=total,
-                    nats_options=options,
-                    on_rejected=sink,
-                )
-            )
-    console.print(summary_table(summary))
-    print_rejections(summary, err)
-    if summary.rejected:
-        raise typer.Exit(1)
-
-
+app.command("publish")(__import__("services.cli.publish", fromlist=["command"]).command)
 app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
 app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
 
