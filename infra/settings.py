@@ -45,6 +45,13 @@ class Settings:
     credentials_dir: Path | None = None
     # the identity a process runs as in ``credentials_dir`` (ANTQ_IDENTITY: ``gateway``, ``office-<id>``, …)
     identity: str | None = None
+    # copies of every stream (ANTQ_STREAM_REPLICAS: 1 on one nats-server, 3 on a three-node cluster); durable
+    # consumers follow their stream's count
+    stream_replicas: int = 1
+    # which cluster / which tagged servers hold the streams (ANTQ_STREAM_PLACEMENT_CLUSTER, ANTQ_STREAM_PLACEMENT_TAGS
+    # comma-separated); unset: wherever the servers put them
+    stream_placement_cluster: str | None = None
+    stream_placement_tags: tuple[str, ...] = ()
 
     def as_identity(self, name: str) -> Settings:
         """These settings for a process that runs as ``name``, unless ANTQ_IDENTITY chose another already."""
@@ -76,6 +83,15 @@ class Settings:
                 raise SettingsError(f"{name} is a TCP port (0 to 65535), not {value!r}")
             return int(value)
 
+        def replicas(value: str | None) -> int:
+            if not value:
+                return 1
+            if not value.isdigit() or not 1 <= int(value) <= 5:
+                raise SettingsError(
+                    f"ANTQ_STREAM_REPLICAS is a number of stream copies, 1 to 5, not {value!r}"
+                )
+            return int(value)
+
         identity = env.get("ANTQ_IDENTITY") or None
         credentials_dir = path("ANTQ_CREDENTIALS_DIR")
         # the generated auditor may only read with direct gets: that is its default mode
@@ -102,4 +118,9 @@ class Settings:
             sealer_metrics_port=port("ANTQ_SEALER_METRICS_PORT"),
             credentials_dir=credentials_dir,
             identity=identity,
+            stream_replicas=replicas(env.get("ANTQ_STREAM_REPLICAS")),
+            stream_placement_cluster=env.get("ANTQ_STREAM_PLACEMENT_CLUSTER") or None,
+            stream_placement_tags=tuple(
+                t.strip() for t in env.get("ANTQ_STREAM_PLACEMENT_TAGS", "").split(",") if t.strip()
+            ),
         )

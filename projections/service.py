@@ -12,6 +12,7 @@ import nats
 from nats.aio.client import Client
 
 from events.localities import Localities
+from infra.nats_client import server_urls
 from infra.update_signing import UpdateKey, ephemeral_update_key
 from projections import store
 from projections.runner import AlreadyRunning, FoldVersionMismatch, Hook, RunnerConfig, StatsRunner
@@ -59,7 +60,9 @@ class Projector:
 
     async def start(self) -> None:
         """Connect and start consuming; returns once the runner is subscribed (or has failed)."""
-        self._nc = await nats.connect(self._nats_url, max_reconnect_attempts=-1, **self._nats_options)
+        self._nc = await nats.connect(
+            server_urls(self._nats_url), max_reconnect_attempts=-1, **self._nats_options
+        )
         self._stop.clear()
         self.runner = StatsRunner(self._nc, self._config)
         self._task = asyncio.create_task(self._supervise(self.runner), name="stats-projection")

@@ -12,10 +12,14 @@ from faststream.message import StreamMessage
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 
+from infra.nats_client import server_urls
+
 _KNOWN = {"nkeys_seed", "inbox_prefix", "user_credentials"}
 
 
 def nats_broker(url: str, options: Mapping[str, str]) -> NatsBroker:
+    """``url``: one server, or every node of a cluster comma-separated (``infra.nats_client.server_urls``)."""
+    servers = server_urls(url)
     unknown = set(options) - _KNOWN
     if unknown:
         raise ValueError(f"connect options FastStream is not given here: {', '.join(sorted(unknown))}")
@@ -25,8 +29,8 @@ def nats_broker(url: str, options: Mapping[str, str]) -> NatsBroker:
     elif "user_credentials" in options:
         security = NatsCredentials.from_file(options["user_credentials"])
     if "inbox_prefix" in options:
-        return NatsBroker(url, logger=None, security=security, inbox_prefix=options["inbox_prefix"])
-    return NatsBroker(url, logger=None, security=security)
+        return NatsBroker(servers, logger=None, security=security, inbox_prefix=options["inbox_prefix"])
+    return NatsBroker(servers, logger=None, security=security)
 
 
 async def raw_body(message: StreamMessage[Any]) -> bytes:

@@ -30,6 +30,7 @@ from infra.auth import (
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.metrics import Exporter
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from infra.streams import StreamLimits, ensure_streams
 from infra.update_signing import resolve_update_key
@@ -126,7 +127,7 @@ async def prepare(
             await conn.execute((urls.credentials_dir / "postgres_roles.sql").read_text())
     finally:
         await conn.close()
-    nc = await nats.connect(urls.nats_url, **(nats_options or {}))
+    nc = await nats.connect(server_urls(urls.nats_url), **(nats_options or {}))
     try:
         await ensure_streams(nc.jetstream(), limits)
     finally:
@@ -147,7 +148,7 @@ async def running_services(
     With ``web``, the dashboard too (``services/web``, as the ``web`` identity, on 127.0.0.1:ANTQ_WEB_PORT or
     8700, else a free port); yields its URL (None without ``web``)."""
     localities = Localities.load()
-    limits = StreamLimits(dedup_window_s=settings.dedup_window_s)
+    limits = StreamLimits.from_settings(settings)
     await prepare(urls, limits, urls.nats_options(settings, "admin"))
     gateway = Gateway(
         GatewayConfig(

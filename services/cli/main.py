@@ -17,6 +17,7 @@ import typer
 
 from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from services.cli.audit import audit
 from services.cli.plain import console as plain_console
@@ -328,7 +329,7 @@ def stats(
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
         nc = await nats.connect(
-            url,
+            server_urls(url),
             allow_reconnect=False,
             max_reconnect_attempts=1,
             connect_timeout=5,
@@ -374,7 +375,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     options = _nats_options(settings)
 
     async def run() -> str:
-        nc = await nats.connect(nats_url, **options)
+        nc = await nats.connect(server_urls(nats_url), **options)
         try:
             report = await Rebuild(nc, database_url).run()
         finally:

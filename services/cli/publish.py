@@ -21,6 +21,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from events.intake import IntakeResult, refused
+from infra.nats_client import server_urls
 from services.cli.plain import cell, say
 from services.cli.plain import console as plain_console
 from services.client import OfficeClient
@@ -154,7 +155,7 @@ async def publish_lines(
         if connected:
             say(err, f"NATS: {exc}", "yellow")
 
-    nc = await nats.connect(nats_url, error_cb=report, **(nats_options or {}))
+    nc = await nats.connect(server_urls(nats_url), error_cb=report, **(nats_options or {}))
     connected = True
     client = OfficeClient(nc, office, timeout=60)
     try:
