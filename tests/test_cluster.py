@@ -36,9 +36,11 @@ from typer.testing import CliRunner
 from events.codec import decode_recorded
 from events.intake import IntakeResult
 from events.localities import Localities
+from infra.auth import nats_connect_options
 from infra.embedded import EmbeddedNatsCluster
 from infra.nats_client import server_urls
 from infra.seal_keys import generate_seed, signer_from_seed
+from infra.settings import Settings
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits
 from projections import store
@@ -219,7 +221,7 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
     cluster: EmbeddedNatsCluster, cstack: Stack, offices_file: Path, localities: Localities
 ) -> None:
     rng = random.Random(12)
-    per_office, batch_size = 12, 25
+    per_office, batch_size = 20, 25
     plans = {
         office: [
             [f.session(WARD, attendance=rng.randint(1, 90)) for _ in range(batch_size)]
@@ -256,7 +258,10 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
                 timeout=60,
                 what="ingest to go on with one node down",
             )
-            say(f"{accepted() - at_kill} more events accepted with {leader} down; restarting it")
+            say(
+                f"{accepted() - at_kill} more events accepted with {leader} down; restarting it "
+                f"({'while the offices still send' if not sending.done() else 'after the offices were done'})"
+            )
             victim.start()
             await asyncio.to_thread(cluster.wait_ready, 30)
             await asyncio.wait_for(sending, timeout=90)
@@ -400,10 +405,11 @@ async def test_dev_up_cluster_3_lists_every_node_and_keeps_every_stream_at_3_rep
             urls = ready["nats_url"].split(",")
             assert len(urls) == 3 and len(set(urls)) == 3
             credentials = Path(ready["credentials_dir"])
+            admin = nats_connect_options(Settings(credentials_dir=credentials, identity="admin"))
             for url in urls:  # every node has the same identities: the admin connects to each alone
-                nc = await nats.connect(url, nkeys_seed=str(credentials / "admin.nk"), allow_reconnect=False)
+                nc = await nats.connect(url, allow_reconnect=False, **admin)
                 await nc.close()
-            nc = await nats.connect(urls, nkeys_seed=str(credentials / "admin.nk"))
+            nc = await nats.connect(urls, **admin)
             try:
                 js = nc.jetstream()
                 replicas = {
