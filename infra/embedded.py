@@ -205,15 +205,26 @@ class EmbeddedNatsCluster:
             raise
         return self.url
 
-    def jsz(self, node: EmbeddedNats) -> dict[str, object] | None:
-        """The node's JetStream report (monitoring ``/jsz``), or None when it does not answer."""
+    def jsz(self, node: EmbeddedNats, query: str = "") -> dict[str, object] | None:
+        """The node's JetStream report (monitoring ``/jsz?<query>``), or None when it does not answer."""
         assert node.cluster is not None
+        url = f"http://127.0.0.1:{node.cluster.http_port}/jsz?{query}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{node.cluster.http_port}/jsz", timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2) as r:
                 report: dict[str, object] = json.loads(r.read())
                 return report
         except (OSError, ValueError, urllib.error.URLError):
             return None
+
+    def stored_messages(self, node: EmbeddedNats, stream: str) -> int | None:
+        """How many messages ``node``'s own copy of ``stream`` holds (None: no answer, or no copy there)."""
+        report = self.jsz(node, "streams=true")
+        accounts = report.get("account_details") if report else None
+        for account in accounts if isinstance(accounts, list) else []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return int(detail["state"]["messages"])
+        return None
 
     def meta_leader(self) -> str | None:
         """The server name of the meta leader, as every running node sees it (None until they agree)."""
