@@ -3,6 +3,10 @@
 Both on the same nats-server in the same run, once with ``sync_interval: always`` (the production setting:
 an acknowledged event survives a power cut) and once with the server's default, to show what durability costs.
 The gateway runs as two copies in their own processes (queue group); several publishers send batches of 500.
+
+``--cluster 3``: the same ingest on a three-node JetStream cluster (every stream at 3 replicas, the servers'
+default sync) against one node (1 replica, default sync), both up at once, rounds alternated (R1, R3, R1, …):
+each round's R3/R1 ratio, through the gateway and raw, then the median and its spread.
 """
 
 from __future__ import annotations
@@ -10,16 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
 import msgspec
 import nats
 import nats.errors
 
 from bench.common import (
+    BENCH_OFFICES,
     discard,
     prepare_stack,
     province_of,
@@ -31,14 +40,17 @@ from bench.common import (
 )
 from events.codec import decode_event, encode_recorded
 from events.schema import Recorded, ward_of
-from infra.streams import StreamLimits, events_config
+from infra.db import migrate
+from infra.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres
+from infra.nats_client import server_urls
+from infra.streams import StreamLimits, ensure_streams, events_config
 from services.client import OfficeClient
 
 
-async def through_gateway(url: str, n: int, publishers: int, batch: int) -> float:
-    docs = [msgspec.json.encode(d) for d in simple_events(n, seed=1)]
+async def through_gateway(url: str, n: int, publishers: int, batch: int, seed: int = 1) -> float:
+    docs = [msgspec.json.encode(d) for d in simple_events(n, seed=seed)]
     chunks = [docs[i : i + batch] for i in range(0, n, batch)]
-    nc = await nats.connect(url)
+    nc = await nats.connect(server_urls(url))
     queue: asyncio.Queue[list[bytes]] = asyncio.Queue()
     for chunk in chunks:
         queue.put_nowait(chunk)
@@ -62,13 +74,15 @@ async def through_gateway(url: str, n: int, publishers: int, batch: int) -> floa
     return n / elapsed
 
 
-async def raw_publish_async(url: str, n: int) -> float:
+async def raw_publish_async(
+    url: str, n: int, *, limits: StreamLimits | None = None, stream: str = "BENCH_RAW", seed: int = 2
+) -> float:
     """The floor: pre-encoded records straight into a stream configured like ANTQ_EVENTS."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(server_urls(url))
     js = nc.jetstream(publish_async_max_pending=4000)
-    await js.add_stream(events_config(StreamLimits(), name="BENCH_RAW", subjects=["bench.raw.>"]))
+    await js.add_stream(events_config(limits or StreamLimits(), name=stream, subjects=["bench.raw.>"]))
     payloads = []
-    for doc in simple_events(n, seed=2):
+    for doc in simple_events(n, seed=seed):
         ev = decode_event(msgspec.json.encode(doc), today=dt.date(2100, 1, 1))
         payloads.append(
             (
@@ -83,6 +97,7 @@ async def raw_publish_async(url: str, n: int) -> float:
     ]
     await asyncio.gather(*futures)
     elapsed = time.perf_counter() - start
+    await js.delete_stream(stream)  # the next round's raw stream takes the same subjects
     await nc.drain()
     return n / elapsed
 
@@ -113,13 +128,120 @@ async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copie
         discard(base)
 
 
+def report_ratios(title: str, rounds: list[tuple[float, float]], a: str, b: str) -> None:
+    """Each round's a/b ratio, then the median and its spread (min..max): the figure to quote on a shared machine."""
+    ratios = sorted(x / y for x, y in rounds if y)
+    for i, (x, y) in enumerate(rounds, 1):
+        print(f"  {title}, round {i}: {a} {x:,.0f} events/s | {b} {y:,.0f} events/s | ratio {x / y:.2f}")
+    if ratios:
+        print(
+            f"{title}: median ratio {statistics.median(ratios):.2f} over {len(ratios)} rounds "
+            f"(spread {ratios[0]:.2f}..{ratios[-1]:.2f})",
+            flush=True,
+        )
+
+
+async def prepare_replicated(
+    url: str, pg: EmbeddedPostgres, database: str, replicas: int, base: Path
+) -> dict[str, str]:
+    """A database of its own on the bench's PostgreSQL, the streams at ``replicas``; the gateways' environment."""
+    conn = await asyncpg.connect(pg.url)
+    try:
+        await conn.execute(f"CREATE DATABASE {database}")
+    finally:
+        await conn.close()
+    db_url = pg.url.rpartition("/")[0] + f"/{database}"
+    conn = await asyncpg.connect(db_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    nc = await nats.connect(server_urls(url))
+    try:
+        await ensure_streams(nc.jetstream(), StreamLimits(replicas=replicas))
+    finally:
+        await nc.close()
+    offices = base / "offices.toml"
+    offices.write_text(BENCH_OFFICES)
+    return {
+        **os.environ,
+        "ANTQ_NATS_URL": url,
+        "ANTQ_DATABASE_URL": db_url,
+        "ANTQ_OFFICES": str(offices),
+        "ANTQ_STREAM_REPLICAS": str(replicas),
+    }
+
+
+async def replicated(size: int, n: int, publishers: int, batch: int, copies: int, rounds: int) -> None:
+    """R``size`` on a cluster of ``size`` nodes against R1 on one node, both at the servers' default sync,
+    rounds alternated."""
+    base = Path(tempfile.mkdtemp(prefix="antq-bench-"))
+    single = EmbeddedNats(base / "nats1", sync_always=False)
+    cluster = EmbeddedNatsCluster(base / "cluster", size=size)
+    pg = EmbeddedPostgres(base / "pg")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        urls = {1: single.start(), size: cluster.start()}
+        pg.start()
+        for replicas, url in urls.items():
+            env = await prepare_replicated(url, pg, f"bench_r{replicas}", replicas, base)
+            procs += spawn_gateways(env, copies, base / f"gateway-r{replicas}.log")
+            await wait_gateway(server_urls(url)[0])
+        gateway: list[tuple[float, float]] = []
+        raw: list[tuple[float, float]] = []
+        for r in range(rounds):
+            measured: dict[int, tuple[float, float]] = {}
+            for replicas in (1, size) if r % 2 == 0 else (size, 1):  # alternated: neither always goes first
+                url = urls[replicas]
+                seed = 10 + 2 * r
+                through = await through_gateway(url, n, publishers, batch, seed=seed)
+                floor = await raw_publish_async(
+                    url, n, limits=StreamLimits(replicas=replicas), stream=f"BENCH_RAW_{r}", seed=seed + 1
+                )
+                measured[replicas] = (through, floor)
+                print(
+                    f"  round {r + 1}, R{replicas}: gateway {through:,.0f} events/s | raw publish_async "
+                    f"{floor:,.0f} events/s | ratio {through / floor:.2f}",
+                    flush=True,
+                )
+            gateway.append((measured[size][0], measured[1][0]))
+            raw.append((measured[size][1], measured[1][1]))
+        title = (
+            f"{copies} gateway copies, {publishers} publishers, batches of {batch}, {n} events, default sync"
+        )
+        report_ratios(f"ingest through the gateway, R{size} / R1 ({title})", gateway, f"R{size}", "R1")
+        report_ratios(f"raw publish_async, R{size} / R1 ({n} events, default sync)", raw, f"R{size}", "R1")
+        report_ratios(
+            f"gateway / raw publish_async on R{size}",
+            [(g[0], f[0]) for g, f in zip(gateway, raw, strict=True)],
+            "gateway",
+            "raw",
+        )
+    finally:
+        stop_all(procs, single, pg)
+        cluster.stop()
+        discard(base)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        help="compare a cluster of this many nodes (every stream at that many replicas) against one node",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --cluster: alternated rounds")
     args = parser.parse_args()
+    if args.cluster > 1:
+        asyncio.run(
+            replicated(args.cluster, args.events, args.publishers, args.batch, args.copies, args.rounds)
+        )
+        return
     for sync_always in (True, False):
         asyncio.run(one_mode(sync_always, args.events, args.publishers, args.batch, args.copies))
 
