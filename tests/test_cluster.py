@@ -40,9 +40,18 @@ from infra.auth import nats_connect_options
 from infra.embedded import EmbeddedNatsCluster
 from infra.nats_client import server_urls
 from infra.seal_keys import generate_seed, signer_from_seed
-from infra.settings import Settings
+from infra.settings import Settings, SettingsError
 from infra.stream_reader import read_stream
-from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits
+from infra.streams import (
+    EVENTS,
+    REJECTED,
+    SEALS,
+    UPDATES,
+    StreamLimits,
+    StreamSetupError,
+    ensure_streams,
+    stream_configs,
+)
 from projections import store
 from projections.service import Projector
 from services.cli.audit import audit
@@ -53,7 +62,7 @@ from tests import factories as f
 from tests.conftest import FixedClock, Stack, wait_until_answering
 from tests.servers import Servers, fresh_database, fresh_streams, wait_for
 
-pytestmark = [pytest.mark.servers, pytest.mark.faults]
+pytestmark = pytest.mark.servers
 
 R3 = StreamLimits(dedup_window_s=3600.0, replicas=3)
 OFFICES = [f"office-{i}" for i in range(10)]  # tests/conftest.py's offices file: provinces 04 and 24
@@ -113,13 +122,16 @@ async def gateway_on(stack: Stack, offices_file: Path, localities: Localities) -
         yield gw
 
 
-async def stream_leader(stack: Stack, stream: str = EVENTS) -> str:
+async def stream_leader(stack: Stack, stream: str = EVENTS, *, other_than: str | None = None) -> str:
+    """The node leading ``stream`` (with ``other_than``: once another node leads it)."""
+
     async def leader() -> str | None:
         try:
-            info = await stack.js.stream_info(stream)
+            info = await asyncio.wait_for(stack.js.stream_info(stream), timeout=2)
         except (TimeoutError, nats.errors.Error):
             return None
-        return info.cluster.leader if info.cluster is not None else None
+        name = info.cluster.leader if info.cluster is not None else None
+        return name if name != other_than else None
 
     return await wait_for(leader, timeout=30, what=f"a leader of {stream}")
 
@@ -227,6 +239,7 @@ def cli_audit(stack: Stack, *args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(150)
 async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_loses_and_doubles_nothing(
     cluster: EmbeddedNatsCluster, cstack: Stack, offices_file: Path, localities: Localities
@@ -261,9 +274,7 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
             at_kill = accepted()
             victim.kill()
             say(f"killed -9 {leader}, the {EVENTS} leader, after {at_kill} of {total} events accepted")
-            new_leader = await stream_leader(cstack)
-            while new_leader == leader:  # the old leader's name until the survivors notice it is gone
-                new_leader = await stream_leader(cstack)
+            new_leader = await stream_leader(cstack, other_than=leader)  # the survivors elect one of theirs
             say(f"{new_leader} leads {EVENTS} now")
             await wait_for(
                 lambda: asyncio.sleep(0, accepted() >= at_kill + 500),
@@ -285,6 +296,9 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
 
             await wait_for(every_copy_whole, timeout=30, what=f"each node's copy to hold the {total} events")
             say(f"each of the 3 nodes' copies of {EVENTS} holds {total} messages")
+            durable = await cstack.js.consumer_info(EVENTS, f"{store.NAME}-1")
+            assert durable.cluster is not None and len(durable.cluster.replicas or []) == 2
+            say(f"the projection's durable {durable.name} has 3 replicas, as its stream")
 
             # every event acknowledged is in the stream exactly once
             ids = await stored_ids(cstack)
@@ -335,6 +349,57 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
     say(f"antq audit verify: no difference; {sealed} seal(s) made, antq audit seals: chain intact")
 
 
+@pytest.mark.timeout(60)
+async def test_ensure_streams_brings_existing_streams_to_the_configured_replicas(cstack: Stack) -> None:
+    await fresh_streams(cstack.js, StreamLimits(dedup_window_s=3600.0))  # as a one-node setup made them
+    assert (await cstack.js.stream_info(EVENTS)).config.num_replicas == 1
+    await ensure_streams(cstack.js, R3)
+
+    async def replicated() -> bool:
+        infos = [await cstack.js.stream_info(s) for s in (EVENTS, REJECTED, UPDATES, SEALS)]
+        return all(
+            i.config.num_replicas == 3 and i.cluster and len(i.cluster.replicas or []) == 2 for i in infos
+        )
+
+    await wait_for(replicated, timeout=30, what="every stream at 3 replicas")
+
+
+@pytest.mark.timeout(60)
+async def test_more_replicas_than_nodes_is_one_clear_error(cstack: Stack) -> None:
+    with pytest.raises(StreamSetupError, match="5 replica"):
+        await ensure_streams(cstack.js, StreamLimits(replicas=5))
+
+
+def test_stream_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "ANTQ_STREAM_REPLICAS": "3",
+            "ANTQ_STREAM_PLACEMENT_CLUSTER": "antq",
+            "ANTQ_STREAM_PLACEMENT_TAGS": "ssd, hanoi",
+            "ANTQ_DEDUP_WINDOW_S": "600",
+        }
+    )
+    limits = StreamLimits.from_settings(settings)
+    assert (limits.replicas, limits.dedup_window_s) == (3, 600.0)
+    assert limits.placement is not None and limits.placement.cluster == "antq"
+    assert limits.placement.tags == ["ssd", "hanoi"]
+    configs = stream_configs(limits)
+    assert {c.num_replicas for c in configs} == {3}
+    assert all(c.placement == limits.placement for c in configs)
+    assert StreamLimits.from_settings(Settings.from_env({})).placement is None
+    with pytest.raises(SettingsError, match="ANTQ_STREAM_REPLICAS"):
+        Settings.from_env({"ANTQ_STREAM_REPLICAS": "0"})
+    with pytest.raises(ValueError, match="1 to 5"):
+        StreamLimits(replicas=7)
+
+
+def test_a_nats_url_may_list_every_node() -> None:
+    assert server_urls("nats://a:1, nats://b:2,nats://c:3") == ["nats://a:1", "nats://b:2", "nats://c:3"]
+    assert server_urls("nats://a:1") == ["nats://a:1"]
+    with pytest.raises(ValueError, match="no NATS server URL"):
+        server_urls(" , ")
+
+
 async def stream_state(stack: Stack) -> tuple[int, int, int]:
     info = await stack.js.stream_info(EVENTS)
     return info.state.messages, info.state.bytes, info.state.last_seq
@@ -349,6 +414,7 @@ async def index_rows(database_url: str) -> int:
         await conn.close()
 
 
+@pytest.mark.faults
 @pytest.mark.timeout(90)
 async def test_fault6_a_full_store_on_the_leader_is_unavailable_nothing_half_written_and_a_retry_stored_once(
     cluster: EmbeddedNatsCluster, cstack: Stack, offices_file: Path, localities: Localities
