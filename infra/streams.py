@@ -8,10 +8,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, Placement, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
+from events.subjects import EVENTS_PREFIX, REJECTED_PREFIX, SEALS_SUBJECT, UPDATES_PREFIX
 from infra.errors import InfraError
 from infra.settings import Settings
-
-from events.subjects import EVENTS_PREFIX, REJECTED_PREFIX, SEALS_SUBJECT, UPDATES_PREFIX
 
 EVENTS = "ANTQ_EVENTS"
 REJECTED = "ANTQ_REJECTED"
