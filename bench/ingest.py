@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import statistics
@@ -47,7 +48,9 @@ from infra.streams import StreamLimits, ensure_streams, events_config
 from services.client import OfficeClient
 
 
-async def through_gateway(url: str, n: int, publishers: int, batch: int, seed: int = 1) -> float:
+async def through_gateway(
+    url: str, n: int, publishers: int, batch: int, seed: int = 1, meter: CpuMeter | None = None
+) -> float:
     docs = [msgspec.json.encode(d) for d in simple_events(n, seed=seed)]
     chunks = [docs[i : i + batch] for i in range(0, n, batch)]
     nc = await nats.connect(server_urls(url))
@@ -65,9 +68,10 @@ async def through_gateway(url: str, n: int, publishers: int, batch: int, seed: i
             assert isinstance(results, list)
             accepted += sum(1 for r in results if r.ok)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(publisher(k) for k in range(publishers)))
-    elapsed = time.perf_counter() - start
+    with meter or contextlib.nullcontext():
+        start = time.perf_counter()
+        await asyncio.gather(*(publisher(k) for k in range(publishers)))
+        elapsed = time.perf_counter() - start
     await nc.drain()
     if accepted != n:
         raise RuntimeError(f"only {accepted} of {n} accepted")
@@ -75,7 +79,13 @@ async def through_gateway(url: str, n: int, publishers: int, batch: int, seed: i
 
 
 async def raw_publish_async(
-    url: str, n: int, *, limits: StreamLimits | None = None, stream: str = "BENCH_RAW", seed: int = 2
+    url: str,
+    n: int,
+    *,
+    limits: StreamLimits | None = None,
+    stream: str = "BENCH_RAW",
+    seed: int = 2,
+    meter: CpuMeter | None = None,
 ) -> float:
     """The floor: pre-encoded records straight into a stream configured like ANTQ_EVENTS."""
     nc = await nats.connect(server_urls(url))
@@ -91,12 +101,13 @@ async def raw_publish_async(
                 encode_recorded(Recorded(office="raw", event=ev)),
             )
         )
-    start = time.perf_counter()
-    futures = [
-        await js.publish_async(subj, data, headers={"Nats-Msg-Id": mid}) for subj, mid, data in payloads
-    ]
-    await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - start
+    with meter or contextlib.nullcontext():
+        start = time.perf_counter()
+        futures = [
+            await js.publish_async(subj, data, headers={"Nats-Msg-Id": mid}) for subj, mid, data in payloads
+        ]
+        await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - start
     await js.delete_stream(stream)  # the next round's raw stream takes the same subjects
     await nc.drain()
     return n / elapsed
@@ -108,6 +119,60 @@ def spawn_gateways(env: dict[str, str], copies: int, log: Path) -> list[subproce
         return [subprocess.Popen(cmd, env=env, stdout=out, stderr=out) for _ in range(copies)]
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process, from /proc (None: gone, or no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its live descendants (PostgreSQL's backends are its children)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = st
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            todo += [child for child, (parent, _) in stats.items() if parent == pid]
+    return total
+
+
+class CpuMeter:
+    """CPU seconds per process group over one measured run: where an ingest spends the machine's cores."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.start: dict[str, float] = {}
+        self.client = 0.0
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self.start = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.groups.items()}
+        self.client = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {
+            name: sum(cpu_seconds(p) for p in pids) - self.start[name] for name, pids in self.groups.items()
+        }
+        self.used["bench client"] = time.process_time() - self.client
+
+    def line(self, n: int) -> str:
+        parts = [f"{name} {1000 * used / n * 1000:,.0f}" for name, used in self.used.items()]
+        return (
+            f"CPU µs per event: {' | '.join(parts)} | total {1000 * sum(self.used.values()) / n * 1000:,.0f}"
+        )
+
+
 async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copies: int) -> None:
     nats_srv, pg, base = start_servers(sync_always=sync_always)
     procs: list[subprocess.Popen[bytes]] = []
@@ -115,14 +180,23 @@ async def one_mode(sync_always: bool, n: int, publishers: int, batch: int, copie
         env = await prepare_stack(nats_srv, pg, base)
         procs = spawn_gateways(env, copies, base / "gateway.log")
         await wait_gateway(nats_srv.url)
-        raw = await raw_publish_async(nats_srv.url, n)
-        project = await through_gateway(nats_srv.url, n, publishers, batch)
+        assert nats_srv.proc is not None and pg.proc is not None
+        groups = {
+            "nats-server": [nats_srv.proc.pid],
+            "PostgreSQL": [pg.proc.pid],
+            "gateways": [p.pid for p in procs],
+        }
+        raw_cpu, gateway_cpu = CpuMeter(groups), CpuMeter(groups)  # each over its timed window only
+        raw = await raw_publish_async(nats_srv.url, n, meter=raw_cpu)
+        project = await through_gateway(nats_srv.url, n, publishers, batch, meter=gateway_cpu)
         mode = "sync_interval=always" if sync_always else "sync default"
         report(
             f"ingest ({mode}, {copies} gateway copies, {publishers} publishers, batches of {batch}, {n} events)",
             project,
             raw,
         )
+        print(f"  raw publish_async: {raw_cpu.line(n)}")
+        print(f"  through the gateway: {gateway_cpu.line(n)}", flush=True)
     finally:
         stop_all(procs, nats_srv, pg)
         discard(base)
