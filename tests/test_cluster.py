@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -527,5 +528,43 @@ async def test_dev_up_cluster_3_lists_every_node_and_keeps_every_stream_at_3_rep
             )
             assert published.returncode == 0, published.stdout + published.stderr
             say(f"dev up --cluster 3: {ready['nats_url']}; streams at 3 replicas; an office published to it")
+
+            kept_seed = tmp_path / "lost.nk"  # the key the office lost, as a thief would hold it
+            shutil.copy(credentials / "office-ca-tra-linh.nk", kept_seed)
+            revoked = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    "auth",
+                    "revoke",
+                    "--office",
+                    "ca-tra-linh",
+                    "--out",
+                    str(credentials),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert revoked.returncode == 0 and revoked.stdout.count("reloaded") == 3, (
+                revoked.stdout + revoked.stderr
+            )
+
+            async def refused_by(url: str) -> bool:
+                try:
+                    nc = await nats.connect(url, nkeys_seed=str(kept_seed), allow_reconnect=False)
+                except nats.errors.Error as exc:
+                    return "authorization violation" in str(exc).lower()
+                await nc.close()
+                return False
+
+            for url in urls:
+                await wait_for(
+                    functools.partial(refused_by, url), timeout=20, what=f"{url} to refuse the key"
+                )
+            say("antq auth revoke reloaded all 3 nodes: every node refuses the revoked office key")
     finally:
         shutil.rmtree(data, ignore_errors=True)
