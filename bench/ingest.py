@@ -257,9 +257,18 @@ async def replicated(size: int, n: int, publishers: int, batch: int, copies: int
     try:
         urls = {1: single.start(), size: cluster.start()}
         pg.start()
+        assert single.proc is not None and pg.proc is not None
+        servers = {1: [single.proc.pid], size: [n.proc.pid for n in cluster.nodes if n.proc is not None]}
+        groups: dict[int, dict[str, list[int]]] = {}
         for replicas, url in urls.items():
             env = await prepare_replicated(url, pg, f"bench_r{replicas}", replicas, base)
-            procs += spawn_gateways(env, copies, base / f"gateway-r{replicas}.log")
+            started = spawn_gateways(env, copies, base / f"gateway-r{replicas}.log")
+            procs += started
+            groups[replicas] = {
+                f"nats-server{'s' if replicas > 1 else ''}": servers[replicas],
+                "PostgreSQL": [pg.proc.pid],
+                "gateways": [p.pid for p in started],
+            }
             await wait_gateway(server_urls(url)[0])
         gateway: list[tuple[float, float]] = []
         raw: list[tuple[float, float]] = []
@@ -268,14 +277,21 @@ async def replicated(size: int, n: int, publishers: int, batch: int, copies: int
             for replicas in (1, size) if r % 2 == 0 else (size, 1):  # alternated: neither always goes first
                 url = urls[replicas]
                 seed = 10 + 2 * r
-                through = await through_gateway(url, n, publishers, batch, seed=seed)
+                through_cpu, floor_cpu = CpuMeter(groups[replicas]), CpuMeter(groups[replicas])
+                through = await through_gateway(url, n, publishers, batch, seed=seed, meter=through_cpu)
                 floor = await raw_publish_async(
-                    url, n, limits=StreamLimits(replicas=replicas), stream=f"BENCH_RAW_{r}", seed=seed + 1
+                    url,
+                    n,
+                    limits=StreamLimits(replicas=replicas),
+                    stream=f"BENCH_RAW_{r}",
+                    seed=seed + 1,
+                    meter=floor_cpu,
                 )
                 measured[replicas] = (through, floor)
                 print(
                     f"  round {r + 1}, R{replicas}: gateway {through:,.0f} events/s | raw publish_async "
-                    f"{floor:,.0f} events/s | ratio {through / floor:.2f}",
+                    f"{floor:,.0f} events/s | ratio {through / floor:.2f}\n"
+                    f"    gateway: {through_cpu.line(n)}\n    raw: {floor_cpu.line(n)}",
                     flush=True,
                 )
             gateway.append((measured[size][0], measured[1][0]))
