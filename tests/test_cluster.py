@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -35,7 +36,7 @@ from nats.aio.client import Client
 from typer.testing import CliRunner
 
 from events.codec import decode_recorded
-from events.intake import IntakeResult
+from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
 from infra.auth import nats_connect_options
 from infra.embedded import EmbeddedNatsCluster
@@ -180,6 +181,7 @@ class Office:
         self.accepted: dict[str, IntakeResult] = {}
         self.duplicates = 0  # answered ok as a duplicate: a retry of an event already stored
         self.retries = 0
+        self.unavailable = 0  # events answered `unavailable` (each then sent again)
         self.answered_batches = 0
         self.other_refusals: list[IntakeResult] = []
 
@@ -209,6 +211,7 @@ class Office:
                             self.duplicates += 1
                         self.accepted[doc["event_id"]] = result
                     elif result.error is not None and result.error.code == "unavailable":
+                        self.unavailable += 1
                         again.append(doc)
                     else:
                         self.other_refusals.append(result)
@@ -317,6 +320,16 @@ async def test_fault1_the_events_leader_killed_during_ingest_from_10_offices_los
             seq_of = {event_id: seq for seq, event_id in await stored(cstack)}
             answered = {eid: r.seq for o in offices for eid, r in o.accepted.items()}
             assert answered == seq_of, "every answer (a duplicate's too) names the seq the event is stored at"
+            kept = [
+                msgspec.json.decode(m.data, type=RejectedRecord)
+                async for batch in read_stream(cstack.js, REJECTED)
+                for m in batch
+            ]
+            unavailable = sum(o.unavailable for o in offices)
+            say(
+                f"{unavailable} events were answered unavailable; ANTQ_REJECTED keeps {len(kept)} refused "
+                f"submissions ({sum(1 for k in kept if k.error.code == 'unavailable')} unavailable)"
+            )
             retries = sum(o.retries for o in offices)
             duplicates = sum(o.duplicates for o in offices)
             say(
