@@ -62,7 +62,15 @@ from services.gateway.app import Gateway, GatewayConfig
 from services.sealer.service import Sealer, SealerConfig
 from tests import factories as f
 from tests.conftest import FixedClock, Stack, wait_until_answering
-from tests.servers import Servers, fresh_database, fresh_streams, wait_for
+from tests.servers import (
+    Servers,
+    cluster_servers,
+    fresh_database,
+    fresh_streams,
+    start_cluster,
+    stop_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -78,26 +86,19 @@ def say(what: str) -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[EmbeddedNatsCluster]:
     """Three nodes at the server's default sync, started once for the module (bounded: 60 s to a meta leader)."""
-    base = Path(tempfile.mkdtemp(prefix="antq-cluster-test-"))
-    nodes = EmbeddedNatsCluster(base, size=3)
     started = time.monotonic()
-    nodes.start(timeout=60)
+    nodes = start_cluster(3, timeout=60)
     say(f"3-node cluster up in {time.monotonic() - started:.1f}s: {nodes.url}")
     try:
         yield nodes
     finally:
-        nodes.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        stop_cluster(nodes)
 
 
 @pytest.fixture
 async def cstack(cluster: EmbeddedNatsCluster, template: Servers) -> AsyncIterator[Stack]:
     """The test stack on the cluster: fresh R3 streams, a fresh database (on the session's PostgreSQL)."""
-    for node in cluster.nodes:  # a test may have left a node down
-        if node.proc is None:
-            node.start()
-    await asyncio.to_thread(cluster.wait_ready, 30)
-    servers = Servers(cluster.url, template.database_url, template.workdir)
+    servers = await asyncio.to_thread(cluster_servers, cluster, template)
     nc = await nats.connect(server_urls(cluster.url), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()
     await fresh_streams(js, R3)
