@@ -40,6 +40,8 @@ ENV_NAMES = (
     "ANTQ_NATS_TLS_KEY",
     "ANTQ_STREAM_REPLICAS",
     "ANTQ_WEB_METRICS_PORT",
+    "ANTQ_STREAM_PLACEMENT_CLUSTER",
+    "ANTQ_STREAM_PLACEMENT_TAGS",
 )
 """Every environment variable ``Settings.from_env`` reads, and none other (it refuses to read a name not listed
 here): ``tests/test_compose.py`` checks the deployment's environment against this tuple."""
@@ -81,6 +83,10 @@ class Settings:
     # how many copies of each stream a JetStream cluster keeps (ANTQ_STREAM_REPLICAS: 1, or 3 on a cluster)
     stream_replicas: int = 1
     web_metrics_port: int | None = None  # the dashboard's /metrics, its process only (ANTQ_WEB_METRICS_PORT)
+    # which cluster / which tagged servers hold the streams (ANTQ_STREAM_PLACEMENT_CLUSTER, ANTQ_STREAM_PLACEMENT_TAGS
+    # comma-separated); unset: wherever the servers put them
+    stream_placement_cluster: str | None = None
+    stream_placement_tags: tuple[str, ...] = ()
 
     def as_identity(self, name: str) -> Settings:
         """These settings for a process that runs as ``name``, unless ANTQ_IDENTITY chose another already."""
@@ -157,4 +163,8 @@ class Settings:
             nats_tls_key=tls_key,
             stream_replicas=int(replicas),
             web_metrics_port=port("ANTQ_WEB_METRICS_PORT"),
+            stream_placement_cluster=get("ANTQ_STREAM_PLACEMENT_CLUSTER") or None,
+            stream_placement_tags=tuple(
+                t.strip() for t in (get("ANTQ_STREAM_PLACEMENT_TAGS") or "").split(",") if t.strip()
+            ),
         )

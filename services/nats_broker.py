@@ -14,10 +14,14 @@ from faststream.message import StreamMessage
 from faststream.nats import NatsBroker, NatsMessage
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 
+from infra.nats_client import server_urls
+
 _KNOWN = {"nkeys_seed", "inbox_prefix", "user_credentials", "tls"}
 
 
 def nats_broker(url: str, options: Mapping[str, Any]) -> NatsBroker:
+    """``url``: one server, or every node of a cluster comma-separated (``infra.nats_client.server_urls``)."""
+    servers = server_urls(url)
     unknown = set(options) - _KNOWN
     if unknown:
         raise ValueError(f"connect options FastStream is not given here: {', '.join(sorted(unknown))}")
@@ -30,8 +34,8 @@ def nats_broker(url: str, options: Mapping[str, Any]) -> NatsBroker:
     elif tls is not None:
         security = NatsSecurity(ssl_context=tls)
     if "inbox_prefix" in options:
-        return NatsBroker(url, logger=None, security=security, inbox_prefix=options["inbox_prefix"])
-    return NatsBroker(url, logger=None, security=security)
+        return NatsBroker(servers, logger=None, security=security, inbox_prefix=options["inbox_prefix"])
+    return NatsBroker(servers, logger=None, security=security)
 
 
 async def raw_body(message: StreamMessage[Any]) -> bytes:

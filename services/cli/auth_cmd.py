@@ -178,15 +178,20 @@ def _reload(directory: Path, pid_file: Path | None, no_reload: bool) -> None:
     if no_reload:
         console.print("nats-server not reloaded (--no-reload): send it SIGHUP to apply the change")
         return
-    pid_file = pid_file or directory.parent / "nats" / PID_FILE
-    if not pid_file.exists():
+    nats_dir = directory.parent / "nats"
+    given = pid_file is not None
+    pid_file = pid_file or nats_dir / PID_FILE
+    # `antq dev up --cluster N` runs N nodes, each with its pid file in <data dir>/nats/n<i>/: all are reloaded
+    nodes = sorted(nats_dir.glob(f"n*/{PID_FILE}")) if not given and not pid_file.exists() else []
+    if not pid_file.exists() and not nodes:
         console.print(
             f"no nats-server pid file at {pid_file}: reload the server yourself "
             "(`nats-server --signal reload=<pid>`, or SIGHUP)"
         )
         return
-    pid = reload_nats(pid_file)
-    console.print(f"nats-server {pid} reloaded: the others stay connected")
+    for each in nodes or [pid_file]:
+        pid = reload_nats(each)
+        console.print(f"nats-server {pid} reloaded: the others stay connected")
 
 
 @auth.command("revoke")

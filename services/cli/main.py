@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import typer
 
 from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from services.cli.audit import audit
 from services.cli.plain import console as plain_console
@@ -164,14 +166,35 @@ def dev_up(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="the open stack: no identities, anyone may publish anything")
     ] = False,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="nats-servers in one JetStream cluster on loopback, every stream at that many replicas "
+            "(default: one server)",
+        ),
+    ] = 1,
 ) -> None:
     """Start embedded NATS and PostgreSQL (unless URLs are set), the streams and every service.
 
     Secure by default: identities in <data dir>/credentials (or --credentials-dir), generated on the first
-    start; nats-server refuses anonymous connections; every service runs as its own role."""
+    start; nats-server refuses anonymous connections; every service runs as its own role. With --cluster 3,
+    three nats-servers and every stream at 3 replicas; the ready line's nats_url lists every node."""
     from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
 
     settings = _settings()
+    if cluster > 1:
+        if settings.nats_url:
+            err.print(
+                f"--cluster {cluster} starts an embedded cluster, but ANTQ_NATS_URL is set: unset it, or drop "
+                "--cluster and set ANTQ_STREAM_REPLICAS for the cluster you run",
+                style="red",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        settings = dataclasses.replace(settings, stream_replicas=cluster)
     registry = offices or settings.offices_path or DEMO_OFFICES
     _check_offices(registry)
     secure = secure_stack(settings, insecure)
@@ -182,7 +205,7 @@ def dev_up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         with embedded_servers(
-            settings, data_dir or settings.data_dir, secure=secure, offices=registry
+            settings, data_dir or settings.data_dir, secure=secure, offices=registry, cluster=cluster
         ) as urls:
             async with running_services(urls, settings, registry, web=True) as web_url:
                 ready = {
@@ -278,7 +301,7 @@ def stats(
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
         nc = await nats.connect(
-            url,
+            server_urls(url),
             allow_reconnect=False,
             max_reconnect_attempts=1,
             connect_timeout=5,
@@ -324,7 +347,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     options = _nats_options(settings)
 
     async def run() -> str:
-        nc = await nats.connect(nats_url, **options)
+        nc = await nats.connect(server_urls(nats_url), **options)
         try:
             report = await Rebuild(nc, database_url).run()
         finally:
