@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,14 @@ class Told:
 
     ok: dict[str, str] = field(default_factory=dict)  # event id -> "accepted" | "duplicate"
     refused: dict[str, str] = field(default_factory=dict)  # event id -> error code
+
+    def summary(self) -> str:
+        codes = Counter(self.refused.values())
+        return (
+            f"{len(self.ok)} stored, {len(self.refused)} refused {dict(codes)}, {self.retries} sent again, "
+            f"{self.unanswered} requests unanswered"
+        )
+
     retries: int = 0  # requests or events sent again (timeouts, no responder, ``unavailable``)
     unanswered: int = 0  # requests that got no answer in time
 
@@ -72,10 +81,12 @@ async def office_sends(
     timeout: float = 5.0,
     rnd: random.Random | None = None,
     stop: asyncio.Event | None = None,
+    pace: float = 0.0,
 ) -> None:
     """Send ``events`` in batches until each has a definitive answer; an unanswered request or an ``unavailable``
     event is sent again with the same event ids after a jittered back-off. ``stop`` ends it before the next
-    batch (events left unsent are simply never sent)."""
+    batch (events left unsent are simply never sent); ``pace``: at most this many seconds (jittered) between two
+    batches, so that traffic lasts."""
     client = OfficeClient(nc, office, timeout=timeout)
     rnd = rnd or random.Random(office)
     pending = list(events)
@@ -106,6 +117,8 @@ async def office_sends(
             backoff = min(backoff * 2, 1.0)
         else:
             backoff = 0.05
+            if pace:
+                await asyncio.sleep(rnd.uniform(pace / 2, pace))  # wait-ok: an office's pace
 
 
 def child_env(**extra: str) -> dict[str, str]:
