@@ -43,7 +43,9 @@ def say(message: str) -> None:
     print(f"[fault] {message}", flush=True)
 
 
-def traffic(localities: Localities, n: int, *, seed: int, offices: Sequence[str] = OFFICES) -> dict[str, list[Event]]:
+def traffic(
+    localities: Localities, n: int, *, seed: int, offices: Sequence[str] = OFFICES
+) -> dict[str, list[Event]]:
     """A realistic mixed history (every type of the catalogue, dependent events after their causes) over wards
     of provinces 04 and 24, split by ward among ``offices``: each ward's events go to one office, in order."""
     wards = [*localities.wards_of("04")[:15], *localities.wards_of("24")[:15]]
@@ -125,7 +127,9 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
-def start_projection(nats_url: str, database_url: str, key_file: Path, *, batch: int = 100) -> subprocess.Popen[bytes]:
+def start_projection(
+    nats_url: str, database_url: str, key_file: Path, *, batch: int = 100
+) -> subprocess.Popen[bytes]:
     """``python -m projections`` as its own process (a fixed update key: a restart keeps the update ids)."""
     args = ["--nats-url", nats_url, "--database-url", database_url, "--batch", str(batch)]
     return subprocess.Popen(

@@ -57,7 +57,9 @@ async def test_projection_killed_10_times_mid_batch_while_events_flow(
     flowing = asyncio.Event()
     senders = [
         asyncio.create_task(
-            office_sends(stack.nc, office, events, told, batch=10, pace=0.3, rnd=random.Random(office), stop=flowing)
+            office_sends(
+                stack.nc, office, events, told, batch=10, pace=0.3, rnd=random.Random(office), stop=flowing
+            )
         )
         for office, events in traffic(localities, 12_000, seed=SEED).items()
     ]
@@ -78,7 +80,9 @@ async def test_projection_killed_10_times_mid_batch_while_events_flow(
             killed_at.append(await checkpoint_seq(stack.database_url))
         say(f"killed the projection (SIGKILL, --batch 50) 10 times; checkpoints at the kills: {killed_at}")
         sending = sum(not task.done() for task in senders)
-        say(f"{sending} of {len(senders)} offices were still sending at the last kill; {len(told.ok)} stored so far")
+        say(
+            f"{sending} of {len(senders)} offices were still sending at the last kill; {len(told.ok)} stored so far"
+        )
         assert sending, "the traffic ended before the last kill"
     finally:
         flowing.set()
@@ -126,7 +130,8 @@ async def test_postgres_stopped_10_seconds_under_load_then_restarted(
     """Fault 3: PostgreSQL stopped for 10 s while offices send, the projection folds and readers query."""
     database_url = own_postgres.url
     config = dataclasses.replace(
-        gateway_config(stack, offices_file, clock, localities, database_timeout_s=2.0), database_url=database_url
+        gateway_config(stack, offices_file, clock, localities, database_timeout_s=2.0),
+        database_url=database_url,
     )
     told = Told()
     key = tmp_path / "updates.nk"
@@ -172,7 +177,10 @@ async def test_postgres_stopped_10_seconds_under_load_then_restarted(
 
         await wait_for(some_folded, timeout=40, what="the projection's first commit")
         fast_stop(own_postgres)
-        say("stopped PostgreSQL (fast shutdown) under load: offices sending, projection folding, readers asking")
+        stored_before = len(told.ok)
+        say(
+            "stopped PostgreSQL (fast shutdown) under load: offices sending, projection folding, readers asking"
+        )
         senders += [
             asyncio.create_task(office_sends(stack.nc, o, e, told, timeout=8)) for o, e in second.items()
         ]
@@ -187,7 +195,8 @@ async def test_postgres_stopped_10_seconds_under_load_then_restarted(
         stored_during = len(told.ok)
         own_postgres.start()
         say(
-            f"restarted PostgreSQL after 10 s; during the outage: {stored_during} events confirmed so far, "
+            f"restarted PostgreSQL after 10 s; events confirmed: {stored_before} before the stop, "
+            f"{stored_during - stored_before} during the outage; "
             f"queries {during}, projection restarted {restarts} times by the supervisor"
         )
 
