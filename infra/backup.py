@@ -329,10 +329,10 @@ def pin_created(store_dir: Path, stream: str, created: dt.datetime, *, account: 
         info = json.loads(meta.read_bytes())
     except (OSError, ValueError) as exc:
         raise RestoreFailed(f"{meta}: cannot read the stream's metadata ({exc})") from None
-    wanted = _go_time(created)
-    if msgspec.convert(info.get("created"), dt.datetime, strict=False) == created.astimezone(dt.UTC):
+    field = next((k for k in info if k.lower() == "created"), "Created")  # Go writes "Created"
+    if msgspec.convert(info.get(field), dt.datetime | None, strict=False) == created.astimezone(dt.UTC):
         return False
-    info["created"] = wanted
+    info[field] = _go_time(created)
     body = json.dumps(info, separators=(",", ":")).encode()
     key = hashlib.sha256(stream.encode()).digest()
     tmp = folder / "meta.inf.tmp"

@@ -235,8 +235,11 @@ async def read_log(nc: Client) -> LogContents:
     return LogContents(event_ids=ids, refusals=refusals)
 
 
-async def check_ledger(nc: Client, nats_url: str, database_url: str, told: Told) -> None:
-    """The checks after every fault (the projection must be running, to catch up)."""
+async def check_ledger(
+    nc: Client, nats_url: str, database_url: str, told: Told, *, seal_seed: bytes | None = None
+) -> None:
+    """The checks after every fault (the projection must be running, to catch up); the sealer signs with
+    ``seal_seed`` (the one that signed the chain so far, if any)."""
     log = await read_log(nc)
     assert len(log.event_ids) == len(set(log.event_ids)), "an event id is stored twice"
     stored = set(log.event_ids)
@@ -256,7 +259,7 @@ async def check_ledger(nc: Client, nats_url: str, database_url: str, told: Told)
     code, out = await antq("audit", "verify", env=env)
     assert code == 0, out
     say(f"checked: the projection reached seq {last}; `antq audit verify` exit 0 (no difference)")
-    signer = signer_from_seed(generate_seed())
+    signer = signer_from_seed(seal_seed or generate_seed())
     config = SealerConfig(nats_url=nats_url, database_url=database_url, signer=signer, every_events=500)
     seals = 0
     async with Sealer(config) as sealer:
