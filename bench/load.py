@@ -51,7 +51,7 @@ from services.client import OfficeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVINCES = ("04", "24", "01", "38")
-CHUNK = 4000  # events generated at a time per office (a fresh history, new ids)
+CHUNK = 1000  # events generated at a time per office (a fresh history, new ids; ~40 ms of the bench's CPU)
 
 
 def offices_toml(n: int) -> str:
@@ -132,11 +132,15 @@ async def office(
             await asyncio.sleep(rnd.uniform(0.05, 0.3))  # back-off before the events answered unavailable
 
 
-async def lag_sampler(database_url: str, until: float, m: Measures) -> None:
-    """Every 0.2 s: the projection's checkpoint; each accepted event at or below it has waited this long."""
+async def lag_sampler(database_url: str, sent: asyncio.Event, m: Measures) -> None:
+    """Every 0.2 s: the projection's checkpoint; each accepted event at or below it has waited this long. Ends
+    once the offices are done and every accepted event is folded (or 60 s after, whatever is left)."""
     conn = await asyncpg.connect(database_url)
+    deadline = float("inf")
     try:
-        while time.monotonic() < until + 30 and (time.monotonic() < until or m.waiting):
+        while time.monotonic() < deadline and not (sent.is_set() and not m.waiting):
+            if sent.is_set() and deadline == float("inf"):
+                deadline = time.monotonic() + 60
             seq = await conn.fetchval(
                 "SELECT c.seq FROM projection_checkpoint c JOIN projection_active a USING (name, copy)"
                 " WHERE c.name = 'stats'"
@@ -173,18 +177,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def tree_rss_mb(pid: int) -> float:
-    """A process and its children (PostgreSQL: the postmaster and its backends)."""
-    total = rss_mb(pid)
+def tree_pss_mb(pid: int) -> float:
+    """A process and its children (PostgreSQL: the postmaster and its backends), by PSS: the shared buffers
+    every backend maps are counted once, not once per process as RSS would."""
+    total = float("nan")
     try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total = int(line.split()[1]) / 1024
+                break
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         children = []
-    return total + sum(tree_rss_mb(int(c)) for c in children)
+    return total + sum(tree_pss_mb(int(c)) for c in children)
 
 
 def rss_table(procs: dict[str, int]) -> dict[str, float]:
-    return {name: (tree_rss_mb(pid) if name == "postgres" else rss_mb(pid)) for name, pid in procs.items()}
+    return {name: (tree_pss_mb(pid) if name == "postgres" else rss_mb(pid)) for name, pid in procs.items()}
 
 
 def start_nats(args: argparse.Namespace, base: Path) -> tuple[str, Any, dict[str, int]]:
@@ -264,10 +273,13 @@ async def run(args: argparse.Namespace) -> None:
             )
             for i in range(args.offices)
         ]
-        tasks += [lag_sampler(pg.url, until, m), reader(nc, all_wards, until, m)]
-        await asyncio.gather(*tasks)
-        elapsed = time.monotonic() - t0
+        sent = asyncio.Event()
+        sampler = asyncio.create_task(lag_sampler(pg.url, sent, m))
+        await asyncio.gather(*tasks, reader(nc, all_wards, until, m))
         end_rss = rss_table(pids)
+        sent.set()
+        await sampler
+        elapsed = time.monotonic() - t0
         await nc.drain()
         print(
             f"accepted: {m.accepted:,} events in {args.duration:g} s = {m.accepted / args.duration:,.0f} events/s"
@@ -278,10 +290,12 @@ async def run(args: argparse.Namespace) -> None:
         )
         print(
             f"projection lag: p50 {percentile(m.lags, 50):.2f} s, p99 {percentile(m.lags, 99):.2f} s"
-            f" ({len(m.lags):,} events; {len(m.waiting):,} not folded {elapsed - args.duration:.0f} s after the end)"
+            f" ({len(m.lags):,} events; the last folded {elapsed - args.duration:.1f} s after the load's end"
+            + (f"; {len(m.waiting):,} not folded 60 s after the offices stopped" if m.waiting else "")
+            + ")"
         )
         print(f"answers by code: {dict(sorted(m.codes.items()))}; queries: {dict(m.queries)}")
-        print("RSS (MB) start -> end:")
+        print("RSS (MB; PostgreSQL: PSS of all its processes) at the load's start -> end:")
         for name in pids:
             print(
                 f"  {name:12} {start_rss[name]:8.0f} -> {end_rss[name]:8.0f}  ({end_rss[name] - start_rss[name]:+.0f})"
