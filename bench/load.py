@@ -260,6 +260,7 @@ async def run(args: argparse.Namespace) -> None:
             flush=True,
         )
         start_rss = rss_table(pids)
+        load_start = os.getloadavg()[0]
         t0 = time.monotonic()
         until = t0 + args.duration
         tasks = [
@@ -275,7 +276,15 @@ async def run(args: argparse.Namespace) -> None:
         ]
         sent = asyncio.Event()
         sampler = asyncio.create_task(lag_sampler(pg.url, sent, m))
+        warm_at = min(30.0, args.duration / 4)
+
+        async def warm_sample() -> dict[str, float]:
+            await asyncio.sleep(warm_at)  # the warm-up: caches, pools and buffers filled
+            return rss_table(pids)
+
+        warm = asyncio.create_task(warm_sample())
         await asyncio.gather(*tasks, reader(nc, all_wards, until, m))
+        warm_rss = await warm
         end_rss = rss_table(pids)
         sent.set()
         await sampler
