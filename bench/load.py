@@ -304,11 +304,19 @@ async def run(args: argparse.Namespace) -> None:
             + ")"
         )
         print(f"answers by code: {dict(sorted(m.codes.items()))}; queries: {dict(m.queries)}")
-        print("RSS (MB; PostgreSQL: PSS of all its processes) at the load's start -> end:")
+        print(
+            f"RSS (MB; PostgreSQL: PSS of all its processes) at the load's start -> after {warm_at:g} s -> end"
+            " (growth after the warm-up):"
+        )
         for name in pids:
             print(
-                f"  {name:12} {start_rss[name]:8.0f} -> {end_rss[name]:8.0f}  ({end_rss[name] - start_rss[name]:+.0f})"
+                f"  {name:12} {start_rss[name]:8.0f} -> {warm_rss[name]:8.0f} -> {end_rss[name]:8.0f}"
+                f"  ({end_rss[name] - warm_rss[name]:+.0f})"
             )
+        print(
+            f"load average (1 min): {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+            f" ({os.cpu_count()} cores; other processes on the machine count in it)"
+        )
         dead = [name for name, p in named.items() if p.poll() is not None]
         if dead:
             print(f"services that exited during the run: {dead}")
