@@ -76,7 +76,8 @@ class StreamEntry(msgspec.Struct, frozen=True, kw_only=True):
     messages: int
     first_seq: int
     last_seq: int
-    created: dt.datetime | None
+    created: str | None
+    """The creation time exactly as the server wrote it (RFC 3339, nanoseconds): pinned back verbatim."""
     config: dict[str, Any]
     state: dict[str, Any]
 
@@ -116,7 +117,7 @@ async def snapshot_stream(nc: Client, stream: str, out: Path, *, timeout: float 
     info = await _api(nc, f"{API}.INFO.{stream}", {})
     if (problem := _api_error(info)) is not None:
         raise SnapshotFailed(f"{stream}: {problem}")
-    created = msgspec.convert(info.get("created"), dt.datetime | None, strict=False)
+    created = info.get("created")
     inbox = nc.new_inbox()
     done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     size = 0
@@ -162,7 +163,7 @@ async def snapshot_stream(nc: Client, stream: str, out: Path, *, timeout: float 
         messages=int(state.get("messages", 0)),
         first_seq=int(state.get("first_seq", 0)),
         last_seq=int(state.get("last_seq", 0)),
-        created=created,
+        created=str(created) if created else None,
         config=body.get("config", {}),
         state=state,
     )
@@ -310,15 +311,8 @@ async def restore(
     return manifest, infos
 
 
-def _go_time(moment: dt.datetime) -> str:
-    """A time as Go's encoding/json writes it (RFC 3339 with nanoseconds, trailing zeros dropped, Z)."""
-    utc = moment.astimezone(dt.UTC)
-    frac = f"{utc.microsecond:06d}000".rstrip("0")
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
-
-
-def pin_created(store_dir: Path, stream: str, created: dt.datetime, *, account: str = "$G") -> bool:
-    """Write the original creation time into a restored stream's ``meta.inf`` (and its checksum) in the store
+def pin_created(store_dir: Path, stream: str, created: str, *, account: str = "$G") -> bool:
+    """Write the original creation time (as the source server wrote it) into a restored stream's ``meta.inf`` (and its checksum) in the store
     directory of a STOPPED nats-server (``jetstream.store_dir``); True when it changed. The server reads it on
     its next start. Not for an encrypted store (its meta.inf is not JSON)."""
     folder = store_dir / "jetstream" / account / "streams" / stream
@@ -330,9 +324,9 @@ def pin_created(store_dir: Path, stream: str, created: dt.datetime, *, account: 
     except (OSError, ValueError) as exc:
         raise RestoreFailed(f"{meta}: cannot read the stream's metadata ({exc})") from None
     field = next((k for k in info if k.lower() == "created"), "Created")  # Go writes "Created"
-    if msgspec.convert(info.get(field), dt.datetime | None, strict=False) == created.astimezone(dt.UTC):
+    if info.get(field) == created:
         return False
-    info[field] = _go_time(created)
+    info[field] = created
     body = json.dumps(info, separators=(",", ":")).encode()
     key = hashlib.sha256(stream.encode()).digest()
     tmp = folder / "meta.inf.tmp"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import msgspec
 import nats
 import nats.errors
 import typer
@@ -108,7 +106,7 @@ def restore(
                     continue
                 changed = pin_created(pin_created_in, entry.name, entry.created)
                 state = "set to" if changed else "already"
-                say(console, f"{entry.name}: creation time {state} {entry.created.isoformat()}")
+                say(console, f"{entry.name}: creation time {state} {entry.created}")
         return
     nats_url, database_url, options = _urls(_settings())
 
@@ -120,8 +118,7 @@ def restore(
             await nc.drain()
         lines = [f"database restored from {manifest.database}"]
         for entry, info in zip(manifest.streams, infos, strict=True):
-            created = msgspec.convert(info.get("created"), dt.datetime | None, strict=False)
-            moved = entry.created is not None and created != entry.created
+            moved = entry.created is not None and info.get("created") != entry.created
             lines.append(
                 f"{entry.name}: {entry.messages} msgs, seq {entry.first_seq}..{entry.last_seq}"
                 + (" (creation time differs: run --pin-created)" if moved else "")
