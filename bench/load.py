@@ -253,8 +253,13 @@ async def run(args: argparse.Namespace) -> None:
         m = Measures()
         wards_per_office = max(1, min(40, len(all_wards) // args.offices))
         shuffled = random.Random(3).sample(all_wards, len(all_wards))
+        mode = (
+            f"a cluster of {args.cluster} (every stream R{args.cluster})"
+            if args.cluster > 1
+            else f"one nats-server (R1, sync {args.sync})"
+        )
         print(
-            f"stack: {'cluster of ' + str(args.cluster) + ' (R' + str(args.cluster) + ')' if args.cluster > 1 else 'one nats-server (R1, sync ' + args.sync + ')'}"
+            f"stack: {mode}"
             f", PostgreSQL durable; 2 gateways, projection, query, sealer; {args.offices} offices x batches of"
             f" {args.batch} for {args.duration:g} s",
             flush=True,

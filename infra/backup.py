@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -169,6 +170,37 @@ async def snapshot_stream(nc: Client, stream: str, out: Path, *, timeout: float 
     )
 
 
+async def _held(nc: Client, stream: str) -> int | None:
+    """None when ``stream`` does not exist on the target, 0 when it is empty; one holding messages is refused."""
+    info = await _api(nc, f"{API}.INFO.{stream}", {})
+    if _api_error(info) is not None:
+        return None
+    held = int(info.get("state", {}).get("messages", 0))
+    if held:
+        raise RestoreFailed(
+            f"{stream} exists on the target and holds {held} messages: a backup is restored onto a fresh "
+            "stack only (nothing was changed)"
+        )
+    return 0
+
+
+async def _database_unused(database_url: str) -> None:
+    """Refuse a target database that holds events or figures (an empty or freshly migrated one is fine)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for table in ("event_index", "projection_checkpoint", "seals"):
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+                continue
+            where = " WHERE seq > 0" if table == "projection_checkpoint" else ""
+            if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table}{where})"):
+                raise RestoreFailed(
+                    f"the target database has rows in {table}: a backup is restored onto a fresh stack only "
+                    "(nothing was changed)"
+                )
+    finally:
+        await conn.close()
+
+
 async def restore_stream(
     nc: Client, entry: StreamEntry, data: Path, *, replicas: int | None = None, timeout: float = 60.0
 ) -> dict[str, Any]:
@@ -176,13 +208,7 @@ async def restore_stream(
 
     A stream of that name that exists and is empty (made by a service that started first) is deleted before;
     one that holds messages is never touched: ``RestoreFailed``."""
-    info = await _api(nc, f"{API}.INFO.{entry.name}", {})
-    if _api_error(info) is None:
-        held = int(info.get("state", {}).get("messages", 0))
-        if held:
-            raise RestoreFailed(
-                f"{entry.name} exists on the target and holds {held} messages; restore needs it absent"
-            )
+    if await _held(nc, entry.name) is not None:
         deleted = await _api(nc, f"{API}.DELETE.{entry.name}", {})
         if (problem := _api_error(deleted)) is not None:
             raise RestoreFailed(f"{entry.name}: could not delete the empty stream on the target: {problem}")
@@ -301,8 +327,13 @@ def read_manifest(directory: Path) -> Manifest:
 async def restore(
     nc: Client, database_url: str, directory: Path, *, replicas: int | None = None
 ) -> tuple[Manifest, list[dict[str, Any]]]:
-    """Restore the database, then every stream, from ``directory`` onto a stack whose services are stopped."""
-    manifest = read_manifest(directory)
+    """Restore the database, then every stream, from ``directory`` onto a stack whose services are stopped.
+    Checked first, before anything changes: the backup's files, no target stream holding messages, no events or
+    figures in the target database."""
+    manifest = await asyncio.to_thread(read_manifest, directory)
+    for entry in manifest.streams:
+        await _held(nc, entry.name)
+    await _database_unused(database_url)
     await asyncio.to_thread(restore_database, database_url, directory / manifest.database)
     infos = [
         await restore_stream(nc, entry, directory / entry.file, replicas=replicas)
@@ -312,9 +343,10 @@ async def restore(
 
 
 def pin_created(store_dir: Path, stream: str, created: str, *, account: str = "$G") -> bool:
-    """Write the original creation time (as the source server wrote it) into a restored stream's ``meta.inf`` (and its checksum) in the store
-    directory of a STOPPED nats-server (``jetstream.store_dir``); True when it changed. The server reads it on
-    its next start. Not for an encrypted store (its meta.inf is not JSON)."""
+    """Write the original creation time (verbatim, as the source server wrote it) into a restored stream's
+    ``meta.inf`` (and its checksum ``meta.sum``) in the store directory of a STOPPED nats-server
+    (``jetstream.store_dir``); True when it changed. The server reads it on its next start. Not for an
+    encrypted store (its meta.inf is not JSON)."""
     folder = store_dir / "jetstream" / account / "streams" / stream
     if not folder.is_dir():
         folder = store_dir / account / "streams" / stream

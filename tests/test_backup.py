@@ -29,6 +29,7 @@ from services.client import OfficeClient
 from services.gateway.app import Gateway
 from services.query.app import QueryConfig, QueryService
 from services.sealer.service import Sealer, SealerConfig
+from tests import factories as f
 from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 from tests.faultkit import (
     Told,
@@ -246,7 +247,8 @@ async def test_a_lost_database_is_rebuilt_from_the_stream_alone(
             await wait_until_answering(stack.nc, QUERY_SUBJECT)
             assert await query_replies(stack.nc, localities) == replies
         say(
-            f"checked: the projection caught up from the stream alone to seq {last}: the {len(original)} figures and the query answers are equal"
+            f"checked: the projection caught up from the stream alone to seq {last}: the {len(original)} figures"
+            " and the query answers are equal"
         )
         code, out = await antq("audit", "verify", env=env)
         assert code == 0, out
@@ -258,7 +260,8 @@ async def test_a_lost_database_is_rebuilt_from_the_stream_alone(
         assert code == 0, out
         seals = (await stack.js.stream_info(SEALS)).state.messages
         say(
-            f"checked: `antq audit verify` exit 0; the {seals} seals copied back from ANTQ_SEALS, `antq audit seals` exit 0"
+            f"checked: `antq audit verify` exit 0; the {seals} seals copied back from ANTQ_SEALS,"
+            " `antq audit seals` exit 0"
         )
     finally:
         stop(projection)
@@ -287,3 +290,30 @@ def test_highwayhash_matches_the_checksums_nats_server_writes(tmp_path: Path) ->
         key = hashlib.sha256(path.parent.name.encode()).digest()
         assert highwayhash64(key, meta).hex() == path.read_text(), path
     assert highwayhash64(bytes(32), b"").hex() != highwayhash64(bytes(32), b"\0").hex()
+
+
+@pytest.mark.timeout(90)
+async def test_restore_changes_nothing_on_a_stack_in_use_and_refuses_a_damaged_backup(
+    stack: Stack, office: OfficeClient, tmp_path: Path
+) -> None:
+    results = await office.submit([f.session(attendance=10 + i) for i in range(5)])
+    assert all(r.ok for r in results)
+    env = env_of(stack.servers.nats_url, stack.database_url)
+    target = tmp_path / "b"
+    code, out = await antq("backup", str(target), env=env)
+    assert code == 0, out
+    code, out = await antq("backup", str(target), env=env)
+    assert code == 1 and "not empty" in out, out
+    info = await stack.js.stream_info(EVENTS)
+    code, out = await antq("restore", str(target), env=env)
+    assert code == 1 and "holds" in out and "nothing was changed" in out, out
+    assert (await stack.js.stream_info(EVENTS)).state.last_seq == info.state.last_seq
+    snapshot = target / f"{EVENTS}.snapshot"
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    snapshot.write_bytes(bytes(damaged))
+    code, out = await antq("restore", str(target), env=env)
+    assert code == 1 and "does not match the manifest" in out, out
+    say(
+        "checked: a second backup into the same directory, a restore onto a stack in use, a damaged file: refused"
+    )
