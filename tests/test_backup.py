@@ -18,6 +18,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from bench.projection import realistic_events
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
@@ -44,7 +45,9 @@ from tests.faultkit import (
     traffic,
     wait_caught_up,
 )
-from tests.servers import fresh_database
+from tests.servers import Servers, fresh_database
+from tests.test_projection import publish_events
+from tests.test_secure_stack import start_secure
 
 pytestmark = pytest.mark.servers
 
@@ -317,3 +320,39 @@ async def test_restore_changes_nothing_on_a_stack_in_use_and_refuses_a_damaged_b
     say(
         "checked: a second backup into the same directory, a restore onto a stack in use, a damaged file: refused"
     )
+
+
+@pytest.mark.timeout(90)
+async def test_backup_and_restore_run_as_the_admin_identity_on_the_secure_stack(
+    template: Servers, localities: Localities, tmp_path: Path
+) -> None:
+    """The generated ``admin`` may take a snapshot and upload a restore ($JS.SNAPSHOT.>), nothing more."""
+    source = await start_secure(tmp_path / "a")
+    target_nats = EmbeddedNats(tmp_path / "b", sync_always=False, auth_conf=source.generated.server_conf)
+    target_nats.start()
+    try:
+        gateway = await source.connect("gateway")
+        events = realistic_events(300, localities.wards_of("04")[:10], seed=5)
+        last = await publish_events(gateway, localities, events)
+        directory = source.generated.directory
+        env = {
+            **env_of(source.server.url, await fresh_database(template)),
+            "ANTQ_CREDENTIALS_DIR": str(directory),
+        }
+        code, out = await antq("backup", str(tmp_path / "bk"), env=env)
+        assert code == 0, out
+        target_db = await fresh_database(template, template="template0")
+        env = {**env_of(target_nats.url, target_db), "ANTQ_CREDENTIALS_DIR": str(directory)}
+        code, out = await antq("restore", str(tmp_path / "bk"), env=env)
+        assert code == 0, out
+        admin = await nats.connect(target_nats.url, **source.options("admin"))
+        try:
+            assert (await admin.jetstream().stream_info(EVENTS)).state.last_seq == last
+        finally:
+            await admin.close()
+        say(f"checked: `antq backup` and `antq restore` as the generated admin identity ({last} events)")
+    finally:
+        for nc in [*source.clients, source.admin]:
+            await nc.close()
+        source.server.stop()
+        target_nats.stop()
