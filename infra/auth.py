@@ -128,7 +128,8 @@ def role_permissions(role: str, public_key: str) -> Permissions:
     inbox = inbox_prefix(public_key)
     replies = (f"{inbox}.>",)
     if role == "admin":  # stream and consumer management, nothing else: it never writes events
-        return Permissions(publish=(f"{JS}.>",), subscribe=replies)
+        # $JS.SNAPSHOT.>: a snapshot's flow-control acks and a restore's upload (`antq backup` / `antq restore`)
+        return Permissions(publish=(f"{JS}.>", "$JS.SNAPSHOT.>"), subscribe=replies)
     if role == "gateway":
         publish = [f"{EVENTS_PREFIX}.>", f"{REJECTED_PREFIX}.>", ANY_INBOX]
         for s in ALL_STREAMS:  # it runs ensure_streams on start

@@ -240,6 +240,8 @@ def db_migrate() -> None:
 app.command("publish")(__import__("services.cli.publish", fromlist=["command"]).command)
 app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
 app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
+app.command("backup")(__import__("services.cli.backup", fromlist=["backup"]).backup)
+app.command("restore")(__import__("services.cli.backup", fromlist=["restore"]).restore)
 
 
 @app.command()
