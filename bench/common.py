@@ -121,14 +121,15 @@ async def prepare_stack(nats_srv: EmbeddedNats, pg: EmbeddedPostgres, base: Path
     }
 
 
-async def wait_gateway(url: str) -> None:
-    """Until a gateway answers on the intake subject (service subprocesses start in their own time)."""
-    nc = await nats.connect(url)
+async def wait_gateway(url: str, office: str = "bench-0") -> None:
+    """Until a gateway answers on the intake subject (service subprocesses start in their own time). ``url``:
+    one server, or a cluster's comma-separated URLs."""
+    nc = await nats.connect(servers=url.split(","))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                await nc.request("antq.intake.bench-0", b"[]", timeout=1)
+                await nc.request(f"antq.intake.{office}", b"[]", timeout=1)
                 return
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                 await asyncio.sleep(0.1)  # polling a starting subprocess

@@ -39,7 +39,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from bench.common import discard, stop_all
+from bench.common import discard, stop_all, wait_gateway
 from bench.projection import realistic_events
 from events.localities import Localities
 from events.schema import Event
@@ -238,7 +238,7 @@ async def run(args: argparse.Namespace) -> None:
             "sealer": spawn("services.sealer", env, "--every-events", "10000", "--every-seconds", "30"),
         }
         procs = list(named.values())
-        await _wait_intake(nats_url)
+        await wait_gateway(nats_url, "load-0")
         assert pg.proc is not None
         pids = {**server_pids, "postgres": pg.proc.pid, **{k: p.pid for k, p in named.items()}}
         localities = Localities.load()
@@ -347,21 +347,6 @@ async def prepare(nats_url: str, pg: EmbeddedPostgres, base: Path, offices: int)
         "ANTQ_DATABASE_URL": pg.url,
         "ANTQ_OFFICES": str(base / "offices.toml"),
     }
-
-
-async def _wait_intake(url: str) -> None:
-    nc = await nats.connect(servers=url.split(","))
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                await nc.request("antq.intake.load-0", b"[]", timeout=1)
-                return
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                await asyncio.sleep(0.1)  # polling a starting subprocess
-        raise RuntimeError("no gateway answered within 60 s")
-    finally:
-        await nc.close()
 
 
 def cli() -> None:

@@ -63,7 +63,7 @@ from events.subjects import (
 from infra.errors import InfraError
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
-from infra.tls import TlsError, client_context
+from infra.tls import TlsError, client_context, write_private
 
 SECRET_MODE = 0o600
 SERVER_CONF = "auth.conf"
@@ -499,12 +499,7 @@ REVOKED = "revoked.txt"
 
 def _write_secret(path: Path, data: bytes) -> None:
     """Create with mode 0600 from the start (never readable by others, not even for an instant)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
+    write_private(path, data, SECRET_MODE)
 
 
 def revoked_offices(out: Path) -> list[str]:

@@ -69,7 +69,22 @@ def client_cert_names(name: str) -> tuple[str, str]:
     return f"client-{name}.pem", f"client-{name}-key.pem"
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    """Digital signatures (TLS handshakes) only; and signing certificates and CRLs for the CA."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def write_private(path: Path, data: bytes, mode: int) -> None:
     """Create with ``mode`` from the start (a key is never readable by others, not even for an instant)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
@@ -141,25 +156,12 @@ def _new_ca(directory: Path) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(directory / CA_KEY, _key_pem(key), KEY_MODE)
-    _write(directory / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
+    write_private(directory / CA_KEY, _key_pem(key), KEY_MODE)
+    write_private(directory / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
 
 
 def _issue(
@@ -183,20 +185,7 @@ def _issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -208,8 +197,8 @@ def _issue(
             x509.SubjectAlternativeName([_alt_name(h) for h in hosts]), critical=False
         )
     cert = builder.sign(ca_key, hashes.SHA256())
-    _write(directory / key_file, _key_pem(key), KEY_MODE)
-    _write(directory / cert_file, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
+    write_private(directory / key_file, _key_pem(key), KEY_MODE)
+    write_private(directory / cert_file, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
 
 
 def cert_names(path: Path) -> set[str]:
