@@ -402,6 +402,30 @@ async def test_rejected_submissions_are_kept_with_office_error_hash_and_body(
     assert await count(stack) == 0
 
 
+async def test_a_refusal_whose_record_cannot_be_stored_at_once_is_kept_later_exactly_once(
+    stack: Stack, gateway: Gateway, office: OfficeClient
+) -> None:
+    """ANTQ_REJECTED away (as during a leader election on a cluster): the office is answered at once, and the
+    record of its refusal waits in the gateway and is stored, once, when the stream is back."""
+    await stack.js.delete_stream(REJECTED)
+    bad = msgspec.json.encode({**f.session(), "attendance": -5})
+    reply = await office.send_raw(bad)
+    assert isinstance(reply, IntakeResult)
+    refused_with(reply, "invalid")
+    late = gateway.counters.rejected_late
+    assert late.kept == 0 and late.lost == 0
+    await create_streams(stack.js, stack.limits)
+
+    async def kept() -> list[tuple[str, RejectedRecord]] | None:
+        found = [r for r in await rejected_records(stack) if r[1].sha256 == sha256(bad)]
+        return found or None
+
+    (subject, record), *more = await wait_for(kept, timeout=30, what="the refusal's record, kept later")
+    assert not more and subject == f"antq.rejected.{OFFICE}"
+    assert record.error == reply.error and record.raw == bad
+    assert late.kept == 1 and late.lost == 0
+
+
 @pytest.mark.parametrize("size", [100_000, 2 * 1024 * 1024])
 async def test_oversize_body_is_kept_truncated_with_the_full_hash(
     stack: Stack, office: OfficeClient, size: int

@@ -148,6 +148,8 @@ class Gateway:
         return await self._pipeline.handle(office_of_intake(msg.raw_message.subject), msg.body)
 
     async def _close(self) -> None:
+        if self._pipeline is not None:
+            await self._pipeline.rejected_later.stop()
         if self._catching_up is not None:
             self._catching_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -55,6 +55,7 @@ from services.gateway.errors import (
 from services.gateway.index import Claim, EventIndex, IndexRow
 from services.gateway.offices import UNKNOWN_OFFICE, Office, OfficeRegistry, RateLimiter
 from services.gateway.publisher import MSG_ID, IntakePublisher, Outcome
+from services.gateway.rejected_later import LateCounts, RejectedLater
 
 log = logging.getLogger("antq.gateway")
 Clock = Callable[[], dt.datetime]
@@ -195,6 +196,8 @@ class IntakeCounters:
     """Index catch-ups run to decide a 'wrong last sequence' (the entity's last event was beyond the index)."""
     office_busy: int = 0
     """Requests answered ``unavailable`` at once: their office had too many requests in progress here."""
+    rejected_late: LateCounts = field(default_factory=LateCounts)
+    """Refusals' records ANTQ_REJECTED took only on a later try, or never (``rejected_later``)."""
 
     def record(self, results: Sequence[IntakeResult]) -> None:
         self.requests += 1
@@ -239,6 +242,8 @@ class IntakePipeline:
         self._office_admitted = office_admitted
         self._limited_hold_s = limited_hold_s
         self._gates: dict[str, _Gate] = {}
+        self.rejected_later = RejectedLater(publisher, self.counters.rejected_late)
+        """Refusals' records ANTQ_REJECTED could not take at once, sent again until stored."""
 
     async def _catch_up_index(self) -> int:
         from services.gateway.catch_up import catch_up  # catch_up imports this module
@@ -354,13 +359,15 @@ class IntakePipeline:
         if not items:
             return
         keep_raw = await self._within_quota(office, [raw for raw, _ in items], now)
-        futures = []
+        records = []
         for (raw, result), keep in zip(items, keep_raw, strict=True):
             assert result.error is not None
-            futures.append(await self._publisher.keep_rejected(office, raw, result.error, now, keep_raw=keep))
-        for outcome in await self._publisher.settle(futures):
-            if outcome.seq is None:
-                log.error("could not keep a rejected submission: %s", outcome.failure)
+            records.append(self._publisher.rejected_record(office, raw, result.error, now, keep_raw=keep))
+        futures = [await self._publisher.publish(r.subject, r.data, r.headers) for r in records]
+        for record, outcome in zip(records, await self._publisher.settle(futures), strict=True):
+            if outcome.seq is None:  # no stream leader (an election), the stream away: kept later
+                log.warning("could not keep a rejected submission yet: %s", outcome.failure)
+                self.rejected_later.add(record)
 
     async def _within_quota(self, office: str, raws: list[bytes], now: dt.datetime) -> list[bool]:
         """Which refusals keep their raw body: those within the office's daily quota of ANTQ_REJECTED bytes.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import uuid
 
 from events.codec import encode
 from events.intake import ErrorDetail, RejectedRecord
@@ -17,6 +18,7 @@ from infra.js_publisher import (
     Outcome,
 )
 from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT
+from services.gateway.rejected_later import PendingRecord
 
 __all__ = ["MSG_ID", "IntakePublisher", "Outcome"]
 
@@ -32,10 +34,12 @@ class IntakePublisher(JetStreamPublisher):
             headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last)
         return await self.publish(subject, data, headers)
 
-    async def keep_rejected(
-        self, office: str, raw: bytes, error: ErrorDetail, now: dt.datetime, *, keep_raw: bool = True
-    ) -> asyncio.Future[Outcome]:
-        """Record a refusal; without its raw body when ``keep_raw`` is False (the office's quota is used up)."""
+    @staticmethod
+    def rejected_record(
+        office: str, raw: bytes, error: ErrorDetail, now: dt.datetime, *, keep_raw: bool = True
+    ) -> PendingRecord:
+        """A refusal's record for ANTQ_REJECTED; without its raw body when ``keep_raw`` is False (the office's
+        quota is used up). Its ``Nats-Msg-Id`` is chosen once: a retry of the write is a duplicate."""
         kept = raw[:REJECTED_RAW_LIMIT] if keep_raw else b""
         record = RejectedRecord(
             office=office,
@@ -48,5 +52,5 @@ class IntakePublisher(JetStreamPublisher):
             over_quota=not keep_raw,
         )
         token = office if office.replace("-", "").replace("_", "").isalnum() else "_invalid"
-        headers = {EXPECTED_STREAM: REJECTED}
-        return await self.publish(f"{REJECTED_PREFIX}.{token}", encode(record), headers)
+        headers = {EXPECTED_STREAM: REJECTED, MSG_ID: f"rejected:{uuid.uuid4()}"}
+        return PendingRecord(f"{REJECTED_PREFIX}.{token}", encode(record), headers)

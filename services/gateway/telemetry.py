@@ -35,6 +35,8 @@ CATCH_UPS = "antq_gateway_index_catch_ups"
 FOREIGN = "antq_gateway_foreign_records"
 UNKNOWN_TYPE = "antq_gateway_unknown_type_records"
 PASSED_OVER = "antq_gateway_index_catch_up_passed_over"
+REJECTED_KEPT_LATE = "antq_gateway_rejected_kept_late"
+REJECTED_LOST = "antq_gateway_rejected_records_lost"
 
 _HELP = {
     REQUESTS: "Intake requests answered (one event or an array)",
@@ -47,6 +49,8 @@ _HELP = {
     FOREIGN: "Foreign records in ANTQ_EVENTS passed over by the index catch-up",
     UNKNOWN_TYPE: "Records of a type this gateway does not know, passed over by the index catch-up (ERROR)",
     PASSED_OVER: "Events the index catch-up did not read again: the request path had indexed them already",
+    REJECTED_KEPT_LATE: "Refusals' records ANTQ_REJECTED took only on a later try (no stream leader at first)",
+    REJECTED_LOST: "Refusals' records never kept in ANTQ_REJECTED (too many waiting, or left at shutdown)",
 }
 
 
@@ -90,6 +94,8 @@ class GatewayCollector:
             (FOREIGN, self._catching_up.foreign),
             (UNKNOWN_TYPE, self._catching_up.unknown_type),
             (PASSED_OVER, self._catching_up.passed_over),
+            (REJECTED_KEPT_LATE, c.rejected_late.kept),
+            (REJECTED_LOST, c.rejected_late.lost),
         ):
             families[name].add_metric([], value)
         # dict.copy is atomic under the GIL: the event loop may add a code while a scrape thread reads
