@@ -45,6 +45,9 @@ class Settings:
     credentials_dir: Path | None = None
     # the identity a process runs as in ``credentials_dir`` (ANTQ_IDENTITY: ``gateway``, ``office-<id>``, …)
     identity: str | None = None
+    # worker processes of the statistics projection, each folding the provinces of its partition
+    # (ANTQ_PROJECTION_WORKERS, 1 to 34; projections/partitions.py)
+    projection_workers: int = 1
 
     def as_identity(self, name: str) -> Settings:
         """These settings for a process that runs as ``name``, unless ANTQ_IDENTITY chose another already."""
@@ -102,4 +105,11 @@ class Settings:
             sealer_metrics_port=port("ANTQ_SEALER_METRICS_PORT"),
             credentials_dir=credentials_dir,
             identity=identity,
+            projection_workers=_workers(env.get("ANTQ_PROJECTION_WORKERS") or "1"),
         )
+
+
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 34:
+        raise SettingsError(f"ANTQ_PROJECTION_WORKERS is a number of workers from 1 to 34, not {value!r}")
+    return int(value)
