@@ -90,12 +90,9 @@ async def try_lock(conn: asyncpg.Connection, copy: int, part: Part, name: str = 
     ):
         return False
     if await conn.fetchval(
-        "SELECT pg_try_advisory_lock($1, hashtext($2 || ':' || $3::text || ':' || $4::text || ':' || $5::text))",
+        "SELECT pg_try_advisory_lock($1, hashtext($2))",
         _PART_LOCK_CLASS,
-        name,
-        copy,
-        part.parts,
-        part.part,
+        f"{name}:{copy}:{part.parts}:{part.part}",
     ):
         return True
     await conn.fetchval(
