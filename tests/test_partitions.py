@@ -28,6 +28,7 @@ from infra.streams import UPDATES
 from projections import partitions
 from projections.folds import Figures
 from projections.partitions import Part
+from projections.rebuild import Rebuild
 from projections.runner import RunnerConfig, StatsRunner
 from projections.service import Projector
 from services.client import OfficeClient
@@ -284,3 +285,50 @@ async def test_min_seq_is_read_your_writes_with_two_workers(
     finally:
         for p in projectors:
             await p.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_rebuild_with_two_worker_processes_switches_to_exact_figures_while_events_arrive(
+    stack: Stack, localities: Localities
+) -> None:
+    events = realistic_events(3000, wards_everywhere(localities), seed=5)
+    first, later = events[:2000], events[2000:]
+    last = await publish_events(stack.nc, localities, first)
+    projectors = await start_split(stack, localities, 2)  # the live copy 1, split in 2
+    try:
+        await wait_for(lambda: _at(stack.database_url, 1, last), timeout=60, what=f"copy 1 at {last}")
+        rebuild = Rebuild(
+            stack.nc,
+            stack.database_url,
+            localities=localities,
+            close_enough=100,
+            batch=200,
+            workers=2,
+            nats_url=stack.servers.nats_url,
+        )
+        arriving = asyncio.create_task(publish_events(stack.nc, localities, later))
+        report = await rebuild.run()
+        end = await arriving
+        print(
+            f"rebuilt into copy {report.new_copy} with 2 worker processes; switched at seq {report.switch_seq}"
+        )
+        assert report.new_copy == 2 and report.old_dropped
+        # the live projectors follow the pointer to copy 2 and fold what arrived meanwhile
+        await wait_for(lambda: _at(stack.database_url, 2, end), timeout=60, what=f"copy 2 at {end}")
+        assert await figures(stack.database_url, 2) == reference(events)
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            assert await partitions.partition_seqs(conn, 2) == {0: end, 1: end}
+        finally:
+            await conn.close()
+        print(f"checked: copy 2 at seq {end} in both partitions, every figure equal to the oracle's")
+    finally:
+        for p in projectors:
+            await p.stop()
+
+
+async def _at(database_url: str, copy: int, seq: int) -> bool:
+    try:
+        return (await checkpoint(database_url, copy)).seq >= seq
+    except LookupError:
+        return False
