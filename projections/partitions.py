@@ -78,6 +78,12 @@ def provinces_of(part: Part, localities: Localities | None = None) -> list[str]:
     return assignment(part.parts, province_codes(localities))[part.part]
 
 
+def province_of_subject(subject: str) -> str:
+    """The province token of ``antq.events.<province>.<ward>.…`` (empty for another subject)."""
+    parts = subject.split(".", 3)
+    return parts[2] if len(parts) > 3 else ""
+
+
 def filter_subjects(provinces: Sequence[str]) -> list[str]:
     return [f"{EVENTS_PREFIX}.{p}.>" for p in provinces]
 

@@ -95,6 +95,11 @@ class RunnerConfig:
     part: Part | None = None
     """Fold only this partition's provinces, with its own checkpoint (``projections.partitions``); default (or
     1 of 1): every event, the copy's checkpoint."""
+    server_filter: bool = False
+    """A partition's consumer filters on the server (``filter_subjects``, one per province) instead of
+    delivering every message and leaving the other provinces' by their subject, undecoded. Off by default:
+    nats-server 2.15 delivers a consumer with many filters on a stream of many subjects far slower than an
+    unfiltered one (measured: ``projections/partitions.py``)."""
 
 
 @dataclass
@@ -125,6 +130,9 @@ class StatsRunner:
         self._part = config.part if config.part is not None and config.part.parts > 1 else None
         self._provinces = partitions.provinces_of(self._part, self._localities) if self._part else None
         self._dseq = 0  # the consumer sequence of the last message received (a split copy's gap check)
+        self._filtered = self._part is not None and config.server_filter
+        self._own = frozenset(self._provinces) if self._provinces is not None and not self._filtered else None
+        """Provinces to fold when every message comes (an unfiltered partition): the others are passed over."""
         self.copy = 0
         self.seq = 0
         self.halted: str | None = None
@@ -276,7 +284,7 @@ class StatsRunner:
         return puller
 
     def _filters(self) -> list[str]:
-        return partitions.filter_subjects(self._provinces) if self._provinces is not None else []
+        return partitions.filter_subjects(self._provinces) if self._filtered and self._provinces else []
 
     async def _fetch(self, puller: BatchPuller) -> list[Msg]:
         return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
@@ -296,7 +304,7 @@ class StatsRunner:
             ack = parse_ack_reply(msg.reply)
             seq = ack.stream_seq
             batch.last = msg
-            if self._part is not None:
+            if self._filtered:
                 if self._dseq and ack.consumer_seq != self._dseq + 1:
                     raise SequenceGap(
                         f"delivery {ack.consumer_seq} came where {self._dseq + 1} was due: messages were lost on"
@@ -307,11 +315,14 @@ class StatsRunner:
                 self.stats.redelivered_skipped += 1
                 continue
             expected = (batch.to_seq or self.seq) + 1
-            if self._part is None and seq != expected:
+            if not self._filtered and seq != expected:
                 raise SequenceGap(
                     f"seq {seq} came where {expected} was due: messages were lost on the way; the runner "
                     "restarts from its checkpoint"
                 )
+            if self._own is not None and partitions.province_of_subject(msg.subject) not in self._own:
+                batch.to_seq = seq  # another partition's province: passed over, undecoded
+                continue
             try:
                 read = self._stored.read(seq, msg.subject, msg.data)
             except UnknownEventType as exc:
@@ -403,8 +414,8 @@ class StatsRunner:
         """A partition with nothing pending moves its checkpoint up to the stream's last sequence, read BEFORE
         its consumer says that nothing is pending or unacknowledged: every event of its provinces up to there
         is then folded and committed (acks follow commits)."""
-        if self._part is None:
-            return
+        if not self._filtered or self._part is None:
+            return  # an unfiltered consumer delivers every sequence: its checkpoint is the last one it saw
         log_end = await last_sequence(self._js, EVENTS)
         if log_end <= self.seq:
             return
