@@ -79,8 +79,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     try:
         settings = Settings.from_env().as_identity("projector")  # its seed in ANTQ_CREDENTIALS_DIR, if given
         args.nats_options = nats_connect_options(settings)
+        supervising = args.workers > 1 and args.partition is None  # its workers resolve their own key
         args.update_key = (
-            None if args.no_publish else resolve_update_key(settings.update_key_file, settings.data_dir)
+            None
+            if args.no_publish or supervising
+            else resolve_update_key(settings.update_key_file, settings.data_dir)
         )
     except (AuthError, SealKeyError, OSError) as exc:
         parser.error(str(exc))

@@ -1,8 +1,15 @@
 """The statistics projection split across worker processes by province (migration 014).
 
 Assignment: the 34 province codes (2025) sorted, code number i (0-based) goes to partition ``i % parts``:
-deterministic, the same in every process, documented; worker k of n consumes ``antq.events.<province>.>`` of
-its provinces only (one filtered durable consumer per partition, ``stats-<copy>-p<k>of<n>``).
+deterministic, the same in every process, documented; worker k of n folds the events of its provinces only,
+with a durable consumer of its own (``stats-<copy>-p<k>of<n>``).
+
+Its consumer delivers every message and the worker passes over the other provinces' by their subject, without
+decoding them (``RunnerConfig.server_filter`` makes it a filtered consumer, ``filter_subjects`` one per
+province, instead). Measured on nats-server 2.15.1 with 40,000 events on ~40,000 subjects: an unfiltered
+consumer delivered 24,600 messages/s, one filter ``antq.events.01.>`` 12,600/s, and two filters did not answer a
+2,000-message pull within 5.5 s (a partition of 2 has 17 filters); reading every message twice is the cheaper
+way here. Either way every event is folded once, by the worker of its province.
 
 Why a partition is enough: every key of the fold's state (a tip, a lifecycle entity, a retracted or corrected
 entry, the tips a case names) belongs to one ward, and a ward to one province. The gateway refuses an
@@ -13,8 +20,9 @@ of a ward's events in stream order, gives the same figures whether the other pro
 or not. The runner's calendar cache and the outbox rows are per ward-year: partition-local too.
 
 Checkpoints: each partition has its own (``projection_partition.seq``), advanced in the same transaction as its
-figures (``advance``); every event of the partition's provinces at or below it is folded. A partition with
-nothing pending is moved up to the last stream sequence it saw (``cover``). The copy's checkpoint
+figures (``advance``); every event of the partition's provinces at or below it is folded. An unfiltered
+partition's checkpoint is the last stream sequence it saw (a batch of other provinces' events only still moves
+it); a filtered one with nothing pending is moved up to the stream's last sequence (``cover``). The copy's checkpoint
 (``projection_checkpoint.seq``) is the lowest of them (``raise_copy_checkpoint``): every event at or below it
 is in the figures, which is what ``as_of_seq`` means and what ``min_seq`` waits for.
 """
