@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from events.subjects import QUERY_SUBJECT
 from infra.stream_reader import last_sequence, read_stream
 from infra.streams import UPDATES
 from projections import partitions
-from projections.folds import Figures
 from projections.partitions import Part
 from projections.rebuild import Rebuild
 from projections.runner import RunnerConfig, StatsRunner
@@ -98,10 +97,10 @@ async def latest_updates(js: JetStreamContext) -> dict[tuple[str, int], Any]:
     return latest
 
 
-def by_ward_year(figs: Figures) -> dict[tuple[str, int], int]:
+def by_ward_year(figs: Mapping[tuple[str, str, int, str], int]) -> dict[tuple[str, int], int]:
     counts: dict[tuple[str, int], int] = {}
     for _period, ward, year, _metric in figs:
-        counts[ward, year] = counts.get(ward, 0) + 1
+        counts[ward, year] = counts.get((ward, year), 0) + 1
     return counts
 
 
