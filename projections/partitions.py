@@ -43,6 +43,9 @@ from projections.store import NAME, CheckpointMoved
 MAX_PARTS: Final = 34
 COPY_LOCK_CLASS: Final = 0x414E5453  # the class of ``store.try_lock``: partition runners hold it SHARED
 _PART_LOCK_CLASS: Final = 0x414E5450  # 'ANTP': one runner per (copy, parts, part)
+CREATE_LOCK_CLASS: Final = (
+    0x414E5443  # 'ANTC': runners creating a copy's tables and checkpoint, one at a time
+)
 
 
 class PartitionMismatch(ProjectionError):

@@ -170,7 +170,13 @@ class StatsRunner:
         if not locked:
             where = f" partition {self._part.label}" if self._part is not None else ""
             raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}{where}")
-        checkpoint = await store.open_checkpoint(conn, self.copy)
+        async with (
+            conn.transaction()
+        ):  # the workers of a split copy create its tables once, one after another
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", partitions.CREATE_LOCK_CLASS, self.copy
+            )
+            checkpoint = await store.open_checkpoint(conn, self.copy)
         if checkpoint.fold_version != FOLD_VERSION:
             raise FoldVersionMismatch(
                 f"copy {self.copy} was built by fold v{checkpoint.fold_version}; this code folds "
