@@ -371,7 +371,9 @@ class Rebuild:
         if upto > after:
             async for msgs in read_stream(js, EVENTS, start_seq=after + 1, stop_seq=upto, batch=self._batch):
                 for m in msgs:
-                    k = part_of.get(m.subject.split(".")[2], -1)
+                    k = part_of.get(
+                        partitions.province_of_subject(m.subject), 0
+                    )  # a foreign subject: partition 0
                     if k in targets and start[k] < m.seq <= targets[k]:
                         read = self._stored.read(m.seq, m.subject, m.data)
                         if isinstance(read, Foreign):
