@@ -331,3 +331,29 @@ async def _at(database_url: str, copy: int, seq: int) -> bool:
         return (await checkpoint(database_url, copy)).seq >= seq
     except LookupError:
         return False
+
+
+@pytest.mark.timeout(120)
+async def test_a_copy_is_split_again_only_where_its_partitions_agree(
+    stack: Stack, localities: Localities
+) -> None:
+    events = realistic_events(2400, wards_everywhere(localities), seed=8)
+    thirds = [events[:800], events[800:1600], events[1600:]]
+    last = await publish_events(stack.nc, localities, thirds[0])
+    await fold_with(stack, stack.database_url, localities, 1, last)  # one runner up to S
+    last = await publish_events(stack.nc, localities, thirds[1])
+    await fold_with(stack, stack.database_url, localities, 2, last)  # split in 2 at S, each on from there
+    last = await publish_events(stack.nc, localities, thirds[2])
+    await fold_with(stack, stack.database_url, localities, 3, last)  # 2 -> 3: both stood at one sequence
+    assert await figures(stack.database_url) == reference(events)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        assert await partitions.partition_seqs(conn, 1) == {0: last, 1: last, 2: last}
+        await conn.execute("UPDATE projection_partition SET seq = seq - 1 WHERE part = 1")  # as if it lagged
+        with pytest.raises(partitions.PartitionMismatch, match="run 3 workers"):
+            await partitions.open_partition(conn, 1, Part(parts=1, part=0))
+    finally:
+        await conn.close()
+    print(
+        f"1 worker, then 2, then 3 over {last} events: figures equal the oracle; a lagging partition refuses 3 -> 1"
+    )
