@@ -25,22 +25,25 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-
-from infra.auth import AuthError, nats_connect_options
-from infra.seal_keys import SealKeyError
 from infra.settings import Settings
-from infra.update_signing import load_or_create_update_key, resolve_update_key
-from projections.partitions import MAX_PARTS, Part
-from projections.service import Projector
-from projections.telemetry import Exporter, ProjectionCollector
+
+if TYPE_CHECKING:
+    from projections.service import Projector
+
+# The parent of N workers imports no more than it needs (the workers start sooner); a worker imports the rest.
+MAX_WORKERS = 34  # projections.partitions.MAX_PARTS: one partition per province at most
 
 log = logging.getLogger("projections")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
+    try:
+        env = Settings.from_env()
+    except ValueError as exc:
+        parser.error(str(exc))
     parser.add_argument("--nats-url", default=os.environ.get("ANTQ_NATS_URL"), required=False)
     parser.add_argument("--database-url", default=os.environ.get("ANTQ_DATABASE_URL"), required=False)
     parser.add_argument("--copy", type=int, default=None, help="copy to build (default: the active one)")
@@ -61,29 +64,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=Settings.from_env().metrics_port,
+        default=env.metrics_port,
         help="serve Prometheus metrics on this port (default: ANTQ_METRICS_PORT; none when unset)",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        parser.error(str(exc))
-    args.workers = args.workers if args.workers is not None else settings.projection_workers
-    if not 1 <= args.workers <= MAX_PARTS:
-        parser.error(f"--workers is from 1 to {MAX_PARTS}, not {args.workers}")
+    args.workers = args.workers if args.workers is not None else env.projection_workers
+    if not 1 <= args.workers <= MAX_WORKERS:
+        parser.error(f"--workers is from 1 to {MAX_WORKERS}, not {args.workers}")
     if args.partition is not None and not 0 <= args.partition < args.workers:
         parser.error(f"--partition is from 0 to {args.workers - 1} with --workers {args.workers}")
     if not args.nats_url or not args.database_url:
         parser.error("--nats-url and --database-url (or ANTQ_NATS_URL / ANTQ_DATABASE_URL) are required")
+    if args.workers > 1 and args.partition is None:
+        return args  # the parent: each worker reads its identity and its key
+    from infra.auth import AuthError, nats_connect_options
+    from infra.seal_keys import SealKeyError
+    from infra.update_signing import resolve_update_key
+
     try:
         settings = Settings.from_env().as_identity("projector")  # its seed in ANTQ_CREDENTIALS_DIR, if given
         args.nats_options = nats_connect_options(settings)
-        supervising = args.workers > 1 and args.partition is None  # its workers resolve their own key
         args.update_key = (
-            None
-            if args.no_publish or supervising
-            else resolve_update_key(settings.update_key_file, settings.data_dir)
+            None if args.no_publish else resolve_update_key(settings.update_key_file, settings.data_dir)
         )
     except (AuthError, SealKeyError, OSError) as exc:
         parser.error(str(exc))
@@ -93,6 +95,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 async def _main(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.partition is None:
         return await _supervise(args)
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from projections.partitions import Part
+    from projections.service import Projector
+    from projections.telemetry import Exporter, ProjectionCollector
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,6 +176,8 @@ async def _supervise(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="antq-projection-") as tmp:
         settings = Settings.from_env()
         if not args.no_publish and settings.update_key_file is None and settings.data_dir is None:
+            from infra.update_signing import load_or_create_update_key
+
             key_file = Path(tmp) / "updates.nk"  # one ephemeral key for every worker
             load_or_create_update_key(key_file)
             env["ANTQ_UPDATE_KEY_FILE"] = str(key_file)
