@@ -131,14 +131,13 @@ class StatsRunner:
         self._provinces = partitions.provinces_of(self._part, self._localities) if self._part else None
         self._dseq = 0  # the consumer sequence of the last message received (a split copy's gap check)
         self._filtered = self._part is not None and config.server_filter
+        # An unfiltered partition's provinces: every message comes, the others' are passed over undecoded; a
+        # subject naming none of the 34 provinces (a foreign record) is partition 0's to set aside.
         self._mine: frozenset[str] | None = None
         self._all: frozenset[str] = frozenset()
-        """An unfiltered partition's provinces: every message comes, the others' are passed over undecoded; a
-        subject naming none of the 34 provinces (a foreign record) is partition 0's to set aside."""
         if self._provinces is not None and not self._filtered:
             self._mine = frozenset(self._provinces)
             self._all = frozenset(partitions.province_codes(self._localities))
-        """Provinces to fold when every message comes (an unfiltered partition): the others are passed over."""
         self.copy = 0
         self.seq = 0
         self.halted: str | None = None
@@ -176,9 +175,8 @@ class StatsRunner:
         if not locked:
             where = f" partition {self._part.label}" if self._part is not None else ""
             raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}{where}")
-        async with (
-            conn.transaction()
-        ):  # the workers of a split copy create its tables once, one after another
+        # the workers of a split copy create its tables once, one after another
+        async with conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, $2)", partitions.CREATE_LOCK_CLASS, self.copy
             )
@@ -384,9 +382,8 @@ class StatsRunner:
                     and batch.last is not None
                     and not parse_ack_reply(batch.last.reply).pending
                 ):
-                    await self._cover(
-                        conn
-                    )  # the last of what was there: caught up, maybe past other provinces
+                    # the last of what was there: caught up, maybe past other provinces' events
+                    await self._cover(conn)
         if failure is not None:
             await self._halt(conn, *failure)
             return False
