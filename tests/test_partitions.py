@@ -49,7 +49,13 @@ def wards_everywhere(localities: Localities, per_province: int = 3) -> list[str]
 
 
 async def fold_with(
-    stack: Stack, database_url: str, localities: Localities, parts: int, last: int, batch: int = 300
+    stack: Stack,
+    database_url: str,
+    localities: Localities,
+    parts: int,
+    last: int,
+    batch: int = 300,
+    server_filter: bool = False,
 ) -> list[StatsRunner]:
     """Fold ANTQ_EVENTS into ``database_url`` with ``parts`` runners (in this process), publishing updates,
     until the copy's checkpoint is at ``last`` and every update is published; the runners, stopped."""
@@ -63,6 +69,7 @@ async def fold_with(
                 fetch_timeout=0.2,
                 localities=localities,
                 part=Part(parts=parts, part=k) if parts > 1 else None,
+                server_filter=server_filter,
             ),
         )
         for k in range(parts)
@@ -105,8 +112,9 @@ def by_ward_year(figs: Mapping[tuple[str, str, int, str], int]) -> dict[tuple[st
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("server_filter", [False, True], ids=["by-subject", "filter-subjects"])
 async def test_two_workers_give_exactly_the_figures_of_one_and_of_the_oracle(
-    stack: Stack, localities: Localities
+    stack: Stack, localities: Localities, server_filter: bool
 ) -> None:
     events = realistic_events(4000, wards_everywhere(localities), seed=21)
     last = await publish_events(stack.nc, localities, events)
@@ -119,7 +127,7 @@ async def test_two_workers_give_exactly_the_figures_of_one_and_of_the_oracle(
     await stack.js.purge_stream(UPDATES)
 
     split_url = await fresh_database(stack.servers)
-    two = await fold_with(stack, split_url, localities, 2, last)
+    two = await fold_with(stack, split_url, localities, 2, last, server_filter=server_filter)
     figures_two = await figures(split_url)
     updates_two = await latest_updates(stack.js)
     print(
