@@ -6,7 +6,7 @@ A lifecycle entity (a tip, a mediation case, the retraction of one entry) has a 
 
 from __future__ import annotations
 
-from events.catalogue import spec_of
+from events.catalogue import CATALOGUE, Entity
 from events.schema import Event
 
 EVENTS_PREFIX = "antq.events"
@@ -31,9 +31,22 @@ def client_of_query(subject: str) -> str | None:
     return client if head == QUERY_SUBJECT and client else None
 
 
+_PLAIN_REST: dict[type, str] = {s.struct: s.subject for s in CATALOGUE if not isinstance(s.subject, Entity)}
+_ENTITY_REST: dict[type, tuple[str, str, str]] = {
+    s.struct: (f"{s.subject.name}.", s.subject.field, ".end" if s.subject.role == "ends" else "")
+    for s in CATALOGUE
+    if isinstance(s.subject, Entity)
+}
+
+
 def rest_of(event: Event) -> str:
-    """The subject's tokens after the ward: the event's plain subject, or its entity's (``events.catalogue``)."""
-    return spec_of(event).rest_of(event)
+    """The subject's tokens after the ward: the event's plain subject, or its entity's (``EventSpec.rest_of``,
+    read here from two tables built once: every reader checks every stored record's subject with this)."""
+    plain = _PLAIN_REST.get(type(event))
+    if plain is not None:
+        return plain
+    head, field, end = _ENTITY_REST[type(event)]
+    return f"{head}{getattr(event, field)}{end}"
 
 
 def event_subject(event: Event, province: str, ward: str | None = None) -> str:

@@ -30,7 +30,9 @@ on ``antq.seals`` (``tests/test_secure_stack.py`` tries every role on every stre
 The generator also writes the SQL of one PostgreSQL role per service (``PG_ROLES``: the gateway writes its
 index and claims, the projection owns its tables, the query service and the auditors only read, the sealer
 appends seals), read-only transactions by default for the readers, SCRAM-SHA-256 verifiers instead of
-passwords in clear (each password in ``postgres_<role>.password``).
+passwords in clear (each password in ``postgres_<role>.password``, and in a libpq password file
+``postgres_<role>.pgpass`` a database URL names with ``?passfile=``; the server owner's likewise,
+``postgres_owner.password`` / ``.pgpass``, for a server this deployment initialises: ``compose.yaml``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import nkeys
@@ -60,6 +63,7 @@ from events.subjects import (
 from infra.errors import InfraError
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+from infra.tls import TlsError, client_context
 
 SECRET_MODE = 0o600
 SERVER_CONF = "auth.conf"
@@ -124,7 +128,8 @@ def role_permissions(role: str, public_key: str) -> Permissions:
     inbox = inbox_prefix(public_key)
     replies = (f"{inbox}.>",)
     if role == "admin":  # stream and consumer management, nothing else: it never writes events
-        return Permissions(publish=(f"{JS}.>",), subscribe=replies)
+        # $JS.SNAPSHOT.>: a snapshot's flow-control acks and a restore's upload (`antq backup` / `antq restore`)
+        return Permissions(publish=(f"{JS}.>", "$JS.SNAPSHOT.>"), subscribe=replies)
     if role == "gateway":
         publish = [f"{EVENTS_PREFIX}.>", f"{REJECTED_PREFIX}.>", ANY_INBOX]
         for s in ALL_STREAMS:  # it runs ensure_streams on start
@@ -572,12 +577,33 @@ def generate(
     conf = out / SERVER_CONF
     _write_secret(conf, server_config(identities).encode())
     verifiers = {role.name: scram_verifier(_password(out, _pg_password_file(role.name))) for role in PG_ROLES}
+    _write_pgpass_files(out)
     password_file = out / PG_AUDITOR_PASSWORD
     sql = out / PG_AUDITOR_SQL
     _write_secret(sql, auditor_sql(verifiers[PG_AUDITOR_ROLE]).encode())
     roles = out / PG_ROLES_SQL
     _write_secret(roles, roles_sql(verifiers).encode())
     return Generated(out, identities, created, conf, sql, password_file, roles)
+
+
+PG_OWNER = "postgres"
+"""The superuser the PostgreSQL server is initialised with (the compose stack's ``POSTGRES_USER``): it runs
+the migrations and ``postgres_roles.sql``; its password is ``postgres_owner.password``."""
+
+
+def pgpass_file(role: str) -> str:
+    """The libpq password file of a role (``postgres_<role minus antq_>.pgpass``; ``postgres_owner.pgpass`` for
+    the owner): name it in the database URL, ``postgresql://<role>@host/db?passfile=<it>``, and the password
+    never enters an environment variable."""
+    return "postgres_owner.pgpass" if role == PG_OWNER else f"postgres_{role.removeprefix('antq_')}.pgpass"
+
+
+def _write_pgpass_files(out: Path) -> None:
+    """One password file per role (mode 0600, as libpq and asyncpg require), and the owner's password."""
+    owner = _password(out, "postgres_owner.password")
+    for role in (PG_OWNER, *(r.name for r in PG_ROLES)):
+        password = owner if role == PG_OWNER else pg_password(out, role)
+        _write_secret(out / pgpass_file(role), f"*:*:*:{role}:{password}\n".encode())
 
 
 def revoke(out: Path, office: str) -> Generated:
@@ -609,18 +635,27 @@ def _read_seed(seed_file: Path) -> bytes:
         raise AuthError(f"cannot read the nkey seed file {seed_file}: {exc.strerror}") from None
 
 
-def nats_connect_options(settings: Settings) -> dict[str, str]:
-    """Keyword arguments for ``nats.connect``: the nkey seed and its private inbox, or a ``.creds`` file.
+def nats_connect_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect``: the nkey seed and its private inbox, or a ``.creds`` file; and
+    ``tls``, an ``ssl.SSLContext``, when ANTQ_NATS_TLS_CA (and ANTQ_NATS_TLS_CERT/KEY) are set.
 
     The seed is ANTQ_NATS_NKEY_SEED_FILE, else the process's identity in ANTQ_CREDENTIALS_DIR
-    (``Settings.seed_file``)."""
+    (``Settings.seed_file``). Every value is a string but ``tls``."""
+    options: dict[str, Any] = {}
     seed_file = settings.seed_file
     if seed_file is not None:
         public = public_key_of(_read_seed(seed_file))
-        return {"nkeys_seed": str(seed_file), "inbox_prefix": inbox_prefix(public)}
-    if settings.nats_creds is not None:
-        return {"user_credentials": str(settings.nats_creds)}
-    return {}
+        options = {"nkeys_seed": str(seed_file), "inbox_prefix": inbox_prefix(public)}
+    elif settings.nats_creds is not None:
+        options = {"user_credentials": str(settings.nats_creds)}
+    if settings.nats_tls_ca is not None or settings.nats_tls_cert is not None:
+        try:
+            options["tls"] = client_context(
+                settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key
+            )
+        except TlsError as exc:  # the callers say an AuthError's message and stop: so is this one
+            raise AuthError(str(exc)) from exc
+    return options
 
 
 def read_consumer(settings: Settings) -> str | None:

@@ -5,6 +5,7 @@ Each binds 127.0.0.1 on a free port. Used by ``antq dev up``, the demo, tests an
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +68,8 @@ class EmbeddedNats:
     port: int = 0
     sync_always: bool = True
     auth_conf: Path | None = None  # an authorization include (``antq auth generate``); None: no auth
+    cluster: ClusterSpec | None = None  # a node of a JetStream cluster (``EmbeddedNatsCluster``); None: alone
+    max_file_store: int | None = None  # JetStream's file storage limit in bytes (None: the server's default)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -75,12 +80,17 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         conf = self.store_dir / "nats.conf"
-        sync = "  sync_interval: always\n" if self.sync_always else ""
+        js = f'  store_dir: "{self.store_dir / "js"}"\n'
+        if self.sync_always:
+            js += "  sync_interval: always\n"
+        if self.max_file_store is not None:
+            js += f"  max_file_store: {self.max_file_store}\n"
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
             f"max_payload: 4MB\n"
             f'pid_file: "{self.pid_file}"\n'
-            f'jetstream {{\n  store_dir: "{self.store_dir / "js"}"\n{sync}}}\n'
+            f"jetstream {{\n{js}}}\n"
+            + (self.cluster.config() if self.cluster is not None else "")
             # nats-server resolves an include relative to the including file's folder
             + (f'include "{os.path.relpath(self.auth_conf, self.store_dir)}"\n' if self.auth_conf else "")
         )
@@ -118,6 +128,138 @@ class EmbeddedNats:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    """A node's part of a JetStream cluster: its name, its route port and monitoring port, its peers' routes."""
+
+    cluster_name: str
+    server_name: str
+    route_port: int
+    http_port: int
+    routes: tuple[
+        int, ...
+    ]  # the route ports of every node (its own too: nats-server ignores a route to itself)
+
+    def config(self) -> str:
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+        return (
+            f'server_name: "{self.server_name}"\n'
+            f'http: "127.0.0.1:{self.http_port}"\n'
+            f'cluster {{\n  name: "{self.cluster_name}"\n  listen: "127.0.0.1:{self.route_port}"\n'
+            f"  routes: [{routes}]\n}}\n"
+        )
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    """A JetStream cluster of ``size`` nats-servers on loopback, from the same binary as ``EmbeddedNats``.
+
+    Each node has its own store under ``data_dir/n<i>``, its own client, route and monitoring ports (fixed at
+    the first start, so a node killed with ``nodes[i].kill()`` comes back on the same ports and store with
+    ``nodes[i].start()``). ``start`` returns once the cluster has elected its meta leader (streams can be
+    created), as the comma-separated client URLs of every node. Streams need ``replicas=size``
+    (``infra.streams.StreamLimits``) to be copied to every node.
+    """
+
+    data_dir: Path
+    size: int = 3
+    sync_always: bool = False
+    auth_conf: Path | None = None
+    name: str = "antq"
+    max_file_store: int | None = None
+    nodes: list[EmbeddedNats] = field(default_factory=list, init=False)
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> str:
+        if not self.nodes:
+            routes = tuple(free_port() for _ in range(self.size))
+            for i in range(self.size):
+                spec = ClusterSpec(
+                    cluster_name=self.name,
+                    server_name=f"{self.name}-n{i + 1}",
+                    route_port=routes[i],
+                    http_port=free_port(),
+                    routes=routes,
+                )
+                self.nodes.append(
+                    EmbeddedNats(
+                        self.data_dir / f"n{i + 1}",
+                        sync_always=self.sync_always,
+                        auth_conf=self.auth_conf,
+                        cluster=spec,
+                        max_file_store=self.max_file_store,
+                    )
+                )
+        try:
+            for node in self.nodes:
+                if node.proc is None:
+                    node.start()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def jsz(self, node: EmbeddedNats, query: str = "") -> dict[str, object] | None:
+        """The node's JetStream report (monitoring ``/jsz?<query>``), or None when it does not answer."""
+        assert node.cluster is not None
+        url = f"http://127.0.0.1:{node.cluster.http_port}/jsz?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                report: dict[str, object] = json.loads(r.read())
+                return report
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+
+    def stored_messages(self, node: EmbeddedNats, stream: str) -> int | None:
+        """How many messages ``node``'s own copy of ``stream`` holds (None: no answer, or no copy there)."""
+        report = self.jsz(node, "streams=true")
+        accounts = report.get("account_details") if report else None
+        for account in accounts if isinstance(accounts, list) else []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return int(detail["state"]["messages"])
+        return None
+
+    def meta_leader(self) -> str | None:
+        """The server name of the meta leader, as every running node sees it (None until they agree)."""
+        seen = set()
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            report = self.jsz(node)
+            meta = report.get("meta_cluster") if report else None
+            leader = meta.get("leader") if isinstance(meta, dict) else None
+            if not leader:
+                return None
+            seen.add(str(leader))
+        return seen.pop() if len(seen) == 1 else None
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """Wait until every running node answers and they agree on a meta leader; return its name."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.meta_leader()
+            if leader is not None:
+                return leader
+            time.sleep(0.1)  # polling servers that are still electing
+        logs = "; ".join(f"{n.store_dir / 'nats.log'}" for n in self.nodes)
+        raise EmbeddedError(f"the nats cluster elected no meta leader within {timeout}s (logs: {logs})")
+
+    def node_named(self, server_name: str) -> EmbeddedNats:
+        for node in self.nodes:
+            if node.cluster is not None and node.cluster.server_name == server_name:
+                return node
+        raise EmbeddedError(f"no node named {server_name!r} in cluster {self.name}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def reload_nats(pid_file: Path) -> int:

@@ -39,7 +39,11 @@ _ack_decoder = msgspec.json.Decoder(_PubAck)
 
 def _outcome(msg: Msg) -> Outcome:
     if msg.headers and msg.headers.get("Status") == "503":
-        return Outcome(failure="no stream answers on this subject: the event log is not set up")
+        # one server: the stream does not exist; a cluster: also while the stream's nodes elect a new leader
+        return Outcome(
+            failure="no stream answers on this subject: the event log is not set up, or (on a cluster) it is "
+            "electing a new leader; retry the same request"
+        )
     try:
         ack = _ack_decoder.decode(msg.data)
     except msgspec.DecodeError:

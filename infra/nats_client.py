@@ -40,8 +40,18 @@ class FastHeadersClient(Client):
         return out
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one URL, or several comma-separated (every node of a cluster, as
+    ``antq dev up --cluster 3`` prints them). nats-py takes a list (``servers=[...]``): given one string holding
+    commas it refuses it. With every node listed, a client connects, and reconnects, to whichever answers."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError(f"no NATS server URL in {url!r}")
+    return urls
+
+
 async def connect(url: str, **options: Any) -> Client:
-    """``nats.connect`` with a ``FastHeadersClient``."""
+    """``nats.connect`` with a ``FastHeadersClient``; ``url`` may list several servers (``server_urls``)."""
     nc = FastHeadersClient()
-    await nc.connect(url, **options)
+    await nc.connect(server_urls(url), **options)
     return nc

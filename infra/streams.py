@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import DiscardPolicy, Placement, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
 
 from events.subjects import EVENTS_PREFIX, REJECTED_PREFIX, SEALS_SUBJECT, UPDATES_PREFIX
+from infra.errors import InfraError
+from infra.settings import Settings
 
 EVENTS = "ANTQ_EVENTS"
 REJECTED = "ANTQ_REJECTED"
@@ -17,13 +19,57 @@ SEALS = "ANTQ_SEALS"
 
 GIB = 1024**3
 REJECTED_RAW_LIMIT = 64 * 1024
+EVENT_MAX_PAYLOAD = 64 * 1024
+
+
+class StreamSetupError(InfraError):
+    """A stream could not be created or brought up to date with these settings."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class StreamLimits:
+    """Every setting of our streams and of the durable consumers on them, in one place.
+
+    ``replicas``: copies of every stream (1 on one nats-server; 3 on a three-node JetStream cluster, where an
+    acknowledged write is on a majority of the nodes). A durable consumer is created with ``num_replicas=0``,
+    which JetStream reads as "as many as its stream": the consumers follow the streams' setting (see
+    ``consumer_replicas``). ``placement_cluster`` / ``placement_tags``: which cluster, and which tagged
+    servers, hold the streams (None / empty: wherever the server puts them). ``max_payload``: the largest
+    stored event record (bytes). ``dedup_window_s``: how long a resent event id is recognised as a duplicate.
+    """
+
     dedup_window_s: float = 86_400.0
     rejected_max_bytes: int = 4 * GIB
     updates_per_subject: int = 100
+    replicas: int = 1
+    placement_cluster: str | None = None
+    placement_tags: tuple[str, ...] = ()
+    max_payload: int = EVENT_MAX_PAYLOAD
+
+    def __post_init__(self) -> None:
+        if self.replicas not in (1, 2, 3, 4, 5):
+            raise ValueError(f"stream replicas are 1 to 5 (JetStream's limit), not {self.replicas}")
+
+    @property
+    def placement(self) -> Placement | None:
+        if self.placement_cluster is None and not self.placement_tags:
+            return None
+        return Placement(cluster=self.placement_cluster, tags=list(self.placement_tags) or None)
+
+    @property
+    def consumer_replicas(self) -> int:
+        """``num_replicas`` of a durable consumer: 0, "as many as its stream" (so it never disagrees)."""
+        return 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamLimits:
+        """The limits of the settings (ANTQ_DEDUP_WINDOW_S, ANTQ_STREAM_REPLICAS, ANTQ_STREAM_PLACEMENT_*)."""
+        return cls(
+            dedup_window_s=settings.dedup_window_s,
+            replicas=settings.stream_replicas,
+            placement_cluster=settings.stream_placement_cluster,
+            placement_tags=settings.stream_placement_tags,
+        )
 
 
 def events_config(
@@ -38,14 +84,15 @@ def events_config(
         max_age=0,
         max_msgs=-1,
         max_bytes=-1,
-        max_msg_size=64 * 1024,
+        max_msg_size=limits.max_payload,
         discard=DiscardPolicy.NEW,
         duplicate_window=limits.dedup_window_s,
         deny_delete=True,
         deny_purge=True,
         allow_rollup_hdrs=False,
         allow_direct=True,  # auditors read with batched direct gets, without a consumer (infra/direct_reader.py)
-        num_replicas=1,
+        num_replicas=limits.replicas,
+        placement=limits.placement,
     )
 
 
@@ -61,6 +108,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         discard=DiscardPolicy.NEW,
         deny_delete=True,
         deny_purge=True,
+        num_replicas=limits.replicas,
+        placement=limits.placement,
     )
     # The feed promises the last ``updates_per_subject`` messages of every subject. That per-subject cap is
     # the only limit: a stream-wide byte or message cap with discard-old would, once reached, drop a
@@ -77,6 +126,8 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         max_age=0,
         discard=DiscardPolicy.OLD,  # per subject: the 101st message replaces that subject's oldest
         duplicate_window=3600.0,  # a re-publish after an outage of up to an hour is recognised
+        num_replicas=limits.replicas,
+        placement=limits.placement,
     )
     seals = StreamConfig(
         name=SEALS,
@@ -87,16 +138,27 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         deny_delete=True,
         deny_purge=True,
         allow_direct=True,
+        num_replicas=limits.replicas,
+        placement=limits.placement,
     )
     return [events_config(limits), rejected, updates, seals]
 
 
 async def ensure_streams(js: JetStreamContext, limits: StreamLimits) -> None:
-    """Create the streams, or bring an existing one's mutable settings up to date."""
+    """Create the streams, or bring an existing one's mutable settings up to date (its replicas too: JetStream
+    adds or removes copies of an existing stream in place)."""
     for config in stream_configs(limits):
         try:
-            await js.stream_info(str(config.name))
-        except NotFoundError:
-            await js.add_stream(config)
-        else:
-            await js.update_stream(config)
+            try:
+                await js.stream_info(str(config.name))
+            except NotFoundError:
+                await js.add_stream(config)
+            else:
+                await js.update_stream(config)
+        except BadRequestError as exc:
+            if limits.replicas == 1:
+                raise
+            raise StreamSetupError(
+                f"stream {config.name} at {limits.replicas} replica(s): {exc.description} (err {exc.err_code}); "
+                "more than one replica needs a JetStream cluster of at least that many nodes (ANTQ_STREAM_REPLICAS)"
+            ) from exc

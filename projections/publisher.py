@@ -35,10 +35,28 @@ class PublishFailed(ProjectionError):
     """ANTQ_UPDATES did not store an update."""
 
 
+def conflated(rows: list[OutboxRow]) -> list[OutboxRow]:
+    """Each (ward, year) once, with its latest row (highest seq), in the order of those rows' sequences.
+
+    The feed's promise is the latest figures of every ward-year, in order per subject: an update that a later
+    one of the same ward-year replaces before it was sent need not be sent (what a subscriber keeping the
+    latest update per ward-year holds is the same, and so is the query)."""
+    latest: dict[tuple[str, int], OutboxRow] = {}
+    for row in rows:
+        key = (row.ward, row.year)
+        found = latest.get(key)
+        if found is None or row.seq > found.seq:
+            latest[key] = row
+    return sorted(latest.values(), key=lambda row: (row.seq, row.ward, row.year))
+
+
 class UpdatePublisher:
     """A background task that drains a queue of committed outbox rows; rows left by a crash come first.
 
     ``key`` signs the updates and tags their ids; without one, an ephemeral key (with a warning)."""
+
+    CONFLATE_ROWS = 100_000
+    """At most about this many committed rows are taken together (``conflated``)."""
 
     def __init__(
         self,
@@ -63,6 +81,8 @@ class UpdatePublisher:
         self._conn: asyncpg.Connection | None = None
         self._js = JetStreamPublisher(nc, max_pending=max_in_flight, ack_timeout=timeout)
         self.published = 0
+        self.superseded = 0
+        """Committed updates never published: a later one of the same ward-year was queued with them."""
 
     async def start(self) -> None:
         """Connect and queue the rows a previous run committed but did not publish."""
@@ -109,24 +129,33 @@ class UpdatePublisher:
             self._conn = None
 
     async def _run(self) -> None:
-        while True:
-            rows = await self._queue.get()
+        stopping = False
+        while not stopping:
+            taken = [await self._queue.get()]
+            # commits queued meanwhile (the publisher is behind: a catch-up, a rebuild's switch) go together,
+            # each ward-year once, with its latest figures (``conflated``)
+            while not self._queue.empty() and sum(len(r) for r in taken if r) < self.CONFLATE_ROWS:
+                taken.append(self._queue.get_nowait())
             try:
-                if rows is None:
-                    return
-                await self._publish_until_done(rows)
+                stopping = None in taken
+                rows = [row for commit in taken if commit for row in commit]
+                if rows:
+                    await self._publish_until_done(conflated(rows), rows)
             finally:
-                self._queue.task_done()
+                for _ in taken:
+                    self._queue.task_done()
 
-    async def _publish_until_done(self, rows: list[OutboxRow]) -> None:
+    async def _publish_until_done(self, rows: list[OutboxRow], done: list[OutboxRow]) -> None:
+        """Publish ``rows``, then delete ``done`` (``rows`` and the older rows they supersede) from the outbox."""
         delay = 0.1
         while True:
             try:
                 for start in range(0, len(rows), self._max_in_flight):
                     await self._publish_chunk(rows[start : start + self._max_in_flight])
                 assert self._conn is not None
-                await store.delete_outbox(self._conn, self._copy, rows)
+                await store.delete_outbox(self._conn, self._copy, done)
                 self.published += len(rows)
+                self.superseded += len(done) - len(rows)
                 return
             except (PublishFailed, nats.errors.Error, TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("publishing %d updates failed (%s); retrying in %.1fs", len(rows), exc, delay)

@@ -11,7 +11,7 @@ import asyncpg
 from nats.aio.client import Client
 
 from events.localities import Localities
-from infra import nats_client
+from infra.nats_client import connect
 from infra.update_signing import UpdateKey, ephemeral_update_key
 from projections import store
 from projections.partitions import Part
@@ -63,8 +63,7 @@ class Projector:
 
     async def start(self) -> None:
         """Connect and start consuming; returns once the runner is subscribed (or has failed)."""
-        # header parsing at a cost fit for every message (a partition's worker receives them all)
-        self._nc = await nats_client.connect(self._nats_url, max_reconnect_attempts=-1, **self._nats_options)
+        self._nc = await connect(self._nats_url, max_reconnect_attempts=-1, **self._nats_options)
         self._stop.clear()
         self.runner = StatsRunner(self._nc, self._config)
         self._task = asyncio.create_task(self._supervise(self.runner), name="stats-projection")

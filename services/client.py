@@ -1,36 +1,8 @@
-"""The office client: submits events to the ingest gateway over request/reply."""
+"""The office client: submits events to the ingest gateway over request/reply.
 
-from __future__ import annotations
+It lives in ``services.office.client`` with the rest of the office client library (the outbox and the
+store-and-forward sender); this module keeps the old import path working."""
 
-from collections.abc import Sequence
-from typing import Any
+from services.office.client import OfficeClient
 
-import msgspec
-from nats.aio.client import Client
-
-from events.intake import IntakeResult, decode_results
-from events.subjects import INTAKE_PREFIX
-
-_encoder = msgspec.json.Encoder()
-
-
-class OfficeClient:
-    def __init__(self, nc: Client, office_id: str, *, timeout: float = 30.0) -> None:
-        self._nc = nc
-        self._subject = f"{INTAKE_PREFIX}.{office_id}"
-        self._timeout = timeout
-
-    async def send_raw(self, body: bytes) -> IntakeResult | list[IntakeResult]:
-        reply = await self._nc.request(self._subject, body, timeout=self._timeout)
-        result: IntakeResult | list[IntakeResult] = decode_results(reply.data)
-        return result
-
-    async def submit(self, events: Sequence[Any]) -> list[IntakeResult]:
-        """Submit events (dicts or Structs) as one batch; one result per event, in order."""
-        result = await self.send_raw(_encoder.encode(list(events)))
-        return result if isinstance(result, list) else [result]
-
-    async def submit_one(self, event: Any) -> IntakeResult:
-        result = await self.send_raw(_encoder.encode(event))
-        assert isinstance(result, IntakeResult)
-        return result
+__all__ = ["OfficeClient"]

@@ -98,6 +98,19 @@ class Stack:
     limits: StreamLimits
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``antq publish`` keeps its outbox under ``$XDG_DATA_HOME/antq`` by default: in the tests (their
+    subprocesses inherit it), a temporary one, never the user's."""
+    saved = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def localities() -> Localities:
     return Localities.load()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ServerError
 
 from infra.db import migrate
-from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams
 
 TEMPLATE_DB = "antq_template"
@@ -33,6 +34,8 @@ class Servers:
     workdir: Path
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
+    cluster: EmbeddedNatsCluster | None = None
+    """Set when ``nats_url`` lists the nodes of an embedded cluster (``cluster_servers``)."""
 
     def database(self, name: str) -> str:
         base, _, _ = self.database_url.rpartition("/")
@@ -51,6 +54,29 @@ def start_servers() -> Servers:
         pg_srv = EmbeddedPostgres(workdir / "pg", durable=False)
         db_url = pg_srv.start()
     return Servers(nats_url, db_url, workdir, nats_srv, pg_srv)
+
+
+def start_cluster(size: int = 3, timeout: float = 60.0) -> EmbeddedNatsCluster:
+    """An embedded JetStream cluster of ``size`` nodes at the default sync, in a temporary directory, started
+    (bounded: ``timeout`` seconds to a meta leader). ``stop_cluster`` stops it and removes its files."""
+    nodes = EmbeddedNatsCluster(Path(tempfile.mkdtemp(prefix="antq-cluster-test-")), size=size)
+    nodes.start(timeout=timeout)
+    return nodes
+
+
+def stop_cluster(nodes: EmbeddedNatsCluster) -> None:
+    nodes.stop()
+    shutil.rmtree(nodes.data_dir, ignore_errors=True)
+
+
+def cluster_servers(nodes: EmbeddedNatsCluster, servers: Servers) -> Servers:
+    """The session's PostgreSQL with the cluster as NATS (its URL lists every node); every node running again
+    (a test may have left one down) and agreeing on a meta leader."""
+    for node in nodes.nodes:
+        if node.proc is None:
+            node.start()
+    nodes.wait_ready(30)
+    return Servers(nodes.url, servers.database_url, servers.workdir, postgres=servers.postgres, cluster=nodes)
 
 
 async def prepare_template(servers: Servers) -> None:

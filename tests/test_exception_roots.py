@@ -15,6 +15,7 @@ from projections.errors import ProjectionError
 from services.audit.errors import AuditError
 from services.cli.errors import CliError
 from services.gateway.errors import GatewayError
+from services.office.errors import OfficeError
 from services.query.errors import QueryError
 from services.report.errors import ReportError
 from services.sealer.errors import SealerError
@@ -27,6 +28,7 @@ ROOTS: dict[str, type[Exception]] = {
     "services.audit": AuditError,
     "services.cli": CliError,
     "services.gateway": GatewayError,
+    "services.office": OfficeError,
     "services.query": QueryError,
     "services.report": ReportError,
     "services.sealer": SealerError,

@@ -26,12 +26,15 @@ from events.codec import decode_event, decode_recorded, encode_recorded, vietnam
 from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
 from events.schema import Recorded, ward_of
+from events.stored import StoredRecords
 from events.subjects import event_subject
 from infra.embedded import EmbeddedNats
 from infra.stream_reader import read_stream
 from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT, StreamLimits
 from services.client import OfficeClient
 from services.gateway.app import Gateway, GatewayConfig
+from services.gateway.catch_up import CatchUpCounters, catch_up
+from services.gateway.index import EventIndex
 from tests import factories as f
 from tests.conftest import FixedClock, Stack, wait_until_answering
 from tests.servers import create_streams, wait_for
@@ -255,6 +258,35 @@ async def test_restart_catches_the_index_up_from_the_stream(
         assessed = await office.submit_one(f.assessment(lost[1], expected_version=lost_seqs[1]))
         assert assessed.ok and not assessed.duplicate
         assert await count(stack) == 4
+
+
+async def test_the_catch_up_passes_over_what_the_request_path_indexed_and_reads_from_the_first_hole(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> None:
+    """The request path writes each stored event's row (and its releases) in one transaction; the catch-up
+    does not read those again (it used to re-read and re-write every event since its checkpoint, every 30 s,
+    in every copy), only from the first sequence without its row: a crash between the ack and the insert."""
+    config = gateway_config(stack, offices_file, clock, localities, TINY_WINDOW)
+    async with running(config, stack.nc):
+        office = OfficeClient(stack.nc, OFFICE, timeout=20)
+        docs = [f.session() for _ in range(5)]
+        seqs = [accepted(r) for r in await office.submit(docs)]
+        pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
+        try:
+            index = EventIndex(pool)
+            checkpoint = await index.checkpoint()
+            assert checkpoint < seqs[0]
+            await forget_index_row(stack.database_url, docs[3]["event_id"])
+            counters = CatchUpCounters()
+            reached = await catch_up(stack.js, index, StoredRecords(localities), counters=counters)
+            assert reached == seqs[-1] == await index.checkpoint()
+            assert counters.passed_over == seqs[2] - checkpoint  # up to the hole, nothing read
+            assert await index_seq(stack.database_url, docs[3]["event_id"]) == seqs[3]  # the hole, read
+            again = CatchUpCounters()
+            assert await catch_up(stack.js, index, StoredRecords(localities), counters=again) == seqs[-1]
+            assert again.passed_over == 0  # nothing new since
+        finally:
+            await pool.close()
 
 
 # --- unavailable: a well-formed answer, never a time-out --------------------------------------------------

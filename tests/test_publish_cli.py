@@ -57,8 +57,9 @@ async def test_publish_names_each_rejected_line_and_writes_them_as_json_lines(
         tmp_path / "events.jsonl", [good, "", bad, "this is not JSON " + MARKUP, outside, "   ", late]
     )
     out = tmp_path / "rejected.jsonl"
+    env = env_of(stack, ANTQ_DATA_DIR=str(tmp_path), **WIDER)
     code, stdout, stderr = await antq(
-        "publish", str(source), "--office", "ca-tra-linh", "--rejected", str(out), env=env_of(stack, **WIDER)
+        "publish", str(source), "--office", "ca-tra-linh", "--rejected", str(out), env=env
     )
     no_traceback(stdout, stderr)
     assert code == 1, stderr  # some were rejected
@@ -77,18 +78,20 @@ async def test_publish_names_each_rejected_line_and_writes_them_as_json_lines(
     ]
 
     # everything again: the accepted ones are duplicates, the refused ones refused again
-    code, stdout, _ = await antq("publish", str(source), "--office", "ca-tra-linh", env=env_of(stack))
+    code, stdout, _ = await antq("publish", str(source), "--office", "ca-tra-linh", env=env)
     assert code == 1 and "duplicate" in stdout
 
     fine = events_file(tmp_path / "fine.jsonl", [f.session(), "", f.pledge()])
     out_fine = tmp_path / "none.jsonl"
     code, stdout, stderr = await antq(
-        "publish", str(fine), "--office", "ca-tra-linh", "--rejected", str(out_fine), env=env_of(stack)
+        "publish", str(fine), "--office", "ca-tra-linh", "--rejected", str(out_fine), env=env
     )
     assert code == 0, stderr  # all accepted
     assert out_fine.read_text() == "" and "rejected lines" not in stderr
-    code, _, _ = await antq("publish", str(fine), "--office", "ca-tra-linh", env=env_of(stack))
+    code, _, _ = await antq("publish", str(fine), "--office", "ca-tra-linh", env=env)
     assert code == 0  # duplicates only: nothing was refused
+    # the default outbox, under the data dir, kept every line of the four runs, each answered
+    assert (tmp_path / "outbox-ca-tra-linh.sqlite").exists()
 
 
 @pytest.mark.timeout(120)
@@ -100,7 +103,13 @@ async def test_an_error_message_quoting_the_input_is_printed_literally(
     source = events_file(tmp_path / "events.jsonl", [f.session()])
     out = tmp_path / "rejected.jsonl"
     code, stdout, stderr = await antq(
-        "publish", str(source), "--office", office, "--rejected", str(out), env=env_of(stack, **WIDER)
+        "publish",
+        str(source),
+        "--office",
+        office,
+        "--rejected",
+        str(out),
+        env=env_of(stack, ANTQ_DATA_DIR=str(tmp_path), **WIDER),
     )
     no_traceback(stdout, stderr)
     assert code == 1
@@ -213,19 +222,36 @@ def test_tables_print_user_text_literally() -> None:
 
 
 @pytest.mark.timeout(120)
-async def test_lines_no_gateway_answered_are_listed_as_not_answered(stack: Stack, tmp_path: Path) -> None:
-    """No gateway running: every line is reported, none is counted as accepted, and the exit status says so."""
+async def test_lines_no_gateway_answered_stay_queued_and_exit_3(stack: Stack, tmp_path: Path) -> None:
+    """No gateway running: no line is counted as accepted or rejected; every one stays queued in the outbox
+    (exit 3), and ``antq outbox list`` shows them, in the file's order."""
     source = events_file(tmp_path / "events.jsonl", [f.session(), "not JSON", "", f.pledge()])
     out = tmp_path / "rejected.jsonl"
+    box = tmp_path / "box.sqlite"
+    env = env_of(stack)
     code, stdout, stderr = await antq(
-        "publish", str(source), "--office", "ca-tra-linh", "--rejected", str(out), env=env_of(stack)
+        "publish",
+        str(source),
+        "--office",
+        "ca-tra-linh",
+        "--rejected",
+        str(out),
+        "--outbox",
+        str(box),
+        "--wait",
+        "0.5",
+        env=env,
     )
     no_traceback(stdout, stderr)
-    assert code == 1
-    rejected = json_lines(out.read_text())
-    assert [(r["line"], r["code"]) for r in rejected] == [
-        (1, "not_answered"),
-        (2, "not_answered"),
-        (4, "not_answered"),
+    assert code == 3, stderr
+    assert out.read_text() == "" and "still queued" in stdout and "still queued" in stderr
+    code, stdout, stderr = await antq(
+        "outbox", "list", "--office", "ca-tra-linh", "--outbox", str(box), "--json", env=env
+    )
+    assert code == 0, stderr
+    listed = json_lines(stdout)
+    assert [(e["state"], e["event_id"]) for e in listed] == [
+        ("queued", json.loads(source.read_text().splitlines()[0])["event_id"]),
+        ("queued", None),
+        ("queued", json.loads(source.read_text().splitlines()[3])["event_id"]),
     ]
-    assert all("resend" in r["message"] for r in rejected)

@@ -940,6 +940,7 @@ async def test_the_sealer_exports_seals_made_the_last_sealed_seq_and_halts(stack
             after = await asyncio.to_thread(scrape, exporter.port)
             assert after['antq_sealer_seals_total{stream="ANTQ_EVENTS"}'] == 2  # 1..2, 3..4; 5 waits
             assert after['antq_sealer_last_sealed_seq{stream="ANTQ_EVENTS"}'] == 4
+            assert after['antq_sealer_stream_last_seq{stream="ANTQ_EVENTS"}'] == 5  # 5 waits for its seal
             assert after['antq_sealer_halted{stream="ANTQ_EVENTS"}'] == 0
             assert after['antq_sealer_halts_total{stream="ANTQ_EVENTS"}'] == 0
             await stack.js.delete_stream(EVENTS)  # recreated: the chain no longer describes it

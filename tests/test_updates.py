@@ -13,7 +13,7 @@ from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
 from projections.metrics import FOLD_VERSION
-from projections.publisher import PublishFailed, UpdatePublisher
+from projections.publisher import PublishFailed, UpdatePublisher, conflated
 from projections.runner import RunnerConfig
 from projections.service import Projector
 from services.client import OfficeClient
@@ -163,8 +163,9 @@ async def test_stopping_while_updates_cannot_be_published_keeps_them_for_the_nex
 async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones(
     stack: Stack, localities: Localities, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two commits' updates of one ward-year left in the outbox: the first one's publish is lost while the other
-    rows of its round get through, and is retried. ANTQ_UPDATES must still hold them in commit order."""
+    """Two commits' updates of one ward-year left in the outbox are sent together, each ward-year once with its
+    latest figures (conflated: the older rows are dropped unsent); a publish lost on the way while the other
+    rows of its round get through is retried, and ANTQ_UPDATES holds each ward-year's latest update once."""
     conn = await asyncpg.connect(stack.database_url)
     try:
         await store.open_checkpoint(conn, 1)
@@ -174,9 +175,11 @@ async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones
         await conn.close()
     real = UpdatePublisher._publish_chunk
     lost: list[str] = []
+    sent: list[tuple[str, int]] = []
 
     async def losing_the_first(self: UpdatePublisher, rows: list[store.OutboxRow]) -> None:
-        first = next((r for r in rows if (r.ward, r.seq) == ("01447", 1)), None)
+        sent.extend((r.ward, r.seq) for r in rows)
+        first = next((r for r in rows if r.ward == "01447"), None)
         if first is not None and not lost:
             lost.append(first.msg_id)
             await real(self, [r for r in rows if r is not first])  # the rest of the round gets through
@@ -188,7 +191,23 @@ async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones
     await publisher.start()
     await publisher.idle()
     await publisher.stop()
-    assert lost == ["01447:2018:1:1"] and await outbox_rows(stack.database_url) == 0
-    sub = await stack.js.pull_subscribe("antq.updates.stats.04.01447.2018", stream=UPDATES)
-    stored = [msgspec.json.decode(m.data)["as_of_seq"] for m in await sub.fetch(10, timeout=2)]
-    assert stored == [1, 2]
+    assert lost == ["01447:2018:2:1"] and await outbox_rows(stack.database_url) == 0
+    assert ("01447", 1) not in sent and ("01456", 1) not in sent  # superseded before they were sent
+    assert (publisher.published, publisher.superseded) == (2, 2)
+    for ward in ("01447", "01456"):
+        sub = await stack.js.pull_subscribe(f"antq.updates.stats.04.{ward}.2018", stream=UPDATES)
+        stored = [msgspec.json.decode(m.data)["as_of_seq"] for m in await sub.fetch(10, timeout=2)]
+        assert stored == [2]  # the retry of the round was a duplicate for the one that got through
+        await sub.unsubscribe()
+
+
+def test_conflated_keeps_each_ward_year_s_latest_row_in_sequence_order() -> None:
+    def row(ward: str, year: int, seq: int) -> store.OutboxRow:
+        return store.OutboxRow(province="04", ward=ward, year=year, seq=seq, payload=b"{}", copy=1)
+
+    rows = [row("a", 2018, 3), row("b", 2018, 3), row("a", 2018, 5), row("a", 2019, 4), row("b", 2018, 1)]
+    assert [(r.ward, r.year, r.seq) for r in conflated(rows)] == [
+        ("b", 2018, 3),
+        ("a", 2019, 4),
+        ("a", 2018, 5),
+    ]

@@ -28,8 +28,9 @@ from infra.auth import (
     role_database_url,
 )
 from infra.db import migrate
-from infra.embedded import EmbeddedNats, EmbeddedPostgres
+from infra.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres
 from infra.metrics import Exporter
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from infra.streams import StreamLimits, ensure_streams
 from infra.update_signing import resolve_update_key
@@ -79,17 +80,25 @@ class StackUrls:
 
 @contextlib.contextmanager
 def embedded_servers(
-    settings: Settings, data_dir: Path | None, *, secure: bool = False, offices: Path | None = None
+    settings: Settings,
+    data_dir: Path | None,
+    *,
+    secure: bool = False,
+    offices: Path | None = None,
+    cluster: int = 1,
 ) -> Iterator[StackUrls]:
     """Start whichever servers have no URL in the settings; stop them on exit.
 
     Without ``data_dir`` everything lives in a temporary directory, removed on exit. ``secure``: identities
     for the roles and the offices of ``offices`` in ``settings.credentials_dir`` or ``<data dir>/credentials``
-    (generated on the first start, kept after), and an embedded nats-server that requires them.
+    (generated on the first start, kept after), and an embedded nats-server that requires them. ``cluster``
+    above 1: that many nats-servers in one JetStream cluster (``<data dir>/nats/n1`` …, each at the server's
+    default sync, every node with the same identities), and the URL lists every node, comma-separated; the
+    streams' replicas are the settings' (``antq dev up --cluster 3`` sets them to 3).
     """
     temporary = data_dir is None
     base = data_dir or Path(tempfile.mkdtemp(prefix="antq-dev-"))
-    started: list[EmbeddedNats | EmbeddedPostgres] = []
+    started: list[EmbeddedNats | EmbeddedNatsCluster | EmbeddedPostgres] = []
     try:
         credentials: Path | None = None
         if secure:
@@ -98,7 +107,11 @@ def embedded_servers(
         nats_url = settings.nats_url
         if not nats_url:
             auth_conf = credentials / "auth.conf" if credentials is not None else None
-            srv_n = EmbeddedNats(base / "nats", auth_conf=auth_conf)
+            srv_n: EmbeddedNats | EmbeddedNatsCluster
+            if cluster > 1:
+                srv_n = EmbeddedNatsCluster(base / "nats", size=cluster, auth_conf=auth_conf)
+            else:
+                srv_n = EmbeddedNats(base / "nats", auth_conf=auth_conf)
             started.append(srv_n)
             nats_url = srv_n.start()
         db_url = settings.database_url
@@ -126,7 +139,7 @@ async def prepare(
             await conn.execute((urls.credentials_dir / "postgres_roles.sql").read_text())
     finally:
         await conn.close()
-    nc = await nats.connect(urls.nats_url, **(nats_options or {}))
+    nc = await nats.connect(server_urls(urls.nats_url), **(nats_options or {}))
     try:
         await ensure_streams(nc.jetstream(), limits)
     finally:
@@ -147,7 +160,7 @@ async def running_services(
     With ``web``, the dashboard too (``services/web``, as the ``web`` identity, on 127.0.0.1:ANTQ_WEB_PORT or
     8700, else a free port); yields its URL (None without ``web``)."""
     localities = Localities.load()
-    limits = StreamLimits(dedup_window_s=settings.dedup_window_s)
+    limits = StreamLimits.from_settings(settings)
     await prepare(urls, limits, urls.nats_options(settings, "admin"))
     gateway = Gateway(
         GatewayConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import typer
 
 from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from services.cli.audit import audit
 from services.cli.plain import console as plain_console
@@ -32,6 +34,7 @@ projections_cli = typer.Typer(no_args_is_help=True, help="Read models built from
 app.add_typer(projections_cli, name="projections")
 app.add_typer(__import__("services.cli.auth_cmd", fromlist=["auth"]).auth, name="auth")
 app.add_typer(__import__("services.cli.contract", fromlist=["contract"]).contract, name="contract")
+app.add_typer(__import__("services.cli.outbox", fromlist=["outbox"]).outbox, name="outbox")
 console = plain_console()
 err = plain_console(stderr=True)
 
@@ -163,14 +166,35 @@ def dev_up(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="the open stack: no identities, anyone may publish anything")
     ] = False,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=5,
+            help="nats-servers in one JetStream cluster on loopback, every stream at that many replicas "
+            "(default: one server)",
+        ),
+    ] = 1,
 ) -> None:
     """Start embedded NATS and PostgreSQL (unless URLs are set), the streams and every service.
 
     Secure by default: identities in <data dir>/credentials (or --credentials-dir), generated on the first
-    start; nats-server refuses anonymous connections; every service runs as its own role."""
+    start; nats-server refuses anonymous connections; every service runs as its own role. With --cluster 3,
+    three nats-servers and every stream at 3 replicas; the ready line's nats_url lists every node."""
     from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
 
     settings = _settings()
+    if cluster > 1:
+        if settings.nats_url:
+            err.print(
+                f"--cluster {cluster} starts an embedded cluster, but ANTQ_NATS_URL is set: unset it, or drop "
+                "--cluster and set ANTQ_STREAM_REPLICAS for the cluster you run",
+                style="red",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        settings = dataclasses.replace(settings, stream_replicas=cluster)
     registry = offices or settings.offices_path or DEMO_OFFICES
     _check_offices(registry)
     secure = secure_stack(settings, insecure)
@@ -181,7 +205,7 @@ def dev_up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         with embedded_servers(
-            settings, data_dir or settings.data_dir, secure=secure, offices=registry
+            settings, data_dir or settings.data_dir, secure=secure, offices=registry, cluster=cluster
         ) as urls:
             async with running_services(urls, settings, registry, web=True) as web_url:
                 ready = {
@@ -213,60 +237,11 @@ def db_migrate() -> None:
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
 
 
-@app.command()
-def publish(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON lines, one event per line")],
-    office: Annotated[str, typer.Option(help="your office id")],
-    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
-    rejected: Annotated[
-        Path | None,
-        typer.Option(
-            dir_okay=False,
-            help="write every rejected line here as JSON lines: line, event_id, code, message, path",
-        ),
-    ] = None,
-) -> None:
-    """Publish a file of events through the gateway; prints accepted / duplicate / rejected by code, and each
-    rejected line (number, event id, code, path, message) on stderr. Exit 0: all accepted; 1: some rejected."""
-    from services.cli.publish import (
-        RejectedWriter,
-        numbered_lines,
-        print_rejections,
-        publish_lines,
-        summary_table,
-    )
-
-    settings = _settings().as_identity(f"office-{office}")
-    url = _require(settings.nats_url, "ANTQ_NATS_URL")
-    options = _nats_options(settings)
-    total = sum(1 for _ in numbered_lines(file))
-    with contextlib.ExitStack() as files:
-        try:
-            sink = RejectedWriter(files.enter_context(rejected.open("wb")).write) if rejected else None
-        except OSError as exc:
-            say(err, f"--rejected {rejected}: {exc.strerror or exc}", "red")
-            raise typer.Exit(2) from None
-        lines = numbered_lines(file)
-        with _reported("the gateway"):
-            summary = asyncio.run(
-                publish_lines(
-                    url,
-                    office,
-                    lines,
-                    batch_size=batch_size,
-                    total=total,
-                    nats_options=options,
-                    on_rejected=sink,
-                )
-            )
-    console.print(summary_table(summary))
-    print_rejections(summary, err)
-    if summary.rejected:
-        raise typer.Exit(1)
-
-
+app.command("publish")(__import__("services.cli.publish", fromlist=["command"]).command)
 app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]).command)
 app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
+app.command("backup")(__import__("services.cli.backup", fromlist=["backup"]).backup)
+app.command("restore")(__import__("services.cli.backup", fromlist=["restore"]).restore)
 
 
 @app.command()
@@ -328,7 +303,7 @@ def stats(
     async def run() -> dict[str, object]:
         # no retries: a server that is away or refuses the identity is said at once
         nc = await nats.connect(
-            url,
+            server_urls(url),
             allow_reconnect=False,
             max_reconnect_attempts=1,
             connect_timeout=5,
@@ -374,7 +349,7 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     options = _nats_options(settings)
 
     async def run() -> str:
-        nc = await nats.connect(nats_url, **options)
+        nc = await nats.connect(server_urls(nats_url), **options)
         try:
             # ANTQ_PROJECTION_WORKERS > 1: one worker process per partition (projections/partitions.py)
             report = await Rebuild(

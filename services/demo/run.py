@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from events.localities import Localities
+from infra.nats_client import server_urls
 from infra.settings import Settings
 from services.cli.devstack import DEMO_OFFICES, embedded_servers, running_services
 from services.cli.plain import cell
@@ -71,7 +72,7 @@ async def publish_and_read(
     summary = await publish_documents(
         nats_url, demo.office, docs, batch_size=500, total=len(docs), nats_options=office_options
     )
-    nc = await nats.connect(nats_url, **(reader_options or {}))
+    nc = await nats.connect(server_urls(nats_url), **(reader_options or {}))
     replies: list[tuple[dict[str, Any], dict[str, Any]]] = []
     try:
         for query in demo.queries():

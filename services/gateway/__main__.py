@@ -47,7 +47,7 @@ def main() -> None:
         nats_url=args.nats_url,
         database_url=args.database_url,
         offices_path=args.offices,
-        limits=StreamLimits(dedup_window_s=settings.dedup_window_s),
+        limits=StreamLimits.from_settings(settings),
         ack_timeout_s=settings.ack_timeout_s,
         nats_options=nats_options,
     )

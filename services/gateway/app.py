@@ -29,6 +29,7 @@ from events.localities import Localities
 from events.stored import StoredRecords
 from events.subjects import INTAKE_PREFIX, office_of_intake
 from infra.db import create_pool
+from infra.nats_client import server_urls
 from infra.streams import StreamLimits, ensure_streams
 from services.gateway.catch_up import CatchUpCounters, catch_up
 from services.gateway.index import EventIndex
@@ -96,7 +97,7 @@ class Gateway:
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
-            self._config.nats_url, max_reconnect_attempts=-1, **self._config.nats_options
+            server_urls(self._config.nats_url), max_reconnect_attempts=-1, **self._config.nats_options
         )
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)

@@ -99,10 +99,38 @@ class EventIndex:
         )
         return int(total) - raw_bytes
 
-    async def record(self, rows: Sequence[IndexRow]) -> None:
-        if not rows:
+    async def record(self, rows: Sequence[IndexRow], released: Sequence[uuid.UUID] = ()) -> None:
+        """Store the rows of events just stored and, in the same transaction, free the entities of the
+        creating events they retract (``release``): a row in the index then always has its release done, so
+        the catch-up may pass over a range where every sequence has its row (``covered_until``)."""
+        if not rows and not released:
             return
-        await self._pool.execute(_INSERT_ROWS, *_columns(rows))
+        async with self._pool.acquire() as conn, conn.transaction():
+            if rows:
+                await conn.execute(_INSERT_ROWS, *_columns(rows))
+            if released:
+                await conn.execute("DELETE FROM entity_claims WHERE event_id = ANY($1)", list(released))
+
+    async def covered_until(self, start: int, stop: int) -> int:
+        """The last sequence L (start - 1 <= L <= stop) such that every sequence from ``start`` to L has its
+        row: what the request path already indexed, rows and releases (``record``), which the catch-up need
+        not read again. One statement; PostgreSQL walks the unique index on seq up to the first hole."""
+        if stop < start:
+            return start - 1
+        hole = await self._pool.fetchval(
+            """SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM event_index WHERE seq = $1) THEN $1 ELSE (
+                   SELECT i.seq + 1 FROM event_index i
+                   WHERE i.seq >= $1 AND i.seq <= $2
+                     AND NOT EXISTS (SELECT 1 FROM event_index n WHERE n.seq = i.seq + 1)
+                   ORDER BY i.seq LIMIT 1) END""",
+            start,
+            stop,
+        )
+        return min(stop, int(hole) - 1) if hole is not None else stop
+
+    async def advance(self, seq: int) -> None:
+        """Move the checkpoint to ``seq`` (never back)."""
+        await self._pool.execute("UPDATE event_index_checkpoint SET seq = greatest(seq, $1)", seq)
 
     async def claim(self, claims: Sequence[Claim]) -> dict[str, Claim]:
         """Claim entities for their creating events; return every entity's owner (first claim wins)."""
@@ -132,13 +160,6 @@ class EventIndex:
             "SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = ANY($1)", keys
         )
         return {r["entity"]: Claim(**dict(r)) for r in rows}
-
-    async def release(self, creating_events: Sequence[uuid.UUID]) -> None:
-        """Free the entities these events created (they were retracted): their ids may be created again."""
-        if creating_events:
-            await self._pool.execute(
-                "DELETE FROM entity_claims WHERE event_id = ANY($1)", list(creating_events)
-            )
 
     async def take_over(self, orphan: Claim, claim: Claim, older_than_s: float) -> bool:
         """Give an entity to ``claim`` if ``orphan`` still holds it and has held it for long enough."""

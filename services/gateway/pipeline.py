@@ -826,9 +826,9 @@ class IntakePipeline:
                 ended.append(ev.target_event_id)
         batch.inflight.clear()
         batch.inflight_keys.clear()
-        await self._index.record(new_rows)
-        # a retracted creating event frees its entity's id (only creating events hold claims)
-        await self._index.release([r.event_id for r in map(batch.known.get, ended) if r is not None])
+        # a retracted creating event frees its entity's id (only creating events hold claims); rows and
+        # releases in one transaction (the catch-up passes over what has its rows)
+        await self._index.record(new_rows, [r.event_id for r in map(batch.known.get, ended) if r is not None])
 
     async def _publish_after(self, cand: _Candidate, last_seq: int) -> int:
         """Publish a creating event whose freed id's subject ends at ``last_seq``; its sequence."""

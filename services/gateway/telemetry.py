@@ -34,6 +34,7 @@ BODIES_DROPPED = "antq_gateway_rejected_bodies_dropped"
 CATCH_UPS = "antq_gateway_index_catch_ups"
 FOREIGN = "antq_gateway_foreign_records"
 UNKNOWN_TYPE = "antq_gateway_unknown_type_records"
+PASSED_OVER = "antq_gateway_index_catch_up_passed_over"
 
 _HELP = {
     REQUESTS: "Intake requests answered (one event or an array)",
@@ -45,6 +46,7 @@ _HELP = {
     CATCH_UPS: "Index catch-ups run to decide a 'wrong last sequence'",
     FOREIGN: "Foreign records in ANTQ_EVENTS passed over by the index catch-up",
     UNKNOWN_TYPE: "Records of a type this gateway does not know, passed over by the index catch-up (ERROR)",
+    PASSED_OVER: "Events the index catch-up did not read again: the request path had indexed them already",
 }
 
 
@@ -87,6 +89,7 @@ class GatewayCollector:
             (CATCH_UPS, c.index_catch_ups),
             (FOREIGN, self._catching_up.foreign),
             (UNKNOWN_TYPE, self._catching_up.unknown_type),
+            (PASSED_OVER, self._catching_up.passed_over),
         ):
             families[name].add_metric([], value)
         # dict.copy is atomic under the GIL: the event loop may add a code while a scrape thread reads

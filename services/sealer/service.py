@@ -81,6 +81,7 @@ class Sealer:
     conflicts: int = 0  # publishes refused because another sealer extended the chain first
     sealed: int = 0  # seals this sealer made (appended to both stores)
     halts: int = 0  # times sealing halted (a halt lasts until an operator acts and the sealer restarts)
+    stream_last_seq: int = 0  # the stream's last sequence when the sealer last looked (every poll)
     _conn: _Conn | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -201,8 +202,9 @@ class Sealer:
         """Events stored after the last sealed sequence."""
         c = self._c()
         info = await c.js.stream_info(self.config.stream)
+        self.stream_last_seq = int(info.state.last_seq)
         tip = c.log.tip
-        return max(0, int(info.state.last_seq) - (tip.last_seq if tip else 0))
+        return max(0, self.stream_last_seq - (tip.last_seq if tip else 0))
 
     # -- sealing ---------------------------------------------------------------------------------------
 

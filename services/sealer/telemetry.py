@@ -3,7 +3,10 @@
 ``antq_sealer_seals_total``: seals this sealer made; ``antq_sealer_last_sealed_seq``: the last sequence of the
 log the chain has sealed (by this sealer or another); ``antq_sealer_halted``: 1 while sealing is halted (the two
 stores disagree, the stream was recreated, a range has holes: see the log and `antq audit seals`);
-``antq_sealer_halts_total``; ``antq_sealer_conflicts_total``: appends another sealer won. Label ``stream``.
+``antq_sealer_halts_total``; ``antq_sealer_conflicts_total``: appends another sealer won;
+``antq_sealer_stream_last_seq``: the stream's last sequence as the sealer last saw it (every poll, about a
+second): seals behind is its difference with the last sealed, and the projection's lag its difference with
+``antq_projection_checkpoint_seq`` (``deploy/prometheus/alerts.yml``). Label ``stream``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ LAST_SEALED_SEQ = "antq_sealer_last_sealed_seq"
 HALTED = "antq_sealer_halted"
 HALTS = "antq_sealer_halts"  # ..._total
 CONFLICTS = "antq_sealer_conflicts"  # ..._total
+STREAM_LAST_SEQ = "antq_sealer_stream_last_seq"
 
 
 class SealerCollector:
@@ -40,6 +44,9 @@ class SealerCollector:
             ),
             HALTS: CounterMetricFamily(HALTS, "Times sealing halted", labels=labels),
             CONFLICTS: CounterMetricFamily(CONFLICTS, "Seal appends another sealer won", labels=labels),
+            STREAM_LAST_SEQ: GaugeMetricFamily(
+                STREAM_LAST_SEQ, "Last sequence of the stream when the sealer last looked", labels=labels
+            ),
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -55,6 +62,7 @@ class SealerCollector:
             HALTED: 1 if sealer.halted is not None else 0,
             HALTS: sealer.halts,
             CONFLICTS: sealer.conflicts,
+            STREAM_LAST_SEQ: sealer.stream_last_seq,
         }
         for name, value in values.items():
             families[name].add_metric([sealer.config.stream], value)

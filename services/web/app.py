@@ -25,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from events.localities import Localities
+from infra.nats_client import server_urls
 from services.cli.stats_view import QueryFailed, query_stats
 from services.report.document import build
 from services.report.errors import ReportError, UnknownUnit
@@ -79,7 +80,7 @@ class Dashboard:
             "disconnected_cb": lost,
             "reconnected_cb": lost,
         }
-        self.nc = await nats.connect(self.config.nats_url, **options)
+        self.nc = await nats.connect(server_urls(self.config.nats_url), **options)
         self.hub = Hub(self.nc, self.config.update_key, on_update=self.cache.changed)
         await self.hub.start()
 

@@ -1,0 +1,368 @@
+"""Backup and restore of a whole stack: a JetStream snapshot of every stream plus a PostgreSQL dump.
+
+The streams are saved with the server's own snapshot API (``$JS.API.STREAM.SNAPSHOT.<stream>``) and put back
+with its restore API (``$JS.API.STREAM.RESTORE.<stream>``), not by reading and republishing the messages: a
+restore keeps every message's stream sequence, its timestamp and its headers (``Nats-Msg-Id``), and the seals
+chain over exactly those (``services/sealer/chain.py``: sequence, timestamp, subject, data), the read model's
+checkpoint and ``as_of_seq`` are stream sequences, and the gateway's index holds them. A republished copy would
+number and stamp every event anew, and no seal would verify any more.
+
+One thing the snapshot does not carry (nats-server 2.15): the stream's creation time, which every seal also
+records (a recreated stream is a finding). ``pin_created`` puts it back, offline, in the restored server's
+store directory (``meta.inf`` and its HighwayHash checksum ``meta.sum``): ``antq restore --store-dir``.
+
+The database is dumped first, the streams after: the dump's checkpoint, seals and index then never name a
+sequence the snapshot lacks (the projection and the gateway's index catch up from there, and a seal the dump
+lacks is copied over from ANTQ_SEALS by the sealer on start).
+
+A backup is a directory: ``manifest.json``, one ``<stream>.snapshot`` per stream (the server's archive, as
+received), ``postgres.dump`` (``pg_dump --format=custom``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from infra.embedded import _pg_bin
+from infra.errors import InfraError
+from infra.highwayhash import highwayhash64
+from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
+
+STREAMS = (EVENTS, REJECTED, UPDATES, SEALS)
+MANIFEST = "manifest.json"
+DUMP = "postgres.dump"
+FORMAT = 1
+CHUNK = 128 * 1024
+API = "$JS.API.STREAM"
+
+
+class BackupError(InfraError):
+    """A backup or a restore that could not be done (the root of this module's errors)."""
+
+
+class SnapshotFailed(BackupError):
+    """The server refused or broke off a stream snapshot."""
+
+
+class RestoreFailed(BackupError):
+    """The server refused a stream restore, or a stream to restore is there already with messages."""
+
+
+class DatabaseDumpFailed(BackupError):
+    """pg_dump or pg_restore failed (its own message follows)."""
+
+
+class BadBackup(BackupError):
+    """The backup directory is incomplete, of another format, or a file does not match its checksum."""
+
+
+class StreamEntry(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    file: str
+    size: int
+    sha256: str
+    messages: int
+    first_seq: int
+    last_seq: int
+    created: str | None
+    """The creation time exactly as the server wrote it (RFC 3339, nanoseconds): pinned back verbatim."""
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    format: int
+    taken_at: dt.datetime
+    streams: tuple[StreamEntry, ...]
+    database: str
+    database_size: int
+    database_sha256: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _api_error(body: dict[str, Any]) -> str | None:
+    error = body.get("error")
+    if not error:
+        return None
+    return f"{error.get('description', error)} (err_code {error.get('err_code', '?')})"
+
+
+async def _api(nc: Client, subject: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    reply = await nc.request(subject, json.dumps(request).encode(), timeout=timeout)
+    body: dict[str, Any] = json.loads(reply.data or b"{}")
+    return body
+
+
+async def snapshot_stream(nc: Client, stream: str, out: Path, *, timeout: float = 60.0) -> StreamEntry:
+    """Save ``stream`` with the server's snapshot API into ``out`` (every chunk acknowledged as it is written)."""
+    info = await _api(nc, f"{API}.INFO.{stream}", {})
+    if (problem := _api_error(info)) is not None:
+        raise SnapshotFailed(f"{stream}: {problem}")
+    created = info.get("created")
+    inbox = nc.new_inbox()
+    done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    size = 0
+    with out.open("wb") as file:
+
+        async def chunk(msg: Msg) -> None:
+            nonlocal size
+            if done.done():
+                return
+            if not msg.data and not msg.reply:  # the end: a status 204 (or none) is success, else an error
+                status = (msg.headers or {}).get("Status")
+                described = (msg.headers or {}).get("Description", "")
+                done.set_result(None if status in (None, "204") else f"status {status} {described}".strip())
+                return
+            file.write(msg.data)
+            size += len(msg.data)
+            if msg.reply:
+                await nc.publish(msg.reply, b"")  # flow control: the server sends a window of chunks ahead
+
+        sub = await nc.subscribe(inbox, cb=chunk)
+        try:
+            body = await _api(
+                nc,
+                f"{API}.SNAPSHOT.{stream}",
+                {"deliver_subject": inbox, "no_consumers": True, "chunk_size": CHUNK},
+            )
+            if (problem := _api_error(body)) is not None:
+                raise SnapshotFailed(f"{stream}: {problem}")
+            try:
+                failure = await asyncio.wait_for(done, timeout)
+            except TimeoutError:
+                raise SnapshotFailed(f"{stream}: the snapshot did not end within {timeout:g} s") from None
+            if failure is not None:
+                raise SnapshotFailed(f"{stream}: the server broke the snapshot off: {failure}")
+        finally:
+            await sub.unsubscribe()
+    state = body.get("state", {})
+    return StreamEntry(
+        name=stream,
+        file=out.name,
+        size=size,
+        sha256=_sha256(out),
+        messages=int(state.get("messages", 0)),
+        first_seq=int(state.get("first_seq", 0)),
+        last_seq=int(state.get("last_seq", 0)),
+        created=str(created) if created else None,
+        config=body.get("config", {}),
+        state=state,
+    )
+
+
+async def _held(nc: Client, stream: str) -> int | None:
+    """None when ``stream`` does not exist on the target, 0 when it is empty; one holding messages is refused."""
+    info = await _api(nc, f"{API}.INFO.{stream}", {})
+    if _api_error(info) is not None:
+        return None
+    held = int(info.get("state", {}).get("messages", 0))
+    if held:
+        raise RestoreFailed(
+            f"{stream} exists on the target and holds {held} messages: a backup is restored onto a fresh "
+            "stack only (nothing was changed)"
+        )
+    return 0
+
+
+async def _database_unused(database_url: str) -> None:
+    """Refuse a target database that holds events or figures (an empty or freshly migrated one is fine)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        for table in ("event_index", "projection_checkpoint", "seals"):
+            if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+                continue
+            where = " WHERE seq > 0" if table == "projection_checkpoint" else ""
+            if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table}{where})"):
+                raise RestoreFailed(
+                    f"the target database has rows in {table}: a backup is restored onto a fresh stack only "
+                    "(nothing was changed)"
+                )
+    finally:
+        await conn.close()
+
+
+async def restore_stream(
+    nc: Client, entry: StreamEntry, data: Path, *, replicas: int | None = None, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Create ``entry.name`` from its snapshot with the server's restore API; the stream info it returns.
+
+    A stream of that name that exists and is empty (made by a service that started first) is deleted before;
+    one that holds messages is never touched: ``RestoreFailed``."""
+    if await _held(nc, entry.name) is not None:
+        deleted = await _api(nc, f"{API}.DELETE.{entry.name}", {})
+        if (problem := _api_error(deleted)) is not None:
+            raise RestoreFailed(f"{entry.name}: could not delete the empty stream on the target: {problem}")
+    config = dict(entry.config)
+    if replicas is not None:
+        config["num_replicas"] = replicas
+    body = await _api(nc, f"{API}.RESTORE.{entry.name}", {"config": config, "state": entry.state})
+    if (problem := _api_error(body)) is not None:
+        raise RestoreFailed(f"{entry.name}: {problem}")
+    deliver = body["deliver_subject"]
+    with data.open("rb") as file:
+        for block in iter(lambda: file.read(CHUNK), b""):
+            ack = await nc.request(deliver, block, timeout=timeout)
+            if ack.data and (problem := _api_error(json.loads(ack.data))) is not None:
+                raise RestoreFailed(f"{entry.name}: {problem}")
+    final = await nc.request(deliver, b"", timeout=timeout)
+    result: dict[str, Any] = json.loads(final.data or b"{}")
+    if (problem := _api_error(result)) is not None:
+        raise RestoreFailed(f"{entry.name}: {problem}")
+    last = int(result.get("state", {}).get("last_seq", -1))
+    if last != entry.last_seq:
+        raise RestoreFailed(
+            f"{entry.name}: restored up to sequence {last}, the snapshot ends at {entry.last_seq}"
+        )
+    return result
+
+
+def _run(args: Sequence[str], what: str) -> None:
+    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise DatabaseDumpFailed(f"{what} exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+
+
+def dump_database(database_url: str, out: Path) -> None:
+    """``pg_dump --format=custom`` (the pg_dump beside the embedded postgres, else the one on PATH)."""
+    _run(
+        [_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(out), "--dbname", database_url],
+        "pg_dump",
+    )
+
+
+def restore_database(database_url: str, dump: Path) -> None:
+    """``pg_restore`` into ``database_url``: what is there of the same names is dropped first (``--clean``);
+    owners and grants are not restored (the target's roles are given by ``antq auth generate``'s SQL)."""
+    _run(
+        [
+            _pg_tool("pg_restore"),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            "--dbname",
+            database_url,
+            str(dump),
+        ],
+        "pg_restore",
+    )
+
+
+def _pg_tool(name: str) -> str:
+    try:
+        candidate = _pg_bin() / name
+    except ImportError:
+        return name
+    return str(candidate) if candidate.exists() else name
+
+
+def _new_directory(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise BadBackup(f"{directory} is not empty: a backup goes into a new directory")
+
+
+async def backup(
+    nc: Client, database_url: str, directory: Path, streams: Sequence[str] = STREAMS
+) -> Manifest:
+    """Dump the database, then snapshot every stream, into a new (or empty) ``directory``."""
+    await asyncio.to_thread(_new_directory, directory)
+    taken_at = dt.datetime.now(dt.UTC)
+    dump = directory / DUMP
+    await asyncio.to_thread(dump_database, database_url, dump)
+    entries = [await snapshot_stream(nc, name, directory / f"{name}.snapshot") for name in streams]
+    manifest = Manifest(
+        format=FORMAT,
+        taken_at=taken_at,
+        streams=tuple(entries),
+        database=DUMP,
+        database_size=dump.stat().st_size,
+        database_sha256=_sha256(dump),
+    )
+    (directory / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+    return manifest
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The backup's manifest, every file checked against its size and SHA-256."""
+    try:
+        manifest = msgspec.json.decode((directory / MANIFEST).read_bytes(), type=Manifest)
+    except OSError as exc:
+        raise BadBackup(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
+    except msgspec.ValidationError as exc:
+        raise BadBackup(f"{directory / MANIFEST} is not a backup manifest: {exc}") from None
+    if manifest.format != FORMAT:
+        raise BadBackup(f"{directory}: backup format {manifest.format}, this version reads {FORMAT}")
+    checks = [(s.file, s.size, s.sha256) for s in manifest.streams]
+    checks.append((manifest.database, manifest.database_size, manifest.database_sha256))
+    for name, size, digest in checks:
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != size or _sha256(path) != digest:
+            raise BadBackup(f"{path} is missing or does not match the manifest (size, SHA-256)")
+    return manifest
+
+
+async def restore(
+    nc: Client, database_url: str, directory: Path, *, replicas: int | None = None
+) -> tuple[Manifest, list[dict[str, Any]]]:
+    """Restore the database, then every stream, from ``directory`` onto a stack whose services are stopped.
+    Checked first, before anything changes: the backup's files, no target stream holding messages, no events or
+    figures in the target database."""
+    manifest = await asyncio.to_thread(read_manifest, directory)
+    for entry in manifest.streams:
+        await _held(nc, entry.name)
+    await _database_unused(database_url)
+    await asyncio.to_thread(restore_database, database_url, directory / manifest.database)
+    infos = [
+        await restore_stream(nc, entry, directory / entry.file, replicas=replicas)
+        for entry in manifest.streams
+    ]
+    return manifest, infos
+
+
+def pin_created(store_dir: Path, stream: str, created: str, *, account: str = "$G") -> bool:
+    """Write the original creation time (verbatim, as the source server wrote it) into a restored stream's
+    ``meta.inf`` (and its checksum ``meta.sum``) in the store directory of a STOPPED nats-server
+    (``jetstream.store_dir``); True when it changed. The server reads it on its next start. Not for an
+    encrypted store (its meta.inf is not JSON)."""
+    folder = store_dir / "jetstream" / account / "streams" / stream
+    if not folder.is_dir():
+        folder = store_dir / account / "streams" / stream
+    meta = folder / "meta.inf"
+    try:
+        info = json.loads(meta.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise RestoreFailed(f"{meta}: cannot read the stream's metadata ({exc})") from None
+    field = next((k for k in info if k.lower() == "created"), "Created")  # Go writes "Created"
+    if info.get(field) == created:
+        return False
+    info[field] = created
+    body = json.dumps(info, separators=(",", ":")).encode()
+    key = hashlib.sha256(stream.encode()).digest()
+    tmp = folder / "meta.inf.tmp"
+    tmp.write_bytes(body)
+    os.replace(tmp, meta)
+    (folder / "meta.sum").write_text(highwayhash64(key, body).hex())
+    return True
