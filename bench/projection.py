@@ -2,7 +2,10 @@
 
 Starts embedded servers, preloads N realistic events straight into ANTQ_EVENTS (pipelined JetStream
 publishes), times (1) a raw nats-py pull-fetch-and-decode of the stream and (2) the projection (a runner in
-this process, updates published) from empty to caught up, and prints both rates, their ratio and the peak RSS.
+this process, updates published) from empty to caught up, and prints both rates, their ratio and the peak RSS;
+then (3) rebuilds in subprocesses, ``python -m projections --no-publish`` with 1 worker and with
+``--workers 2`` (the provinces split in two partitions), alternated round by round, with the speed-up and the CPU
+seconds of every process (nats-server, PostgreSQL, the projection's processes, this one) from /proc.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from events.schema import (
 )
 from events.subjects import event_subject
 from infra.db import migrate
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.stream_reader import parse_ack_reply
 from infra.streams import EVENTS, StreamLimits, ensure_streams
 from projections import store
@@ -350,25 +354,69 @@ async def project(
     return elapsed, runner.stats.batches
 
 
-async def rebuild_in_subprocess(nats_url: str, database_url: str, last: int) -> tuple[float, float]:
-    """``python -m projections --copy 2 --no-publish`` from empty to caught up: (seconds, peak RSS in MB)."""
+class Cpu:
+    """CPU seconds (user + system, /proc/<pid>/stat) of the processes a rebuild keeps busy."""
+
+    def __init__(self, nats_pid: int, postgres_pid: int) -> None:
+        self._pids = {"nats-server": nats_pid, "postgres": postgres_pid}
+
+    def sample(self, projection_pid: int | None = None) -> dict[str, float]:
+        """nats-server; PostgreSQL's postmaster with every backend, live or ended; the projection process with
+        its worker processes, live or ended; this bench process."""
+        out = {name: _cpu_s(pid, children=name == "postgres") for name, pid in self._pids.items()}
+        out["postgres"] += sum(_cpu_s(c) for c in _children(self._pids["postgres"]))
+        if projection_pid is not None:
+            out["projection"] = _cpu_s(projection_pid, children=True) + sum(
+                _cpu_s(c) for c in _children(projection_pid)
+            )
+        t = os.times()
+        out["bench"] = t.user + t.system
+        return out
+
+
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """utime + stime (and, with ``children``, of the children it has waited for) of a live process, in s."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+async def rebuild_in_subprocess(
+    nats_url: str, database_url: str, last: int, *, copy: int = 2, workers: int = 1, cpu: Cpu | None = None
+) -> tuple[float, float, dict[str, float]]:
+    """``python -m projections --copy C --no-publish [--workers N]`` from empty to caught up (the copy's
+    checkpoint at ``last``: with N workers, the lowest of its partitions'): (seconds, peak RSS in MB of the
+    projection's processes summed, CPU seconds by process over the run)."""
     conn = await asyncpg.connect(database_url)
     root = ROOT
-    args = ["--nats-url", nats_url, "--database-url", database_url, "--copy", "2", "--no-publish"]
+    args = ["--nats-url", nats_url, "--database-url", database_url, "--copy", str(copy), "--no-publish"]
+    args += ["--workers", str(workers)]
+    before = cpu.sample() if cpu is not None else {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
         [sys.executable, "-m", "projections", *args], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
     )
     try:
-        while (await conn.fetchval(_COPY_2_SEQ) or 0) < last:  # noqa: ASYNC110 - polling the checkpoint
+        while (await conn.fetchval(_COPY_SEQ, copy) or 0) < last:  # noqa: ASYNC110 - polling the checkpoint
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - t0
-        peak = _peak_rss_mb(proc.pid)
+        after = cpu.sample(proc.pid) if cpu is not None else {}
+        peak = _peak_rss_mb(proc.pid) if workers == 1 else sum(_peak_rss_mb(c) for c in _children(proc.pid))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         await conn.close()
-    return elapsed, peak
+    return elapsed, peak, {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -379,7 +427,44 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-_COPY_2_SEQ = "SELECT seq FROM projection_checkpoint WHERE name = 'stats' AND copy = 2"
+_COPY_SEQ = "SELECT seq FROM projection_checkpoint WHERE name = 'stats' AND copy = $1"
+
+
+def _cpu_line(label: str, seconds: float, used: dict[str, float]) -> str:
+    parts = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(used.items(), key=lambda kv: -kv[1]))
+    return (
+        f"    {label}: wall {seconds:.1f}s, CPU {parts} (total {sum(used.values()) / seconds:.2f} cores busy)"
+    )
+
+
+async def compare_rebuilds(nats_srv: EmbeddedNats, pg: EmbeddedPostgres, last: int, rounds: int) -> None:
+    """Rebuilds into fresh copies with 1 worker and with 2, alternated round by round in this run: each
+    round's rates, the median speed-up and its spread, and where the CPU went."""
+    assert nats_srv.proc is not None and pg.proc is not None
+    cpu = Cpu(nats_srv.proc.pid, pg.proc.pid)
+    speedups: list[float] = []
+    copy = 2
+    for r in range(1, rounds + 1):
+        one_s, one_rss, one_cpu = await rebuild_in_subprocess(nats_srv.url, pg.url, last, copy=copy, cpu=cpu)
+        two_s, two_rss, two_cpu = await rebuild_in_subprocess(
+            nats_srv.url, pg.url, last, copy=copy + 1, workers=2, cpu=cpu
+        )
+        copy += 2
+        speedups.append(one_s / two_s)
+        print(
+            f"  rebuild round {r}: 1 worker {last / one_s:,.0f} events/s (peak RSS {one_rss:.0f} MB) | 2 workers "
+            f"{last / two_s:,.0f} events/s (peak RSS {two_rss:.0f} MB, both) | speed-up {one_s / two_s:.2f}"
+        )
+        print(_cpu_line("1 worker ", one_s, one_cpu))
+        print(_cpu_line("2 workers", two_s, two_cpu))
+    ordered = sorted(speedups)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    print(
+        f"rebuild with 2 workers vs 1 (python -m projections --no-publish [--workers 2], subprocess): median "
+        f"speed-up {median:.2f} over {len(ordered)} rounds (spread {ordered[0]:.2f}..{ordered[-1]:.2f})",
+        flush=True,
+    )
 
 
 async def fresh_database(admin_url: str, name: str) -> str:
@@ -398,7 +483,7 @@ async def fresh_database(admin_url: str, name: str) -> str:
     return url
 
 
-async def main(n: int, batch: int, wards_n: int, rounds: int = 1) -> None:
+async def main(n: int, batch: int, wards_n: int, rounds: int = 1, rebuild_rounds: int = 3) -> None:
     nats_srv, pg, base = start_servers(sync_always=False, durable_pg=False)
     print("servers: nats-server sync_interval default, PostgreSQL durable=False (fsync off)")
     try:
@@ -422,7 +507,6 @@ async def main(n: int, batch: int, wards_n: int, rounds: int = 1) -> None:
             round_raw = await raw_read(nc, last)
             round_proj, _ = await project(nc, url, localities, last, batch)
             measured.append((last / round_proj, last / round_raw))
-        rebuild_s, rss = await rebuild_in_subprocess(nats_srv.url, pg.url, last)
         updates = (await nc.jetstream().stream_info("ANTQ_UPDATES")).state.messages
         raw_rate, proj_rate = last / raw_s, last / proj_s
         print(f"raw pull-fetch-and-decode: {raw_rate:,.0f} events/s ({raw_s:.2f}s)")
@@ -432,10 +516,7 @@ async def main(n: int, batch: int, wards_n: int, rounds: int = 1) -> None:
         print(f"ratio projection/raw: {proj_rate / raw_rate:.2f}")
         if rounds > 1:
             report_rounds("projection empty -> caught up vs raw pull-fetch-and-decode", measured)
-        print(
-            f"rebuild into copy 2 (python -m projections --no-publish, subprocess): {last / rebuild_s:,.0f} events/s"
-            f" ({rebuild_s:.2f}s), ratio {last / rebuild_s / raw_rate:.2f}; its peak RSS {rss:.0f} MB"
-        )
+        await compare_rebuilds(nats_srv, pg, last, rebuild_rounds)
         snap = await store.read_province_stats(conn, province="04", year=2020, period="calendar")
         print(f"sample: province 04, 2020: {snap.metrics}")
         await conn.close()
@@ -452,8 +533,11 @@ def cli() -> None:
     parser.add_argument("--batch", type=int, default=16_000)
     parser.add_argument("--wards", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw / projection rounds")
+    parser.add_argument(
+        "--rebuild-rounds", type=int, default=3, help="alternating 1-worker / 2-worker rebuild rounds"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.batch, args.wards, args.rounds))
+    asyncio.run(main(args.events, args.batch, args.wards, args.rounds, args.rebuild_rounds))
 
 
 if __name__ == "__main__":

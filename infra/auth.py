@@ -70,7 +70,7 @@ SERVER_CONF = "auth.conf"
 PG_AUDITOR_SQL = "postgres_auditor.sql"
 PG_AUDITOR_PASSWORD = "postgres_auditor.password"  # as every role's: postgres_<role minus antq_>.password
 PG_AUDITOR_ROLE = "antq_auditor"
-PG_AUDITOR_TABLES = ("stats", "projection_active", "projection_checkpoint", "seals")
+PG_AUDITOR_TABLES = ("stats", "projection_active", "projection_checkpoint", "projection_partition", "seals")
 """What ``antq audit verify`` and ``antq audit seals`` read: the active copy, its checkpoint, its figures, seals."""
 
 READ_CONSUMER_PREFIX = "audit_"
@@ -352,11 +352,15 @@ PG_ROLES = (
     ),
     PgRole(
         name="antq_projector",
-        write=("projection_active", "projection_checkpoint"),
+        write=("projection_active", "projection_checkpoint", "projection_partition"),
         own=("stats", "stats_fold_state", "stats_outbox"),
         create=True,
     ),
-    PgRole(name="antq_query", select=("stats", "projection_active", "projection_checkpoint"), read_only=True),
+    PgRole(
+        name="antq_query",
+        select=("stats", "projection_active", "projection_checkpoint", "projection_partition"),
+        read_only=True,
+    ),
     PgRole(name="antq_sealer", append=("seals",)),
     PgRole(name=PG_AUDITOR_ROLE, select=PG_AUDITOR_TABLES, read_only=True),
 )

@@ -42,6 +42,7 @@ ENV_NAMES = (
     "ANTQ_WEB_METRICS_PORT",
     "ANTQ_STREAM_PLACEMENT_CLUSTER",
     "ANTQ_STREAM_PLACEMENT_TAGS",
+    "ANTQ_PROJECTION_WORKERS",
 )
 """Every environment variable ``Settings.from_env`` reads, and none other (it refuses to read a name not listed
 here): ``tests/test_compose.py`` checks the deployment's environment against this tuple."""
@@ -87,6 +88,9 @@ class Settings:
     # comma-separated); unset: wherever the servers put them
     stream_placement_cluster: str | None = None
     stream_placement_tags: tuple[str, ...] = ()
+    # worker processes of the statistics projection, each folding the provinces of its partition
+    # (ANTQ_PROJECTION_WORKERS, 1 to 34; projections/partitions.py)
+    projection_workers: int = 1
 
     def as_identity(self, name: str) -> Settings:
         """These settings for a process that runs as ``name``, unless ANTQ_IDENTITY chose another already."""
@@ -167,4 +171,11 @@ class Settings:
             stream_placement_tags=tuple(
                 t.strip() for t in (get("ANTQ_STREAM_PLACEMENT_TAGS") or "").split(",") if t.strip()
             ),
+            projection_workers=_workers(get("ANTQ_PROJECTION_WORKERS") or "1"),
         )
+
+
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 34:
+        raise SettingsError(f"ANTQ_PROJECTION_WORKERS is a number of workers from 1 to 34, not {value!r}")
+    return int(value)

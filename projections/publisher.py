@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 import nats.errors
@@ -66,11 +67,13 @@ class UpdatePublisher:
         key: UpdateKey | None = None,
         timeout: float = 10.0,
         max_in_flight: int = 2000,
+        provinces: Sequence[str] | None = None,
     ) -> None:
         self._nc = nc
         self._key = key if key is not None else ephemeral_update_key()
         self._database_url = database_url
         self._copy = copy
+        self._provinces = provinces  # a partition's runner publishes the leftover rows of its provinces only
         self._timeout = timeout
         self._max_in_flight = max_in_flight
         self._queue: asyncio.Queue[list[OutboxRow] | None] = asyncio.Queue()
@@ -85,7 +88,7 @@ class UpdatePublisher:
         """Connect and queue the rows a previous run committed but did not publish."""
         self._conn = await asyncpg.connect(self._database_url)
         await self._js.start()
-        leftover = await store.pending_outbox(self._conn, self._copy)
+        leftover = await store.pending_outbox(self._conn, self._copy, self._provinces)
         if leftover:
             log.info("publishing %d updates left in the outbox", len(leftover))
         # one commit's rows at a time, as they were submitted: a commit names each ward-year once, so a retry

@@ -37,11 +37,12 @@ from infra.pull import BatchPuller
 from infra.stream_reader import last_sequence, parse_ack_reply
 from infra.streams import EVENTS
 from infra.update_signing import UpdateKey
-from projections import copies, store
+from projections import copies, partitions, store
 from projections.batch import fold_batch
 from projections.errors import FoldError, ProjectionError
 from projections.folds import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
+from projections.partitions import Part
 from projections.publisher import UpdatePublisher
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,14 @@ class RunnerConfig:
     localities: Localities | None = None
     update_key: UpdateKey | None = None
     """Signs the updates and tags their message ids (``infra.update_signing``); default: an ephemeral key."""
+    part: Part | None = None
+    """Fold only this partition's provinces, with its own checkpoint (``projections.partitions``); default (or
+    1 of 1): every event, the copy's checkpoint."""
+    server_filter: bool = False
+    """A partition's consumer filters on the server (``filter_subjects``, one per province) instead of
+    delivering every message and leaving the other provinces' by their subject, undecoded. Off by default:
+    nats-server 2.15 delivers a consumer with many filters on a stream of many subjects far slower than an
+    unfiltered one (measured: ``projections/partitions.py``)."""
 
 
 @dataclass
@@ -100,6 +109,8 @@ class _Batch:
     to_seq: int = 0
     """The last sequence the batch takes in (a record, or a foreign record passed over)."""
     foreign: list[Foreign] = field(default_factory=list)
+    taken: int = 0
+    """Messages after the checkpoint the batch takes in."""
     unreadable: tuple[int, str] | None = None
     """The first message of a type this code does not know: the batch ends before it."""
 
@@ -116,6 +127,17 @@ class StatsRunner:
         self._conn: asyncpg.Connection | None = None
         self._publisher: UpdatePublisher | None = None
         self._cache: store.CalendarCache | None = None
+        self._part = config.part if config.part is not None and config.part.parts > 1 else None
+        self._provinces = partitions.provinces_of(self._part, self._localities) if self._part else None
+        self._dseq = 0  # the consumer sequence of the last message received (a split copy's gap check)
+        self._filtered = self._part is not None and config.server_filter
+        # An unfiltered partition's provinces: every message comes, the others' are passed over undecoded; a
+        # subject naming none of the 34 provinces (a foreign record) is partition 0's to set aside.
+        self._mine: frozenset[str] | None = None
+        self._all: frozenset[str] = frozenset()
+        if self._provinces is not None and not self._filtered:
+            self._mine = frozenset(self._provinces)
+            self._all = frozenset(partitions.province_codes(self._localities))
         self.copy = 0
         self.seq = 0
         self.halted: str | None = None
@@ -125,7 +147,12 @@ class StatsRunner:
 
     @property
     def durable(self) -> str:
-        return f"{store.NAME}-{self.copy}"
+        return f"{store.NAME}-{self.copy}" + (f"-{self._part.label}" if self._part is not None else "")
+
+    @property
+    def part(self) -> Part | None:
+        """The partition this runner folds (None: the whole stream)."""
+        return self._part
 
     async def run(self, stop: asyncio.Event) -> None:
         self._conn = await asyncpg.connect(self._config.database_url)
@@ -140,21 +167,35 @@ class StatsRunner:
     async def _run(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         active = await store.active_copy(conn)
         self.copy = self._config.copy if self._config.copy is not None else active
-        if not await store.try_lock(conn, self.copy):
-            raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}")
-        checkpoint = await store.open_checkpoint(conn, self.copy)
+        locked = (
+            await partitions.try_lock(conn, self.copy, self._part)
+            if self._part is not None
+            else await store.try_lock(conn, self.copy)
+        )
+        if not locked:
+            where = f" partition {self._part.label}" if self._part is not None else ""
+            raise AlreadyRunning(f"another runner is building {store.NAME} copy {self.copy}{where}")
+        # the workers of a split copy create its tables once, one after another
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", partitions.CREATE_LOCK_CLASS, self.copy
+            )
+            checkpoint = await store.open_checkpoint(conn, self.copy)
         if checkpoint.fold_version != FOLD_VERSION:
             raise FoldVersionMismatch(
                 f"copy {self.copy} was built by fold v{checkpoint.fold_version}; this code folds "
                 f"v{FOLD_VERSION}: run the matching version, or rebuild"
             )
-        self.seq = checkpoint.seq
+        opened = await partitions.open_partition(conn, self.copy, self._part or Part(parts=1, part=0))
+        self.seq = opened.seq
+        if self._part is not None:
+            await partitions.raise_copy_checkpoint(conn, self.copy, self._part.parts)  # after a crash
         log_end = await last_sequence(self._js, EVENTS)
-        if checkpoint.seq > log_end:  # a checkpoint edited by hand, or ANTQ_EVENTS recreated: never fold on
+        if self.seq > log_end:  # a checkpoint edited by hand, or ANTQ_EVENTS recreated: never fold on
             await self._halt(
                 conn,
-                checkpoint.seq,
-                f"CheckpointAhead: copy {self.copy} says it folded up to seq {checkpoint.seq}, but {EVENTS} ends at"
+                self.seq,
+                f"CheckpointAhead: copy {self.copy} says it folded up to seq {self.seq}, but {EVENTS} ends at"
                 f" seq {log_end}",
             )
             self.ready.set()  # started, and settled: halted (whoever waits for the start must not wait on)
@@ -162,12 +203,23 @@ class StatsRunner:
         publish = self._config.publish if self._config.publish is not None else self.copy == active
         if publish:
             self._publisher = UpdatePublisher(
-                self._nc, self._config.database_url, self.copy, key=self._config.update_key
+                self._nc,
+                self._config.database_url,
+                self.copy,
+                key=self._config.update_key,
+                provinces=self._provinces,
             )
             await self._publisher.start()
             self._cache = store.CalendarCache()
         sub = await self._subscribe()
-        log.info("stats projection copy %d starts after seq %d", self.copy, self.seq)
+        log.info(
+            "stats projection copy %d%s starts after seq %d",
+            self.copy,
+            f" partition {self._part.label} (provinces {', '.join(self._provinces or [])})"
+            if self._part
+            else "",
+            self.seq,
+        )
         self.ready.set()
         fetching = asyncio.create_task(self._fetch(sub))
         try:
@@ -178,6 +230,12 @@ class StatsRunner:
                 if not msgs:
                     if await self._retired(conn):
                         return
+                    try:
+                        await self._cover(conn)
+                    except store.CheckpointMoved:
+                        if await self._retired(conn):
+                            return
+                        raise
                     continue
                 batch = self._prepare(msgs)
                 if not batch.to_seq and batch.unreadable is None:
@@ -206,6 +264,7 @@ class StatsRunner:
                 and info.ack_floor.stream_seq == self.seq
                 # one made for smaller batches would hold back the fetch that runs beside a commit
                 and (info.config.max_ack_pending or 0) >= 2 * self._config.batch
+                and sorted(info.config.filter_subjects or []) == sorted(self._filters())
             )
             if not keep:
                 log.info(
@@ -227,11 +286,22 @@ class StatsRunner:
                     ack_wait=self._config.ack_wait,
                     max_ack_pending=self._config.batch * 4,
                     max_deliver=-1,
+                    filter_subjects=self._filters() or None,
                 ),
             )
         puller = BatchPuller(self._nc, EVENTS, self.durable)
         await puller.start()
         return puller
+
+    def _passed_over(self, subject: str) -> bool:
+        """Another partition's message (an unfiltered partition's consumer delivers them all)."""
+        if self._mine is None or self._part is None:
+            return False
+        province = partitions.province_of_subject(subject)
+        return province not in self._mine and (province in self._all or self._part.part != 0)
+
+    def _filters(self) -> list[str]:
+        return partitions.filter_subjects(self._provinces) if self._filtered and self._provinces else []
 
     async def _fetch(self, puller: BatchPuller) -> list[Msg]:
         return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
@@ -242,21 +312,34 @@ class StatsRunner:
 
         ANTQ_EVENTS never loses a message (no deletes, no purges), so what follows the checkpoint is exactly
         checkpoint + 1, + 2, ...: a jump means messages were lost on the way (a connection that died and came
-        back while requests were open), and the batch is refused unacked (``SequenceGap``).
+        back while requests were open), and the batch is refused unacked (``SequenceGap``). A partition's
+        filtered consumer skips the other provinces' sequences: there the consumer's own numbering of its
+        deliveries (1, 2, 3, ..., redeliveries included) must have no jump.
         """
         batch = _Batch()
         for msg in msgs:
-            seq = parse_ack_reply(msg.reply).stream_seq
+            ack = parse_ack_reply(msg.reply)
+            seq = ack.stream_seq
             batch.last = msg
+            if self._filtered:
+                if self._dseq and ack.consumer_seq != self._dseq + 1:
+                    raise SequenceGap(
+                        f"delivery {ack.consumer_seq} came where {self._dseq + 1} was due: messages were lost on"
+                        " the way; the runner restarts from its checkpoint"
+                    )
+                self._dseq = ack.consumer_seq
             if seq <= max(self.seq, batch.to_seq):
                 self.stats.redelivered_skipped += 1
                 continue
             expected = (batch.to_seq or self.seq) + 1
-            if seq != expected:
+            if not self._filtered and seq != expected:
                 raise SequenceGap(
                     f"seq {seq} came where {expected} was due: messages were lost on the way; the runner "
                     "restarts from its checkpoint"
                 )
+            if self._passed_over(msg.subject):
+                batch.to_seq = seq  # another partition's province: passed over, undecoded
+                continue
             try:
                 read = self._stored.read(seq, msg.subject, msg.data)
             except UnknownEventType as exc:
@@ -267,6 +350,7 @@ class StatsRunner:
             else:
                 batch.records.append((seq, read))
             batch.to_seq = seq
+            batch.taken += 1
         return batch
 
     async def _process(self, conn: asyncpg.Connection, batch: _Batch) -> bool:
@@ -283,13 +367,23 @@ class StatsRunner:
             update, deltas, provinces = await self._fold(conn, records)  # the valid prefix
         foreign = [f for f in batch.foreign if f.seq <= to_seq]
         if to_seq > self.seq:
-            await self._commit(conn, to_seq, update, deltas, provinces)
+            taken = batch.taken if to_seq == batch.to_seq else len(records) + len(foreign)
+            await self._commit(conn, to_seq, update, deltas, provinces, taken)
             for f in foreign:
                 log.warning("foreign record set aside at seq %d on %s: %s", f.seq, f.subject, f.why)
             self.stats.foreign += len(foreign)
             if failure is None and batch.last is not None:
                 await batch.last.ack()
             await self._at("after_ack", to_seq)
+            if self._part is not None:
+                await partitions.raise_copy_checkpoint(conn, self.copy, self._part.parts)
+                if (
+                    failure is None
+                    and batch.last is not None
+                    and not parse_ack_reply(batch.last.reply).pending
+                ):
+                    # the last of what was there: caught up, maybe past other provinces' events
+                    await self._cover(conn)
         if failure is not None:
             await self._halt(conn, *failure)
             return False
@@ -307,8 +401,10 @@ class StatsRunner:
         update: StateUpdate,
         deltas: Figures,
         provinces: dict[str, str],
+        taken: int,
     ) -> None:
         await self._at("before_commit", to_seq)
+        part, from_seq = self._part, self.seq
         outbox = await store.commit_batch(
             conn,
             copy=self.copy,
@@ -319,13 +415,31 @@ class StatsRunner:
             provinces=provinces,
             outbox=self._cache,
             during=(lambda: self._at("during_commit", to_seq)) if self._config.hook else None,
+            checkpoint=(lambda: partitions.advance(conn, self.copy, part, from_seq, to_seq))
+            if part is not None
+            else None,
         )
         self.stats.batches += 1
-        self.stats.events += to_seq - self.seq
+        self.stats.events += taken
         self.seq = to_seq
         await self._at("after_commit", to_seq)
         if self._publisher is not None:
             self._publisher.submit(outbox)
+
+    async def _cover(self, conn: asyncpg.Connection) -> None:
+        """A partition with nothing pending moves its checkpoint up to the stream's last sequence, read BEFORE
+        its consumer says that nothing is pending or unacknowledged: every event of its provinces up to there
+        is then folded and committed (acks follow commits)."""
+        if not self._filtered or self._part is None:
+            return  # an unfiltered consumer delivers every sequence: its checkpoint is the last one it saw
+        log_end = await last_sequence(self._js, EVENTS)
+        if log_end <= self.seq:
+            return
+        info = await self._js.consumer_info(EVENTS, self.durable)
+        if info.num_pending or info.num_ack_pending:
+            return
+        await partitions.cover(conn, self.copy, self._part, self.seq, log_end)
+        self.seq = log_end
 
     async def _retired(self, conn: asyncpg.Connection) -> bool:
         """A rebuild replaced this copy: stop folding (its last commit did not happen)."""
@@ -345,7 +459,10 @@ class StatsRunner:
             reason,
             self.seq,
         )
-        await store.mark_halted(conn, self.copy, seq, reason)
+        if self._part is not None:
+            await partitions.mark_halted(conn, self.copy, self._part, seq, reason)
+        else:
+            await store.mark_halted(conn, self.copy, seq, reason)
 
     async def _at(self, point: str, seq: int) -> None:
         if self._config.hook is not None:

@@ -14,6 +14,7 @@ from events.localities import Localities
 from infra.nats_client import connect
 from infra.update_signing import UpdateKey, ephemeral_update_key
 from projections import store
+from projections.partitions import Part
 from projections.runner import AlreadyRunning, FoldVersionMismatch, Hook, RunnerConfig, StatsRunner
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,13 @@ class Projector:
         nats_options: Mapping[str, str] | None = None,
         halted_poll_s: float = 1.0,
         update_key: UpdateKey | None = None,
+        part: Part | None = None,
     ) -> None:
         """``nats_options``: the ``nats.connect`` options of the projector's identity
         (``infra.auth.nats_connect_options``); ``halted_poll_s``: while halted, how often to look whether a
         rebuild replaced the halted copy; ``update_key``: signs the updates (``infra.update_signing``;
-        default, when publishing: one ephemeral key for the projector's life, with a warning)."""
+        default, when publishing: one ephemeral key for the projector's life, with a warning); ``part``: fold
+        only that partition's provinces (``projections.partitions``; one process per partition)."""
         self._halted_poll_s = halted_poll_s
         self._nats_url = nats_url
         self._nats_options = dict(nats_options or {})
@@ -50,6 +53,7 @@ class Projector:
             batch=batch,
             localities=localities,
             hook=hook,
+            part=part,
             update_key=update_key if update_key is not None or publish is False else ephemeral_update_key(),
         )
         self._nc: Client | None = None

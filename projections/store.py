@@ -442,23 +442,28 @@ async def commit_batch(
     outbox: CalendarCache | None,
     name: str = NAME,
     during: Callable[[], Awaitable[None]] | None = None,
+    checkpoint: Callable[[], Awaitable[None]] | None = None,
 ) -> list[OutboxRow]:
     """One transaction: deltas, fold state, checkpoint from_seq → to_seq, and with ``outbox`` (the
     runner's cache of its figures) the outbox rows of the changed ward-years (returned).
 
-    Raises ``CheckpointMoved`` (and writes nothing) if the checkpoint is not at ``from_seq``.
+    Raises ``CheckpointMoved`` (and writes nothing) if the checkpoint is not at ``from_seq``. ``checkpoint``:
+    moves another checkpoint instead, first in the transaction (a partition's: ``projections.partitions``).
     """
     async with conn.transaction():
-        moved = await conn.execute(
-            """UPDATE projection_checkpoint SET seq = $3, halted = NULL, halted_seq = NULL, updated_at = now()
-               WHERE name = $1 AND copy = $2 AND seq = $4 AND retired_at_seq IS NULL""",
-            name,
-            copy,
-            to_seq,
-            from_seq,
-        )
-        if moved != "UPDATE 1":
-            raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
+        if checkpoint is not None:
+            await checkpoint()
+        else:
+            moved = await conn.execute(
+                """UPDATE projection_checkpoint SET seq = $3, halted = NULL, halted_seq = NULL, updated_at = now()
+                   WHERE name = $1 AND copy = $2 AND seq = $4 AND retired_at_seq IS NULL""",
+                name,
+                copy,
+                to_seq,
+                from_seq,
+            )
+            if moved != "UPDATE 1":
+                raise CheckpointMoved(f"checkpoint of {name} copy {copy} is no longer at {from_seq}")
         changed = outbox.changed(deltas) if outbox is not None else []
         if outbox is not None:
             await outbox.load(conn, copy, changed)  # before the changes: the cache holds committed figures
@@ -485,10 +490,15 @@ async def mark_halted(conn: asyncpg.Connection, copy: int, seq: int, reason: str
     )
 
 
-async def pending_outbox(conn: asyncpg.Connection, copy: int) -> list[OutboxRow]:
+async def pending_outbox(
+    conn: asyncpg.Connection, copy: int, provinces: Sequence[str] | None = None
+) -> list[OutboxRow]:
+    """The copy's unpublished rows (of ``provinces`` only, for a partition's runner)."""
     rows = await conn.fetch(
-        "SELECT province, ward, year, seq, payload FROM stats_outbox WHERE copy = $1 ORDER BY seq, ward, year",
+        """SELECT province, ward, year, seq, payload FROM stats_outbox
+           WHERE copy = $1 AND ($2::text[] IS NULL OR province = ANY($2::text[])) ORDER BY seq, ward, year""",
         copy,
+        None if provinces is None else list(provinces),
     )
     return [
         OutboxRow(

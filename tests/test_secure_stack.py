@@ -536,6 +536,7 @@ ALL_TABLES = (
     "stats_outbox",
     "projection_active",
     "projection_checkpoint",
+    "projection_partition",
     "seals",
 )
 WRITES = {  # role: the tables it may write (INSERT)
@@ -546,6 +547,7 @@ WRITES = {  # role: the tables it may write (INSERT)
         "stats_outbox",
         "projection_active",
         "projection_checkpoint",
+        "projection_partition",
     },
     "antq_query": set(),
     "antq_sealer": {"seals"},
@@ -554,9 +556,9 @@ WRITES = {  # role: the tables it may write (INSERT)
 READS = {
     "antq_gateway": {"event_index", "event_index_checkpoint", "entity_claims"},
     "antq_projector": WRITES["antq_projector"],
-    "antq_query": {"stats", "projection_active", "projection_checkpoint"},
+    "antq_query": {"stats", "projection_active", "projection_checkpoint", "projection_partition"},
     "antq_sealer": {"seals"},
-    "antq_auditor": {"stats", "projection_active", "projection_checkpoint", "seals"},
+    "antq_auditor": {"stats", "projection_active", "projection_checkpoint", "projection_partition", "seals"},
 }
 
 

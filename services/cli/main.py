@@ -351,7 +351,10 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     async def run() -> str:
         nc = await nats.connect(server_urls(nats_url), **options)
         try:
-            report = await Rebuild(nc, database_url).run()
+            # ANTQ_PROJECTION_WORKERS > 1: one worker process per partition (projections/partitions.py)
+            report = await Rebuild(
+                nc, database_url, workers=settings.projection_workers, nats_url=nats_url
+            ).run()
         finally:
             await nc.drain()
         return (

@@ -64,6 +64,8 @@ class StatsReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     period: str
     metrics: dict[str, int]
     as_of_seq: int
+    """Every event of ANTQ_EVENTS at or below this sequence is in the figures: the copy's checkpoint, which for
+    a copy split across workers is the lowest of its partitions' (``projections/partitions.py``)."""
     stale: bool
     fold_version: int
     ward: str | None = None

@@ -9,6 +9,10 @@ number of waiters is capped (``WatchFull``) so that clients cannot pile up memor
 client is its reply inbox prefix, ``services.replies.client_of``), so that one client filling its share
 leaves room for every other (``ClientFull``).
 
+With the projection split across workers (``projections/partitions.py``) the copy's checkpoint is the lowest
+of its partitions' checkpoints, each worker raising it after its commits: once it reaches ``min_seq``, every
+event up to ``min_seq`` is in the figures, whichever partition folded it.
+
 PostgreSQL LISTEN/NOTIFY would need the projection to notify on each commit; it does not, so this polls.
 """
 
