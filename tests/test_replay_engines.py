@@ -57,6 +57,12 @@ async def test_the_child_process_folds_exactly_what_this_process_folds(
     assert here.as_of_seq == child.as_of_seq == last
     assert child.replay.events == here.replay.events == last
     assert child.replay.figures == here.replay.figures
+    # two children, each folding its share of the provinces: their totals summed are the one fold's
+    split = await replay(stack.nc, ReplayScope(), localities, child_process=True, batch=97, children=2)
+    assert split.replay.events == last and split.replay.figures == here.replay.figures
+    codes = sorted(p.code for p in localities.provinces())
+    provinces = {localities.ward(ward).province for _, ward, _, _ in here.replay.figures}  # type: ignore[union-attr]
+    assert {codes.index(p) % 2 for p in provinces} == {0, 1}  # each child had a share of its own
     assert here.replay.figures  # a history that counts something
     for period in ("calendar", "reporting"):
         for year in here.replay.years(period):

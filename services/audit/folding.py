@@ -23,6 +23,7 @@ import msgspec
 from events.localities import Localities
 from events.schema import Recorded
 from events.stored import Foreign, StoredRecords, UnknownEventType
+from events.subjects import EVENTS_PREFIX
 from projections.asof import OccurredOnOrBefore
 from projections.errors import FoldError
 from projections.folds import Deltas
@@ -119,14 +120,14 @@ def child_main(stdin: BinaryIO, stdout: BinaryIO, as_of_occurred: dt.date | None
     stdout.flush()
 
 
-class ProcessFold:
-    """``LocalFold`` in a child process (``python -m services.audit.fold_child``), fed over its stdin."""
+class _Child:
+    """One ``python -m services.audit.fold_child`` process, fed over its stdin."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self._proc = proc
+        self.proc = proc
 
     @classmethod
-    async def start(cls, as_of_occurred: dt.date | None) -> ProcessFold:
+    async def start(cls, as_of_occurred: dt.date | None) -> _Child:
         # -P: never import from the working directory (an auditor may run this from any folder)
         args = [sys.executable, "-P", "-m", "services.audit.fold_child"]
         if as_of_occurred is not None:
@@ -144,40 +145,104 @@ class ProcessFold:
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, 1024 * 1024)
         return cls(proc)
 
-    async def feed(self, seqs: list[int], subjects: list[str], bodies: list[bytes]) -> None:
-        data = _encoder.encode(_Chunk(seqs=seqs, subjects=subjects, bodies=bodies))
-        await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
-        stdin = self._proc.stdin
+    async def send(self, data: bytes) -> None:
+        stdin = self.proc.stdin
         assert stdin is not None
         try:
             stdin.write(_LENGTH.pack(len(data)))
             stdin.write(data)
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
-            raise AuditError(f"the fold process ended early (exit {await self._proc.wait()})") from None
+            raise AuditError(f"the fold process ended early (exit {await self.proc.wait()})") from None
 
-    async def result(self) -> tuple[InMemoryReplay, int]:
-        """The replay's totals and the number of foreign records set aside."""
-        await self._send(b"")
-        stdout = self._proc.stdout
+    async def outcome(self) -> _Outcome:
+        await self.send(b"")
+        stdout = self.proc.stdout
         assert stdout is not None
         try:
             (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
             outcome = _outcomes.decode(await stdout.readexactly(size))
         except asyncio.IncompleteReadError:
-            raise AuditError(f"the fold process ended early (exit {await self._proc.wait()})") from None
-        await self._proc.wait()
-        if outcome.error is not None:
-            raise UnfoldableHistory(outcome.error)
-        totals: Deltas = {(ward, yk, metric): n for ward, yk, metric, n in outcome.totals}
-        replay = InMemoryReplay.restored(totals, last_seq=outcome.last_seq, events=outcome.events)
-        return replay, outcome.foreign
+            raise AuditError(f"the fold process ended early (exit {await self.proc.wait()})") from None
+        await self.proc.wait()
+        return outcome
 
     async def close(self) -> None:
-        """Stop the child whatever state it is in (after ``result`` it has already ended)."""
-        if self._proc.returncode is None:
+        if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            await self._proc.wait()
+                self.proc.kill()
+            await self.proc.wait()
+
+
+class ProcessFold:
+    """``LocalFold`` in child processes (``python -m services.audit.fold_child``), fed over their stdin.
+
+    With several children, each folds the events of its share of the provinces (code number i of the sorted
+    2025 codes goes to child ``i % children``; a subject naming none, a foreign record, to child 0), read from
+    the stored subject without decoding. Every key of the fold's state belongs to one ward, hence one province
+    (the gateway refuses, and the fold checks again, a reference filed in another ward than its entry), so the
+    children's totals, summed, are the one fold's: the same split as the projection's workers
+    (``projections.partitions``). A long replay then uses every core: reading with nats-py costs about as much
+    as decoding and folding, and the fold is the slower of the two."""
+
+    def __init__(self, children: list[_Child], route: dict[str, int]) -> None:
+        self._children = children
+        self._route = route
+
+    @classmethod
+    async def start(
+        cls, as_of_occurred: dt.date | None, children: int = 1, provinces: Sequence[str] = ()
+    ) -> ProcessFold:
+        """``provinces``: the 2025 province codes to split (needed when ``children`` > 1)."""
+        started: list[_Child] = []
+        try:
+            for _ in range(max(1, children)):
+                started.append(await _Child.start(as_of_occurred))
+        except BaseException:
+            for child in started:
+                await child.close()
+            raise
+        ordered = sorted(provinces)
+        route = {code: i % len(started) for i, code in enumerate(ordered)}
+        return cls(started, route)
+
+    async def feed(self, seqs: list[int], subjects: list[str], bodies: list[bytes]) -> None:
+        if len(self._children) == 1:
+            await self._children[0].send(_encoder.encode(_Chunk(seqs=seqs, subjects=subjects, bodies=bodies)))
+            return
+        shares: list[tuple[list[int], list[str], list[bytes]]] = [([], [], []) for _ in self._children]
+        route = self._route.get
+        for seq, subject, body in zip(seqs, subjects, bodies, strict=True):
+            share = shares[route(subject[_PROVINCE], 0) if subject.startswith(_PREFIX) else 0]
+            share[0].append(seq)
+            share[1].append(subject)
+            share[2].append(body)
+        for child, (s, j, b) in zip(self._children, shares, strict=True):
+            if s:
+                await child.send(_encoder.encode(_Chunk(seqs=s, subjects=j, bodies=b)))
+
+    async def result(self) -> tuple[InMemoryReplay, int]:
+        """The replay's totals (the children's, summed) and the number of foreign records set aside."""
+        outcomes = [await child.outcome() for child in self._children]
+        error = next((o.error for o in outcomes if o.error is not None), None)
+        if error is not None:
+            raise UnfoldableHistory(error)
+        totals: Deltas = {}
+        for outcome in outcomes:
+            for ward, yk, metric, n in outcome.totals:
+                key = (ward, yk, metric)
+                totals[key] = totals.get(key, 0) + n
+        replay = InMemoryReplay.restored(
+            totals, last_seq=max(o.last_seq for o in outcomes), events=sum(o.events for o in outcomes)
+        )
+        return replay, sum(o.foreign for o in outcomes)
+
+    async def close(self) -> None:
+        """Stop the children whatever state they are in (after ``result`` they have already ended)."""
+        for child in self._children:
+            await child.close()
+
+
+_PREFIX = f"{EVENTS_PREFIX}."
+_PROVINCE = slice(len(_PREFIX), len(_PREFIX) + 2)
+"""Where a 2025 province code (two digits) stands in an event subject."""

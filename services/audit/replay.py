@@ -7,6 +7,7 @@ reading stops there) and business time (only facts that occurred on or before a 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ from services.audit.timeline import sequence_known_on
 __all__ = ["AuditError", "ReplayResult", "ReplayScope", "replay"]
 
 CHILD_FOLD_FROM = 50_000
+FOLD_CHILDREN = max(1, min(4, (os.cpu_count() or 1) - 1))
+"""Fold processes of a long replay, each folding its share of the provinces (``ProcessFold``): one core is
+left to the reading process (on 2 cores, one child: a second one only shares the same cores, measured)."""
 """Sequences to read from which the fold runs in a child process (starting one costs a few tenths of a second)."""
 
 
@@ -143,11 +147,12 @@ async def replay(
     batch: int | None = None,
     child_process: bool | None = None,
     reader: StreamReader | None = None,
+    children: int | None = None,
 ) -> ReplayResult:
     """Fold the scope's events up to the cut. ``child_process``: fold beside the reader in a second process
     (default: when at least ``CHILD_FOLD_FROM`` sequences are to be read). ``reader``: how to read the stream
     (``infra.reading.audit_reader``: a consumer, or direct gets); default: an unnamed consumer. ``batch``:
-    messages per read batch (default: the reader's)."""
+    messages per read batch (default: the reader's). ``children``: fold processes (default ``FOLD_CHILDREN``)."""
     reader = reader or StreamReader()
     wards = scope.wards(localities)
     js = nc.jetstream()
@@ -167,7 +172,11 @@ async def replay(
             if progress is not None:
                 progress(cols.seqs[-1], stop)
         return ReplayResult(local.replay, stop, wards, local.foreign)
-    child = await ProcessFold.start(scope.as_of_occurred)
+    child = await ProcessFold.start(
+        scope.as_of_occurred,
+        children if children is not None else FOLD_CHILDREN,
+        [p.code for p in localities.provinces()],
+    )
     try:
         async for cols in reader.columns(js, stream, stop_seq=stop, subject=subject, batch=batch):
             await child.feed(cols.seqs, cols.subjects, cols.bodies)
