@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -155,3 +159,37 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], *, timeout: float =
             raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
         await asyncio.sleep(delay)  # wait-ok: back-off between polls of a condition
         delay = min(delay * 2, 0.1)
+
+
+async def outbox_empty(database_url: str) -> bool:
+    """Whether the projection has published every committed update (its outbox holds no row)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM stats_outbox") == 0)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def dev_up(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``antq dev up`` in a subprocess until its ready line; stopped with SIGTERM (exit status checked)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "dev", "up", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**base, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until ready (pytest's timeout bounds it)
+        assert line, proc.stderr.read() if proc.stderr else b""
+        yield proc, json.loads(line)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

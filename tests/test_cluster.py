@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from tests.conftest import FixedClock, Stack, wait_until_answering
 from tests.servers import (
     Servers,
     cluster_servers,
+    dev_up,
     fresh_database,
     fresh_streams,
     start_cluster,
@@ -514,34 +514,11 @@ async def test_fault6_a_full_store_on_the_leader_is_unavailable_nothing_half_wri
 # antq dev up --cluster 3
 
 
-@contextlib.contextmanager
-def dev_up(*args: str) -> Iterator[dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "dev", "up", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until ready (the timeout marker bounds it)
-        assert line, proc.stderr.read() if proc.stderr else b""
-        ready: dict[str, Any] = json.loads(line)
-        yield ready
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.timeout(150)
 async def test_dev_up_cluster_3_lists_every_node_and_keeps_every_stream_at_3_replicas(tmp_path: Path) -> None:
     data = Path(tempfile.mkdtemp(prefix="antq-cluster-dev-"))
     try:
-        with dev_up("--cluster", "3", "--data-dir", str(data / "d")) as ready:
+        with dev_up("--cluster", "3", "--data-dir", str(data / "d")) as (_, ready):
             urls = ready["nats_url"].split(",")
             assert len(urls) == 3 and len(set(urls)) == 3
             credentials = Path(ready["credentials_dir"])

@@ -33,7 +33,7 @@ from projections.service import Projector
 from services.client import OfficeClient
 from services.query.app import QueryService
 from tests.conftest import Stack
-from tests.servers import fresh_database, wait_for
+from tests.servers import fresh_database, outbox_empty, wait_for
 from tests.test_fold_model import reference
 from tests.test_projection import checkpoint, figures, publish_events
 
@@ -215,14 +215,9 @@ async def test_sigkill_of_one_worker_mid_stream_is_restarted_and_every_figure_st
         await wait_for(caught_up, timeout=60, what=f"the copy's checkpoint to reach {last}")
         assert await figures(stack.database_url) == reference(events)
 
-        async def outbox_empty() -> bool:
-            conn = await asyncpg.connect(stack.database_url)
-            try:
-                return bool(await conn.fetchval("SELECT count(*) FROM stats_outbox") == 0)
-            finally:
-                await conn.close()
-
-        await wait_for(outbox_empty, timeout=30, what="the updates to be published")
+        await wait_for(
+            lambda: outbox_empty(stack.database_url), timeout=30, what="the updates to be published"
+        )
         print(
             f"worker 0 restarted (pid {again}); checked: checkpoint {last}, figures equal the oracle, outbox empty"
         )

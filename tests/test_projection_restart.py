@@ -14,7 +14,7 @@ import pytest
 from bench.projection import realistic_events
 from events.localities import Localities
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import outbox_empty, wait_for
 from tests.test_fold_model import reference
 from tests.test_projection import checkpoint, figures, publish_events
 
@@ -62,14 +62,9 @@ async def test_sigkill_mid_stream_and_restart_leave_every_figure_exact(
         await wait_for(caught_up, timeout=60, what=f"the checkpoint to reach {last}")
         assert await figures(stack.database_url) == reference(events)
 
-        async def outbox_empty() -> bool:
-            conn = await asyncpg.connect(stack.database_url)
-            try:
-                return bool(await conn.fetchval("SELECT count(*) FROM stats_outbox") == 0)
-            finally:
-                await conn.close()
-
-        await wait_for(outbox_empty, timeout=30, what="the updates to be published")
+        await wait_for(
+            lambda: outbox_empty(stack.database_url), timeout=30, what="the updates to be published"
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         code = second.wait(20)

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from services.sealer.service import Sealer, SealerConfig
 from services.sealer.telemetry import sealer_registry
 from tests import factories as f
 from tests.conftest import Stack, wait_until_answering
-from tests.servers import Servers, create_streams, fresh_database, fresh_streams, wait_for
+from tests.servers import Servers, create_streams, dev_up, fresh_database, fresh_streams, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -704,31 +703,6 @@ async def test_the_services_run_and_a_rebuild_swaps_copies_under_their_own_roles
 
 # ---------------------------------------------------------------------------------------------------------
 # antq dev up: secure by default; --insecure warned; nothing left in the temp dir
-
-
-@contextlib.contextmanager
-def dev_up(
-    *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
-    """``antq dev up`` in a subprocess until its ready line; stopped with SIGTERM (exit status checked)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ANTQ_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "dev", "up", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**base, **(env or {})},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until ready (pytest's timeout bounds it)
-        assert line, proc.stderr.read() if proc.stderr else b""
-        yield proc, json.loads(line)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def antq_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
