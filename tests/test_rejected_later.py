@@ -1,0 +1,77 @@
+"""A flood of refusals while ANTQ_REJECTED is away (an office sending garbage during an election): the records
+waiting in the gateway stay bounded, the overflow is counted lost, and what waits is written in order, once,
+when the stream is back. No servers: a publisher that fails until told otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import pytest
+
+from infra.js_publisher import JetStreamPublisher, Outcome
+from services.gateway.rejected_later import LateCounts, PendingRecord, RejectedLater
+from tests.servers import wait_for
+
+
+class _Away:
+    """A JetStream publisher whose stream has no leader until ``back`` is set."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.stored: list[bytes] = []
+        self.tries = 0
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        self.tries += 1
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self.back:
+            self.stored.append(data)
+            future.set_result(Outcome(seq=len(self.stored)))
+        else:
+            future.set_result(Outcome(failure="no responders: no stream leader"))
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return [await f for f in futures]
+
+
+def record(n: int) -> PendingRecord:
+    return PendingRecord("antq.rejected.flooder", str(n).encode(), {"Nats-Msg-Id": f"rejected:{n}"})
+
+
+@pytest.mark.timeout(30)
+async def test_a_flood_of_refusals_while_the_stream_is_away_stays_bounded_and_is_kept_in_order() -> None:
+    away = _Away()
+    counts = LateCounts()
+    later = RejectedLater(
+        cast(JetStreamPublisher, away), counts, max_records=100, first_delay_s=0.01, max_delay_s=0.02
+    )
+    for n in range(150):
+        later.add(record(n))
+    assert later.pending == 100 and counts.lost == 50  # the overflow is dropped and counted, never queued
+
+    async def retried() -> bool | None:
+        return away.tries >= 3 or None
+
+    await wait_for(retried, timeout=10, what="retries")
+    assert away.stored == [] and later.pending == 100  # still refused: nothing lost, nothing written
+    away.back = True
+
+    async def drained() -> bool | None:
+        return later.pending == 0 or None
+
+    await wait_for(drained, timeout=10, what="the waiting records to be written")
+    assert away.stored == [str(n).encode() for n in range(100)]  # in order, each once
+    assert counts.kept == 100 and counts.lost == 50
+    await later.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_records_still_waiting_at_a_stop_are_counted_lost() -> None:
+    away = _Away()
+    counts = LateCounts()
+    later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
+    later.add(record(1))
+    await later.stop(drain_timeout=0.1)
+    assert later.pending == 0 and counts.lost == 1 and counts.kept == 0
