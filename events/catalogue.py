@@ -18,6 +18,7 @@ model (``tests/test_fold_model.py``) and the README row (``figure_table``'s outp
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import typing
 from collections.abc import Callable, Mapping
@@ -559,21 +560,6 @@ def ended_entities() -> frozenset[str]:
     return frozenset(s.entity.name for s in CATALOGUE if s.entity is not None and s.entity.role == "ends")
 
 
-class Attrs:
-    """An entity's attributes at one point of its history, read by its figures like an event's fields."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, object]) -> None:
-        self._values = values
-
-    def __getattr__(self, name: str) -> object:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 @dataclass(frozen=True)
 class Lifecycle:
     """How the fold counts a ``lifecycle`` entity, compiled from its types' entries.
@@ -592,12 +578,22 @@ class Lifecycle:
     finals: Callable[[Any], Contribution] = lambda _: ()
     counted_in: str | None = None
     """The field (of ``fields``) holding the year every figure counts in; None: each mark's own day."""
+    _make_attrs: Callable[[tuple[object, ...]], tuple[object, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def values_of(self, event: BaseEvent) -> tuple[object, ...]:
         return tuple(getattr(event, name, None) for name in self.fields)
 
-    def attrs(self, values: tuple[object, ...]) -> Attrs:
-        return Attrs(dict(zip(self.fields, values, strict=True)))
+    def __post_init__(self) -> None:
+        attrs_type: Any = collections.namedtuple("Attrs", self.fields)  # type: ignore[misc]
+        object.__setattr__(self, "_make_attrs", attrs_type._make)
+
+    def attrs(self, values: tuple[object, ...]) -> tuple[object, ...]:
+        """An entity's attributes at one point of its history, read by its figures like an event's fields
+        (a named tuple of ``fields``: each read is a plain attribute, the fold reads them often)."""
+        made: tuple[object, ...] = self._make_attrs(values)
+        return made
 
 
 def _merged(adds: list[Callable[[Any], Contribution]]) -> Callable[[Any], Contribution]:

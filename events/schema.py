@@ -87,7 +87,13 @@ WEAPON_KINDS: tuple[WeaponKind, ...] = (
 
 
 class Locality(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="scheme", tag="gso-2025"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="scheme",
+    tag="gso-2025",
+    gc=False,
 ):
     """Where an event happened, in 2025 units: a ward of the 34 provinces in force since 1 July 2025 (valid
     for any ``occurred_on``). Codes are reused across schemes: a code means nothing without its scheme."""
@@ -103,6 +109,7 @@ class LegacyLocality(
     omit_defaults=True,
     tag_field="scheme",
     tag="gso-pre2025",
+    gc=False,
 ):
     """Where an event happened, in the units before the 1 July 2025 reform, as recorded at the time: a commune,
     optionally its district and province (which must then agree with the commune on ``occurred_on``), and
@@ -119,7 +126,7 @@ AnyLocality: TypeAlias = Locality | LegacyLocality
 """A locality of either scheme (tagged by ``scheme``)."""
 
 
-class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class WeaponItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     kind: WeaponKind
     quantity: Positive
 
@@ -131,6 +138,7 @@ class BaseEvent(
     tag_field="type",
     omit_defaults=True,
     forbid_unknown_fields=True,
+    gc=False,
 ):
     """Fields every event carries. ``event_id`` is chosen by the client and is the idempotency key.
 
@@ -140,6 +148,9 @@ class BaseEvent(
 
     Defaults are left out of the encoding, so a field added later with a default does not change the stored
     form (nor the body hash that tells a retry from a reused id) of events sent before it existed.
+
+    Events are never tracked by the garbage collector (``gc=False``, as their localities and items): they hold
+    only values and cannot form a cycle, and a replay decodes millions of them.
     """
 
     event_id: uuid.UUID
@@ -468,7 +479,7 @@ _check_dated_values()
 # --- end of issue 10's values tied to a date
 
 
-class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+class Recorded(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What ``ANTQ_EVENTS`` stores: the normalised event plus the office that sent it.
 
     ``office`` comes only from the intake subject, never from the payload.

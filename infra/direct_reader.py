@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from infra.pull import InboxCollector
+from infra.pull import InboxCollector, RawMsg
 from infra.stream_reader import Columns, ReadInterrupted, StoredMsg, StreamReadError, last_sequence, resuming
 from infra.timestamps import parse_rfc3339_ns
 
@@ -219,7 +219,7 @@ async def _read_direct_from(
         await answers.stop()
 
 
-def stored(msg: Msg) -> StoredMsg:
+def stored(msg: Msg | RawMsg) -> StoredMsg:
     """A direct get's answer as the stored message: its own headers only (None when it had none)."""
     headers = msg.headers or {}
     own = {k: v for k, v in headers.items() if k not in ADDED_HEADERS}

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from typing import NamedTuple
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from infra.errors import InfraError
+from infra.nats_client import FastHeadersClient
 
 
 class PullError(InfraError):
@@ -131,3 +133,109 @@ class BatchPuller(InboxCollector):
         if self.status is not None and self.status[0] not in ("404", "408"):
             code, description = self.status
             raise PullError(f"pull request ended with {code} {description}")
+
+
+_HEADER_LINE = b"NATS/1.0"
+_STATUS_AT = len(_HEADER_LINE)
+
+
+class RawMsg(NamedTuple):
+    """A message as the parser cut it (``FastHeadersClient.route_raw``): what an ordered read needs, and its
+    headers parsed only when asked for (``headers``, as nats-py would have parsed them)."""
+
+    subject: str
+    reply: str
+    data: bytes
+    header_block: bytes | None
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        block = self.header_block
+        if not block or len(block) <= _STATUS_AT + 2:
+            return None
+        return FastHeadersClient._parse_header_lines(block[_STATUS_AT + 2 :]) or None
+
+
+class RawPuller:
+    """``BatchPuller.request`` / ``batch`` for an ordered read, on a ``FastHeadersClient``: each message of the
+    inbox is kept as a ``RawMsg`` by a plain function called from the protocol parser (no ``Msg``, no header
+    parsing, no task switch per message). With another client it falls back to a callback per message."""
+
+    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+        self._nc = nc
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._queue: asyncio.Queue[list[RawMsg]] = asyncio.Queue()
+        self._buf: list[RawMsg] = []
+        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
+        self.status: tuple[str, str] | None = None
+        """The last status that ended a request: (code, description)."""
+
+    async def start(self) -> None:
+        nc = self._nc
+        self._sub = await nc.subscribe(
+            self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        if isinstance(nc, FastHeadersClient):
+            nc.route_raw(self._sub._id, self._on_raw)
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            if isinstance(self._nc, FastHeadersClient):
+                self._nc.route_raw(sub._id, None)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def request(self, batch: int, *, expires: float, until_drained: bool = False) -> None:
+        """As ``BatchPuller.request`` (a request that waits up to ``expires`` seconds)."""
+        self._wanted.append((batch, until_drained))
+        body = b'{"batch":%d,"expires":%d}' % (batch, int(expires * 1e9))
+        await self._nc.publish(self._next, body, reply=self._inbox)
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        if headers is not None and not data and headers[_STATUS_AT : _STATUS_AT + 1] == b" ":
+            line = headers[_STATUS_AT + 1 :].split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            code, _, description = line.strip().partition(" ")
+            self.status = (code, description.strip())
+            self._hand_out()
+            return
+        self._keep(RawMsg(subject.decode(), reply.decode(), data, headers))
+
+    async def _on_msg(self, msg: Msg) -> None:  # a client without raw routes
+        headers = msg.headers
+        if headers and not msg.data and (status := headers.get("Status")):
+            self.status = (status, headers.get("Description", ""))
+            self._hand_out()
+            return
+        self._keep(RawMsg(msg.subject, msg.reply, msg.data, _block_of(headers)))
+
+    def _keep(self, msg: RawMsg) -> None:
+        """One message of the open requests (the oldest one's, as the server answers them in order)."""
+        self._buf.append(msg)
+        if self._wanted:
+            count, until_drained = self._wanted[0]
+            if len(self._buf) >= count or (until_drained and _nothing_pending(msg.reply)):
+                self._hand_out()
+
+    def _hand_out(self) -> None:
+        batch, self._buf = self._buf, []
+        if self._wanted:
+            self._wanted.popleft()
+        self._queue.put_nowait(batch)
+
+    async def batch(self, timeout: float) -> list[RawMsg]:
+        """The messages of the oldest request still open, once it has ended."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            raise PullError(f"no answer from the server within {timeout}s") from None
+
+
+def _block_of(headers: dict[str, str] | None) -> bytes | None:
+    """Headers parsed by nats-py, written back as a header block (``RawMsg.headers`` reads them again)."""
+    if not headers:
+        return None
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"NATS/1.0\r\n{lines}\r\n".encode()

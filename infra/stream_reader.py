@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
 from nats.aio.msg import Msg
@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
 
 from infra.errors import InfraError
-from infra.pull import BatchPuller, PullError
+from infra.pull import PullError, RawMsg, RawPuller
 
 
 class StoredMsg(NamedTuple):
@@ -59,7 +59,7 @@ def parse_ack_reply(reply: str) -> AckInfo:
     return AckInfo(int(tokens[base + 3]), int(tokens[base + 4]), int(tokens[base + 5]), int(tokens[base + 6]))
 
 
-def to_stored(msg: Msg) -> StoredMsg:
+def to_stored(msg: Msg | RawMsg) -> StoredMsg:
     ack = parse_ack_reply(msg.reply)
     return StoredMsg(ack.stream_seq, msg.subject, msg.data, ack.timestamp_ns, msg.headers)
 
@@ -144,7 +144,7 @@ class Columns(NamedTuple):
 
     seqs: list[int]
     bodies: list[bytes]
-    msgs: list[Msg]
+    msgs: Sequence[Msg | RawMsg]
     subjects: list[str]
     """The subject each message was stored on."""
 
@@ -241,7 +241,7 @@ async def _read_with_one_consumer(
         if resumed:  # messages were pending when the last consumer was interrupted
             raise StreamReadError(f"{stream}: nothing left to read from seq {start}, short of {stop}")
         return
-    puller = BatchPuller(js._nc, stream, str(info.name))
+    puller = RawPuller(js._nc, stream, str(info.name))
     delivered = 0
     try:
         await puller.start()  # in the try: a failure here still deletes the consumer

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias
 
@@ -372,8 +373,21 @@ _SAME: Final = {
 }
 
 
+def _what(life: Lifecycle, event: Event) -> str:
+    """An entity named in an error message (``model <uuid>``)."""
+    return f"{life.entity} {getattr(event, _ENTITY_FIELD[type(event)])}"
+
+
+_ENTITY_BASE: Final = {
+    struct: (life.state << STATE_SHIFT, _ENTITY_FIELD[struct]) for struct, life in LIFECYCLES.items()
+}
+"""Per lifecycle type: the high bits of its entity's key (``entity_key``) and the field naming the entity."""
+
+
 def _entity_key_of(event: Event) -> Key:
-    return entity_key(LIFECYCLES[type(event)], getattr(event, _ENTITY_FIELD[type(event)]).bytes)
+    base, field = _ENTITY_BASE[type(event)]
+    entity_id: uuid.UUID = getattr(event, field)
+    return base | entity_id.int
 
 
 def _mark_of(event: Event, mark_id: bytes) -> Mark:
@@ -610,10 +624,11 @@ class _Folder:
         state = self.get(key)
         before = state if isinstance(state, EntityState) else None
         mark = _mark_of(event, event.event_id.bytes)
-        what = f"{life.entity} {getattr(event, _ENTITY_FIELD[type(event)])}"
         if mark[1] == CREATES:
             if before is not None and before.marks:
-                raise DuplicateEntity(f"{what} already exists", seq=seq, event_id=event.event_id)
+                raise DuplicateEntity(
+                    f"{_what(life, event)} already exists", seq=seq, event_id=event.event_id
+                )
             locality = event.locality
             if type(locality) is Locality:
                 after = EntityState(ward=sys.intern(locality.ward), marks=(mark,))
@@ -624,9 +639,11 @@ class _Folder:
                 )
         else:
             if before is None or not before.marks:
-                raise UnknownEntity(f"{what} is unknown", seq=seq, event_id=event.event_id)
+                raise UnknownEntity(f"{_what(life, event)} is unknown", seq=seq, event_id=event.event_id)
             if _other_ward(before.ward, before.units, event):
-                raise WardMismatch(f"{what} is in ward {before.ward}", seq=seq, event_id=event.event_id)
+                raise WardMismatch(
+                    f"{_what(life, event)} is in ward {before.ward}", seq=seq, event_id=event.event_id
+                )
             after = msgspec.structs.replace(before, marks=(*before.marks, mark))
         self.set_entity(life, key, before, after)
         self._written[event.event_id.int | EVENT_BIT] = EntityLink(entity=key_bytes(key), mark=mark)

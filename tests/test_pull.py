@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from infra.pull import BatchPuller
+from infra.nats_client import connect
+from infra.pull import BatchPuller, RawMsg, RawPuller
 from infra.stream_reader import MAX_RESETS, StreamReadError, parse_ack_reply, read_stream
 from tests.conftest import Stack
 from tests.servers import wait_for
@@ -52,45 +53,57 @@ async def test_fetches_on_a_live_consumer_never_lose_or_repeat_a_message(stack: 
         await stack.js.delete_stream("PULL_A")
 
 
+@pytest.mark.parametrize("client", ["nats-py", "raw routes"])
 async def test_a_read_that_misses_a_delivery_goes_on_with_a_new_consumer_and_skips_nothing(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, client: str
 ) -> None:
     """A message lost on the way (a connection that died and came back) must not vanish from a replay: like an
     ordered consumer, the read notices the missing delivery and reads on from there with a new consumer; a
-    delivery lost every time makes it give up with ``StreamReadError``, never end short."""
+    delivery lost every time makes it give up with ``StreamReadError``, never end short. Both ways of taking
+    the messages in: nats-py's callbacks (any client), and the parser's raw route (``FastHeadersClient``)."""
+    nc = stack.nc if client == "nats-py" else await connect(stack.servers.nats_url)
+    js = nc.jetstream()
+    try:
+        await _a_read_that_misses_a_delivery(stack, js, monkeypatch, caplog)
+    finally:
+        if nc is not stack.nc:
+            await nc.close()
+
+
+async def _a_read_that_misses_a_delivery(
+    stack: Stack, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     await stack.js.add_stream(name="PULL_B", subjects=["pullb.>"])
     for i in range(30):
         await stack.js.publish("pullb.x", b"%d" % i)
-    assert [m.seq async for batch in read_stream(stack.js, "PULL_B", batch=7) for m in batch] == list(
-        range(1, 31)
-    )
-    deliver = BatchPuller._on_msg
+    assert [m.seq async for batch in read_stream(js, "PULL_B", batch=7) for m in batch] == list(range(1, 31))
+    deliver = RawPuller._keep
     lost: list[int] = []
 
-    async def lose_the_12th_once(self: BatchPuller, msg: Msg) -> None:
+    def lose_the_12th_once(self: RawPuller, msg: RawMsg) -> None:
         if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12 and not lost:
             lost.append(12)
             return
-        await deliver(self, msg)
+        deliver(self, msg)
 
-    monkeypatch.setattr(BatchPuller, "_on_msg", lose_the_12th_once)
-    read = [(m.seq, m.data) async for batch in read_stream(stack.js, "PULL_B", batch=7) for m in batch]
+    monkeypatch.setattr(RawPuller, "_keep", lose_the_12th_once)
+    read = [(m.seq, m.data) async for batch in read_stream(js, "PULL_B", batch=7) for m in batch]
     assert lost == [12] and read == [(i + 1, b"%d" % i) for i in range(30)]
     assert any(
         "lost in transit" in r.getMessage() and "reading on from seq" in r.getMessage()
         for r in caplog.records
     )
 
-    async def lose_the_12th_always(self: BatchPuller, msg: Msg) -> None:
+    def lose_the_12th_always(self: RawPuller, msg: RawMsg) -> None:
         if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12:
             return
-        await deliver(self, msg)
+        deliver(self, msg)
 
-    monkeypatch.setattr(BatchPuller, "_on_msg", lose_the_12th_always)
+    monkeypatch.setattr(RawPuller, "_keep", lose_the_12th_always)
     seen: list[int] = []
 
     async def read_all() -> None:
-        async for batch in read_stream(stack.js, "PULL_B", batch=7):
+        async for batch in read_stream(js, "PULL_B", batch=7):
             seen.extend(m.seq for m in batch)
 
     with pytest.raises(StreamReadError, match=f"lost in transit.*gave up after {MAX_RESETS}"):
@@ -102,3 +115,27 @@ async def test_a_read_that_misses_a_delivery_goes_on_with_a_new_consumer_and_ski
 
     await wait_for(no_consumer_left, what="the read's consumers to be deleted")
     await stack.js.delete_stream("PULL_B")
+
+
+async def test_both_ways_of_taking_messages_in_read_the_same_stored_messages(stack: Stack) -> None:
+    """The raw route (``FastHeadersClient``: the parser's cut, headers parsed only when asked for) and nats-py's
+    own delivery read the same stored messages: sequence, subject, body, timestamp and headers (none, one, or
+    several, a value with a colon, a status-like word)."""
+    await stack.js.add_stream(name="PULL_C", subjects=["pullc.>"])
+    headers: list[dict[str, str] | None] = [None, {"Nats-Msg-Id": ""}, {"X-A": "1:2", "x-b": " spaced "}, {}]
+    for i in range(40):
+        sent = headers[i % len(headers)]
+        if sent is not None and "Nats-Msg-Id" in sent:
+            sent = {"Nats-Msg-Id": f"m{i}"}  # one id each: the stream keeps all 40
+        await stack.js.publish(f"pullc.{i % 3}", b"body %d" % i, headers=sent)
+    fast = await connect(stack.servers.nats_url)
+    try:
+        ours = [m async for batch in read_stream(fast.jetstream(), "PULL_C", batch=9) for m in batch]
+        theirs = [m async for batch in read_stream(stack.js, "PULL_C", batch=9) for m in batch]
+    finally:
+        await fast.close()
+        await stack.js.delete_stream("PULL_C")
+    assert [m.seq for m in ours] == list(range(1, 41))
+    assert ours == theirs
+    assert ours[2].headers == {"X-A": "1:2", "x-b": "spaced"} and ours[0].headers is None
+    assert ours[1].headers == {"Nats-Msg-Id": "m1"}
