@@ -2,6 +2,7 @@
 
 We do not use nats-py's ``publish_async``: in nats-py 2.16 an error ack (e.g. 10071 'wrong last sequence')
 raises inside its reply callback and the future is never resolved, so a conflict would surface as a time-out.
+On a ``FastHeadersClient`` the acks are taken straight from the protocol parser (``route_raw``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from infra.nats_client import FastHeadersClient
 
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
@@ -37,15 +40,16 @@ class _PubAck(msgspec.Struct, frozen=True, kw_only=True):
 _ack_decoder = msgspec.json.Decoder(_PubAck)
 
 
-def _outcome(msg: Msg) -> Outcome:
-    if msg.headers and msg.headers.get("Status") == "503":
+def _outcome(data: bytes, status: str | None) -> Outcome:
+    """An ack's outcome from its body and its status code (None: no status line)."""
+    if status == "503":
         # one server: the stream does not exist; a cluster: also while the stream's nodes elect a new leader
         return Outcome(
             failure="no stream answers on this subject: the event log is not set up, or (on a cluster) it is "
             "electing a new leader; retry the same request"
         )
     try:
-        ack = _ack_decoder.decode(msg.data)
+        ack = _ack_decoder.decode(data)
     except msgspec.DecodeError:
         return Outcome(failure="the event log sent an unreadable acknowledgement")
     if ack.error is not None:
@@ -55,6 +59,16 @@ def _outcome(msg: Msg) -> Outcome:
     if ack.seq is None:
         return Outcome(failure="the event log sent an acknowledgement without a sequence")
     return Outcome(seq=ack.seq, duplicate=ack.duplicate)
+
+
+_STATUS_AT = len(b"NATS/1.0")
+
+
+def _status_of(headers: bytes | None) -> str | None:
+    """The status code of a raw header block (``NATS/1.0 503\\r\\n...``), None when it has none."""
+    if not headers or headers[_STATUS_AT : _STATUS_AT + 1] != b" ":
+        return None
+    return headers[_STATUS_AT + 1 :].split(b"\r\n", 1)[0].strip().split(b" ", 1)[0].decode("ascii", "replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +99,13 @@ class JetStreamPublisher:
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox()
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        if isinstance(self._nc, FastHeadersClient):  # acks straight from the parser: no Msg, no task switch
+            self._nc.route_raw(self._sub._id, self._on_raw_reply)
 
     async def stop(self) -> None:
         if self._sub is not None:
+            if isinstance(self._nc, FastHeadersClient):
+                self._nc.route_raw(self._sub._id, None)
             await self._sub.unsubscribe()
         for future in self._pending.values():
             if not future.done():
@@ -95,11 +113,18 @@ class JetStreamPublisher:
         self._pending.clear()
 
     async def _on_reply(self, msg: Msg) -> None:
-        future = self._pending.pop(msg.subject.rpartition(".")[2], None)
+        status = msg.headers.get("Status") if msg.headers else None
+        self._settled(msg.subject.rpartition(".")[2], msg.data, status)
+
+    def _on_raw_reply(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self._settled(subject.rpartition(b".")[2].decode("ascii", "replace"), data, _status_of(headers))
+
+    def _settled(self, token: str, data: bytes, status: str | None) -> None:
+        future = self._pending.pop(token, None)
         if future is None or future.done():
             return
         self._slots.release()
-        future.set_result(_outcome(msg))
+        future.set_result(_outcome(data, status))
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
         if self._sub is None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import nats
 from faststream import FastStream
 from faststream.nats import NatsMessage
 from nats.aio.client import Client
@@ -29,7 +28,7 @@ from events.localities import Localities
 from events.stored import StoredRecords
 from events.subjects import INTAKE_PREFIX, office_of_intake
 from infra.db import create_pool
-from infra.nats_client import server_urls
+from infra.nats_client import connect
 from infra.streams import StreamLimits, ensure_streams
 from services.gateway.catch_up import CatchUpCounters, catch_up
 from services.gateway.index import EventIndex
@@ -96,8 +95,9 @@ class Gateway:
         return self.dropped.total
 
     async def _connect(self) -> None:
-        self._nc = await nats.connect(
-            server_urls(self._config.nats_url), max_reconnect_attempts=-1, **self._config.nats_options
+        # a FastHeadersClient: the acks of every publish are taken straight from the parser (infra.js_publisher)
+        self._nc = await connect(
+            self._config.nats_url, max_reconnect_attempts=-1, **self._config.nats_options
         )
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)
