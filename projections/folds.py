@@ -452,6 +452,25 @@ def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[Yea
     return {k: v for k, v in out.items() if v}
 
 
+_last_figures: dict[Key, tuple[EntityState, dict[tuple[YearKey, str], int]]] = {}
+"""The figures last computed for an entity's state (by key): the next event of that entity starts from that
+very state (``is``), so its figures before the change are not computed again. A memo of a pure function,
+bounded (``_LAST_FIGURES_MAX``); the fold's results never depend on it."""
+_LAST_FIGURES_MAX: Final = 50_000
+
+
+def _figures_of(life: Lifecycle, key: Key, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
+    """``entity_figures(life, state)``, from the memo when ``state`` is the very state last computed."""
+    if state is None:
+        return {}
+    found = _last_figures.get(key)
+    if found is not None and found[0] is state:
+        return found[1]
+    if len(_last_figures) >= _LAST_FIGURES_MAX:
+        _last_figures.clear()
+    return entity_figures(life, state)
+
+
 _ABSENT: Final = object()
 
 
@@ -593,7 +612,9 @@ class _Folder:
     def _tip_assessed(self, seq: int, event: Event) -> None:
         assert isinstance(event, TipAssessed)
         key = event.tip_id.int
-        tip = self._tip(key, seq, event, f"tip {event.tip_id} is unknown")
+        tip = self.get(key)
+        if not isinstance(tip, TipState):
+            raise UnknownTip(f"tip {event.tip_id} is unknown", seq=seq, event_id=event.event_id)
         if _other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
@@ -604,8 +625,9 @@ class _Folder:
 
     def set_entity(self, life: Lifecycle, key: Key, before: EntityState | None, after: EntityState) -> None:
         """Store the entity and add the change of what it contributes (its figures before and after)."""
-        old = entity_figures(life, before)
+        old = _figures_of(life, key, before)
         new = entity_figures(life, after)
+        _last_figures[key] = (after, new)
         ward = after.ward
         for k in old.keys() | new.keys():
             change = new.get(k, 0) - old.get(k, 0)
@@ -676,6 +698,18 @@ class _Folder:
         self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
 
     def _part(self, seq: int, event: Event) -> None:
+        locality = event.locality
+        if type(locality) is Locality and type(event) not in _LINKS:  # the common case, kept cheap
+            ward = sys.intern(locality.ward)
+            day = event.occurred_on.toordinal()
+            amounts = CONTRIBUTIONS[type(event)](event)
+            yk = _year_keys.get(day) or year_key(day)
+            deltas = self.deltas
+            for metric, amount in amounts:
+                k = (ward, yk, metric)
+                deltas[k] = deltas.get(k, 0) + amount
+            self._written[event.event_id.int | EVENT_BIT] = Part(ward=ward, day=day, amounts=amounts)
+            return
         part = part_of(event, seq)
         yk = year_key(part.day)
         deltas = self.deltas
