@@ -59,82 +59,6 @@ class InboxCollector:
         raise NotImplementedError
 
 
-class BatchPuller(InboxCollector):
-    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
-    ``fetch`` waits for what is there now, or for the first message to come (a live consumer)."""
-
-    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
-        super().__init__(nc)
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._queue: asyncio.Queue[list[Msg]] = asyncio.Queue()
-        self._buf: list[Msg] = []
-        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
-        self.status: tuple[str, str] | None = None
-        """The last status that ended a request: (code, description)."""
-
-    async def request(self, batch: int, *, expires: float | None = None, until_drained: bool = False) -> None:
-        """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds.
-
-        ``until_drained``: hand the messages out as soon as the consumer has nothing more pending, instead of
-        at the request's end (for a reader that stops there: the request itself stays open at the server,
-        and its late end would be taken for the end of the next one).
-        """
-        self._wanted.append((batch, until_drained))
-        if expires is None:
-            body = b'{"batch":%d,"no_wait":true}' % batch
-        else:
-            body = b'{"batch":%d,"expires":%d}' % (batch, int(expires * 1e9))
-        await self._nc.publish(self._next, body, reply=self._inbox)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
-        if headers and not msg.data and (status := headers.get("Status")):
-            self.status = (status, headers.get("Description", ""))
-            self._hand_out()
-            return
-        self._buf.append(msg)
-        if self._wanted:
-            count, until_drained = self._wanted[0]
-            if len(self._buf) >= count or (until_drained and _nothing_pending(msg.reply)):
-                self._hand_out()
-
-    def _hand_out(self) -> None:
-        batch, self._buf = self._buf, []
-        if self._wanted:
-            self._wanted.popleft()
-        self._queue.put_nowait(batch)
-
-    async def batch(self, timeout: float) -> list[Msg]:
-        """The messages of the oldest request still open, once it has ended."""
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            raise PullError(f"no answer from the server within {timeout}s") from None
-
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages: those there now, else the first to come within ``timeout`` and those
-        right behind it. An empty list when nothing came. One request at a time."""
-        await self.request(batch)
-        msgs = await self.batch(timeout + 5.0)
-        if msgs:
-            return msgs
-        self._check_status()
-        await self.request(1, expires=timeout)
-        first = await self.batch(timeout + 5.0)
-        if not first:
-            self._check_status()
-            return []
-        if batch == 1:
-            return first
-        await self.request(batch - 1)
-        return first + await self.batch(timeout + 5.0)
-
-    def _check_status(self) -> None:
-        if self.status is not None and self.status[0] not in ("404", "408"):
-            code, description = self.status
-            raise PullError(f"pull request ended with {code} {description}")
-
-
 _HEADER_LINE = b"NATS/1.0"
 _STATUS_AT = len(_HEADER_LINE)
 
@@ -156,10 +80,14 @@ class RawMsg(NamedTuple):
         return FastHeadersClient._parse_header_lines(block[_STATUS_AT + 2 :]) or None
 
 
-class RawPuller:
-    """``BatchPuller.request`` / ``batch`` for an ordered read, on a ``FastHeadersClient``: each message of the
-    inbox is kept as a ``RawMsg`` by a plain function called from the protocol parser (no ``Msg``, no header
-    parsing, no task switch per message). With another client it falls back to a callback per message."""
+class BatchPuller:
+    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
+    ``fetch`` waits for what is there now, or for the first message to come (a live consumer); ``ack``
+    acknowledges a message (with ``AckPolicy.ALL``, every one before it too).
+
+    On a ``FastHeadersClient`` each message of the inbox is kept as a ``RawMsg`` by a plain function called from
+    the protocol parser (no ``Msg``, no header parsing, no task switch per message); with another client, by
+    a callback per message."""
 
     def __init__(self, nc: Client, stream: str, consumer: str) -> None:
         self._nc = nc
@@ -188,11 +116,23 @@ class RawPuller:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def request(self, batch: int, *, expires: float, until_drained: bool = False) -> None:
-        """As ``BatchPuller.request`` (a request that waits up to ``expires`` seconds)."""
+    async def request(self, batch: int, *, expires: float | None = None, until_drained: bool = False) -> None:
+        """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds.
+
+        ``until_drained``: hand the messages out as soon as the consumer has nothing more pending, instead of
+        at the request's end (for a reader that stops there: the request itself stays open at the server,
+        and its late end would be taken for the end of the next one).
+        """
         self._wanted.append((batch, until_drained))
-        body = b'{"batch":%d,"expires":%d}' % (batch, int(expires * 1e9))
+        if expires is None:
+            body = b'{"batch":%d,"no_wait":true}' % batch
+        else:
+            body = b'{"batch":%d,"expires":%d}' % (batch, int(expires * 1e9))
         await self._nc.publish(self._next, body, reply=self._inbox)
+
+    async def ack(self, msg: RawMsg) -> None:
+        """Acknowledge ``msg`` (an empty message on its reply subject, as nats-py's ``Msg.ack``)."""
+        await self._nc.publish(msg.reply)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         if headers is not None and not data and headers[_STATUS_AT : _STATUS_AT + 1] == b" ":
@@ -231,6 +171,29 @@ class RawPuller:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             raise PullError(f"no answer from the server within {timeout}s") from None
+
+    async def fetch(self, batch: int, timeout: float) -> list[RawMsg]:
+        """Up to ``batch`` messages: those there now, else the first to come within ``timeout`` and those
+        right behind it. An empty list when nothing came. One request at a time."""
+        await self.request(batch)
+        msgs = await self.batch(timeout + 5.0)
+        if msgs:
+            return msgs
+        self._check_status()
+        await self.request(1, expires=timeout)
+        first = await self.batch(timeout + 5.0)
+        if not first:
+            self._check_status()
+            return []
+        if batch == 1:
+            return first
+        await self.request(batch - 1)
+        return first + await self.batch(timeout + 5.0)
+
+    def _check_status(self) -> None:
+        if self.status is not None and self.status[0] not in ("404", "408"):
+            code, description = self.status
+            raise PullError(f"pull request ended with {code} {description}")
 
 
 def _block_of(headers: dict[str, str] | None) -> bytes | None:

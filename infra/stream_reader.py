@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy
 
 from infra.errors import InfraError
-from infra.pull import PullError, RawMsg, RawPuller
+from infra.pull import BatchPuller, PullError, RawMsg
 
 
 class StoredMsg(NamedTuple):
@@ -241,7 +241,7 @@ async def _read_with_one_consumer(
         if resumed:  # messages were pending when the last consumer was interrupted
             raise StreamReadError(f"{stream}: nothing left to read from seq {start}, short of {stop}")
         return
-    puller = RawPuller(js._nc, stream, str(info.name))
+    puller = BatchPuller(js._nc, stream, str(info.name))
     delivered = 0
     try:
         await puller.start()  # in the try: a failure here still deletes the consumer

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -33,7 +32,7 @@ from nats.js.errors import NotFoundError
 from events.localities import Localities
 from events.schema import Recorded
 from events.stored import Foreign, StoredRecords, UnknownEventType
-from infra.pull import BatchPuller
+from infra.pull import BatchPuller, RawMsg
 from infra.stream_reader import last_sequence, parse_ack_reply
 from infra.streams import EVENTS
 from infra.update_signing import UpdateKey
@@ -105,7 +104,7 @@ class RunnerConfig:
 @dataclass
 class _Batch:
     records: list[tuple[int, Recorded]] = field(default_factory=list)
-    last: Msg | None = None
+    last: RawMsg | None = None
     to_seq: int = 0
     """The last sequence the batch takes in (a record, or a foreign record passed over)."""
     foreign: list[Foreign] = field(default_factory=list)
@@ -126,6 +125,7 @@ class StatsRunner:
         self._stored = StoredRecords(self._localities)
         self._conn: asyncpg.Connection | None = None
         self._publisher: UpdatePublisher | None = None
+        self._puller: BatchPuller | None = None
         self._cache: store.CalendarCache | None = None
         self._part = config.part if config.part is not None and config.part.parts > 1 else None
         self._provinces = partitions.provinces_of(self._part, self._localities) if self._part else None
@@ -240,7 +240,7 @@ class StatsRunner:
                 batch = self._prepare(msgs)
                 if not batch.to_seq and batch.unreadable is None:
                     if batch.last is not None:
-                        await batch.last.ack()  # only redeliveries at or below the checkpoint
+                        await sub.ack(batch.last)  # only redeliveries at or below the checkpoint
                     continue
                 try:
                     if not await self._process(conn, batch):
@@ -289,7 +289,7 @@ class StatsRunner:
                     filter_subjects=self._filters() or None,
                 ),
             )
-        puller = BatchPuller(self._nc, EVENTS, self.durable)
+        puller = self._puller = BatchPuller(self._nc, EVENTS, self.durable)
         await puller.start()
         return puller
 
@@ -303,10 +303,10 @@ class StatsRunner:
     def _filters(self) -> list[str]:
         return partitions.filter_subjects(self._provinces) if self._filtered and self._provinces else []
 
-    async def _fetch(self, puller: BatchPuller) -> list[Msg]:
+    async def _fetch(self, puller: BatchPuller) -> list[RawMsg]:
         return await puller.fetch(self._config.batch, timeout=self._config.fetch_timeout)
 
-    def _prepare(self, msgs: list[Msg]) -> _Batch:
+    def _prepare(self, msgs: list[RawMsg]) -> _Batch:
         """Read a fetched batch, leaving out redeliveries at or below the checkpoint and setting foreign records
         aside (``events.stored``: logged, counted, passed over).
 
@@ -372,8 +372,8 @@ class StatsRunner:
             for f in foreign:
                 log.warning("foreign record set aside at seq %d on %s: %s", f.seq, f.subject, f.why)
             self.stats.foreign += len(foreign)
-            if failure is None and batch.last is not None:
-                await batch.last.ack()
+            if failure is None and batch.last is not None and self._puller is not None:
+                await self._puller.ack(batch.last)
             await self._at("after_ack", to_seq)
             if self._part is not None:
                 await partitions.raise_copy_checkpoint(conn, self.copy, self._part.parts)

@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from infra.nats_client import connect
-from infra.pull import BatchPuller, RawMsg, RawPuller
+from infra.pull import BatchPuller, RawMsg
 from infra.stream_reader import MAX_RESETS, StreamReadError, parse_ack_reply, read_stream
 from tests.conftest import Stack
 from tests.servers import wait_for
@@ -34,7 +34,7 @@ async def test_fetches_on_a_live_consumer_never_lose_or_repeat_a_message(stack: 
             while got:
                 assert len(got) <= 4
                 seen += [m.data for m in got]
-                await got[-1].ack()
+                await puller.ack(got[-1])
                 got = await puller.fetch(4, timeout=0.2)
             assert seen == [b"%d" % i for i in range(sent)]
         # a fetch that waits returns the message published while it waits, and the ones right behind it
@@ -77,16 +77,16 @@ async def _a_read_that_misses_a_delivery(
     for i in range(30):
         await stack.js.publish("pullb.x", b"%d" % i)
     assert [m.seq async for batch in read_stream(js, "PULL_B", batch=7) for m in batch] == list(range(1, 31))
-    deliver = RawPuller._keep
+    deliver = BatchPuller._keep
     lost: list[int] = []
 
-    def lose_the_12th_once(self: RawPuller, msg: RawMsg) -> None:
+    def lose_the_12th_once(self: BatchPuller, msg: RawMsg) -> None:
         if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12 and not lost:
             lost.append(12)
             return
         deliver(self, msg)
 
-    monkeypatch.setattr(RawPuller, "_keep", lose_the_12th_once)
+    monkeypatch.setattr(BatchPuller, "_keep", lose_the_12th_once)
     read = [(m.seq, m.data) async for batch in read_stream(js, "PULL_B", batch=7) for m in batch]
     assert lost == [12] and read == [(i + 1, b"%d" % i) for i in range(30)]
     assert any(
@@ -94,12 +94,12 @@ async def _a_read_that_misses_a_delivery(
         for r in caplog.records
     )
 
-    def lose_the_12th_always(self: RawPuller, msg: RawMsg) -> None:
+    def lose_the_12th_always(self: BatchPuller, msg: RawMsg) -> None:
         if msg.reply and parse_ack_reply(msg.reply).stream_seq == 12:
             return
         deliver(self, msg)
 
-    monkeypatch.setattr(RawPuller, "_keep", lose_the_12th_always)
+    monkeypatch.setattr(BatchPuller, "_keep", lose_the_12th_always)
     seen: list[int] = []
 
     async def read_all() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from nats.aio.msg import Msg
 
 from events.codec import encode_recorded
 from events.schema import Recorded
+from infra.pull import RawMsg
 from projections.runner import RunnerConfig, SequenceGap, StatsRunner
 from tests import factories as f
 from tests.conftest import Stack
@@ -15,10 +15,10 @@ from tests.test_projection import as_event
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(30)]
 
 
-def delivered(stack: Stack, seq: int) -> Msg:
+def delivered(stack: Stack, seq: int) -> RawMsg:
     body = encode_recorded(Recorded(office="x", event=as_event(f.session())))
     reply = f"$JS.ACK.ANTQ_EVENTS.stats-1.1.{seq}.{seq}.1700000000000000000.0"
-    return Msg(_client=stack.nc, subject="antq.events.04.01447.session", reply=reply, data=body)
+    return RawMsg("antq.events.04.01447.session", reply, body, None)
 
 
 def test_redeliveries_are_skipped_and_a_jump_is_refused(stack: Stack) -> None:

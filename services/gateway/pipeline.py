@@ -18,7 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from events.catalogue import BY_TAG, Entity, ended_entities, spec_of
+from events.catalogue import BY_TAG, Entity, EventSpec, ended_entities, spec_of
 from events.codec import (
     body_hash,
     decode_event,
@@ -149,6 +149,16 @@ class _Candidate:
     """An end of a version (retraction, correction): the last sequence expected on its subject."""
     data: bytes = b""
     """The stored record, once published."""
+    eid: str = ""
+    """``str(event.event_id)``, formatted once (a uuid's text costs more than most checks)."""
+    spec: EventSpec | None = None
+    """The event's catalogue entry, looked up once."""
+
+    @property
+    def rule(self) -> Entity | None:
+        """The entity rule of the event's type."""
+        assert self.spec is not None
+        return self.spec.entity
 
 
 @dataclass
@@ -416,7 +426,14 @@ class IntakePipeline:
                 path,
             )
         return _Candidate(
-            0, event, event_subject(event, ward.province, ward.code), body_hash(event), ward.code, approximate
+            0,
+            event,
+            event_subject(event, ward.province, ward.code),
+            body_hash(event),
+            ward.code,
+            approximate,
+            eid=str(event.event_id),
+            spec=spec_of(event),
         )
 
     async def _process(self, office: Office, raws: list[bytes], today: dt.date) -> list[IntakeResult]:
@@ -439,7 +456,7 @@ class IntakePipeline:
                 try:
                     early = self._check(batch, cand)
                 except GatewayError as exc:
-                    results[cand.slot] = self._refuse(exc, str(cand.event.event_id))
+                    results[cand.slot] = self._refuse(exc, cand.eid)
                     continue
                 if early is not None:
                     results[cand.slot] = early
@@ -447,7 +464,7 @@ class IntakePipeline:
                 try:
                     await self._check_end(batch, cand)
                 except GatewayError as exc:
-                    results[cand.slot] = self._refuse(exc, str(cand.event.event_id))
+                    results[cand.slot] = self._refuse(exc, cand.eid)
                     continue
                 await self._publish(office, batch, cand)
             await self._drain(batch, results)
@@ -503,13 +520,13 @@ class IntakePipeline:
         if not batch.inflight:
             return False
         ev = cand.event
-        keys = {str(ev.event_id)}
+        keys = {cand.eid}
+        rule = cand.rule
         named = ev.corrected if isinstance(ev, EntryCorrected) else ev
         links = spec_of(named).links
         if links is not None:  # a tip it names may be in flight: its subject in this ward
-            head = cand.subject.rsplit(".", 1 if spec_of(ev).entity is None else 2)[0]
+            head = cand.subject.rsplit(".", 1 if rule is None else 2)[0]
             keys.update(f"{head}.{links.name}.{value}" for value in getattr(named, links.field))
-        rule = spec_of(ev).entity
         if rule is not None:
             keys.add(cand.subject)
             if rule.role == "retracts":
@@ -534,10 +551,11 @@ class IntakePipeline:
                     "$.event_id",
                 )
             return self._accepted(cand, row.seq, duplicate=True)
-        spec = spec_of(ev)
+        spec = cand.spec
+        assert spec is not None
         named = ev.corrected if isinstance(ev, EntryCorrected) else ev
         self._check_links(batch, named, "$.corrected" if named is not ev else "$", cand.ward)
-        rule = spec.entity
+        rule = cand.rule
         if rule is None:
             return None
         value = getattr(ev, rule.field)
@@ -624,7 +642,7 @@ class IntakePipeline:
         last sequence is that correction's. Otherwise V was retracted, or corrected (the correction, or a later
         one, is the latest version): ``conflict``."""
         ev = cand.event
-        rule = spec_of(ev).entity
+        rule = cand.rule
         if rule is not None and rule.same:
             await self._check_same(batch, cand, rule)
         if may_be_ended(rule):
@@ -771,7 +789,7 @@ class IntakePipeline:
         legacy = isinstance(ev.locality, LegacyLocality)
         return IntakeResult(
             ok=True,
-            event_id=str(ev.event_id),
+            event_id=cand.eid,
             seq=seq,
             duplicate=duplicate,
             version=version,
@@ -782,7 +800,7 @@ class IntakePipeline:
     async def _publish(self, office: Office, batch: _Batch, cand: _Candidate) -> None:
         ev = cand.event
         expected: int | None = None
-        rule = spec_of(ev).entity
+        rule = cand.rule
         if rule is not None:
             # the first event on a created (or retraction) subject; a versioned reference: the version given
             given = getattr(ev, "expected_version", None) if rule.versioned else None
@@ -796,9 +814,9 @@ class IntakePipeline:
                 else None
             )
         data = cand.data = encode_recorded(Recorded(office=office.id, event=ev))
-        future = await self._publisher.publish_event(cand.subject, data, str(ev.event_id), expected)
+        future = await self._publisher.publish_event(cand.subject, data, cand.eid, expected)
         batch.inflight.append((cand, future, expected))
-        batch.inflight_keys.add(str(ev.event_id))
+        batch.inflight_keys.add(cand.eid)
         if rule is not None:  # plain subjects (…session) are shared by independent events
             batch.inflight_keys.add(cand.subject)
             if rule.role == "retracts":
@@ -822,9 +840,10 @@ class IntakePipeline:
                         outcome.failure or "the event log is unavailable; retry the same request"
                     )
             except GatewayError as exc:
-                results[cand.slot] = self._refuse(exc, str(ev.event_id))
+                results[cand.slot] = self._refuse(exc, cand.eid)
                 continue
-            row = IndexRow(ev.event_id, seq, cand.hash, event_type(ev), cand.ward, cand.subject)
+            assert cand.spec is not None
+            row = IndexRow(ev.event_id, seq, cand.hash, cand.spec.tag, cand.ward, cand.subject)
             batch.known[ev.event_id] = row
             new_rows.append(row)
             duplicate = outcome.seq is None or outcome.duplicate
@@ -840,7 +859,7 @@ class IntakePipeline:
     async def _publish_after(self, cand: _Candidate, last_seq: int) -> int:
         """Publish a creating event whose freed id's subject ends at ``last_seq``; its sequence."""
         ev = cand.event
-        future = await self._publisher.publish_event(cand.subject, cand.data, str(ev.event_id), last_seq)
+        future = await self._publisher.publish_event(cand.subject, cand.data, cand.eid, last_seq)
         (outcome,) = await self._publisher.settle([future])
         if outcome.seq is not None:
             if outcome.duplicate:
