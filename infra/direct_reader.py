@@ -24,11 +24,12 @@ import asyncio
 import bisect
 import json
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from infra.pull import InboxCollector, RawMsg
+from infra.pull import InboxCollector, RawMsg, parse_block
 from infra.stream_reader import Columns, ReadInterrupted, StoredMsg, StreamReadError, last_sequence, resuming
 from infra.timestamps import parse_rfc3339_ns
 
@@ -45,6 +46,13 @@ ADDED_HEADERS = frozenset({STREAM, SUBJECT, SEQUENCE, TIME_STAMP, PENDING, LAST_
 """What a direct get adds to a stored message's own headers."""
 
 
+class _Answer(NamedTuple):
+    """One stored message of a direct get, its headers parsed once."""
+
+    msg: RawMsg
+    headers: dict[str, str] | None
+
+
 class _Answers(InboxCollector):
     """The answers of direct-get requests on one inbox: each request's messages, handed out at its status."""
 
@@ -52,16 +60,16 @@ class _Answers(InboxCollector):
         super().__init__(nc)
         self._stream = stream
         self._subject = f"$JS.API.DIRECT.GET.{stream}"
-        self._buf: list[Msg] = []
-        self._queue: asyncio.Queue[tuple[list[Msg], dict[str, str]]] = asyncio.Queue()
+        self._buf: list[_Answer] = []
+        self._queue: asyncio.Queue[tuple[list[_Answer], dict[str, str]]] = asyncio.Queue()
 
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
-        if headers is not None and SEQUENCE not in headers and "Status" in headers:
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        parsed = parse_block(headers)
+        if parsed is not None and SEQUENCE not in parsed and "Status" in parsed:
             batch, self._buf = self._buf, []
-            self._queue.put_nowait((batch, headers))
+            self._queue.put_nowait((batch, parsed))
             return
-        self._buf.append(msg)
+        self._buf.append(_Answer(RawMsg(subject.decode(), reply.decode(), data, headers), parsed))
 
     async def request(self, seq: int, batch: int, subject: str | None) -> None:
         request: dict[str, object] = {"seq": seq, "batch": batch}
@@ -70,7 +78,7 @@ class _Answers(InboxCollector):
         body = json.dumps(request).encode()
         await self._nc.publish(self._subject, body, reply=self._inbox)
 
-    async def answer(self, timeout: float) -> tuple[list[Msg], dict[str, str]]:
+    async def answer(self, timeout: float) -> tuple[list[_Answer], dict[str, str]]:
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
@@ -135,14 +143,14 @@ async def _read_direct_from(
         answered = False
         while True:
             try:
-                msgs, status = await answers.answer(timeout)
+                got, status = await answers.answer(timeout)
             except StreamReadError as exc:
                 if answered or resumed:  # it answered this read before: an answer lost on the way
                     raise ReadInterrupted(str(exc)) from None
                 raise  # never answered (no right to read, no server): no point asking again
             answered = True
             code = status.get("Status", "")
-            if code == "404" and not msgs:
+            if code == "404" and not got:
                 if prev_pending is None:
                     if resumed:  # messages were pending when the last read was interrupted
                         raise StreamReadError(
@@ -154,21 +162,20 @@ async def _read_direct_from(
                 )
             if code == "503":
                 raise StreamReadError(f"{stream}: no direct gets on this stream (it needs allow_direct)")
-            if code == "204" and not msgs:  # the end of a batch whose messages were lost on the way
+            if code == "204" and not got:  # the end of a batch whose messages were lost on the way
                 raise ReadInterrupted(
                     f"{stream}: a direct get from seq {prev_seq + 1} ended without its messages"
                 )
             if code != "204":
                 raise StreamReadError(
                     f"{stream}: a direct get from seq {prev_seq + 1} ended with {code} {_description(status)}"
-                    f" after {len(msgs)} message(s)"
+                    f" after {len(got)} message(s)"
                 )
             seqs: list[int] = []
             before = 0  # each message names the one before it in its batch (0 for the first)
             if status.get(STREAM, stream) != stream:
                 raise ReadInterrupted(f"{stream}: a batch was closed by {status.get(STREAM)} (a mirror)")
-            for msg in msgs:
-                headers = msg.headers
+            for _, headers in got:
                 if (
                     not headers
                     or SEQUENCE not in headers
@@ -208,10 +215,13 @@ async def _read_direct_from(
                 await answers.request(prev_seq + 1, batch, wanted)  # in flight while this batch is used
             if seqs[-1] > stop:
                 del seqs[bisect.bisect_right(seqs, stop) :]
-                del msgs[len(seqs) :]
+                del got[len(seqs) :]
             if seqs:
                 yield Columns(
-                    seqs, [msg.data for msg in msgs], msgs, [(msg.headers or {})[SUBJECT] for msg in msgs]
+                    seqs,
+                    [a.msg.data for a in got],
+                    [a.msg for a in got],
+                    [(a.headers or {})[SUBJECT] for a in got],
                 )
             if done:
                 return

@@ -35,30 +35,6 @@ def _nothing_pending(reply: str) -> bool:
     return dots == 11 and reply.rsplit(".", 2)[1] == "0"
 
 
-class InboxCollector:
-    """One inbox of a connection, its messages handed to ``_on_msg``: the shared part of pull and direct-get
-    readers."""
-
-    def __init__(self, nc: Client) -> None:
-        self._nc = nc
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
-
-    async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-
-    async def _on_msg(self, msg: Msg) -> None:
-        raise NotImplementedError
-
-
 _HEADER_LINE = b"NATS/1.0"
 _STATUS_AT = len(_HEADER_LINE)
 
@@ -74,31 +50,38 @@ class RawMsg(NamedTuple):
 
     @property
     def headers(self) -> dict[str, str] | None:
-        block = self.header_block
-        if not block or len(block) <= _STATUS_AT + 2:
-            return None
-        return FastHeadersClient._parse_header_lines(block[_STATUS_AT + 2 :]) or None
+        return parse_block(self.header_block)
 
 
-class BatchPuller:
-    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
-    ``fetch`` waits for what is there now, or for the first message to come (a live consumer); ``ack``
-    acknowledges a message (with ``AckPolicy.ALL``, every one before it too).
+def parse_block(block: bytes | None) -> dict[str, str] | None:
+    """A raw header block as nats-py parses it: its headers, and a status line's code and description as
+    ``Status`` and ``Description``; None when there are none."""
+    if not block:
+        return None
+    end = block.find(b"\r\n")
+    if end < 0:
+        return None
+    out: dict[str, str] = {}
+    status = status_of(block)
+    if status is not None:
+        out["Status"] = status[0]
+        if status[1]:
+            out["Description"] = status[1]
+    out.update(FastHeadersClient._parse_header_lines(block[end + 2 :]))
+    return out or None
 
-    On a ``FastHeadersClient`` each message of the inbox is kept as a ``RawMsg`` by a plain function called from
-    the protocol parser (no ``Msg``, no header parsing, no task switch per message); with another client, by
-    a callback per message."""
 
-    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+class InboxCollector:
+    """One inbox of a connection: the shared part of pull and direct-get readers.
+
+    On a ``FastHeadersClient`` its messages are handed to ``_on_raw`` straight from the protocol parser (subject,
+    reply, payload, raw header block: no ``Msg``, no header parsing, no task switch per message); with any other
+    client nats-py delivers them to ``_on_msg``, which hands them on in the same raw form."""
+
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._queue: asyncio.Queue[list[RawMsg]] = asyncio.Queue()
-        self._buf: list[RawMsg] = []
-        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
-        self.status: tuple[str, str] | None = None
-        """The last status that ended a request: (code, description)."""
 
     async def start(self) -> None:
         nc = self._nc
@@ -115,6 +98,31 @@ class BatchPuller:
                 self._nc.route_raw(sub._id, None)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _on_msg(self, msg: Msg) -> None:  # a client without raw routes
+        self._on_raw(msg.subject.encode(), msg.reply.encode(), msg.data, _block_of(msg.headers))
+
+    def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        raise NotImplementedError
+
+
+class BatchPuller(InboxCollector):
+    """Pull requests on one consumer. ``request`` + ``batch`` pipeline several requests (ordered reads);
+    ``fetch`` waits for what is there now, or for the first message to come (a live consumer); ``ack``
+    acknowledges a message (with ``AckPolicy.ALL``, every one before it too).
+
+    On a ``FastHeadersClient`` each message of the inbox is kept as a ``RawMsg`` by a plain function called from
+    the protocol parser (no ``Msg``, no header parsing, no task switch per message); with another client, by
+    a callback per message."""
+
+    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+        super().__init__(nc)
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._queue: asyncio.Queue[list[RawMsg]] = asyncio.Queue()
+        self._buf: list[RawMsg] = []
+        self._wanted: collections.deque[tuple[int, bool]] = collections.deque()
+        self.status: tuple[str, str] | None = None
+        """The last status that ended a request: (code, description)."""
 
     async def request(self, batch: int, *, expires: float | None = None, until_drained: bool = False) -> None:
         """Ask for ``batch`` messages: at once (what is there), or waiting up to ``expires`` seconds.
@@ -135,21 +143,12 @@ class BatchPuller:
         await self._nc.publish(msg.reply)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        if headers is not None and not data and headers[_STATUS_AT : _STATUS_AT + 1] == b" ":
-            line = headers[_STATUS_AT + 1 :].split(b"\r\n", 1)[0].decode("utf-8", "replace")
-            code, _, description = line.strip().partition(" ")
-            self.status = (code, description.strip())
+        status = status_of(headers) if not data else None
+        if status is not None:
+            self.status = status
             self._hand_out()
             return
         self._keep(RawMsg(subject.decode(), reply.decode(), data, headers))
-
-    async def _on_msg(self, msg: Msg) -> None:  # a client without raw routes
-        headers = msg.headers
-        if headers and not msg.data and (status := headers.get("Status")):
-            self.status = (status, headers.get("Description", ""))
-            self._hand_out()
-            return
-        self._keep(RawMsg(msg.subject, msg.reply, msg.data, _block_of(headers)))
 
     def _keep(self, msg: RawMsg) -> None:
         """One message of the open requests (the oldest one's, as the server answers them in order)."""
@@ -196,9 +195,23 @@ class BatchPuller:
             raise PullError(f"pull request ended with {code} {description}")
 
 
+def status_of(block: bytes | None) -> tuple[str, str] | None:
+    """The (code, description) of a status message's header block (``NATS/1.0 404 No Messages``), else None."""
+    if not block or block[_STATUS_AT : _STATUS_AT + 1] != b" ":
+        return None
+    line = block[_STATUS_AT + 1 :].split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    code, _, description = line.strip().partition(" ")
+    return code, description.strip()
+
+
 def _block_of(headers: dict[str, str] | None) -> bytes | None:
-    """Headers parsed by nats-py, written back as a header block (``RawMsg.headers`` reads them again)."""
+    """Headers parsed by nats-py, written back as a header block (``RawMsg.headers`` and ``status_of`` read it
+    again): its ``Status`` and ``Description`` (keyed by an enum member in nats-py) back on the first line."""
     if not headers:
         return None
-    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return f"NATS/1.0\r\n{lines}\r\n".encode()
+    named = {str(getattr(k, "value", k)): v for k, v in headers.items()}
+    status = named.pop("Status", None)
+    description = named.pop("Description", "")
+    first = f"NATS/1.0 {status} {description}".rstrip() if status else "NATS/1.0"
+    lines = "".join(f"{k}: {v}\r\n" for k, v in named.items())
+    return f"{first}\r\n{lines}\r\n".encode()

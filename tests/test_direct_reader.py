@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js.api import StreamConfig, StreamSource
 
 from infra.direct_reader import _Answers, read_direct, read_direct_columns
 from infra.nats_client import FastHeadersClient, connect
+from infra.pull import parse_block
 from infra.stream_reader import MAX_RESETS, StoredMsg, StreamReadError, read_stream
 from infra.streams import EVENTS, SEALS, StreamLimits, ensure_streams, events_config
 from tests.conftest import Stack
@@ -184,23 +184,24 @@ async def test_a_direct_read_that_misses_a_message_reads_on_from_there_and_skips
     An answer lost every time: ``StreamReadError`` after ``MAX_RESETS`` new reads, never a short read."""
     whole = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
     assert [seq for seq, _ in whole] == list(range(1, N + 1))
-    collect = _Answers._on_msg
+    collect = _Answers._on_raw  # both ways in (the raw route, nats-py's delivery) end there
     lost: list[int] = []
 
-    def losing(always: bool) -> Callable[[_Answers, Msg], Awaitable[None]]:
-        async def on_msg(self: _Answers, msg: Msg) -> None:
-            if msg.headers and msg.headers.get("Nats-Sequence") == "57" and (always or not lost):
+    def losing(always: bool) -> Callable[[_Answers, bytes, bytes, bytes, bytes | None], None]:
+        def on_raw(self: _Answers, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+            seq = (parse_block(headers) or {}).get("Nats-Sequence")
+            if seq == "57" and (always or not lost):
                 lost.append(57)
                 return
-            await collect(self, msg)
+            collect(self, subject, reply, data, headers)
 
-        return on_msg
+        return on_raw
 
-    monkeypatch.setattr(_Answers, "_on_msg", losing(always=False))
+    monkeypatch.setattr(_Answers, "_on_raw", losing(always=False))
     again = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
     assert lost == [57] and again == whole
 
-    monkeypatch.setattr(_Answers, "_on_msg", losing(always=True))
+    monkeypatch.setattr(_Answers, "_on_raw", losing(always=True))
     seen: list[int] = []
 
     async def read_all() -> None:
@@ -219,20 +220,22 @@ async def test_a_direct_read_whose_whole_answer_is_lost_asks_again(
     """A connection that drops loses an answer's tail and its end-of-batch status together: the read waits its
     timeout, then asks again from the message after the last one handed out; nothing skipped or repeated."""
     whole = [(m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40) for m in batch]
-    collect = _Answers._on_msg
+    collect = _Answers._on_raw
     dropping: list[bool] = []
 
-    async def lose_the_second_answer(self: _Answers, msg: Msg) -> None:
-        headers = msg.headers or {}
+    def lose_the_second_answer(
+        self: _Answers, subject: bytes, reply: bytes, data: bytes, block: bytes | None
+    ) -> None:
+        headers = parse_block(block) or {}
         if headers.get("Nats-Sequence") == "41" and not dropping:
             dropping.append(True)  # from the second answer's first message …
         if dropping == [True]:
             if "Nats-Sequence" not in headers and "Status" in headers:
                 dropping.append(False)  # … to its end-of-batch status, both included
             return
-        await collect(self, msg)
+        collect(self, subject, reply, data, block)
 
-    monkeypatch.setattr(_Answers, "_on_msg", lose_the_second_answer)
+    monkeypatch.setattr(_Answers, "_on_raw", lose_the_second_answer)
     again = [
         (m.seq, m.data) async for batch in read_direct(filled, STREAM, batch=40, timeout=1.0) for m in batch
     ]
