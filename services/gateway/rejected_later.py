@@ -184,6 +184,7 @@ class RejectedLater:
         first_delay_s: float = 0.2,
         max_delay_s: float = 5.0,
         drain_every_s: float = 5.0,
+        batch: int = 256,
     ) -> None:
         self._publisher = publisher
         self._max_records = max_records
@@ -191,6 +192,8 @@ class RejectedLater:
         self._first_delay_s = first_delay_s
         self._max_delay_s = max_delay_s
         self._drain_every_s = drain_every_s
+        self._batch = batch
+        """Records of one office claimed (and sent one after the other) in one transaction."""
         self._queue: collections.deque[PendingRecord] = collections.deque()
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -284,7 +287,7 @@ class RejectedLater:
             while True:
                 if self._stopping:
                     return False
-                sent, complete = await table.drain_office(office, self._send)
+                sent, complete = await table.drain_office(office, self._send, self._batch)
                 self.counts.kept += len(sent)
                 self.counts.recovered += sum(1 for row in sent if row.owner != table.owner)
                 if not complete:
