@@ -27,6 +27,7 @@ from tests import factories as f
 from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 from tests.faultkit import kill9, start_gateway, stop
 from tests.servers import create_streams, wait_for
+from tests.test_gateway_faults import database_down
 
 pytestmark = pytest.mark.servers
 
@@ -226,4 +227,27 @@ async def test_a_flood_of_refusals_while_the_stream_is_away_stays_bounded_in_the
     await later.stop(drain_timeout=1)
     assert in_order_per_office(await stored(stack)) == in_order_per_office(waiting)  # in order, each once
     assert counts.recovered == 0 and counts.lost == 500 - rows
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+@pytest.mark.timeout(60)
+async def test_with_postgresql_away_too_a_refusal_waits_in_memory_and_is_kept_once_both_are_back(
+    stack: Stack, gateway: Gateway, office: OfficeClient
+) -> None:
+    await stack.js.delete_stream(REJECTED)
+    bad = msgspec.json.encode({**f.session(), "attendance": -7})
+    async with database_down(stack):
+        reply = await office.send_raw(bad)
+    assert isinstance(reply, IntakeResult) and reply.error is not None and reply.error.code == "invalid"
+    late = gateway.counters.rejected_late
+    assert late.in_memory == 1 and late.lost == 0
+    await create_streams(stack.js, stack.limits)
+
+    async def kept() -> bool:
+        return late.kept == 1
+
+    await wait_for(kept, timeout=30, what="the record waiting in memory to be kept")
+    [(subject, data)] = await stored(stack)
+    assert subject == "antq.rejected.ca-cao-bang"
+    assert msgspec.json.decode(data, type=RejectedRecord).raw == bad
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)

@@ -120,18 +120,18 @@ class PendingTable:
     async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
         """Insert one record; False when the table holds too many already (records or bytes). Raises when
         PostgreSQL does not answer within ``timeout_s`` or refuses."""
-        inserted = await self._pool.fetchval(
-            _PUT,
-            office_of(record.subject),
-            record.subject,
-            json.dumps(record.headers),
-            record.data,
-            len(record.data),
-            max_records,
-            max_bytes,
-            self.owner,
-            timeout=self._timeout_s,
-        )
+        async with asyncio.timeout(self._timeout_s):  # the pool's connect too: the office waits for this
+            inserted = await self._pool.fetchval(
+                _PUT,
+                office_of(record.subject),
+                record.subject,
+                json.dumps(record.headers),
+                record.data,
+                len(record.data),
+                max_records,
+                max_bytes,
+                self.owner,
+            )
         return inserted is not None
 
     async def offices(self) -> list[str]:
