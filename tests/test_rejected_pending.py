@@ -23,6 +23,7 @@ from infra.streams import REJECTED
 from services.client import OfficeClient
 from services.gateway.app import Gateway
 from services.gateway.rejected_later import LateCounts, PendingRecord, PendingTable, RejectedLater
+from services.gateway.telemetry import gateway_registry
 from tests import factories as f
 from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
 from tests.faultkit import kill9, start_gateway, stop
@@ -125,6 +126,10 @@ async def test_refusals_waiting_when_a_gateway_is_killed_are_kept_once_in_order_
         by_office[rec.office].append(rec.raw)
     assert by_office == sent  # each once, in the order its office was refused
     assert late.recovered == 45 and late.lost == 0 and late.in_memory == 0
+    scraped = gateway_registry(copy.counters)
+    assert scraped.get_sample_value("antq_gateway_rejected_recovered_total") == 45
+    assert scraped.get_sample_value("antq_gateway_rejected_kept_late_total") == 45
+    assert scraped.get_sample_value("antq_gateway_rejected_records_lost_total") == 0
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)
 
 
