@@ -347,8 +347,16 @@ class PgRole:
 PG_ROLES = (
     PgRole(
         name="antq_gateway",
-        # rejected_usage: the per-office quota of ANTQ_REJECTED (the gateway's migration 013), once it exists
-        write=("event_index", "event_index_checkpoint", "entity_claims", "rejected_usage"),
+        # rejected_usage: the per-office quota of ANTQ_REJECTED (the gateway's migration 013), and the refusals'
+        # records waiting for ANTQ_REJECTED (migration 015), once they exist
+        write=(
+            "event_index",
+            "event_index_checkpoint",
+            "entity_claims",
+            "rejected_usage",
+            "gateway_rejected_pending",
+            "gateway_rejected_pending_total",
+        ),
     ),
     PgRole(
         name="antq_projector",

@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 
 from infra.js_publisher import JetStreamPublisher, Outcome
-from services.gateway.rejected_later import LateCounts, PendingRecord, RejectedLater
+from services.gateway.rejected_later import LateCounts, PendingRecord, PendingTable, RejectedLater
 from tests.servers import wait_for
 
 
@@ -75,3 +75,59 @@ async def test_records_still_waiting_at_a_stop_are_counted_lost() -> None:
     later.add(record(1))
     await later.stop(drain_timeout=0.1)
     assert later.pending == 0 and counts.lost == 1 and counts.kept == 0
+
+
+class _DatabaseAway:
+    """A table whose PostgreSQL refuses every statement until ``back`` is set; then it keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.rows: list[PendingRecord] = []
+        self.owner = "this-copy"
+
+    async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
+        if not self.back:
+            raise OSError("connection refused")
+        self.rows.append(record)
+        return True
+
+    async def waiting(self) -> tuple[int, int]:
+        raise OSError("connection refused")
+
+    async def offices(self) -> list[str]:
+        if not self.back:
+            raise OSError("connection refused")
+        return []
+
+
+@pytest.mark.timeout(30)
+async def test_with_postgresql_away_too_a_record_waits_in_memory_and_is_counted() -> None:
+    away = _Away()
+    counts = LateCounts()
+    later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
+    table = _DatabaseAway()
+    later.attach(cast(PendingTable, table))
+    await later.keep(record(1))
+    assert later.pending == 1 and counts.in_memory == 1 and counts.lost == 0
+    away.back = True
+
+    async def kept() -> bool | None:
+        return counts.kept == 1 or None
+
+    await wait_for(kept, timeout=10, what="the record waiting in memory to be written")
+    assert away.stored == [b"1"] and later.pending == 0
+    await later.stop(drain_timeout=0.1)
+
+
+@pytest.mark.timeout(30)
+async def test_at_a_stop_records_waiting_in_memory_move_to_the_table_once_postgresql_is_back() -> None:
+    away = _Away()
+    counts = LateCounts()
+    later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
+    table = _DatabaseAway()
+    later.attach(cast(PendingTable, table))
+    await later.keep(record(1))
+    await later.keep(record(2))
+    table.back = True
+    await later.stop(drain_timeout=0.1)
+    assert [r.data for r in table.rows] == [b"1", b"2"] and counts.lost == 0 and counts.in_memory == 2

@@ -35,6 +35,7 @@ from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
 from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
+from services.gateway.rejected_later import PendingTable
 from services.nats_broker import nats_broker, raw_responder
 from services.replies import DroppedRequests
 
@@ -120,6 +121,7 @@ class Gateway:
             self.counters,
             catch_up=lambda: catch_up(js, index, self._stored, counters=self.catch_up_counters),
         )
+        self._pipeline.rejected_later.attach(PendingTable(self._pool))  # drains what a dead copy left
 
     async def _keep_caught_up(self, js: JetStreamContext, index: EventIndex) -> None:
         while True:

@@ -377,7 +377,7 @@ class IntakePipeline:
         for record, outcome in zip(records, await self._publisher.settle(futures), strict=True):
             if outcome.seq is None:  # no stream leader (an election), the stream away: kept later
                 log.warning("could not keep a rejected submission yet: %s", outcome.failure)
-                self.rejected_later.add(record)
+                await self.rejected_later.keep(record)
 
     async def _within_quota(self, office: str, raws: list[bytes], now: dt.datetime) -> list[bool]:
         """Which refusals keep their raw body: those within the office's daily quota of ANTQ_REJECTED bytes.

@@ -37,6 +37,8 @@ UNKNOWN_TYPE = "antq_gateway_unknown_type_records"
 PASSED_OVER = "antq_gateway_index_catch_up_passed_over"
 REJECTED_KEPT_LATE = "antq_gateway_rejected_kept_late"
 REJECTED_LOST = "antq_gateway_rejected_records_lost"
+REJECTED_RECOVERED = "antq_gateway_rejected_recovered"
+REJECTED_IN_MEMORY = "antq_gateway_rejected_waited_in_memory"
 
 _HELP = {
     REQUESTS: "Intake requests answered (one event or an array)",
@@ -51,6 +53,8 @@ _HELP = {
     PASSED_OVER: "Events the index catch-up did not read again: the request path had indexed them already",
     REJECTED_KEPT_LATE: "Refusals' records ANTQ_REJECTED took only on a later try (no stream leader at first)",
     REJECTED_LOST: "Refusals' records never kept in ANTQ_REJECTED (too many waiting, or left at shutdown)",
+    REJECTED_RECOVERED: "Refusals' records another gateway process left waiting in PostgreSQL, kept by this one",
+    REJECTED_IN_MEMORY: "Refusals' records that waited in memory: PostgreSQL could not take them either",
 }
 
 
@@ -96,6 +100,8 @@ class GatewayCollector:
             (PASSED_OVER, self._catching_up.passed_over),
             (REJECTED_KEPT_LATE, c.rejected_late.kept),
             (REJECTED_LOST, c.rejected_late.lost),
+            (REJECTED_RECOVERED, c.rejected_late.recovered),
+            (REJECTED_IN_MEMORY, c.rejected_late.in_memory),
         ):
             families[name].add_metric([], value)
         # dict.copy is atomic under the GIL: the event loop may add a code while a scrape thread reads

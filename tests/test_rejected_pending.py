@@ -1,0 +1,258 @@
+"""Refusals' records that ANTQ_REJECTED could not take wait in PostgreSQL (``gateway_rejected_pending``), so
+they survive the gateway that answered them: a copy killed while the stream is away leaves them to the next
+copy, which stores each once, in order per office; two copies draining at once never send a record twice; and
+a flood of refusals while the stream is away stays within the table's bound (rows and bytes), the rest counted
+lost. Real servers: the embedded nats-server and PostgreSQL of tests/conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+
+from events.intake import IntakeResult, RejectedRecord
+from events.localities import Localities
+from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher, Outcome
+from infra.stream_reader import read_stream
+from infra.streams import REJECTED
+from services.client import OfficeClient
+from services.gateway.app import Gateway
+from services.gateway.rejected_later import LateCounts, PendingRecord, PendingTable, RejectedLater
+from services.gateway.telemetry import gateway_registry
+from tests import factories as f
+from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answering
+from tests.faultkit import kill9, start_gateway, stop
+from tests.servers import create_streams, wait_for
+from tests.test_gateway_faults import database_down
+
+pytestmark = pytest.mark.servers
+
+
+async def stored(stack: Stack) -> list[tuple[str, bytes]]:
+    """ANTQ_REJECTED's records in stream order: (subject, data); the fixtures' readiness probes left out."""
+    out: list[tuple[str, bytes]] = []
+    async for batch in read_stream(stack.js, REJECTED):
+        out.extend((m.subject, bytes(m.data)) for m in batch if m.subject != "antq.rejected._probe")
+    return out
+
+
+async def table_rows(database_url: str) -> tuple[int, int, int, int]:
+    """Rows and bytes in the table, counted, and as its totals row says."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM gateway_rejected_pending) AS n,
+                      (SELECT coalesce(sum(octet_length(data)), 0) FROM gateway_rejected_pending) AS b,
+                      t.records, t.bytes FROM gateway_rejected_pending_total t"""
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["n"]), int(row["b"]), int(row["records"]), int(row["bytes"])
+
+
+@pytest.fixture
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=4)
+    yield p
+    await p.close()
+
+
+def record(office: str, n: int, size: int = 0) -> PendingRecord:
+    body = f"{office}:{n}:".encode().ljust(size, b"x")
+    return PendingRecord(
+        f"antq.rejected.{office}", body, {MSG_ID: f"rejected:{office}:{n}", EXPECTED_STREAM: REJECTED}
+    )
+
+
+def in_order_per_office(records: list[tuple[str, bytes]]) -> dict[str, list[int]]:
+    by_office: dict[str, list[int]] = collections.defaultdict(list)
+    for subject, data in records:
+        office, n, _ = data.decode().split(":", 2)
+        assert subject == f"antq.rejected.{office}"
+        by_office[office].append(int(n))
+    return by_office
+
+
+@pytest.mark.timeout(90)
+async def test_refusals_waiting_when_a_gateway_is_killed_are_kept_once_in_order_by_the_next_copy(
+    stack: Stack, offices_file: Path, clock: FixedClock, localities: Localities
+) -> None:
+    """``python -m services.gateway`` answers refusals while ANTQ_REJECTED is away and is SIGKILLed; the stream
+    comes back; a new copy stores every record once, in the order each office was refused."""
+    gateway = start_gateway(stack.servers.nats_url, stack.database_url, offices_file)
+    try:
+        await wait_until_answering(stack.nc, "antq.intake._probe")
+        await stack.js.delete_stream(REJECTED)
+        offices = ["office-0", "office-1", "office-2"]
+        sent: dict[str, list[bytes]] = {o: [] for o in offices}
+
+        async def refused(office: str) -> None:
+            client = OfficeClient(stack.nc, office, timeout=20)
+            for n in range(15):
+                body = msgspec.json.encode({**f.session(), "attendance": -1 - n})
+                reply = await client.send_raw(body)
+                assert isinstance(reply, IntakeResult) and reply.error is not None
+                assert reply.error.code == "invalid"
+                sent[office].append(body)
+
+        await asyncio.gather(*(refused(o) for o in offices))
+        # the record of each refusal is in the table before its office is answered
+        assert (await table_rows(stack.database_url))[0] == 45
+        kill9(gateway)
+    finally:
+        stop(gateway)
+    await create_streams(stack.js, stack.limits)
+    assert await stored(stack) == []
+
+    copy = Gateway(gateway_config(stack, offices_file, clock, localities))
+    async with copy.app:
+        late = copy.counters.rejected_late
+
+        async def all_kept() -> bool:
+            return late.kept == 45 and (await table_rows(stack.database_url))[0] == 0
+
+        await wait_for(all_kept, timeout=30, what="the new copy to keep what the killed one left")
+        records = await stored(stack)
+    by_office: dict[str, list[bytes]] = collections.defaultdict(list)
+    for subject, data in records:
+        rec = msgspec.json.decode(data, type=RejectedRecord)
+        assert subject == f"antq.rejected.{rec.office}" and rec.error.code == "invalid"
+        by_office[rec.office].append(rec.raw)
+    assert by_office == sent  # each once, in the order its office was refused
+    assert late.recovered == 45 and late.lost == 0 and late.in_memory == 0
+    scraped = gateway_registry(copy.counters)
+    assert scraped.get_sample_value("antq_gateway_rejected_recovered_total") == 45
+    assert scraped.get_sample_value("antq_gateway_rejected_kept_late_total") == 45
+    assert scraped.get_sample_value("antq_gateway_rejected_records_lost_total") == 0
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class Counting:
+    """A real publisher that counts the publishes of each Nats-Msg-Id."""
+
+    def __init__(self, inner: JetStreamPublisher, sends: collections.Counter[str]) -> None:
+        self._inner = inner
+        self.sends = sends
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        self.sends[headers[MSG_ID]] += 1
+        return await self._inner.publish(subject, data, headers)
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return await self._inner.settle(futures)
+
+
+@pytest.mark.timeout(60)
+async def test_two_copies_draining_the_table_at_once_send_no_record_twice(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """300 records of 6 offices left by a dead copy; two copies start draining together, 7 records a claim:
+    every record is published once in all (not merely deduplicated by the stream), in order per office."""
+    dead = PendingTable(pool, owner="dead-copy")
+    offices = [f"office-{i}" for i in range(6)]
+    for n in range(50):
+        for office in offices:
+            assert await dead.put(record(office, n), 10_000, 1 << 20)
+    sends: collections.Counter[str] = collections.Counter()
+    copies = []
+    for _ in range(2):
+        publisher = JetStreamPublisher(stack.nc)
+        copy = RejectedLater(
+            Counting(publisher, sends),  # type: ignore[arg-type]  # duck-typed wrapper of the real one
+            LateCounts(),
+            batch=7,
+            first_delay_s=0.01,
+            max_delay_s=0.05,
+        )
+        copies.append(copy)
+    for copy in copies:
+        copy.attach(PendingTable(pool))
+
+    async def drained() -> bool:
+        return sum(c.counts.kept for c in copies) == 300
+
+    await wait_for(drained, timeout=30, what="two copies to drain 300 records")
+    for copy in copies:
+        await copy.stop(drain_timeout=1)
+    assert len(sends) == 300 and set(sends.values()) == {1}, sends.most_common(3)
+    assert all(c.counts.kept > 0 for c in copies)  # both took part
+    assert sum(c.counts.recovered for c in copies) == 300
+    records = await stored(stack)
+    assert len(records) == 300
+    assert in_order_per_office(records) == {office: list(range(50)) for office in offices}
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("size", "rows"), [(100, 100), (400, 50)])  # the row bound; the byte bound
+async def test_a_flood_of_refusals_while_the_stream_is_away_stays_bounded_in_the_table(
+    stack: Stack, pool: asyncpg.Pool, size: int, rows: int
+) -> None:
+    """An office floods refusals while ANTQ_REJECTED is away: at most 100 records or 20,000 bytes wait in the
+    table (concurrent inserts included), the rest is counted lost; when the stream is back the table's
+    records are stored once, in order."""
+    await stack.js.delete_stream(REJECTED)
+    counts = LateCounts()
+    later = RejectedLater(
+        JetStreamPublisher(stack.nc),
+        counts,
+        max_records=100,
+        max_bytes=20_000,
+        first_delay_s=0.01,
+        max_delay_s=0.05,
+    )
+    later.attach(PendingTable(pool))
+    flood = [record(f"flooder-{n % 2}", n, size) for n in range(500)]
+    for chunk in range(0, 500, 50):  # 50 requests' refusals at a time, as concurrent requests would
+        await asyncio.gather(*(later.keep(r) for r in flood[chunk : chunk + 50]))
+    n, b, records, size_total = await table_rows(stack.database_url)
+    assert (n, b) == (records, size_total) == (rows, rows * size)  # the totals row is exact
+    assert counts.lost == 500 - rows and counts.kept == 0 and later.pending == 0
+    conn = await asyncpg.connect(stack.database_url)
+    try:  # the order the table keeps them in (concurrent requests of one office have no order of their own)
+        waiting = [
+            (r["subject"], bytes(r["data"]))
+            for r in await conn.fetch("SELECT subject, data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+
+    await create_streams(stack.js, stack.limits)
+
+    async def kept() -> bool:
+        return counts.kept == rows
+
+    await wait_for(kept, timeout=30, what="the table's records to be kept")
+    await later.stop(drain_timeout=1)
+    assert in_order_per_office(await stored(stack)) == in_order_per_office(waiting)  # in order, each once
+    assert counts.recovered == 0 and counts.lost == 500 - rows
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+@pytest.mark.timeout(60)
+async def test_with_postgresql_away_too_a_refusal_waits_in_memory_and_is_kept_once_both_are_back(
+    stack: Stack, gateway: Gateway, office: OfficeClient
+) -> None:
+    await stack.js.delete_stream(REJECTED)
+    bad = msgspec.json.encode({**f.session(), "attendance": -7})
+    async with database_down(stack):
+        reply = await office.send_raw(bad)
+    assert isinstance(reply, IntakeResult) and reply.error is not None and reply.error.code == "invalid"
+    late = gateway.counters.rejected_late
+    assert late.in_memory == 1 and late.lost == 0
+    await create_streams(stack.js, stack.limits)
+
+    async def kept() -> bool:
+        return late.kept == 1
+
+    await wait_for(kept, timeout=30, what="the record waiting in memory to be kept")
+    [(subject, data)] = await stored(stack)
+    assert subject == "antq.rejected.ca-cao-bang"
+    assert msgspec.json.decode(data, type=RejectedRecord).raw == bad
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
