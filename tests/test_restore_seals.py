@@ -7,8 +7,10 @@ events differ is refused and stays a finding; without acceptance the finding sta
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client
@@ -19,9 +21,21 @@ from infra.nats_client import server_urls
 from infra.reading import StreamReader
 from infra.seal_keys import Signer, write_seed_file
 from infra.streams import EVENTS
-from services.sealer.chain import Seal
+from services.sealer.chain import (
+    GENESIS,
+    RangeHasher,
+    Seal,
+    decode_seal,
+    encode_seal,
+    make_seal,
+    range_digests,
+)
+from services.sealer.chain_checks import check_chain, check_expected
 from services.sealer.errors import SealingHalted
+from services.sealer.findings import Expected
+from services.sealer.range_checks import compare_ranges
 from services.sealer.service import Sealer, SealerConfig
+from services.sealer.verify import restore_not_proven
 from tests.conftest import Stack
 from tests.faultkit import antq, say, start_projection, stop, wait_caught_up
 from tests.servers import Servers, create_streams, fresh_database, fresh_streams, start_cluster, stop_cluster
@@ -185,3 +199,97 @@ async def test_a_recreated_stream_whose_events_differ_cannot_be_accepted_and_sta
     assert code == 1 and "stream_recreated" in out and "range_altered" in out, out
     assert "restored" not in out
     say("`antq audit seals`: still stream_recreated and range_altered (exit 1)")
+
+
+# -- the restore seal on its own (no server) -----------------------------------------------------------------
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+T1 = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)
+EVENTS_A = [(seq, 1_000 + seq, "antq.events.x", f"event {seq}".encode()) for seq in range(1, 7)]
+
+
+def chain_with_restore(signer: Signer, *, restored_from: dt.datetime = T0) -> list[Seal]:
+    """Seals 1..3 (created T0), #4 a restore seal of 1..6 (created T1), #5 a range seal after it."""
+    seals: list[Seal] = []
+    for first, last in ((1, 2), (3, 4), (5, 6)):
+        range_d, content_d, count = range_digests(e for e in EVENTS_A if first <= e[0] <= last)
+        seals.append(
+            make_seal(
+                number=len(seals) + 1,
+                stream=EVENTS,
+                first_seq=first,
+                last_seq=last,
+                count=count,
+                stream_created=T0,
+                prev_digest=seals[-1].digest if seals else GENESIS,
+                range_digest=range_d,
+                content_digest=content_d,
+                sealed_at=T0,
+                signer=signer,
+            )
+        )
+    range_d, content_d, count = range_digests(EVENTS_A)
+    seals.append(
+        make_seal(
+            number=4,
+            stream=EVENTS,
+            first_seq=1,
+            last_seq=6,
+            count=count,
+            stream_created=T1,
+            prev_digest=seals[-1].digest,
+            range_digest=range_d,
+            content_digest=content_d,
+            sealed_at=T1,
+            signer=signer,
+            restored_from=restored_from,
+        )
+    )
+    range_d, content_d, _ = range_digests([(7, 9, "antq.events.x", b"seven")])
+    seals.append(
+        make_seal(
+            number=5,
+            stream=EVENTS,
+            first_seq=7,
+            last_seq=7,
+            count=1,
+            stream_created=T1,
+            prev_digest=seals[-1].digest,
+            range_digest=range_d,
+            content_digest=content_d,
+            sealed_at=T1,
+            signer=signer,
+        )
+    )
+    return seals
+
+
+def test_a_restore_seal_carries_the_chain_across_a_new_creation_time(tmp_path: Path) -> None:
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    seals = chain_with_restore(signer)
+    assert check_chain("nats", seals, frozenset({signer.public_key})).findings == []
+    printed = Expected(number=2, digest=seals[1].digest)
+    assert check_expected("nats", seals, printed) == []
+    assert b"restored_from" not in encode_seal(seals[0])  # range seals encode (and hash) as before
+    assert decode_seal(encode_seal(seals[3])) == seals[3]
+
+
+def test_a_recreation_without_a_sound_restore_seal_stays_a_finding(tmp_path: Path) -> None:
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    seals = chain_with_restore(signer)
+    # the restore seal's own marker taken away: a range seal cannot stand for it (own digest tag)
+    plain = msgspec.structs.replace(seals[3], restored_from=None)
+    kinds = {f.kind for f in check_chain("nats", [*seals[:3], plain, seals[4]], None).findings}
+    assert {"seal_altered", "stream_recreated"} <= kinds
+    # a restore seal naming another old creation time than the chain sealed
+    wrong = chain_with_restore(signer, restored_from=T0 + dt.timedelta(seconds=1))
+    assert "stream_recreated" in {f.kind for f in check_chain("nats", wrong, None).findings}
+    # a restore seal whose range 1..6 no longer matches the stream: the recreation is not proven
+    altered = [*EVENTS_A[:2], (3, 1_003, "antq.events.x", b"other"), *EVENTS_A[3:]]
+    hasher = RangeHasher(1)
+    for event in altered:
+        hasher.add(*event)
+    hasher.finish(6)
+    ranges = compare_ranges([seals[3]], {(1, 6): hasher})
+    assert [f.kind for f in ranges] == ["range_altered"]
+    assert [f.kind for f in restore_not_proven(seals, ranges)] == ["stream_recreated"]

@@ -134,7 +134,12 @@ def restore(
             moved = entry.created is not None and info.get("created") != entry.created
             lines.append(
                 f"{entry.name}: {entry.messages} msgs, seq {entry.first_seq}..{entry.last_seq}"
-                + (" (creation time differs: run --pin-created)" if moved else "")
+                + (
+                    " (creation time differs: on one server, stop it and run --pin-created; on a cluster, "
+                    "`antq seals accept-restore` records the restore in the seal chain)"
+                    if moved
+                    else ""
+                )
             )
         return lines
 
