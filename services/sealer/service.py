@@ -5,6 +5,12 @@ seals stream's last sequence as this sealer last read it. A concurrent sealer th
 server refuse the publish (err_code 10071); this sealer then reads the seals it missed and starts over from
 the new tip, so the chain never forks. Every seal is also stored in PostgreSQL (after NATS; a seal missing
 there is copied over on start), so the seals outlive a deleted and recreated seals stream.
+
+A stream with another creation time than the chain's tip recorded halts sealing: deleted and recreated, or
+restored from a backup (a snapshot does not carry the creation time). ``accept_restore`` (run by an operator:
+``antq seals accept-restore``, never by the sealer on its own) checks that every sealed range of the stream as
+it is now hashes to what its seal says and then appends a signed restore seal (``chain.py``); a halted sealer
+re-reads the chain every poll and seals on from it.
 """
 
 from __future__ import annotations
