@@ -9,7 +9,9 @@ number and stamp every event anew, and no seal would verify any more.
 
 One thing the snapshot does not carry (nats-server 2.15): the stream's creation time, which every seal also
 records (a recreated stream is a finding). ``pin_created`` puts it back, offline, in the restored server's
-store directory (``meta.inf`` and its HighwayHash checksum ``meta.sum``): ``antq restore --store-dir``.
+store directory (``meta.inf`` and its HighwayHash checksum ``meta.sum``): ``antq restore --pin-created``. On a
+cluster (the time lives in the JetStream meta group) the restore is recorded in the seal chain instead:
+``antq seals accept-restore`` (``services/sealer/service.py``, ``Sealer.accept_restore``).
 
 The database is dumped first, the streams after: the dump's checkpoint, seals and index then never name a
 sequence the snapshot lacks (the projection and the gateway's index catch up from there, and a seal the dump

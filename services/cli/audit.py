@@ -31,6 +31,7 @@ from infra.stream_reader import StreamReadError
 from infra.streams import EVENTS, SEALS
 from services.cli.plain import cell, say
 from services.cli.plain import console as plain_console
+from services.sealer.chain import Seal
 from services.sealer.findings import Expected, Report
 from services.sealer.verify import verify_at
 
@@ -184,7 +185,18 @@ def _summary(report: Report) -> Table:
     table.add_row("not sealed yet", str(report.unsealed))
     for printed in report.expected:
         table.add_row("printed seal checked", f"#{printed.number} {printed.digest}")
+    for seal in report.restores:
+        table.add_row("restored (information)", restore_line(seal))
     return table
+
+
+def restore_line(seal: Seal) -> str:
+    """A restore seal, said on the report: the chain goes on across a new creation time of the stream."""
+    was = seal.restored_from.isoformat() if seal.restored_from is not None else "?"
+    return (
+        f"seal #{seal.number}: {seal.stream} created anew {seal.stream_created.isoformat()} (was {was}), "
+        f"events 1..{seal.last_seq} ({seal.count}) checked against the seals and signed {seal.sealed_at.isoformat()}"
+    )
 
 
 def _findings(report: Report) -> Table:

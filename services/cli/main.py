@@ -242,6 +242,7 @@ app.command("rejected")(__import__("services.cli.rejected", fromlist=["command"]
 app.command("report")(__import__("services.cli.report_cmd", fromlist=["command"]).command)
 app.command("backup")(__import__("services.cli.backup", fromlist=["backup"]).backup)
 app.command("restore")(__import__("services.cli.backup", fromlist=["restore"]).restore)
+app.add_typer(__import__("services.cli.backup", fromlist=["seals"]).seals, name="seals")
 
 
 @app.command()

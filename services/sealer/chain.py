@@ -13,6 +13,14 @@ seal digest    = SHA-256( "ANTQ-SEAL/v1\\0" || u64 number || str stream || u64 f
                           || d32 content digest || ts sealed_at || str signer public key )
 signature      = Ed25519(seal digest as 32 raw bytes), by the signer's nkey.
 
+A restore seal (``restored_from`` set) records that the stream was restored from a backup and so created anew:
+it covers 1..L, L the last sequence sealed before, with the digests of the restored stream's events 1..L (the
+sealer signs it only when they equal what the chain sealed), ``stream_created`` the new creation time and
+``restored_from`` the old one. Its digest has its own tag and the old time at the end:
+
+restore digest = SHA-256( "ANTQ-SEAL-RESTORED/v1\\0" || the fields of the seal digest, in its order
+                          || ts restored_from )
+
 ``data`` is the payload exactly as JetStream stores it, never a re-encoding. The content digest leaves the
 timestamps out so that a verifier can tell a stream re-recorded with the same facts (new timestamps) from one
 whose facts were altered. The chain: seal 1's prev digest is 32 zero bytes; seal k's is seal k-1's digest.
@@ -31,12 +39,15 @@ from infra.seal_keys import Signer, verify_signature
 RANGE_TAG = b"ANTQ-SEAL-RANGE/v1\x00"
 CONTENT_TAG = b"ANTQ-SEAL-CONTENT/v1\x00"
 SEAL_TAG = b"ANTQ-SEAL/v1\x00"
+RESTORED_TAG = b"ANTQ-SEAL-RESTORED/v1\x00"
 GENESIS = "0" * 64
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
 
-class Seal(msgspec.Struct, frozen=True, kw_only=True):
+class Seal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A range seal, or a restore seal when ``restored_from`` is set (see the module docstring)."""
+
     number: int
     stream: str
     first_seq: int
@@ -50,6 +61,11 @@ class Seal(msgspec.Struct, frozen=True, kw_only=True):
     sealed_at: dt.datetime
     signer: str
     signature: str
+    restored_from: dt.datetime | None = None  # a restore seal: the creation time of the stream sealed before
+
+    @property
+    def is_restore(self) -> bool:
+        return self.restored_from is not None
 
 
 def u64(value: int) -> bytes:
@@ -133,7 +149,7 @@ def range_digests(events: Iterable[tuple[int, int, str, bytes]]) -> tuple[str, s
 def seal_digest_bytes(seal: Seal) -> bytes:
     """The 32-byte seal digest of the seal's fields (see the module docstring for the layout); its own
     ``digest`` and ``signature`` do not enter it."""
-    h = hashlib.sha256(SEAL_TAG)
+    h = hashlib.sha256(SEAL_TAG if seal.restored_from is None else RESTORED_TAG)
     for part in (
         u64(seal.number),
         lp(seal.stream.encode("utf-8")),
@@ -148,6 +164,8 @@ def seal_digest_bytes(seal: Seal) -> bytes:
         lp(seal.signer.encode("ascii")),
     ):
         h.update(part)
+    if seal.restored_from is not None:
+        h.update(ts(seal.restored_from))
     return h.digest()
 
 
@@ -176,6 +194,7 @@ def make_seal(
     content_digest: str,
     sealed_at: dt.datetime,
     signer: Signer,
+    restored_from: dt.datetime | None = None,
 ) -> Seal:
     unsigned = Seal(
         number=number,
@@ -191,6 +210,7 @@ def make_seal(
         sealed_at=utc(sealed_at),
         signer=signer.public_key,
         signature="",
+        restored_from=utc(restored_from) if restored_from is not None else None,
     )
     digest = seal_digest_bytes(unsigned)
     return msgspec.structs.replace(unsigned, digest=digest.hex(), signature=signer.sign(digest).hex())

@@ -92,17 +92,20 @@ def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | N
                     detail=f"seal #{n}'s prev digest {seal.prev_digest[:16]}… is not #{n - 1}'s {want_prev[:16]}…",
                 )
             )
-        want_first = 1 if n == 1 else (prev.last_seq + 1 if prev is not None else None)
-        if want_first is not None and seal.first_seq != want_first:
-            findings.append(
-                about_seal(
-                    seal,
-                    "range_not_contiguous",
-                    f"seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should start at {want_first}",
-                    store=store,
+        if seal.is_restore:
+            findings += _restore_findings(store, seal, prev)
+        else:
+            want_first = 1 if n == 1 else (prev.last_seq + 1 if prev is not None else None)
+            if want_first is not None and seal.first_seq != want_first:
+                findings.append(
+                    about_seal(
+                        seal,
+                        "range_not_contiguous",
+                        f"seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should start at {want_first}",
+                        store=store,
+                    )
                 )
-            )
-        if prev is not None and prev.stream_created != seal.stream_created:
+        if prev is not None and not seal.is_restore and prev.stream_created != seal.stream_created:
             findings.append(
                 Finding(
                     kind="stream_recreated",
@@ -118,6 +121,56 @@ def check_chain(store: Store, seals: Sequence[Seal], trusted: frozenset[str] | N
             sound.append(seal)
         prev, expected = seal, n + 1
     return _Chain(findings, sound)
+
+
+def _restore_findings(store: Store, seal: Seal, prev: Seal | None) -> list[Finding]:
+    """A restore seal re-covers 1..L, L the last sequence sealed before it, and names as the old creation time
+    the one the seal before it recorded."""
+    n = seal.number
+    if prev is None or prev.number != n - 1:
+        return (
+            []
+            if n > 1
+            else [  # with seals missing before it, seal_missing already says so
+                Finding(
+                    kind="stream_recreated",
+                    store=store,
+                    seal=n,
+                    detail=f"seal #{n} records a restore, but no seal before it recorded the stream's creation",
+                )
+            ]
+        )
+    findings: list[Finding] = []
+    if seal.first_seq != 1 or seal.last_seq != prev.last_seq:
+        findings.append(
+            about_seal(
+                seal,
+                "range_not_contiguous",
+                f"restore seal #{n} covers {seal.first_seq}..{seal.last_seq}; it should cover 1..{prev.last_seq}",
+                store=store,
+            )
+        )
+    if seal.restored_from != prev.stream_created:
+        was = seal.restored_from.isoformat() if seal.restored_from is not None else "?"
+        findings.append(
+            Finding(
+                kind="stream_recreated",
+                store=store,
+                seal=n,
+                detail=(
+                    f"restore seal #{n} says the stream sealed before was created {was}, "
+                    f"but #{prev.number} sealed one created {prev.stream_created.isoformat()}"
+                ),
+            )
+        )
+    return findings
+
+
+def _follows(seal: Seal, prev: Seal) -> bool:
+    """The seal's range goes on from ``prev``'s: the next range, or (a restore seal) 1..prev's last again."""
+    if seal.is_restore:
+        return seal.first_seq == 1 and seal.last_seq == prev.last_seq
+    return seal.first_seq == prev.last_seq + 1
 
 
 def _sound(seal: Seal) -> bool:
@@ -201,7 +254,7 @@ def check_expected(store: Store, seals: Sequence[Seal], expected: Expected) -> l
             (
                 s
                 for s in by_number.get(k, [])
-                if s.prev_digest == current.digest and s.first_seq == current.last_seq + 1 and _sound(s)
+                if s.prev_digest == current.digest and _follows(s, current) and _sound(s)
             ),
             None,
         )

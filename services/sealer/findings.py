@@ -88,6 +88,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     findings: tuple[Finding, ...]
     expected: tuple[Expected, ...] = ()  # the printed seals checked
     warnings: tuple[Finding, ...] = ()  # said on the report, but not findings: ``ok`` does not depend on them
+    restores: tuple[Seal, ...] = ()  # sound restore seals: said on the report (information, not findings)
 
     @property
     def ok(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from nats.js import JetStreamContext
 
@@ -25,9 +25,11 @@ async def hash_ranges(
     stream_last_seq: int,
     *,
     reader: StreamReader | None = None,
+    spans: Collection[tuple[int, int]] = (),
 ) -> tuple[dict[tuple[int, int], RangeHasher], int]:
-    """Recompute every seal range in one ordered read of the stream; (hashers by (first, last), events read)."""
-    keys = sorted({(s.first_seq, s.last_seq) for s in seals})
+    """Recompute every seal range (and every (first, last) of ``spans``) in one ordered read of the stream;
+    (hashers by (first, last), events read)."""
+    keys = sorted({(s.first_seq, s.last_seq) for s in seals} | set(spans))
     hashers = {key: RangeHasher(key[0]) for key in keys}
     read = 0
     if keys:

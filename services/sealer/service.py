@@ -5,6 +5,12 @@ seals stream's last sequence as this sealer last read it. A concurrent sealer th
 server refuse the publish (err_code 10071); this sealer then reads the seals it missed and starts over from
 the new tip, so the chain never forks. Every seal is also stored in PostgreSQL (after NATS; a seal missing
 there is copied over on start), so the seals outlive a deleted and recreated seals stream.
+
+A stream with another creation time than the chain's tip recorded halts sealing: deleted and recreated, or
+restored from a backup (a snapshot does not carry the creation time). ``accept_restore`` (run by an operator:
+``antq seals accept-restore``, never by the sealer on its own) checks that every sealed range of the stream as
+it is now hashes to what its seal says and then appends a signed restore seal (``chain.py``); a halted sealer
+re-reads the chain every poll and seals on from it.
 """
 
 from __future__ import annotations
@@ -32,9 +38,12 @@ from infra.reading import StreamReader
 from infra.seal_keys import Signer
 from infra.streams import EVENTS, SEALS
 from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
-from services.sealer.errors import SealConflict
+from services.sealer.chain_checks import check_chain
+from services.sealer.errors import NothingToAccept, RestoreRefused, SealConflict
 from services.sealer.errors import SealingHalted as SealingHalted  # importable from here as before
+from services.sealer.findings import Finding
 from services.sealer.log import LoggedSeal, SealLog
+from services.sealer.range_checks import compare_ranges, hash_ranges
 from services.sealer.store import insert_seal, latest_seal
 
 log = logging.getLogger("antq.sealer")
@@ -67,6 +76,14 @@ class SealerConfig:
     right (``infra/auth.py``); both streams need ``allow_direct``, which ``ensure_streams`` sets."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RestoreCheck:
+    tip: Seal  # the chain's latest seal
+    created: dt.datetime  # the stream's creation time now
+    findings: tuple[Finding, ...]  # none: the restored stream holds what the chain sealed
+    whole: RangeHasher  # the stream's events 1..tip.last_seq, hashed
+
+
 @dataclass
 class _Conn:
     nc: Client
@@ -88,6 +105,9 @@ class Sealer:
     _last_sealed_at: dt.datetime | None = field(default=None, init=False)
     _halt_reason: str | None = field(default=None, init=False)
     _postgres_behind: bool = field(default=False, init=False)  # an insert failed after its NATS append
+    _recreated: bool = field(
+        default=False, init=False
+    )  # halted on a new creation time: a restore seal lifts it
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -226,6 +246,8 @@ class Sealer:
 
     async def seal_once(self) -> Seal | None:
         """Seal the next range (up to N events) now, whatever the policy; None when nothing waits."""
+        if self._halted and self._recreated:
+            await self._recheck_recreation()
         if self._halted:
             raise SealingHalted(self._halted)
         if self._postgres_behind:  # copy the seals PostgreSQL missed before extending the chain
@@ -278,8 +300,10 @@ class Sealer:
         if tip is not None and tip.stream_created != created:
             self._halted = (
                 f"{cfg.stream} was created at {created.isoformat()} but seal #{tip.number} sealed the stream "
-                f"created at {tip.stream_created.isoformat()}: it was deleted and recreated"
+                f"created at {tip.stream_created.isoformat()}: it was deleted and recreated (a restore from a "
+                "backup? check it and record it: `antq seals accept-restore`)"
             )
+            self._recreated = True
             raise SealingHalted(self._halted)
         first = tip.last_seq + 1 if tip is not None else 1
         last = min(int(info.state.last_seq), first + cfg.every_events - 1)
@@ -337,3 +361,124 @@ class Sealer:
                 return tip.seals_seq
             return None
         return int(ack.seq)
+
+    # -- restores --------------------------------------------------------------------------------------
+
+    async def _recheck_recreation(self) -> None:
+        """Halted on a new creation time: lift the halt once the chain's tip (a restore seal appended by
+        ``accept_restore``, here or in ``antq seals accept-restore``) records the stream's creation time."""
+        c = self._c()
+        await c.log.refresh()
+        info = await c.js.stream_info(self.config.stream)
+        tip = c.log.tip
+        if info.created is not None and tip is not None and tip.stream_created == utc(info.created):
+            log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
+            self._halt_reason, self._recreated = None, False
+
+    async def check_restore(self) -> RestoreCheck:
+        """The chain's tip, the stream's creation time and what the restored stream fails of the chain: the
+        chain on its own (numbering, digests, signatures, prev digests, ranges) and every sealed range
+        recomputed from the stream as it is now. NothingToAccept when the tip records that creation time."""
+        c, cfg = self._c(), self.config
+        await c.log.refresh()
+        tip = c.log.tip
+        if tip is None:
+            raise RestoreRefused(f"{cfg.stream} has no seal: there is nothing to check a restore against")
+        info = await c.js.stream_info(cfg.stream)
+        if info.created is None:
+            raise RestoreRefused(f"the server does not report when {cfg.stream} was created")
+        created = utc(info.created)
+        if created == tip.stream_created:
+            raise NothingToAccept(
+                f"seal #{tip.number} already records {cfg.stream}'s creation time {created.isoformat()}"
+            )
+        seals = [logged.seal for logged in c.log.seals]
+        chain = check_chain("nats", seals, None)
+        findings = list(chain.findings)
+        findings += [
+            Finding(
+                kind="malformed_seal",
+                store="nats",
+                detail=f"message {seq} of {cfg.seals_stream} is not a seal",
+            )
+            for seq in c.log.malformed
+        ]
+        hashers, _ = await hash_ranges(
+            c.js,
+            cfg.stream,
+            chain.sound,
+            int(info.state.last_seq),
+            reader=cfg.reader,
+            spans=[(1, tip.last_seq)],
+        )
+        findings += compare_ranges(chain.sound, hashers)
+        whole = hashers[(1, tip.last_seq)]
+        if whole.missing_count:
+            findings.append(
+                Finding(
+                    kind="gap",
+                    first_seq=1,
+                    last_seq=tip.last_seq,
+                    seqs=tuple(whole.missing),
+                    detail=f"{whole.missing_count} sealed sequence(s) of 1..{tip.last_seq} hold no event",
+                )
+            )
+        return RestoreCheck(tip=tip, created=created, findings=tuple(findings), whole=whole)
+
+    async def accept_restore(self) -> Seal:
+        """Record a restore of the stream in the chain: when every sealed range of the restored stream hashes
+        to what its seal says (and the chain itself is sound), append a signed restore seal (old and new
+        creation time, 1..last sealed seq, the digests of those events) to both stores, and seal on from there.
+        RestoreRefused (with the findings) otherwise; NothingToAccept when the stream was not recreated."""
+        c, cfg = self._c(), self.config
+        if self._halted and not self._recreated:
+            raise RestoreRefused(f"sealing is halted for another cause: {self._halted}")
+        for _ in range(cfg.max_attempts):
+            check = await self.check_restore()
+            tip, created, findings, whole = check.tip, check.created, check.findings, check.whole
+            if findings:
+                raise RestoreRefused(
+                    f"{cfg.stream} (created {created.isoformat()}) does not hold what the seals sealed: "
+                    + "; ".join(f"{f.kind}: {f.detail}" for f in findings[:10]),
+                    findings=findings,
+                )
+            seal = make_seal(
+                number=tip.number + 1,
+                stream=cfg.stream,
+                first_seq=1,
+                last_seq=tip.last_seq,
+                count=whole.count,
+                stream_created=created,
+                prev_digest=tip.digest,
+                range_digest=whole.range_digest,
+                content_digest=whole.content_digest,
+                sealed_at=cfg.clock(),
+                signer=cfg.signer,
+                restored_from=tip.stream_created,
+            )
+            seals_seq = await self._publish(c, seal)
+            if seals_seq is None:
+                continue  # another sealer appended first: check again against the new tip
+            if not (c.log.seals and c.log.seals[-1].seal == seal):
+                c.log.seals.append(LoggedSeal(seals_seq, seal))
+            c.log.last_seq = max(c.log.last_seq, seals_seq)
+            try:
+                await insert_seal(c.pool, seal, seals_seq)
+            except SealConflict as exc:
+                self._halted, self._recreated = (
+                    f"{exc}: the two stores disagree; run `antq audit seals`",
+                    False,
+                )
+                raise SealingHalted(self._halted) from exc
+            self._halt_reason, self._recreated = None, False
+            log.warning(
+                "restore of %s recorded in seal #%d: created %s (was %s), events 1..%d (%d) verified",
+                cfg.stream,
+                seal.number,
+                created.isoformat(),
+                tip.stream_created.isoformat(),
+                seal.last_seq,
+                seal.count,
+            )
+            return seal
+        raise SealingHalted(f"gave up after {cfg.max_attempts} attempts: other sealers keep winning")

@@ -3,7 +3,9 @@
 Both stores' chains are checked on their own (numbering, seal digest, signature, prev digest, contiguous
 ranges), then against each other, then every range of a sound seal is recomputed from the stored events in
 one ordered pass and compared (gaps, altered content, re-recorded timestamps), and the stream's creation
-time is compared with the one the seals recorded.
+time is compared with the one the seals recorded. A restore seal (the stream restored from a backup,
+``antq seals accept-restore``) carries the chain across a new creation time; its range 1..L is recomputed like
+any other, and when it does not match, the recreation stays a finding (``stream_recreated``).
 
 A log wiped and sealed again from scratch (both seal stores emptied, the stream recreated, the sealer
 restarted) carries a sound chain of its own. Only what lies outside the stack tells it from the original: a
@@ -145,7 +147,8 @@ async def verify_seals(
             )
         )
     hashers, read = await hash_ranges(js, stream, sound, last_seq, reader=reader)
-    findings += compare_ranges(sound, hashers)
+    ranges = compare_ranges(sound, hashers)
+    findings += ranges + restore_not_proven(sound, ranges)
     return Report(
         stream=stream,
         seals_nats=len(nats_seals),
@@ -159,7 +162,25 @@ async def verify_seals(
         findings=tuple(findings),
         expected=tuple(expected),
         warnings=warnings,
+        restores=tuple(s for s in sound if s.is_restore),
     )
+
+
+def restore_not_proven(sound: Sequence[Seal], ranges: Sequence[Finding]) -> list[Finding]:
+    """A restore seal whose range no longer matches the stream proves no restore: the recreation stays a finding."""
+    restores = {s.number: s for s in sound if s.is_restore}
+    return [
+        Finding(
+            kind="stream_recreated",
+            seal=f.seal,
+            detail=(
+                f"restore seal #{f.seal} does not match the stream's events 1..{restores[f.seal].last_seq} "
+                f"({f.kind}): the recreation it records is not proven"
+            ),
+        )
+        for f in ranges
+        if f.seal in restores
+    ]
 
 
 async def verify_at(
