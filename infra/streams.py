@@ -105,6 +105,9 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         max_bytes=limits.rejected_max_bytes,
         max_msg_size=2 * REJECTED_RAW_LIMIT + 4096,
         max_age=0,
+        # a refusal's record resent after a gateway died between the stream's ack and the deletion of its
+        # waiting row (services/gateway/rejected_later.py) is recognised for an hour, not the default 2 minutes
+        duplicate_window=3600.0,
         discard=DiscardPolicy.NEW,
         deny_delete=True,
         deny_purge=True,
