@@ -59,7 +59,13 @@ class FastHeadersClient(Client):
         stats = self.stats
         stats["in_msgs"] += 1
         stats["in_bytes"] += len(data)
-        handler(subject, reply, data, headers)
+        try:
+            handler(subject, reply, data, headers)
+        except Exception as exc:
+            # raised into the parser it would end nats-py's read loop: the whole connection deaf (every
+            # subscription, every publish ack) while still 'connected'. Reported as nats-py reports an error
+            # in a subscription's callback; the message is dropped (ordered readers notice the gap).
+            await self._error_cb(exc)
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

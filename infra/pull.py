@@ -148,7 +148,11 @@ class BatchPuller(InboxCollector):
             self.status = status
             self._hand_out()
             return
-        self._keep(RawMsg(subject.decode(), reply.decode(), data, headers))
+        # a subject is any bytes but whitespace to the server (a foreign record's may not be UTF-8): decoded as
+        # the direct reader decodes ``Nats-Subject``, it is set aside as foreign, never an error in the parser
+        self._keep(
+            RawMsg(subject.decode("utf-8", "replace"), reply.decode("utf-8", "replace"), data, headers)
+        )
 
     def _keep(self, msg: RawMsg) -> None:
         """One message of the open requests (the oldest one's, as the server answers them in order)."""

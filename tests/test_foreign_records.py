@@ -335,3 +335,59 @@ def test_a_correction_whose_copy_has_another_locality_is_foreign() -> None:
     unknown["corrected"]["women_attending"] = 3  # a field of the copy this code does not know: halt
     with pytest.raises(UnknownEventType):
         _STORED.read(6, _oracle_subject(unknown), msgspec.json.encode({"office": OFFICE, "event": unknown}))
+
+
+async def publish_raw_subject(nats_url: str, subject: bytes, data: bytes) -> int:
+    """Publish on a subject that is not UTF-8 (the server stores any bytes but whitespace; nats-py only sends
+    ``str`` subjects): over a bare protocol connection, the publish ack read back; its sequence."""
+    from infra.nats_client import server_urls
+
+    host, _, port = server_urls(nats_url)[0].removeprefix("nats://").rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        writer.write(
+            b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nSUB _INBOX.raw 1\r\n'
+            b"PUB " + subject + b" _INBOX.raw %d\r\n" % len(data) + data + b"\r\n"
+        )
+        await writer.drain()
+        while not (line := await reader.readline()).startswith(b"MSG "):
+            pass
+        ack = json.loads(await reader.readexactly(int(line.split()[-1]) + 2))
+        return int(ack["seq"])
+    finally:
+        writer.close()
+
+
+@pytest.mark.timeout(90)
+async def test_a_record_on_a_subject_that_is_not_utf8_is_foreign_and_never_stalls_the_connection(
+    stack: Stack, localities: Localities
+) -> None:
+    """A record stored on a subject that is not UTF-8 (anyone allowed to publish on ``antq.events.>`` can store
+    one) is set aside like any foreign record. Taken in on the parser's raw route (``FastHeadersClient``, what
+    the projection service connects with), decoding its subject raised inside the protocol parser: nats-py's
+    read loop ended (logged once), the connection stayed 'connected' but read nothing more (no pull answer, no
+    publish ack) until the ping timer found it stale, and after the reconnect the redelivered record stopped it
+    again: the projection never got past it."""
+    from infra.nats_client import connect
+    from infra.stream_reader import read_stream
+
+    await publish_events(stack.nc, localities, [as_event(f.session(attendance=10))])
+    bad = await publish_raw_subject(
+        stack.servers.nats_url, b"antq.events.04.01447.\xff\xfe", stored_bytes(f.session(ward="01447"))
+    )
+    last = await publish_events(stack.nc, localities, [as_event(f.session(ward="09454", attendance=5))])
+    nc = await connect(stack.servers.nats_url)
+    try:
+        seen = [m.seq async for b in read_stream(nc.jetstream(), "ANTQ_EVENTS", timeout=5.0) for m in b]
+        assert seen == list(range(1, last + 1)) and bad in seen
+        runner = await run_until(
+            nc,
+            RunnerConfig(database_url=stack.database_url, localities=localities, batch=4),
+            last,
+            timeout=20,
+        )
+        assert runner.halted is None and runner.seq == last and runner.stats.foreign == 1
+        await nc.flush(timeout=5)  # the connection still reads
+    finally:
+        await nc.close()

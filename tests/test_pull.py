@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from infra.nats_client import connect
+from infra.nats_client import FastHeadersClient, connect
 from infra.pull import BatchPuller, RawMsg
 from infra.stream_reader import MAX_RESETS, StreamReadError, parse_ack_reply, read_stream
 from tests.conftest import Stack
@@ -139,3 +140,41 @@ async def test_both_ways_of_taking_messages_in_read_the_same_stored_messages(sta
     assert ours == theirs
     assert ours[2].headers == {"X-A": "1:2", "x-b": "spaced"} and ours[0].headers is None
     assert ours[1].headers == {"Nats-Msg-Id": "m1"}
+
+
+async def test_an_error_in_a_raw_handler_is_reported_and_the_connection_reads_on(stack: Stack) -> None:
+    """A raw route's handler runs inside nats-py's protocol parser: an exception it let through ended the
+    connection's read loop (logged once), and the client, still 'connected', read nothing more (no reply, no
+    pull answer, no publish ack) until its ping timer found it stale, minutes later. It goes to the error
+    callback instead, as an error in a subscription's callback does, and the connection reads on."""
+    errors: list[Exception] = []
+
+    async def error_cb(exc: Exception) -> None:
+        errors.append(exc)
+
+    nc = await connect(stack.servers.nats_url, error_cb=error_cb)
+    try:
+
+        async def never(_: object) -> None:
+            raise AssertionError("routed: nats-py's delivery is not used")
+
+        sub = await nc.subscribe("rawfail.x", cb=never)
+
+        def fails(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+            raise ValueError(f"cannot take {data!r}")
+
+        assert isinstance(nc, FastHeadersClient)
+        nc.route_raw(sub._id, fails)
+        await stack.nc.publish("rawfail.x", b"one")
+        await stack.nc.flush()
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data)
+
+        answers = await nc.subscribe("rawfail.echo", cb=echo)
+        reply = await nc.request("rawfail.echo", b"still reading", timeout=3.0)
+        assert reply.data == b"still reading"
+        assert [str(e) for e in errors] == ["cannot take b'one'"]
+        await answers.unsubscribe()
+    finally:
+        await nc.close()
