@@ -143,7 +143,9 @@ class BatchPuller(InboxCollector):
         await self._nc.publish(msg.reply)
 
     def _on_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        status = status_of(headers) if not data else None
+        # a status ends a request, and comes without a reply subject: a stored message is delivered with its ack
+        # subject, whatever its headers (one named ``Status`` is the message's own, not the server's)
+        status = status_of(headers) if not data and not reply else None
         if status is not None:
             self.status = status
             self._hand_out()

@@ -178,3 +178,31 @@ async def test_an_error_in_a_raw_handler_is_reported_and_the_connection_reads_on
         await answers.unsubscribe()
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize("client", ["nats-py", "raw routes"])
+async def test_a_stored_message_with_a_status_header_and_no_body_is_read_as_a_message(
+    stack: Stack, client: str
+) -> None:
+    """A stored message may carry a header named ``Status`` (and no body): nats-py puts a status line's code
+    under the same name, and the fallback (any client without raw routes) wrote it back as a status line, so
+    the message was taken for the end of a pull request: never delivered, the read lost it every time and gave
+    up (``StreamReadError``), a rebuild on such a client halted. Only an answer without a reply subject can be
+    a status: a consumer delivers every stored message with its ack subject."""
+    nc = stack.nc if client == "nats-py" else await connect(stack.servers.nats_url)
+    await stack.js.add_stream(name="PULL_S", subjects=["pulls.>"])
+    try:
+        await stack.js.publish("pulls.x", b"1")
+        await stack.js.publish("pulls.x", b"", headers={"Status": "404", "Description": "No Messages"})
+        await stack.js.publish("pulls.x", b"3")
+        read = [
+            (m.seq, m.data, m.headers)
+            async for batch in read_stream(nc.jetstream(), "PULL_S", batch=2, timeout=3.0)
+            for m in batch
+        ]
+        assert [(seq, data) for seq, data, _ in read] == [(1, b"1"), (2, b""), (3, b"3")]
+        assert read[1][2] == {"Status": "404", "Description": "No Messages"}
+    finally:
+        await stack.js.delete_stream("PULL_S")
+        if nc is not stack.nc:
+            await nc.close()
