@@ -165,6 +165,7 @@ async def test_an_error_in_a_raw_handler_is_reported_and_the_connection_reads_on
 
         assert isinstance(nc, FastHeadersClient)
         nc.route_raw(sub._id, fails)
+        await nc.flush()  # the server has the subscription before another connection publishes to it
         await stack.nc.publish("rawfail.x", b"one")
         await stack.nc.flush()
 
