@@ -18,19 +18,20 @@ State maps small integer keys to small values, so a runner loads only the keys a
 Deltas are changes of figures keyed ``(ward, year key, metric)``. The year key holds both kinds of year at
 once (``year_key``), so each change is counted once while folding and split into the calendar and reporting
 years only when figures are stored or read (``by_period``).
+
+The state's values and keys are declared in ``projections.fold_state``, lifecycle entities' keys, marks and
+figures in ``projections.fold_lifecycles``; this module applies events to them (and re-exports their names).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable
+from typing import Final
 
 import msgspec
 
-from events.catalogue import CATALOGUE, CONTRIBUTIONS, LIFECYCLES, Contribution, FoldRule, Lifecycle
+from events.catalogue import CATALOGUE, CONTRIBUTIONS, LIFECYCLES, FoldRule, Lifecycle
 from events.schema import (
     TIP_SOURCES,
     EntryCorrected,
@@ -50,22 +51,86 @@ from projections.errors import (
     UnknownWard,
     WardMismatch,
 )
-from projections.periods import CALENDAR, REPORTING, REPORTING_START_DAY, REPORTING_START_MONTH, Period
+from projections.fold_lifecycles import (
+    _LIFE_BY_STATE,
+    _entity_key_of,
+    _figures_of,
+    _last_figures,
+    _mark_of,
+    _what,
+    entity_figures,
+)
+from projections.fold_state import (
+    CREATES,
+    EVENT_BIT,
+    STATE_SHIFT,
+    DeltaKey,
+    Deltas,
+    EntityLink,
+    EntityState,
+    Figures,
+    Fix,
+    Key,
+    Mark,
+    Part,
+    PeriodKey,
+    State,
+    StateUpdate,
+    Superseded,
+    TipLink,
+    TipState,
+    Value,
+    YearKey,
+    _year_keys,
+    by_period,
+    decode_value,
+    encode_value,
+    entity_key,
+    event_key,
+    key_bytes,
+    key_of,
+    tip_key,
+    year_key,
+)
 from projections.places import Place, place_of
 
-Key: TypeAlias = int
-"""A tip: its id as an integer. An event: its id as an integer plus ``EVENT_BIT``. A lifecycle entity: its id
-plus its entity's state number (``Entity.state``) shifted by ``STATE_SHIFT``."""
-EVENT_BIT: Final = 1 << 128
-STATE_SHIFT: Final = 129
-YearKey: TypeAlias = int
-"""``calendar year * 2 + 1`` for 15–31 December (counted in the next reporting year), ``* 2`` otherwise."""
-DeltaKey: TypeAlias = tuple[str, YearKey, str]
-"""(ward, year key, metric)"""
-Deltas: TypeAlias = dict[DeltaKey, int]
-PeriodKey: TypeAlias = tuple[Period, str, int, str]
-"""(period, ward, year, metric)"""
-Figures: TypeAlias = dict[PeriodKey, int]
+__all__ = [  # the fold, and what other modules import from here (values and keys: projections.fold_state)
+    "EVENT_BIT",
+    "STATE_SHIFT",
+    "DeltaKey",
+    "Deltas",
+    "EntityLink",
+    "EntityState",
+    "Figures",
+    "Fix",
+    "Key",
+    "Part",
+    "PeriodKey",
+    "State",
+    "StateUpdate",
+    "Superseded",
+    "TipLink",
+    "TipState",
+    "Value",
+    "YearKey",
+    "apply_update",
+    "by_period",
+    "contribution",
+    "decode_value",
+    "encode_value",
+    "entity_figures",
+    "entity_key",
+    "event_key",
+    "fold",
+    "fold_into",
+    "handled_types",
+    "key_bytes",
+    "key_of",
+    "keys_needed",
+    "part_of",
+    "tip_key",
+    "year_key",
+]
 
 _RECEIVED_BY: Final[dict[str, tuple[str, str]]] = {
     s: (m.TIPS_RECEIVED, f"{m.TIPS_RECEIVED}.{s}") for s in TIP_SOURCES
@@ -75,183 +140,6 @@ _VALUABLE_BY: Final[dict[str, tuple[str, str]]] = {
 }
 """Per source, the metrics a tip counts in: the total and its source's breakdown."""
 _LEADING: Final = (m.TIPS_LEADING,)
-_TIP_TAG: Final = b"t"
-_EVENT_TAG: Final = b"e"
-_STATE_TAG: Final = b"s"
-_ID_MASK: Final = EVENT_BIT - 1
-
-
-class TipState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=1):
-    ward: str
-    day: int  # proleptic Gregorian ordinal of the day the tip was received
-    retracted: bool
-    assessments: tuple[tuple[bytes, bool], ...]  # (event_id, valuable), stream order, retracted ones removed
-    source: str  # its standing version's source: tips_received.<source>, tips_valuable.<source>
-    since: int = 0  # the stream sequence this tip (this receipt of its id) was received at
-    cases: tuple[bytes, ...] = ()  # versions of cases.cleared naming it (event ids), recorded after ``since``
-
-    @property
-    def leads(self) -> bool:
-        """Counted in ``tips_leading_to_cases``: it stands and a standing case names it."""
-        return not self.retracted and bool(self.cases)
-
-    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
-    approx: bool = False  # a split commune resolved to its default ward
-
-    @property
-    def valuable(self) -> bool:
-        return not self.retracted and bool(self.assessments) and self.assessments[-1][1]
-
-
-class TipLink(
-    msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=2, omit_defaults=True
-):
-    """A tip.received (``assessment`` False) or tip.assessed event: its contribution lives in the tip. What a
-    correction may change is kept here, so that the version stands again when its correction is retracted:
-    an assessment's ``valuable``, a received tip's ``day`` and ``source``."""
-
-    tip: bytes
-    assessment: bool
-    valuable: bool = False
-    day: int = 0
-    source: str = ""
-    ward: str = ""
-    """A received tip of a pre-2025 locality: its place on ``day`` (a corrected date may move it); else empty."""
-    units: tuple[str, ...] = ()
-    approx: bool = False
-
-
-class Part(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=3, omit_defaults=True):
-    """What a plain event added to its ward-year: its declared figures (``events.catalogue``), as amounts; and
-    for an event naming tips (``EventSpec.links``), those tips and the sequence this version was recorded at:
-    it counts for a tip only when that tip was received before it (a tip received again after its retraction is
-    another tip, as its assessments are)."""
-
-    ward: str
-    day: int
-    amounts: tuple[tuple[str, int], ...]
-    tips: tuple[bytes, ...] = ()
-    seq: int = 0
-    units: tuple[str, ...] = ()
-    """A pre-2025 locality: the units as recorded, each counted the same amounts (``projections.places``)."""
-    approx: bool = False
-    """A split commune resolved to its default ward: the amounts also count as ``~<metric>`` of the ward."""
-
-
-class Fix(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=4):
-    """A correction (the version it is now): the corrected copy's contribution, and the version it replaced."""
-
-    value: Part | TipLink | EntityLink
-    replaces: bytes
-    """The replaced version's event id (its key holds a ``Superseded``)."""
-
-
-class Superseded(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=5):
-    """A version replaced by a correction: its own value, restored if that correction is retracted."""
-
-    value: Part | TipLink | EntityLink | Fix
-    by: bytes
-    """The correction's event id."""
-
-
-Mark: TypeAlias = tuple[bytes, int, int, tuple[str | bool | int | None, ...]]
-"""One event of a lifecycle entity's history: (event id, role, day ordinal, its values of ``Lifecycle.fields``)."""
-CREATES: Final = 0
-REFERS: Final = 1
-ENDS: Final = 2
-_ROLE_CODES: Final = {"creates": CREATES, "refers": REFERS, "ends": ENDS}
-
-
-class EntityState(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=6):
-    """A lifecycle entity (a model, a person under management): its ward and its standing history of marks,
-    in stream order (retracted marks removed; a retracted creation empties it and frees the id)."""
-
-    ward: str
-    marks: tuple[Mark, ...]
-    units: tuple[str, ...] = ()  # a pre-2025 locality: the units as recorded (``projections.places``)
-    approx: bool = False  # a split commune resolved to its default ward
-
-
-class EntityLink(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag=7):
-    """A lifecycle entity's event: the entity's stored key and the event's mark (kept so that a corrected
-    version stands again when its correction is retracted)."""
-
-    entity: bytes
-    mark: Mark
-
-
-Value: TypeAlias = TipState | TipLink | Part | Fix | Superseded | EntityState | EntityLink
-State: TypeAlias = Mapping[Key, Value]
-StateUpdate: TypeAlias = dict[Key, Value | None]
-"""Keys the fold wrote: the new value, or None for a deleted key."""
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[Value] = msgspec.msgpack.Decoder(Value)
-
-
-def encode_value(value: Value) -> bytes:
-    return _encoder.encode(value)
-
-
-def decode_value(data: bytes) -> Value:
-    return _decoder.decode(data)
-
-
-def key_bytes(key: Key) -> bytes:
-    """The stored form of a key: ``t`` or ``e`` and the 16 bytes of the id; ``s``, the state number and the
-    16 bytes of the id for a lifecycle entity."""
-    ns = key >> STATE_SHIFT
-    if ns:
-        return _STATE_TAG + bytes([ns]) + (key & _ID_MASK).to_bytes(16, "big")
-    tag = _EVENT_TAG if key & EVENT_BIT else _TIP_TAG
-    return tag + (key & _ID_MASK).to_bytes(16, "big")
-
-
-def key_of(stored: bytes) -> Key:
-    if stored[:1] == _STATE_TAG:
-        return (stored[1] << STATE_SHIFT) | int.from_bytes(stored[2:], "big")
-    number = int.from_bytes(stored[1:], "big")
-    return number | EVENT_BIT if stored[:1] == _EVENT_TAG else number
-
-
-def entity_key(life: Lifecycle, entity_id: bytes) -> Key:
-    return (life.state << STATE_SHIFT) | int.from_bytes(entity_id, "big")
-
-
-def tip_key(tip_id: bytes) -> Key:
-    return int.from_bytes(tip_id, "big")
-
-
-def event_key(event_id: bytes) -> Key:
-    return int.from_bytes(event_id, "big") | EVENT_BIT
-
-
-_year_keys: dict[int, YearKey] = {}
-
-
-def year_key(ordinal: int) -> YearKey:
-    """The year key of a day (a proleptic Gregorian ordinal); memoised, days repeat a lot."""
-    found = _year_keys.get(ordinal)
-    if found is None:
-        day = dt.date.fromordinal(ordinal)
-        late = day.month == REPORTING_START_MONTH and day.day >= REPORTING_START_DAY
-        found = _year_keys[ordinal] = day.year * 2 + late
-    return found
-
-
-def by_period(deltas: Mapping[DeltaKey, int]) -> Figures:
-    """Deltas (or figures) split into both kinds of year, keyed (period, ward, year, metric); zeros left out."""
-    out: Figures = {}
-    for (ward, yk, metric), amount in deltas.items():
-        if amount:
-            year = yk >> 1
-            for key in ((CALENDAR, ward, year, metric), (REPORTING, ward, year + (yk & 1), metric)):
-                total = out.get(key, 0) + amount
-                if total:
-                    out[key] = total
-                else:
-                    del out[key]
-    return out
 
 
 def contribution(part: Part) -> tuple[tuple[str, int], ...]:
@@ -363,112 +251,6 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
             if isinstance(event, EntryCorrected) and type(event.corrected) in LIFECYCLES:
                 keys.add(_entity_key_of(event.corrected))
     return keys
-
-
-_ENTITY_FIELD: Final = {s.struct: s.entity.field for s in CATALOGUE if s.fold == "lifecycle" and s.entity}
-
-
-_SAME: Final = {
-    s.struct: frozenset(s.entity.same) for s in CATALOGUE if s.fold == "lifecycle" and s.entity is not None
-}
-
-
-def _what(life: Lifecycle, event: Event) -> str:
-    """An entity named in an error message (``model <uuid>``)."""
-    return f"{life.entity} {getattr(event, _ENTITY_FIELD[type(event)])}"
-
-
-_ENTITY_BASE: Final = {
-    struct: (life.state << STATE_SHIFT, _ENTITY_FIELD[struct]) for struct, life in LIFECYCLES.items()
-}
-"""Per lifecycle type: the high bits of its entity's key (``entity_key``) and the field naming the entity."""
-
-
-def _entity_key_of(event: Event) -> Key:
-    base, field = _ENTITY_BASE[type(event)]
-    entity_id: uuid.UUID = getattr(event, field)
-    return base | entity_id.int
-
-
-def _mark_of(event: Event, mark_id: bytes) -> Mark:
-    life = LIFECYCLES[type(event)]
-    role = _ROLE_CODES[life.roles[type(event)]]
-    values = life.values_of(event) if role != ENDS else ()
-    same = _SAME[type(event)]
-    if same:  # fields a reference repeats from its creation (checked by the gateway) never change it
-        values = tuple(None if name in same else v for name, v in zip(life.fields, values, strict=True))
-    return (mark_id, role, event.occurred_on.toordinal(), values)  # type: ignore[return-value]
-
-
-def _put(out: dict[tuple[YearKey, str], int], yk: YearKey, pairs: Contribution, sign: int) -> None:
-    for metric, amount in pairs:
-        k = (yk, metric)
-        out[k] = out.get(k, 0) + sign * amount
-
-
-def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
-    """What a lifecycle entity contributes to its ward, by year key: a pure function of its history.
-
-    The creation's flows and its stocks in the year of its day; each update (in order of day, then of the
-    stream) changes the stocks from its day on; the first end takes the stocks away and adds its own flows in
-    its year. A mark dated before the creation counts on the creation's day. Stocks are stored as the change in
-    each year: what stands at the end of a year is the sum of the changes up to it (``projections.store``)."""
-    out: dict[tuple[YearKey, str], int] = {}
-    if state is None:
-        return out
-    start = next((m for m in state.marks if m[1] == CREATES), None)
-    if start is None:
-        return out
-    first = start[2]
-    values = start[3]
-    attrs = life.attrs(values)
-    fixed: YearKey | None = None
-    if life.counted_in is not None:  # every figure in the year a field names (both kinds of year)
-        fixed = int(values[life.fields.index(life.counted_in)]) * 2  # type: ignore[arg-type]
-    yk = year_key(first) if fixed is None else fixed
-    created = yk
-    if "creates" in life.flows:
-        _put(out, yk, life.flows["creates"](attrs), 1)
-    stock = life.stocks(attrs)
-    _put(out, yk, stock, 1)
-    rest = sorted((m for m in state.marks if m is not start), key=lambda m: max(m[2], first))
-    for _, role, day, changes in rest:
-        yk = year_key(max(day, first)) if fixed is None else fixed
-        if role == REFERS:
-            values = tuple(old if new is None else new for old, new in zip(values, changes, strict=True))
-            attrs = life.attrs(values)
-            after = life.stocks(attrs)
-            _put(out, yk, stock, -1)
-            _put(out, yk, after, 1)
-            stock = after
-            if "refers" in life.flows:
-                _put(out, yk, life.flows["refers"](attrs), 1)
-        elif role == ENDS:
-            if "ends" in life.flows:
-                _put(out, yk, life.flows["ends"](attrs), 1)
-            _put(out, yk, stock, -1)
-            break
-    _put(out, created, life.finals(attrs), 1)  # on the latest values, once
-    return {k: v for k, v in out.items() if v}
-
-
-_last_figures: dict[Key, tuple[EntityState, dict[tuple[YearKey, str], int]]] = {}
-"""The figures last computed for an entity's state (by key): the next event of that entity starts from that
-very state (``is``), so its figures before the change are not computed again. A memo of a pure function,
-bounded (``_LAST_FIGURES_MAX``); the fold's results never depend on it."""
-_LAST_FIGURES_MAX: Final = 50_000
-
-
-def _figures_of(life: Lifecycle, key: Key, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
-    """``entity_figures(life, state)``, from the memo when ``state`` is the very state last computed."""
-    if state is None:
-        return {}
-    found = _last_figures.get(key)
-    if found is not None and found[0] is state:
-        return found[1]
-    if len(_last_figures) >= _LAST_FIGURES_MAX:
-        _last_figures.clear()
-    return entity_figures(life, state)
 
 
 _ABSENT: Final = object()
@@ -919,9 +701,6 @@ def _assessed(tip: TipState, event_id: bytes) -> bool:
 def _current(value: Part | TipLink | EntityLink | Fix) -> Part | TipLink | EntityLink:
     """What a standing version contributes."""
     return value.value if isinstance(value, Fix) else value
-
-
-_LIFE_BY_STATE: Final = {life.state: life for life in LIFECYCLES.values()}
 
 
 def handled_types() -> frozenset[type]:

@@ -14,7 +14,7 @@ way here. Either way every event is folded once, by the worker of its province.
 Why a partition is enough: every key of the fold's state (a tip, a lifecycle entity, a retracted or corrected
 entry, the tips a case names) belongs to one ward, and a ward to one province. The gateway refuses an
 assessment, a retraction, a correction, an update of an entity, or a case naming a tip, filed in another ward
-than the entry it is about (``services/gateway/pipeline.py``: ``_check_links``, the entity and retraction
+than the entry it is about (``services/gateway/checks.py``: ``_check_links``, the entity and retraction
 subjects share the ward's head), and the fold itself checks it (``WardMismatch``). So the fold, a pure function
 of a ward's events in stream order, gives the same figures whether the other provinces' events are interleaved
 or not. The runner's calendar cache and the outbox rows are per ward-year: partition-local too.

@@ -16,11 +16,11 @@ from events.catalogue import (
     CATALOGUE,
     CONTRIBUTIONS,
     SPECS,
-    figure_table,
     literal_values,
     metric_names,
 )
 from events.codec import decode_event
+from events.figure_table import figure_table
 from events.schema import EVENT_TYPES, Event, Recorded
 from events.subjects import event_subject
 from projections import folds
@@ -192,6 +192,6 @@ def literal_values_of(struct: type[Any], each: str | None, name: str) -> tuple[s
 
 def test_the_readme_carries_the_generated_figure_table() -> None:
     assert figure_table() in README.read_text(encoding="utf-8"), (
-        "README.md's figure table is out of date: paste `python -c 'from events.catalogue import figure_table; "
+        "README.md's figure table is out of date: paste `python -c 'from events.figure_table import figure_table; "
         "print(figure_table())'`"
     )

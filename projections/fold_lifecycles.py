@@ -1,0 +1,135 @@
+"""Lifecycle entities in the fold (models, persons under management): an event's entity key and its mark
+(role, day, values of ``Lifecycle.fields``), the entity named in error messages, and the figures an entity
+contributes as a pure function of its history (``entity_figures``), with the memo of the figures last
+computed per entity (``_last_figures``) the fold starts the next change from. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from events.catalogue import CATALOGUE, LIFECYCLES, Contribution, Lifecycle
+from events.schema import Event
+from projections.fold_state import (
+    CREATES,
+    ENDS,
+    REFERS,
+    STATE_SHIFT,
+    EntityState,
+    Key,
+    Mark,
+    YearKey,
+    year_key,
+)
+
+_ROLE_CODES: Final = {"creates": CREATES, "refers": REFERS, "ends": ENDS}
+
+
+_ENTITY_FIELD: Final = {s.struct: s.entity.field for s in CATALOGUE if s.fold == "lifecycle" and s.entity}
+
+
+_SAME: Final = {
+    s.struct: frozenset(s.entity.same) for s in CATALOGUE if s.fold == "lifecycle" and s.entity is not None
+}
+
+
+def _what(life: Lifecycle, event: Event) -> str:
+    """An entity named in an error message (``model <uuid>``)."""
+    return f"{life.entity} {getattr(event, _ENTITY_FIELD[type(event)])}"
+
+
+_ENTITY_BASE: Final = {
+    struct: (life.state << STATE_SHIFT, _ENTITY_FIELD[struct]) for struct, life in LIFECYCLES.items()
+}
+"""Per lifecycle type: the high bits of its entity's key (``entity_key``) and the field naming the entity."""
+
+
+def _entity_key_of(event: Event) -> Key:
+    base, field = _ENTITY_BASE[type(event)]
+    entity_id: uuid.UUID = getattr(event, field)
+    return base | entity_id.int
+
+
+def _mark_of(event: Event, mark_id: bytes) -> Mark:
+    life = LIFECYCLES[type(event)]
+    role = _ROLE_CODES[life.roles[type(event)]]
+    values = life.values_of(event) if role != ENDS else ()
+    same = _SAME[type(event)]
+    if same:  # fields a reference repeats from its creation (checked by the gateway) never change it
+        values = tuple(None if name in same else v for name, v in zip(life.fields, values, strict=True))
+    return (mark_id, role, event.occurred_on.toordinal(), values)  # type: ignore[return-value]
+
+
+def _put(out: dict[tuple[YearKey, str], int], yk: YearKey, pairs: Contribution, sign: int) -> None:
+    for metric, amount in pairs:
+        k = (yk, metric)
+        out[k] = out.get(k, 0) + sign * amount
+
+
+def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
+    """What a lifecycle entity contributes to its ward, by year key: a pure function of its history.
+
+    The creation's flows and its stocks in the year of its day; each update (in order of day, then of the
+    stream) changes the stocks from its day on; the first end takes the stocks away and adds its own flows in
+    its year. A mark dated before the creation counts on the creation's day. Stocks are stored as the change in
+    each year: what stands at the end of a year is the sum of the changes up to it (``projections.store``)."""
+    out: dict[tuple[YearKey, str], int] = {}
+    if state is None:
+        return out
+    start = next((m for m in state.marks if m[1] == CREATES), None)
+    if start is None:
+        return out
+    first = start[2]
+    values = start[3]
+    attrs = life.attrs(values)
+    fixed: YearKey | None = None
+    if life.counted_in is not None:  # every figure in the year a field names (both kinds of year)
+        fixed = int(values[life.fields.index(life.counted_in)]) * 2  # type: ignore[arg-type]
+    yk = year_key(first) if fixed is None else fixed
+    created = yk
+    if "creates" in life.flows:
+        _put(out, yk, life.flows["creates"](attrs), 1)
+    stock = life.stocks(attrs)
+    _put(out, yk, stock, 1)
+    rest = sorted((m for m in state.marks if m is not start), key=lambda m: max(m[2], first))
+    for _, role, day, changes in rest:
+        yk = year_key(max(day, first)) if fixed is None else fixed
+        if role == REFERS:
+            values = tuple(old if new is None else new for old, new in zip(values, changes, strict=True))
+            attrs = life.attrs(values)
+            after = life.stocks(attrs)
+            _put(out, yk, stock, -1)
+            _put(out, yk, after, 1)
+            stock = after
+            if "refers" in life.flows:
+                _put(out, yk, life.flows["refers"](attrs), 1)
+        elif role == ENDS:
+            if "ends" in life.flows:
+                _put(out, yk, life.flows["ends"](attrs), 1)
+            _put(out, yk, stock, -1)
+            break
+    _put(out, created, life.finals(attrs), 1)  # on the latest values, once
+    return {k: v for k, v in out.items() if v}
+
+
+_last_figures: dict[Key, tuple[EntityState, dict[tuple[YearKey, str], int]]] = {}
+"""The figures last computed for an entity's state (by key): the next event of that entity starts from that
+very state (``is``), so its figures before the change are not computed again. A memo of a pure function,
+bounded (``_LAST_FIGURES_MAX``); the fold's results never depend on it."""
+_LAST_FIGURES_MAX: Final = 50_000
+
+
+def _figures_of(life: Lifecycle, key: Key, state: EntityState | None) -> dict[tuple[YearKey, str], int]:
+    """``entity_figures(life, state)``, from the memo when ``state`` is the very state last computed."""
+    if state is None:
+        return {}
+    found = _last_figures.get(key)
+    if found is not None and found[0] is state:
+        return found[1]
+    if len(_last_figures) >= _LAST_FIGURES_MAX:
+        _last_figures.clear()
+    return entity_figures(life, state)
+
+
+_LIFE_BY_STATE: Final = {life.state: life for life in LIFECYCLES.values()}
