@@ -412,7 +412,7 @@ A test keeps this list complete."""
 class DatedValue(msgspec.Struct, frozen=True, kw_only=True):
     """A value of a field that exists only between two dates (of ``occurred_on``, inclusive; None: open).
     Outside them an event carrying it is refused as ``invalid`` at the field's path (``events.codec``); the
-    JSON Schemas say it too (``if``/``then`` on ``occurred_on``, ``services/contract/build.py``)."""
+    JSON Schemas say it too (``if``/``then`` on ``occurred_on``, ``services/contract/schemas.py``)."""
 
     field: str
     """A top-level field of an event type (of every type whose field can hold ``value``)."""
