@@ -18,6 +18,7 @@ import typer
 
 from infra.auth import AuthError, nats_connect_options
 from infra.db import migrate
+from infra.nats_client import connect as fast_connect
 from infra.nats_client import server_urls
 from infra.settings import Settings
 from services.cli.audit import audit
@@ -350,7 +351,8 @@ def projections_rebuild(name: Annotated[str, typer.Argument(help="the read model
     options = _nats_options(settings)
 
     async def run() -> str:
-        nc = await nats.connect(server_urls(nats_url), **options)
+        # the fast client: a one-worker rebuild reads the whole stream through it (raw routes, infra/pull.py)
+        nc = await fast_connect(nats_url, **options)
         try:
             # ANTQ_PROJECTION_WORKERS > 1: one worker process per partition (projections/partitions.py)
             report = await Rebuild(
