@@ -31,6 +31,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.common import discard, report_rounds, start_servers
+from events.catalogue import CATALOGUE
 from events.codec import decode_recorded, encode_recorded
 from events.localities import Localities
 from events.schema import (
@@ -62,11 +63,15 @@ from infra.stream_reader import parse_ack_reply
 from infra.streams import EVENTS, StreamLimits, ensure_streams
 from projections import store
 from projections.runner import RunnerConfig, StatsRunner
+from services.contract.asyncapi import example_of
 
 ROOT = Path(__file__).resolve().parent.parent
 START = dt.date(2016, 1, 1)
 END = dt.date(2025, 6, 30)
 
+
+DRAWN_APART = frozenset({"session.held", "pledge.signed", "weapons.surrendered"})
+"""Plain types the history draws with shares of their own (below); every other plain type shares the rest."""
 
 MOVEMENT_FIELDS: dict[str, dict[str, object]] = {
     "commendation.awarded": {"recipient": "individual", "authority": "province", "count": 3},
@@ -76,13 +81,47 @@ MOVEMENT_FIELDS: dict[str, dict[str, object]] = {
     "campaign.launched": {"participants": 150},
     "cases.cleared": {"category": "drugs", "cases": 1, "offenders": 2},
 }
-MOVEMENT_TAGS = tuple(MOVEMENT_FIELDS)
+"""Fields written out for realism. A plain type not named here still joins the mix, with the contract's
+example of it (``plain_mix``): declaring a plain type in the catalogue is enough to have it benchmarked."""
+
+_ENVELOPE = frozenset({"type", "event_id", "occurred_on", "locality"})
+
+
+def plain_mix() -> dict[str, dict[str, object]]:
+    """The fields of every plain type of the catalogue without an entity of its own, in catalogue order (but
+    those drawn apart): ``MOVEMENT_FIELDS`` where written, else the contract's example (``example_of``: required
+    fields, first enum value, lower bound). A link to tips is filled per event with tips of its ward."""
+    examples: dict[str, object] | None = None
+    out: dict[str, dict[str, object]] = {}
+    for spec in CATALOGUE:
+        if spec.fold != "plain" or spec.entity is not None or spec.tag in DRAWN_APART:
+            continue
+        if spec.links is not None and spec.links.name != "tip":
+            raise ValueError(f"{spec.tag} links to {spec.links.name}: say in bench.projection how to fill it")
+        fields = MOVEMENT_FIELDS.get(spec.tag)
+        if fields is None:
+            if examples is None:
+                from services.contract.build import contract
+
+                examples = {k[: -len(".json")]: v for k, v in contract().schemas.items()}
+            schema = examples[spec.tag]
+            assert isinstance(schema, dict)
+            example = example_of(schema, schema.get("definitions", {}), spec.tag)
+            fields = {k: v for k, v in example.items() if k not in _ENVELOPE}
+        out[spec.tag] = dict(fields)
+    return out
+
+
+PLAIN_MIX = plain_mix()
+MOVEMENT_TAGS = tuple(PLAIN_MIX)
+TIP_LINKS = {s.tag: s.links.field for s in CATALOGUE if s.tag in PLAIN_MIX and s.links is not None}
 
 
 def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Event]:
     """A history as offices would file it, roughly in date order: ~1/3 tips (most assessed, some twice), sessions,
         pledges, mediations, weapons (with ammunition), issue 10's types (3%: commendations, patrols, consultations,
-    broadcasts, campaigns, cases naming tips), and a few % retractions of recent entries."""
+    broadcasts, campaigns, cases naming tips: every other plain type of the catalogue, ``PLAIN_MIX``), models,
+    youth and the safety standard, and a few % retractions of recent entries."""
     rnd = random.Random(seed)
     span = (END - START).days
     out: list[Event] = []
@@ -164,10 +203,10 @@ def realistic_events(n: int, wards: Sequence[str], *, seed: int = 1) -> list[Eve
             event = lifecycle_event(rnd, new_id(), day, loc, models, people)
         elif roll >= 0.935:  # issue 10's plain types, cases naming a recent tip of their ward
             tag = rnd.choice(MOVEMENT_TAGS)
-            fields = dict(MOVEMENT_FIELDS[tag])
-            if tag == "cases.cleared":
+            fields = dict(PLAIN_MIX[tag])
+            if tag in TIP_LINKS:
                 named = [t for t in open_tips[-50:] if t.locality.ward == ward][:2]
-                fields["tip_ids"] = [str(t.tip_id) for t in named]
+                fields[TIP_LINKS[tag]] = [str(t.tip_id) for t in named]
             doc = {
                 "type": tag,
                 "event_id": str(new_id()),
