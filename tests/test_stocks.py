@@ -255,6 +255,7 @@ async def test_replay_verify_and_rebuild_agree_on_stocks(
             updates[body["year"]] = body["metrics"]
 
         sub = await stack.nc.subscribe("antq.updates.stats.04.01447.*", cb=on_update)
+        await stack.nc.flush()  # the server has the SUB before the projector's connection publishes
         try:
             report = await Rebuild(stack.nc, stack.database_url, localities=localities).run()
 
