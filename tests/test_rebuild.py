@@ -23,7 +23,7 @@ from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import settle, wait_for
 from tests.test_projection import InjectedCrash, run_until
 
 pytestmark = pytest.mark.servers
@@ -165,10 +165,10 @@ async def test_a_rebuild_that_changes_figures_publishes_them(
     async def on_update(msg: Msg) -> None:
         updates.append(msgspec.json.decode(msg.data))
 
-    # listening before the projector starts, and the server has the SUB (flush) before the projector's
+    # listening before the projector starts, and the server has the SUB (settle) before the projector's
     # connection publishes the live copy's update: subscribed after it, the update could come first and be lost
     sub = await stack.nc.subscribe("antq.updates.stats.04.01447.2018", cb=on_update)
-    await stack.nc.flush()
+    await settle(stack.nc)
     projector = Projector(
         nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
     )
