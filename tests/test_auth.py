@@ -64,7 +64,7 @@ from services.sealer.service import Sealer, SealerConfig
 from services.sealer.verify import verify_seals
 from tests import factories as f
 from tests.conftest import wait_until_answering
-from tests.servers import Servers, fresh_database, wait_for
+from tests.servers import Servers, fresh_database, settle, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -214,7 +214,7 @@ async def test_an_office_submits_on_its_own_intake_subject_only(auth_stack: Auth
         await msg.respond(b'{"ok": true}')
 
     await gateway.subscribe("antq.intake.*", queue="antq-gateway", cb=answer)
-    await gateway.flush()
+    await settle(gateway)  # the server has the SUB before the office's connection asks
     office = await auth_stack.connect("office-ca-tra-linh")
 
     reply = await office.request("antq.intake.ca-tra-linh", b"[]", timeout=10)

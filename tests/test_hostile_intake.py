@@ -45,7 +45,7 @@ from services.query.app import QueryConfig, QueryService
 from services.replies import LOG_EVERY_S, DroppedRequests, client_of, is_inbox
 from tests import factories as f
 from tests.conftest import Stack, wait_until_answering
-from tests.servers import Servers, fresh_database, wait_for
+from tests.servers import Servers, fresh_database, settle, wait_for
 from tests.test_gateway_limits import rejected_records
 from tests.test_unknown_fields import valid_documents
 
@@ -114,7 +114,7 @@ async def test_a_request_whose_reply_subject_is_not_an_inbox_is_dropped_unproces
         listening = not any(w in reply for w in WILDCARD) and reply.strip(".") == reply and ".." not in reply
         if listening:
             await listener.subscribe(reply, cb=keep)
-            await listener.flush()
+            await settle(listener)  # listening before the request is sent
         before = await stream_counts(stack)
         dropped_before = gateway.dropped_reply_subject
         # a malformed body (answered with an error today) and a valid event (stored today)

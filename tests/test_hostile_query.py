@@ -28,7 +28,7 @@ from projections.metrics import FOLD_VERSION
 from services.query.app import QueryConfig, QueryService
 from services.query.request import MAX_BODY_BYTES
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import settle, wait_for
 from tests.test_hostile_intake import JSON_HEADERS, NOT_INBOXES, WILDCARD, stream_counts
 from tests.test_query_waiting import query_service
 
@@ -71,7 +71,7 @@ async def test_a_query_whose_reply_subject_is_not_an_inbox_is_dropped_unprocesse
 
         if not any(w in reply for w in WILDCARD) and reply.strip(".") == reply and ".." not in reply:
             await listener.subscribe(reply, cb=keep)
-            await listener.flush()
+            await settle(listener)  # listening before the request is sent
         before = await stream_counts(stack)
         dropped_before = query.dropped_reply_subject
         await stack.nc.publish(QUERY_SUBJECT, msgspec.json.encode(PLAIN), reply=reply)

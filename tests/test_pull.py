@@ -14,7 +14,7 @@ from infra.nats_client import FastHeadersClient, connect
 from infra.pull import BatchPuller, RawMsg
 from infra.stream_reader import MAX_RESETS, StreamReadError, parse_ack_reply, read_stream
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import settle, wait_for
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
@@ -165,7 +165,7 @@ async def test_an_error_in_a_raw_handler_is_reported_and_the_connection_reads_on
 
         assert isinstance(nc, FastHeadersClient)
         nc.route_raw(sub._id, fails)
-        await nc.flush()  # the server has the subscription before another connection publishes to it
+        await settle(nc)  # the server has the subscription before another connection publishes to it
         await stack.nc.publish("rawfail.x", b"one")
         await stack.nc.flush()
 

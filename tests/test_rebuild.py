@@ -23,7 +23,7 @@ from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import settle, wait_for
 from tests.test_projection import InjectedCrash, run_until
 
 pytestmark = pytest.mark.servers
@@ -160,17 +160,20 @@ async def test_a_rebuild_that_changes_figures_publishes_them(
     # the last event is in 01447: the live copy's update of 01447 and the rebuild's correction both come at
     # the switch sequence, and the correction must not be taken for a re-publish of the live copy's update
     last = await publish(office, [f.pledge(ward="01456"), f.session(ward="01447", attendance=40)])
-    projector = Projector(
-        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
-    )
-    await projector.start()
-    conn = await asyncpg.connect(stack.database_url)
     updates: list[dict[str, object]] = []
 
     async def on_update(msg: Msg) -> None:
         updates.append(msgspec.json.decode(msg.data))
 
+    # listening before the projector starts, and the server has the SUB (settle) before the projector's
+    # connection publishes the live copy's update: subscribed after it, the update could come first and be lost
     sub = await stack.nc.subscribe("antq.updates.stats.04.01447.2018", cb=on_update)
+    await settle(stack.nc)
+    projector = Projector(
+        nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
+    )
+    await projector.start()
+    conn = await asyncpg.connect(stack.database_url)
     try:
 
         async def folded() -> bool:

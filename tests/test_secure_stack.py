@@ -62,7 +62,7 @@ from services.sealer.service import Sealer, SealerConfig
 from services.sealer.telemetry import sealer_registry
 from tests import factories as f
 from tests.conftest import Stack, wait_until_answering
-from tests.servers import Servers, create_streams, dev_up, fresh_database, fresh_streams, wait_for
+from tests.servers import Servers, create_streams, dev_up, fresh_database, fresh_streams, settle, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -231,14 +231,6 @@ async def test_every_role_against_every_stream_subject(secure: Secure, who: str,
         await receiver.flush()
         with pytest.raises(nats.errors.TimeoutError):
             await got.next_msg(timeout=0.2)
-
-
-async def settle(nc: Client) -> None:
-    """Flush twice: on a new connection the first flush sometimes returns before the server has the subscription
-    just sent, so a message published right after goes nowhere (about once in a hundred connections here, with
-    or without auth; never seen after a second flush: /tmp experiment of 300 rounds)."""
-    await nc.flush()
-    await nc.flush()
 
 
 async def _grown(secure: Secure, stream: str, before: int) -> bool:

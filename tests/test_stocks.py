@@ -30,7 +30,7 @@ from services.audit.verify import verify
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import settle, wait_for
 from tests.test_corrections import live_and_replayed, ok, refused
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(120)]
@@ -255,6 +255,7 @@ async def test_replay_verify_and_rebuild_agree_on_stocks(
             updates[body["year"]] = body["metrics"]
 
         sub = await stack.nc.subscribe("antq.updates.stats.04.01447.*", cb=on_update)
+        await settle(stack.nc)  # the server has the SUB before the projector's connection publishes
         try:
             report = await Rebuild(stack.nc, stack.database_url, localities=localities).run()
 
