@@ -17,6 +17,9 @@ from nats.aio.client import Client
 
 from bench.projection import realistic_events
 from events.localities import Localities
+from infra import backup as backup_module
+from infra.backup import StreamEntry
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.nats_client import server_urls
 from infra.reading import StreamReader
 from infra.seal_keys import Signer, write_seed_file
@@ -203,6 +206,51 @@ async def test_a_recreated_stream_whose_events_differ_cannot_be_accepted_and_sta
     assert code == 1 and "stream_recreated" in out and finding in out, out
     assert "restored" not in out
     say(f"`antq audit seals`: still stream_recreated and {finding} (exit 1)")
+
+
+@pytest.mark.timeout(120)
+async def test_a_backup_taken_while_the_sealer_seals_restores_to_a_chain_accept_restore_takes(
+    stack: Stack, localities: Localities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`antq backup` of a running stack: events are stored and sealed between the streams' snapshots. Every seal
+    in the backup must cover only events the backup holds, else the restored chain seals events the restored
+    stream lacks and `antq seals accept-restore` refuses a faithful restore (a gap) for good."""
+    wards = localities.wards_of("24")[:8]
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    nats_url = stack.servers.nats_url
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    assert [s.last_seq for s in await seal_all(nats_url, stack.database_url, signer)] == [150, 300]
+    snapshot = backup_module.snapshot_stream
+    taken: list[str] = []
+
+    async def snapshot_while_the_stack_runs(nc: Client, stream: str, out: Path, **kw: float) -> StreamEntry:
+        entry = await snapshot(nc, stream, out, **kw)
+        taken.append(stream)
+        if len(taken) == 1:  # the stack goes on between two snapshots: 100 events more, and sealed
+            await publish_events(stack.nc, localities, realistic_events(100, wards, seed=4))
+            assert [s.last_seq for s in await seal_all(nats_url, stack.database_url, signer)] == [400]
+        return entry
+
+    monkeypatch.setattr(backup_module, "snapshot_stream", snapshot_while_the_stack_runs)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    assert len(taken) == 4
+
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        code, out = await antq("seals", "accept-restore", env=env)
+        assert code == 0, out  # a faithful restore of the backup is accepted
+        code, out = await audit_seals(env, signer)
+        assert code == 0 and "restored" in out, out
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
 
 
 # -- the restore seal on its own (no server) -----------------------------------------------------------------
