@@ -256,3 +256,56 @@ async def test_with_postgresql_away_too_a_refusal_waits_in_memory_and_is_kept_on
     assert subject == "antq.rejected.ca-cao-bang"
     assert msgspec.json.decode(data, type=RejectedRecord).raw == bad
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _Stalls:
+    """A publisher whose stream takes the first ``takes`` records, then acknowledges nothing more (an election
+    begins mid-drain: the next ack would come only after the copy's stop gave up waiting)."""
+
+    def __init__(self, takes: int) -> None:
+        self.takes = takes
+        self.stored: list[bytes] = []
+        self.stalled = asyncio.Event()
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if len(self.stored) < self.takes:
+            self.stored.append(data)
+            future.set_result(Outcome(seq=len(self.stored)))
+        else:
+            self.stalled.set()  # never settled
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return [await future for future in futures]
+
+
+@pytest.mark.timeout(30)
+async def test_a_stop_that_interrupts_a_drain_deletes_the_rows_the_stream_already_took(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """A copy stops while it waits for an ack in the middle of a claim: the rows the stream took before are
+    deleted (not rolled back with the claim, to be published again by the next copy); the rest wait."""
+    dead = PendingTable(pool, owner="dead-copy")
+    for n in range(10):
+        assert await dead.put(record("office-0", n), 10_000, 1 << 20)
+    stalls = _Stalls(takes=3)
+    later = RejectedLater(stalls, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(PendingTable(pool))
+
+    async def stalled() -> bool:
+        return stalls.stalled.is_set()
+
+    await wait_for(stalled, timeout=10, what="the drain to wait for the fourth record's ack")
+    await later.stop(drain_timeout=0.2)
+    assert len(stalls.stored) == 3
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        waiting = [
+            bytes(r["data"])
+            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+    assert waiting == [record("office-0", n).data for n in range(3, 10)]  # the 3 stored are not sent again
+    assert (await table_rows(stack.database_url))[2] == 7  # the totals row follows

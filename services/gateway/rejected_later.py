@@ -155,15 +155,28 @@ class PendingTable:
             if head != rows[0]["id"]:
                 return [], True
             sent: list[PendingRow] = []
+            interrupted: asyncio.CancelledError | None = None
             for r in rows:
                 row = PendingRow(
                     r["id"], r["owner"], PendingRecord(r["subject"], r["data"], json.loads(r["headers"]))
                 )
-                if not await send(row.record):
+                try:
+                    ok = await send(row.record)
+                except asyncio.CancelledError as exc:  # a stop gave up waiting for an ack
+                    interrupted = exc
+                    break
+                except Exception:
+                    log.warning("a refusal's record could not be sent", exc_info=True)
+                    break
+                if not ok:
                     break
                 sent.append(row)
+            # the rows the stream took are deleted and committed even when interrupted: rolled back with the
+            # claim, they would be published again by the next copy
             if sent:
                 await conn.execute(_DELETE, [row.id for row in sent])
+        if interrupted is not None:
+            raise interrupted
         return sent, len(sent) == len(rows)
 
     async def waiting(self) -> tuple[int, int]:
