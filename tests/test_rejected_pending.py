@@ -309,3 +309,65 @@ async def test_a_stop_that_interrupts_a_drain_deletes_the_rows_the_stream_alread
         await conn.close()
     assert waiting == [record("office-0", n).data for n in range(3, 10)]  # the 3 stored are not sent again
     assert (await table_rows(stack.database_url))[2] == 7  # the totals row follows
+
+
+class _StreamAway:
+    """A publisher whose stream refuses every record until ``back`` is set."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.stored: list[bytes] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self.back:
+            self.stored.append(data)
+            future.set_result(Outcome(seq=len(self.stored)))
+        else:
+            future.set_result(Outcome(failure="no responders: no stream leader"))
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return [await future for future in futures]
+
+
+class _DatabaseAway(PendingTable):
+    """The table, whose inserts fail while ``away`` (PostgreSQL stopped)."""
+
+    away = True
+
+    async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
+        if self.away:
+            raise ConnectionError("PostgreSQL is away")
+        return await super().put(record, max_records, max_bytes)
+
+
+@pytest.mark.timeout(30)
+async def test_a_record_that_waited_in_memory_is_stored_before_the_later_ones_of_its_office(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """ANTQ_REJECTED and PostgreSQL away: refusal 0 waits in memory. PostgreSQL back, refusal 1 is kept in the
+    table: refusal 0 goes there first, so the office's records are stored in the order it was refused (before,
+    refusal 0 stayed in memory and came after refusal 1: moved into the table at the stop, behind it)."""
+    stream = _StreamAway()
+    table = _DatabaseAway(pool)
+    later = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(table)
+    await later.keep(record("office-0", 0))
+    assert later.counts.in_memory == 1 and later.pending == 1
+    table.away = False
+    await later.keep(record("office-0", 1))
+    await later.stop(drain_timeout=0.1)
+    assert later.counts.lost == 0
+
+    stream.back = True  # the next copy stores what waits
+    copy = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    copy.attach(PendingTable(pool))
+
+    async def kept() -> bool:
+        return copy.counts.kept == 2
+
+    await wait_for(kept, timeout=10, what="the next copy to store both records")
+    await copy.stop(drain_timeout=1)
+    assert stream.stored == [record("office-0", n).data for n in range(2)]
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
