@@ -253,6 +253,36 @@ async def test_a_backup_taken_while_the_sealer_seals_restores_to_a_chain_accept_
         fresh_pg.stop()
 
 
+@pytest.mark.timeout(90)
+async def test_accept_restore_does_not_vouch_for_a_chain_another_key_signed(
+    stack: Stack, localities: Localities, tmp_path: Path
+) -> None:
+    """The restored ANTQ_SEALS holds a sound chain, but signed by another key than the sealer's (whoever could
+    write there made it): `antq seals accept-restore` refuses, rather than sign with the sealer's key that the
+    restored stream holds what that chain says."""
+    other = write_seed_file(tmp_path / "other.nk")
+    write_seed_file(tmp_path / "sealer.nk")
+    await publish_events(stack.nc, localities, realistic_events(300, localities.wards_of("24")[:8], seed=3))
+    assert await seal_all(stack.servers.nats_url, stack.database_url, other)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        code, out = await antq("seals", "accept-restore", env=env)
+        assert code == 1 and "restore refused" in out and "untrusted_signer" in out, out
+        code, out = await antq("audit", "seals", env=env)
+        assert code == 1 and "stream_recreated" in out and "restored" not in out, out  # nothing appended
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
+
+
 # -- the restore seal on its own (no server) -----------------------------------------------------------------
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

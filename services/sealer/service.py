@@ -377,8 +377,9 @@ class Sealer:
 
     async def check_restore(self) -> RestoreCheck:
         """The chain's tip, the stream's creation time and what the restored stream fails of the chain: the
-        chain on its own (numbering, digests, signatures, prev digests, ranges) and every sealed range
-        recomputed from the stream as it is now. NothingToAccept when the tip records that creation time."""
+        chain on its own (numbering, digests, signatures by this sealer's key, prev digests, ranges) and every
+        sealed range recomputed from the stream as it is now. NothingToAccept when the tip records that creation
+        time."""
         c, cfg = self._c(), self.config
         await c.log.refresh()
         tip = c.log.tip
@@ -393,7 +394,8 @@ class Sealer:
                 f"seal #{tip.number} already records {cfg.stream}'s creation time {created.isoformat()}"
             )
         seals = [logged.seal for logged in c.log.seals]
-        chain = check_chain("nats", seals, None)
+        # its own key only: the restore seal, signed with it, vouches for every range of the chain before it
+        chain = check_chain("nats", seals, frozenset({cfg.signer.public_key}))
         findings = list(chain.findings)
         findings += [
             Finding(
