@@ -17,13 +17,14 @@ from nats.aio.client import Client
 
 from bench.projection import realistic_events
 from events.localities import Localities
+from events.subjects import SEALS_SUBJECT
 from infra import backup as backup_module
 from infra.backup import StreamEntry
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.nats_client import server_urls
 from infra.reading import StreamReader
 from infra.seal_keys import Signer, write_seed_file
-from infra.streams import EVENTS
+from infra.streams import EVENTS, SEALS
 from services.sealer.chain import (
     GENESIS,
     RangeHasher,
@@ -281,6 +282,46 @@ async def test_accept_restore_does_not_vouch_for_a_chain_another_key_signed(
     finally:
         fresh_nats.stop()
         fresh_pg.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_halted_sealer_does_not_seal_on_from_a_restore_seal_its_key_did_not_sign(
+    stack: Stack, localities: Localities, tmp_path: Path
+) -> None:
+    """Halted on a recreated stream, the sealer lifts its halt only for a sound restore seal signed by its own
+    key: one written to ANTQ_SEALS by whoever can publish there (another key) leaves it halted, rather than
+    chaining the sealer's next seal, signed with its key, onto the forgery."""
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    forger = write_seed_file(tmp_path / "forger.nk")
+    wards = localities.wards_of("24")[:8]
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    tip = (await seal_all(stack.servers.nats_url, stack.database_url, signer))[-1]
+    await recreate_with(stack, "rerecorded")
+    await publish_events(stack.nc, localities, realistic_events(20, wards, seed=4))  # something to seal
+    created = (await stack.js.stream_info(EVENTS)).created
+    assert created is not None
+    async with Sealer(sealer_config(stack.servers.nats_url, stack.database_url, signer)) as sealer:
+        with pytest.raises(SealingHalted):
+            await sealer.seal_once()
+        forged = make_seal(
+            number=tip.number + 1,
+            stream=EVENTS,
+            first_seq=1,
+            last_seq=tip.last_seq,
+            count=tip.count,
+            stream_created=created,
+            prev_digest=tip.digest,
+            range_digest=tip.range_digest,
+            content_digest=tip.content_digest,
+            sealed_at=created,
+            signer=forger,
+            restored_from=tip.stream_created,
+        )
+        await stack.js.publish(SEALS_SUBJECT, encode_seal(forged))
+        with pytest.raises(SealingHalted):
+            await sealer.seal_once()
+    seals = (await stack.js.stream_info(SEALS)).state.last_seq
+    assert seals == tip.number + 1  # the forgery only: nothing chained onto it
 
 
 # -- the restore seal on its own (no server) -----------------------------------------------------------------

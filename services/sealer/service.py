@@ -37,7 +37,16 @@ from infra.nats_client import connect
 from infra.reading import StreamReader
 from infra.seal_keys import Signer
 from infra.streams import EVENTS, SEALS
-from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
+from services.sealer.chain import (
+    GENESIS,
+    RangeHasher,
+    Seal,
+    encode_seal,
+    make_seal,
+    recompute_digest,
+    signature_valid,
+    utc,
+)
 from services.sealer.chain_checks import check_chain
 from services.sealer.errors import NothingToAccept, RestoreRefused, SealConflict
 from services.sealer.errors import SealingHalted as SealingHalted  # importable from here as before
@@ -371,9 +380,23 @@ class Sealer:
         await c.log.refresh()
         info = await c.js.stream_info(self.config.stream)
         tip = c.log.tip
-        if info.created is not None and tip is not None and tip.stream_created == utc(info.created):
-            log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
-            self._halt_reason, self._recreated = None, False
+        if info.created is None or tip is None or tip.stream_created != utc(info.created):
+            return
+        # only a sound seal of this sealer's key (accept_restore's): sealing on from a seal anyone who can write
+        # to the seals stream made would chain this key's next seal onto it
+        if tip.signer != self.config.signer.public_key or not (
+            recompute_digest(tip) == tip.digest and signature_valid(tip)
+        ):
+            log.error(
+                "seal #%d records %s's creation time but is not a sound seal of this sealer's key (%s): "
+                "still halted; run `antq audit seals`",
+                tip.number,
+                self.config.stream,
+                tip.signer,
+            )
+            return
+        log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
+        self._halt_reason, self._recreated = None, False
 
     async def check_restore(self) -> RestoreCheck:
         """The chain's tip, the stream's creation time and what the restored stream fails of the chain: the
