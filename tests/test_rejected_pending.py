@@ -371,3 +371,50 @@ async def test_a_record_that_waited_in_memory_is_stored_before_the_later_ones_of
     await copy.stop(drain_timeout=1)
     assert stream.stored == [record("office-0", n).data for n in range(2)]
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _AckLate:
+    """A publisher whose acks wait until ``release`` is set (a stream that hangs); then it stores them."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self.stored: list[bytes] = []
+        self.pending = b""
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future.set_result(Outcome(seq=0))
+        self.pending = data
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        self.waiting.set()
+        await self.release.wait()
+        self.stored.append(self.pending)
+        return [Outcome(seq=len(self.stored))]
+
+
+@pytest.mark.timeout(30)
+async def test_a_refusal_is_answered_without_waiting_for_the_ack_of_a_record_sent_from_memory(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """A record that waited in memory is being sent and its ack is slow: a later refusal of the office is kept
+    (behind it, in order) without waiting for that ack, so the office's answer is not held up by it."""
+    stream = _AckLate()
+    table = _DatabaseAway(pool)
+    later = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(table)
+    await later.keep(record("office-0", 0))
+    await asyncio.wait_for(stream.waiting.wait(), 5)  # refusal 0 is being sent from memory
+    table.away = False
+    await asyncio.wait_for(later.keep(record("office-0", 1)), 2)  # not held up by refusal 0's ack
+    stream.release.set()
+
+    async def kept() -> bool:
+        return len(stream.stored) == 2
+
+    await wait_for(kept, timeout=10, what="both records to be stored")
+    await later.stop(drain_timeout=1)
+    assert stream.stored == [record("office-0", n).data for n in range(2)]
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)

@@ -17,7 +17,8 @@ Where such a record waits:
   again, a duplicate within the window), and an office's records are stored in the order they were refused.
 - In memory, as before the table, when there is none or when PostgreSQL refuses the insert too (it is away as
   well): sent again with back-off, in order; lost if the process dies (counted ``in_memory`` when queued). The
-  next record kept once PostgreSQL is back moves them into the table first, so they keep their place before it.
+  records move into the table as soon as PostgreSQL takes them again (the queue's next try, or the next record
+  kept, which goes behind them), so they keep their place before later ones.
 
 Both are bounded (``max_records``, ``max_bytes``; the table's bound holds across every copy): beyond that a
 record is dropped and counted (``LateCounts.lost``, logged at ERROR). A copy that stops gives its memory queue a
@@ -257,21 +258,28 @@ class RejectedLater:
         self.add(record)
 
     async def _memory_to_table(self) -> bool:
-        """Move the records waiting in memory into the table, oldest first (not while ``_run`` waits for the
-        head's ack); True when none is left in memory. Raises when PostgreSQL does."""
+        """Move the records waiting in memory into the table, oldest first; True when none is left in memory.
+        False at once while ``_run`` sends the queue's head (the office's answer does not wait for that ack:
+        ``_run`` moves the queue next). Raises when PostgreSQL does."""
         if not self._queue:
             return True
+        if self._sending.locked():
+            return False
+        async with self._sending:
+            await self._move_queue()
+        return not self._queue
+
+    async def _move_queue(self) -> None:
+        """Under ``_sending``: the memory queue into the table, oldest first, until it refuses (bound)."""
         table = self._table
         assert table is not None
-        async with self._sending:
-            moved = 0
-            while self._queue and await table.put(self._queue[0], self._max_records, self._max_bytes):
-                self._bytes -= len(self._queue.popleft().data)
-                moved += 1
-            if moved:
-                log.warning("%d refusals' records moved from memory to PostgreSQL", moved)
-                self._table_wake.set()
-        return not self._queue
+        moved = 0
+        while self._queue and await table.put(self._queue[0], self._max_records, self._max_bytes):
+            self._bytes -= len(self._queue.popleft().data)
+            moved += 1
+        if moved:
+            log.warning("%d refusals' records moved from memory to PostgreSQL", moved)
+            self._table_wake.set()
 
     def add(self, record: PendingRecord) -> None:
         """Keep a record in memory (bounded), sent again with back-off until stored."""
@@ -299,6 +307,11 @@ class RejectedLater:
         delay = self._first_delay_s
         while self._queue:
             async with self._sending:  # keep may move the queue into the table meanwhile
+                if self._table is not None and not self._stopping:
+                    try:  # PostgreSQL back: the records become durable there, in order, and wait no more here
+                        await self._move_queue()
+                    except Exception:
+                        log.debug("PostgreSQL still refuses the records waiting in memory", exc_info=True)
                 if not self._queue:
                     return
                 record = self._queue[0]
