@@ -418,3 +418,40 @@ async def test_a_refusal_is_answered_without_waiting_for_the_ack_of_a_record_sen
     await later.stop(drain_timeout=1)
     assert stream.stored == [record("office-0", n).data for n in range(2)]
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _CountedDatabaseAway(_DatabaseAway):
+    puts = 0
+
+    async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
+        self.puts += 1
+        return await super().put(record, max_records, max_bytes)
+
+
+@pytest.mark.timeout(30)
+async def test_a_refusal_moves_a_bounded_number_of_records_from_memory_and_the_rest_keep_their_order(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """20 records waited in memory; PostgreSQL back, the next refusal moves no more than a claim's worth (5) of
+    them into the table before its answer (its cost is bounded, whatever waits), waits behind the rest, and the
+    memory queue's retry moves those: the table holds all 21 in the order they were refused."""
+    table = _CountedDatabaseAway(pool)
+    later = RejectedLater(_StreamAway(), LateCounts(), batch=5, first_delay_s=30, max_delay_s=30)  # type: ignore[arg-type]
+    later.attach(table)
+    for n in range(20):
+        await later.keep(record("office-0", n))
+    assert later.pending == 20
+    table.away, table.puts = False, 0
+    await later.keep(record("office-0", 20))
+    assert table.puts <= 5
+    await later.stop(drain_timeout=5)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        waiting = [
+            bytes(r["data"])
+            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+    assert waiting == [record("office-0", n).data for n in range(21)]
+    assert later.counts.lost == 0

@@ -260,21 +260,27 @@ class RejectedLater:
     async def _memory_to_table(self) -> bool:
         """Move the records waiting in memory into the table, oldest first; True when none is left in memory.
         False at once while ``_run`` sends the queue's head (the office's answer does not wait for that ack:
-        ``_run`` moves the queue next). Raises when PostgreSQL does."""
+        ``_run`` moves the queue next), and when more than ``batch`` wait (``_run`` moves the rest). Raises when
+        PostgreSQL does."""
         if not self._queue:
             return True
         if self._sending.locked():
             return False
         async with self._sending:
-            await self._move_queue()
+            await self._move_queue(self._batch)  # a refusal's answer pays for a bounded number of inserts
         return not self._queue
 
-    async def _move_queue(self) -> None:
-        """Under ``_sending``: the memory queue into the table, oldest first, until it refuses (bound)."""
+    async def _move_queue(self, limit: int | None = None) -> None:
+        """Under ``_sending``: the memory queue into the table, oldest first, until it refuses (bound) or
+        ``limit`` records moved."""
         table = self._table
         assert table is not None
         moved = 0
-        while self._queue and await table.put(self._queue[0], self._max_records, self._max_bytes):
+        while (
+            self._queue
+            and (limit is None or moved < limit)
+            and await table.put(self._queue[0], self._max_records, self._max_bytes)
+        ):
             self._bytes -= len(self._queue.popleft().data)
             moved += 1
         if moved:
