@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import asyncpg
 import msgspec
 import nats
 import pytest
@@ -39,6 +40,7 @@ from services.sealer.errors import SealingHalted
 from services.sealer.findings import Expected
 from services.sealer.range_checks import compare_ranges
 from services.sealer.service import Sealer, SealerConfig
+from services.sealer.store import fetch_seals, insert_seal
 from services.sealer.verify import restore_not_proven
 from tests.conftest import Stack
 from tests.faultkit import antq, say, start_projection, stop, wait_caught_up
@@ -322,6 +324,60 @@ async def test_a_halted_sealer_does_not_seal_on_from_a_restore_seal_its_key_did_
             await sealer.seal_once()
     seals = (await stack.js.stream_info(SEALS)).state.last_seq
     assert seals == tip.number + 1  # the forgery only: nothing chained onto it
+
+
+@pytest.mark.timeout(90)
+async def test_a_restore_seal_that_reached_only_nats_is_copied_to_postgresql_by_the_sealer_that_seals_on(
+    stack: Stack, localities: Localities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`antq seals accept-restore` dies between appending the restore seal to ANTQ_SEALS and inserting it in
+    PostgreSQL: the halted sealer that seals on from it puts it into PostgreSQL first (PostgreSQL would
+    otherwise miss it for good: a sealer copies on start only the seals after PostgreSQL's latest)."""
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    wards = localities.wards_of("24")[:8]
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    sealed = await seal_all(stack.servers.nats_url, stack.database_url, signer)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        config = sealer_config(fresh_nats.url, fresh_pg.url, signer)
+        async with Sealer(config) as running:
+            with pytest.raises(SealingHalted):
+                await running.seal_once()
+
+            async def dies(conn: asyncpg.Pool, seal: Seal, seals_seq: int | None) -> bool:
+                if seal.is_restore:
+                    raise ConnectionResetError("accept-restore killed before its PostgreSQL insert")
+                return await insert_seal(conn, seal, seals_seq)
+
+            with monkeypatch.context() as patched:
+                patched.setattr("services.sealer.service.insert_seal", dies)
+                async with Sealer(config) as accepting:
+                    with pytest.raises(ConnectionResetError):
+                        await accepting.accept_restore()
+            nc = await nats.connect(fresh_nats.url)
+            try:
+                await publish_events(nc, localities, realistic_events(20, wards, seed=4))
+            finally:
+                await nc.drain()
+            made = await running.seal_once()  # the halt lifted by the restore seal
+            assert made is not None and made.number == len(sealed) + 2
+        conn = await asyncpg.connect(fresh_pg.url)
+        try:
+            numbers = [s.number for s in await fetch_seals(conn, EVENTS)]
+        finally:
+            await conn.close()
+        assert numbers == list(range(1, len(sealed) + 3))  # the restore seal too
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
 
 
 # -- the restore seal on its own (no server) -----------------------------------------------------------------

@@ -395,6 +395,14 @@ class Sealer:
                 tip.signer,
             )
             return
+        # accept_restore appends to NATS, then PostgreSQL: if it died in between, PostgreSQL gets the restore
+        # seal here (a sealer copies on start only the seals after PostgreSQL's latest, so never once sealed on)
+        logged = c.log.seals[-1]
+        try:
+            await insert_seal(c.pool, logged.seal, logged.seals_seq)
+        except SealConflict as exc:
+            self._halted, self._recreated = f"{exc}: the two stores disagree; run `antq audit seals`", False
+            raise SealingHalted(self._halted) from exc
         log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
         self._halt_reason, self._recreated = None, False
 
