@@ -13,9 +13,10 @@ store directory (``meta.inf`` and its HighwayHash checksum ``meta.sum``): ``antq
 cluster (the time lives in the JetStream meta group) the restore is recorded in the seal chain instead:
 ``antq seals accept-restore`` (``services/sealer/service.py``, ``Sealer.accept_restore``).
 
-The database is dumped first, the streams after: the dump's checkpoint, seals and index then never name a
-sequence the snapshot lacks (the projection and the gateway's index catch up from there, and a seal the dump
-lacks is copied over from ANTQ_SEALS by the sealer on start).
+The database is dumped first, the streams after, ANTQ_SEALS before ANTQ_EVENTS: the dump's checkpoint, seals
+and index, and the seals snapshot, then never name a sequence the events snapshot lacks (the projection and the
+gateway's index catch up from there, a seal the dump lacks is copied over from ANTQ_SEALS by the sealer on
+start, and events stored after the seals snapshot are sealed anew after the restore).
 
 A backup is a directory: ``manifest.json``, one ``<stream>.snapshot`` per stream (the server's archive, as
 received), ``postgres.dump`` (``pg_dump --format=custom``).
@@ -43,7 +44,10 @@ from infra.errors import InfraError
 from infra.highwayhash import highwayhash64
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES
 
-STREAMS = (EVENTS, REJECTED, UPDATES, SEALS)
+# ANTQ_SEALS first: a seal appended while the others are snapshotted (a running sealer) is then not in the backup,
+# whereas one taken after ANTQ_EVENTS could cover events that snapshot lacks, and the restored chain would seal
+# events the restored stream does not hold (a gap: `antq audit seals` and `antq seals accept-restore` refuse it)
+STREAMS = (SEALS, EVENTS, REJECTED, UPDATES)
 MANIFEST = "manifest.json"
 DUMP = "postgres.dump"
 FORMAT = 1

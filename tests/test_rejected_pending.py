@@ -256,3 +256,202 @@ async def test_with_postgresql_away_too_a_refusal_waits_in_memory_and_is_kept_on
     assert subject == "antq.rejected.ca-cao-bang"
     assert msgspec.json.decode(data, type=RejectedRecord).raw == bad
     assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _Stalls:
+    """A publisher whose stream takes the first ``takes`` records, then acknowledges nothing more (an election
+    begins mid-drain: the next ack would come only after the copy's stop gave up waiting)."""
+
+    def __init__(self, takes: int) -> None:
+        self.takes = takes
+        self.stored: list[bytes] = []
+        self.stalled = asyncio.Event()
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if len(self.stored) < self.takes:
+            self.stored.append(data)
+            future.set_result(Outcome(seq=len(self.stored)))
+        else:
+            self.stalled.set()  # never settled
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return [await future for future in futures]
+
+
+@pytest.mark.timeout(30)
+async def test_a_stop_that_interrupts_a_drain_deletes_the_rows_the_stream_already_took(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """A copy stops while it waits for an ack in the middle of a claim: the rows the stream took before are
+    deleted (not rolled back with the claim, to be published again by the next copy); the rest wait."""
+    dead = PendingTable(pool, owner="dead-copy")
+    for n in range(10):
+        assert await dead.put(record("office-0", n), 10_000, 1 << 20)
+    stalls = _Stalls(takes=3)
+    later = RejectedLater(stalls, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(PendingTable(pool))
+
+    async def stalled() -> bool:
+        return stalls.stalled.is_set()
+
+    await wait_for(stalled, timeout=10, what="the drain to wait for the fourth record's ack")
+    await later.stop(drain_timeout=0.2)
+    assert len(stalls.stored) == 3
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        waiting = [
+            bytes(r["data"])
+            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+    assert waiting == [record("office-0", n).data for n in range(3, 10)]  # the 3 stored are not sent again
+    assert (await table_rows(stack.database_url))[2] == 7  # the totals row follows
+
+
+class _StreamAway:
+    """A publisher whose stream refuses every record until ``back`` is set."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.stored: list[bytes] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self.back:
+            self.stored.append(data)
+            future.set_result(Outcome(seq=len(self.stored)))
+        else:
+            future.set_result(Outcome(failure="no responders: no stream leader"))
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        return [await future for future in futures]
+
+
+class _DatabaseAway(PendingTable):
+    """The table, whose inserts fail while ``away`` (PostgreSQL stopped)."""
+
+    away = True
+
+    async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
+        if self.away:
+            raise ConnectionError("PostgreSQL is away")
+        return await super().put(record, max_records, max_bytes)
+
+
+@pytest.mark.timeout(30)
+async def test_a_record_that_waited_in_memory_is_stored_before_the_later_ones_of_its_office(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """ANTQ_REJECTED and PostgreSQL away: refusal 0 waits in memory. PostgreSQL back, refusal 1 is kept in the
+    table: refusal 0 goes there first, so the office's records are stored in the order it was refused (before,
+    refusal 0 stayed in memory and came after refusal 1: moved into the table at the stop, behind it)."""
+    stream = _StreamAway()
+    table = _DatabaseAway(pool)
+    later = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(table)
+    await later.keep(record("office-0", 0))
+    assert later.counts.in_memory == 1 and later.pending == 1
+    table.away = False
+    await later.keep(record("office-0", 1))
+    await later.stop(drain_timeout=0.1)
+    assert later.counts.lost == 0
+
+    stream.back = True  # the next copy stores what waits
+    copy = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    copy.attach(PendingTable(pool))
+
+    async def kept() -> bool:
+        return copy.counts.kept == 2
+
+    await wait_for(kept, timeout=10, what="the next copy to store both records")
+    await copy.stop(drain_timeout=1)
+    assert stream.stored == [record("office-0", n).data for n in range(2)]
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _AckLate:
+    """A publisher whose acks wait until ``release`` is set (a stream that hangs); then it stores them."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self.stored: list[bytes] = []
+        self.pending = b""
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future.set_result(Outcome(seq=0))
+        self.pending = data
+        return future
+
+    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
+        self.waiting.set()
+        await self.release.wait()
+        self.stored.append(self.pending)
+        return [Outcome(seq=len(self.stored))]
+
+
+@pytest.mark.timeout(30)
+async def test_a_refusal_is_answered_without_waiting_for_the_ack_of_a_record_sent_from_memory(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """A record that waited in memory is being sent and its ack is slow: a later refusal of the office is kept
+    (behind it, in order) without waiting for that ack, so the office's answer is not held up by it."""
+    stream = _AckLate()
+    table = _DatabaseAway(pool)
+    later = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
+    later.attach(table)
+    await later.keep(record("office-0", 0))
+    await asyncio.wait_for(stream.waiting.wait(), 5)  # refusal 0 is being sent from memory
+    table.away = False
+    await asyncio.wait_for(later.keep(record("office-0", 1)), 2)  # not held up by refusal 0's ack
+    stream.release.set()
+
+    async def kept() -> bool:
+        return len(stream.stored) == 2
+
+    await wait_for(kept, timeout=10, what="both records to be stored")
+    await later.stop(drain_timeout=1)
+    assert stream.stored == [record("office-0", n).data for n in range(2)]
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)
+
+
+class _CountedDatabaseAway(_DatabaseAway):
+    puts = 0
+
+    async def put(self, record: PendingRecord, max_records: int, max_bytes: int) -> bool:
+        self.puts += 1
+        return await super().put(record, max_records, max_bytes)
+
+
+@pytest.mark.timeout(30)
+async def test_a_refusal_moves_a_bounded_number_of_records_from_memory_and_the_rest_keep_their_order(
+    stack: Stack, pool: asyncpg.Pool
+) -> None:
+    """20 records waited in memory; PostgreSQL back, the next refusal moves no more than a claim's worth (5) of
+    them into the table before its answer (its cost is bounded, whatever waits), waits behind the rest, and the
+    memory queue's retry moves those: the table holds all 21 in the order they were refused."""
+    table = _CountedDatabaseAway(pool)
+    later = RejectedLater(_StreamAway(), LateCounts(), batch=5, first_delay_s=30, max_delay_s=30)  # type: ignore[arg-type]
+    later.attach(table)
+    for n in range(20):
+        await later.keep(record("office-0", n))
+    assert later.pending == 20
+    table.away, table.puts = False, 0
+    await later.keep(record("office-0", 20))
+    assert table.puts <= 5
+    await later.stop(drain_timeout=5)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        waiting = [
+            bytes(r["data"])
+            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+    assert waiting == [record("office-0", n).data for n in range(21)]
+    assert later.counts.lost == 0

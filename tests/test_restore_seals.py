@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
+import asyncpg
 import msgspec
 import nats
 import pytest
@@ -17,10 +18,14 @@ from nats.aio.client import Client
 
 from bench.projection import realistic_events
 from events.localities import Localities
+from events.subjects import SEALS_SUBJECT
+from infra import backup as backup_module
+from infra.backup import StreamEntry
+from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.nats_client import server_urls
 from infra.reading import StreamReader
 from infra.seal_keys import Signer, write_seed_file
-from infra.streams import EVENTS
+from infra.streams import EVENTS, SEALS
 from services.sealer.chain import (
     GENESIS,
     RangeHasher,
@@ -35,6 +40,7 @@ from services.sealer.errors import SealingHalted
 from services.sealer.findings import Expected
 from services.sealer.range_checks import compare_ranges
 from services.sealer.service import Sealer, SealerConfig
+from services.sealer.store import fetch_seals, insert_seal
 from services.sealer.verify import restore_not_proven
 from tests.conftest import Stack
 from tests.faultkit import antq, say, start_projection, stop, wait_caught_up
@@ -203,6 +209,175 @@ async def test_a_recreated_stream_whose_events_differ_cannot_be_accepted_and_sta
     assert code == 1 and "stream_recreated" in out and finding in out, out
     assert "restored" not in out
     say(f"`antq audit seals`: still stream_recreated and {finding} (exit 1)")
+
+
+@pytest.mark.timeout(120)
+async def test_a_backup_taken_while_the_sealer_seals_restores_to_a_chain_accept_restore_takes(
+    stack: Stack, localities: Localities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`antq backup` of a running stack: events are stored and sealed between the streams' snapshots. Every seal
+    in the backup must cover only events the backup holds, else the restored chain seals events the restored
+    stream lacks and `antq seals accept-restore` refuses a faithful restore (a gap) for good."""
+    wards = localities.wards_of("24")[:8]
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    nats_url = stack.servers.nats_url
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    assert [s.last_seq for s in await seal_all(nats_url, stack.database_url, signer)] == [150, 300]
+    snapshot = backup_module.snapshot_stream
+    taken: list[str] = []
+
+    async def snapshot_while_the_stack_runs(nc: Client, stream: str, out: Path, **kw: float) -> StreamEntry:
+        entry = await snapshot(nc, stream, out, **kw)
+        taken.append(stream)
+        if len(taken) == 1:  # the stack goes on between two snapshots: 100 events more, and sealed
+            await publish_events(stack.nc, localities, realistic_events(100, wards, seed=4))
+            assert [s.last_seq for s in await seal_all(nats_url, stack.database_url, signer)] == [400]
+        return entry
+
+    monkeypatch.setattr(backup_module, "snapshot_stream", snapshot_while_the_stack_runs)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    assert len(taken) == 4
+
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        code, out = await antq("seals", "accept-restore", env=env)
+        assert code == 0, out  # a faithful restore of the backup is accepted
+        code, out = await audit_seals(env, signer)
+        assert code == 0 and "restored" in out, out
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_accept_restore_does_not_vouch_for_a_chain_another_key_signed(
+    stack: Stack, localities: Localities, tmp_path: Path
+) -> None:
+    """The restored ANTQ_SEALS holds a sound chain, but signed by another key than the sealer's (whoever could
+    write there made it): `antq seals accept-restore` refuses, rather than sign with the sealer's key that the
+    restored stream holds what that chain says."""
+    other = write_seed_file(tmp_path / "other.nk")
+    write_seed_file(tmp_path / "sealer.nk")
+    await publish_events(stack.nc, localities, realistic_events(300, localities.wards_of("24")[:8], seed=3))
+    assert await seal_all(stack.servers.nats_url, stack.database_url, other)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        code, out = await antq("seals", "accept-restore", env=env)
+        assert code == 1 and "restore refused" in out and "untrusted_signer" in out, out
+        code, out = await antq("audit", "seals", env=env)
+        assert code == 1 and "stream_recreated" in out and "restored" not in out, out  # nothing appended
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_halted_sealer_does_not_seal_on_from_a_restore_seal_its_key_did_not_sign(
+    stack: Stack, localities: Localities, tmp_path: Path
+) -> None:
+    """Halted on a recreated stream, the sealer lifts its halt only for a sound restore seal signed by its own
+    key: one written to ANTQ_SEALS by whoever can publish there (another key) leaves it halted, rather than
+    chaining the sealer's next seal, signed with its key, onto the forgery."""
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    forger = write_seed_file(tmp_path / "forger.nk")
+    wards = localities.wards_of("24")[:8]
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    tip = (await seal_all(stack.servers.nats_url, stack.database_url, signer))[-1]
+    await recreate_with(stack, "rerecorded")
+    await publish_events(stack.nc, localities, realistic_events(20, wards, seed=4))  # something to seal
+    created = (await stack.js.stream_info(EVENTS)).created
+    assert created is not None
+    async with Sealer(sealer_config(stack.servers.nats_url, stack.database_url, signer)) as sealer:
+        with pytest.raises(SealingHalted):
+            await sealer.seal_once()
+        forged = make_seal(
+            number=tip.number + 1,
+            stream=EVENTS,
+            first_seq=1,
+            last_seq=tip.last_seq,
+            count=tip.count,
+            stream_created=created,
+            prev_digest=tip.digest,
+            range_digest=tip.range_digest,
+            content_digest=tip.content_digest,
+            sealed_at=created,
+            signer=forger,
+            restored_from=tip.stream_created,
+        )
+        await stack.js.publish(SEALS_SUBJECT, encode_seal(forged))
+        with pytest.raises(SealingHalted):
+            await sealer.seal_once()
+    seals = (await stack.js.stream_info(SEALS)).state.last_seq
+    assert seals == tip.number + 1  # the forgery only: nothing chained onto it
+
+
+@pytest.mark.timeout(90)
+async def test_a_restore_seal_that_reached_only_nats_is_copied_to_postgresql_by_the_sealer_that_seals_on(
+    stack: Stack, localities: Localities, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`antq seals accept-restore` dies between appending the restore seal to ANTQ_SEALS and inserting it in
+    PostgreSQL: the halted sealer that seals on from it puts it into PostgreSQL first (PostgreSQL would
+    otherwise miss it for good: a sealer copies on start only the seals after PostgreSQL's latest)."""
+    signer = write_seed_file(tmp_path / "sealer.nk")
+    wards = localities.wards_of("24")[:8]
+    await publish_events(stack.nc, localities, realistic_events(300, wards, seed=3))
+    sealed = await seal_all(stack.servers.nats_url, stack.database_url, signer)
+    backup_dir = tmp_path / "backup"
+    await backup_module.backup(stack.nc, stack.database_url, backup_dir)
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        config = sealer_config(fresh_nats.url, fresh_pg.url, signer)
+        async with Sealer(config) as running:
+            with pytest.raises(SealingHalted):
+                await running.seal_once()
+
+            async def dies(conn: asyncpg.Pool, seal: Seal, seals_seq: int | None) -> bool:
+                if seal.is_restore:
+                    raise ConnectionResetError("accept-restore killed before its PostgreSQL insert")
+                return await insert_seal(conn, seal, seals_seq)
+
+            with monkeypatch.context() as patched:
+                patched.setattr("services.sealer.service.insert_seal", dies)
+                async with Sealer(config) as accepting:
+                    with pytest.raises(ConnectionResetError):
+                        await accepting.accept_restore()
+            nc = await nats.connect(fresh_nats.url)
+            try:
+                await publish_events(nc, localities, realistic_events(20, wards, seed=4))
+            finally:
+                await nc.drain()
+            made = await running.seal_once()  # the halt lifted by the restore seal
+            assert made is not None and made.number == len(sealed) + 2
+        conn = await asyncpg.connect(fresh_pg.url)
+        try:
+            numbers = [s.number for s in await fetch_seals(conn, EVENTS)]
+        finally:
+            await conn.close()
+        assert numbers == list(range(1, len(sealed) + 3))  # the restore seal too
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
 
 
 # -- the restore seal on its own (no server) -----------------------------------------------------------------

@@ -16,7 +16,9 @@ Where such a record waits:
   never send the same record (unless a copy dies between the stream's ack and its commit: the record is sent
   again, a duplicate within the window), and an office's records are stored in the order they were refused.
 - In memory, as before the table, when there is none or when PostgreSQL refuses the insert too (it is away as
-  well): sent again with back-off, in order; lost if the process dies (counted ``in_memory`` when queued).
+  well): sent again with back-off, in order; lost if the process dies (counted ``in_memory`` when queued). The
+  records move into the table as soon as PostgreSQL takes them again (the queue's next try, or the next record
+  kept, which goes behind them), so they keep their place before later ones.
 
 Both are bounded (``max_records``, ``max_bytes``; the table's bound holds across every copy): beyond that a
 record is dropped and counted (``LateCounts.lost``, logged at ERROR). A copy that stops gives its memory queue a
@@ -155,15 +157,28 @@ class PendingTable:
             if head != rows[0]["id"]:
                 return [], True
             sent: list[PendingRow] = []
+            interrupted: asyncio.CancelledError | None = None
             for r in rows:
                 row = PendingRow(
                     r["id"], r["owner"], PendingRecord(r["subject"], r["data"], json.loads(r["headers"]))
                 )
-                if not await send(row.record):
+                try:
+                    ok = await send(row.record)
+                except asyncio.CancelledError as exc:  # a stop gave up waiting for an ack
+                    interrupted = exc
+                    break
+                except Exception:
+                    log.warning("a refusal's record could not be sent", exc_info=True)
+                    break
+                if not ok:
                     break
                 sent.append(row)
+            # the rows the stream took are deleted and committed even when interrupted: rolled back with the
+            # claim, they would be published again by the next copy
             if sent:
                 await conn.execute(_DELETE, [row.id for row in sent])
+        if interrupted is not None:
+            raise interrupted
         return sent, len(sent) == len(rows)
 
     async def waiting(self) -> tuple[int, int]:
@@ -198,6 +213,9 @@ class RejectedLater:
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._sending = asyncio.Lock()
+        """Held by ``_run`` while it sends the memory queue's head, and while ``keep`` moves the queue into the
+        table: a record is never both sent from memory and kept in the table."""
         self._table: PendingTable | None = None
         self._draining: asyncio.Task[None] | None = None
         self._table_wake = asyncio.Event()
@@ -221,22 +239,53 @@ class RejectedLater:
         is then durable when this returns), else in memory."""
         if self._table is not None and not self._stopping:
             try:
-                kept = await self._table.put(record, self._max_records, self._max_bytes)
+                # older records of this copy that wait in memory (PostgreSQL was away) go into the table first,
+                # else this one would be stored before them; while they cannot, it waits in memory behind them
+                if await self._memory_to_table():
+                    if await self._table.put(record, self._max_records, self._max_bytes):
+                        self._table_wake.set()
+                    else:
+                        self.counts.lost += 1
+                        log.error(
+                            "a refusal's record for %s is dropped: too many wait to be kept", record.subject
+                        )
+                    return
             except Exception:
                 log.warning(
                     "could not keep a refusal's record in PostgreSQL; it waits in memory", exc_info=True
                 )
-            else:
-                if kept:
-                    self._table_wake.set()
-                else:
-                    self.counts.lost += 1
-                    log.error(
-                        "a refusal's record for %s is dropped: too many wait to be kept", record.subject
-                    )
-                return
             self.counts.in_memory += 1
         self.add(record)
+
+    async def _memory_to_table(self) -> bool:
+        """Move the records waiting in memory into the table, oldest first; True when none is left in memory.
+        False at once while ``_run`` sends the queue's head (the office's answer does not wait for that ack:
+        ``_run`` moves the queue next), and when more than ``batch`` wait (``_run`` moves the rest). Raises when
+        PostgreSQL does."""
+        if not self._queue:
+            return True
+        if self._sending.locked():
+            return False
+        async with self._sending:
+            await self._move_queue(self._batch)  # a refusal's answer pays for a bounded number of inserts
+        return not self._queue
+
+    async def _move_queue(self, limit: int | None = None) -> None:
+        """Under ``_sending``: the memory queue into the table, oldest first, until it refuses (bound) or
+        ``limit`` records moved."""
+        table = self._table
+        assert table is not None
+        moved = 0
+        while (
+            self._queue
+            and (limit is None or moved < limit)
+            and await table.put(self._queue[0], self._max_records, self._max_bytes)
+        ):
+            self._bytes -= len(self._queue.popleft().data)
+            moved += 1
+        if moved:
+            log.warning("%d refusals' records moved from memory to PostgreSQL", moved)
+            self._table_wake.set()
 
     def add(self, record: PendingRecord) -> None:
         """Keep a record in memory (bounded), sent again with back-off until stored."""
@@ -263,15 +312,23 @@ class RejectedLater:
     async def _run(self) -> None:
         delay = self._first_delay_s
         while self._queue:
-            record = self._queue[0]
-            future = await self._publisher.publish(record.subject, record.data, record.headers)
-            (outcome,) = await self._publisher.settle([future])
-            if outcome.seq is not None:
-                self._queue.popleft()
-                self._bytes -= len(record.data)
-                self.counts.kept += 1
-                delay = self._first_delay_s
-                continue
+            async with self._sending:  # keep may move the queue into the table meanwhile
+                if self._table is not None and not self._stopping:
+                    try:  # PostgreSQL back: the records become durable there, in order, and wait no more here
+                        await self._move_queue()
+                    except Exception:
+                        log.debug("PostgreSQL still refuses the records waiting in memory", exc_info=True)
+                if not self._queue:
+                    return
+                record = self._queue[0]
+                future = await self._publisher.publish(record.subject, record.data, record.headers)
+                (outcome,) = await self._publisher.settle([future])
+                if outcome.seq is not None:
+                    self._queue.popleft()
+                    self._bytes -= len(record.data)
+                    self.counts.kept += 1
+                    delay = self._first_delay_s
+                    continue
             log.warning("ANTQ_REJECTED still refuses a record (%s); again in %.1fs", outcome.failure, delay)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

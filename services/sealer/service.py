@@ -37,7 +37,16 @@ from infra.nats_client import connect
 from infra.reading import StreamReader
 from infra.seal_keys import Signer
 from infra.streams import EVENTS, SEALS
-from services.sealer.chain import GENESIS, RangeHasher, Seal, encode_seal, make_seal, utc
+from services.sealer.chain import (
+    GENESIS,
+    RangeHasher,
+    Seal,
+    encode_seal,
+    make_seal,
+    recompute_digest,
+    signature_valid,
+    utc,
+)
 from services.sealer.chain_checks import check_chain
 from services.sealer.errors import NothingToAccept, RestoreRefused, SealConflict
 from services.sealer.errors import SealingHalted as SealingHalted  # importable from here as before
@@ -371,14 +380,37 @@ class Sealer:
         await c.log.refresh()
         info = await c.js.stream_info(self.config.stream)
         tip = c.log.tip
-        if info.created is not None and tip is not None and tip.stream_created == utc(info.created):
-            log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
-            self._halt_reason, self._recreated = None, False
+        if info.created is None or tip is None or tip.stream_created != utc(info.created):
+            return
+        # only a sound seal of this sealer's key (accept_restore's): sealing on from a seal anyone who can write
+        # to the seals stream made would chain this key's next seal onto it
+        if tip.signer != self.config.signer.public_key or not (
+            recompute_digest(tip) == tip.digest and signature_valid(tip)
+        ):
+            log.error(
+                "seal #%d records %s's creation time but is not a sound seal of this sealer's key (%s): "
+                "still halted; run `antq audit seals`",
+                tip.number,
+                self.config.stream,
+                tip.signer,
+            )
+            return
+        # accept_restore appends to NATS, then PostgreSQL: if it died in between, PostgreSQL gets the restore
+        # seal here (a sealer copies on start only the seals after PostgreSQL's latest, so never once sealed on)
+        logged = c.log.seals[-1]
+        try:
+            await insert_seal(c.pool, logged.seal, logged.seals_seq)
+        except SealConflict as exc:
+            self._halted, self._recreated = f"{exc}: the two stores disagree; run `antq audit seals`", False
+            raise SealingHalted(self._halted) from exc
+        log.info("seal #%d records %s's creation time: sealing again", tip.number, self.config.stream)
+        self._halt_reason, self._recreated = None, False
 
     async def check_restore(self) -> RestoreCheck:
         """The chain's tip, the stream's creation time and what the restored stream fails of the chain: the
-        chain on its own (numbering, digests, signatures, prev digests, ranges) and every sealed range
-        recomputed from the stream as it is now. NothingToAccept when the tip records that creation time."""
+        chain on its own (numbering, digests, signatures by this sealer's key, prev digests, ranges) and every
+        sealed range recomputed from the stream as it is now. NothingToAccept when the tip records that creation
+        time."""
         c, cfg = self._c(), self.config
         await c.log.refresh()
         tip = c.log.tip
@@ -393,7 +425,8 @@ class Sealer:
                 f"seal #{tip.number} already records {cfg.stream}'s creation time {created.isoformat()}"
             )
         seals = [logged.seal for logged in c.log.seals]
-        chain = check_chain("nats", seals, None)
+        # its own key only: the restore seal, signed with it, vouches for every range of the chain before it
+        chain = check_chain("nats", seals, frozenset({cfg.signer.public_key}))
         findings = list(chain.findings)
         findings += [
             Finding(
