@@ -14,7 +14,7 @@ from services.gateway.rejected_later import LateCounts, PendingRecord, PendingTa
 from tests.servers import wait_for
 
 
-class _Away:
+class StreamAway:
     """A JetStream publisher whose stream has no leader until ``back`` is set."""
 
     def __init__(self) -> None:
@@ -42,7 +42,7 @@ def record(n: int) -> PendingRecord:
 
 @pytest.mark.timeout(30)
 async def test_a_flood_of_refusals_while_the_stream_is_away_stays_bounded_and_is_kept_in_order() -> None:
-    away = _Away()
+    away = StreamAway()
     counts = LateCounts()
     later = RejectedLater(
         cast(JetStreamPublisher, away), counts, max_records=100, first_delay_s=0.01, max_delay_s=0.02
@@ -69,7 +69,7 @@ async def test_a_flood_of_refusals_while_the_stream_is_away_stays_bounded_and_is
 
 @pytest.mark.timeout(30)
 async def test_records_still_waiting_at_a_stop_are_counted_lost() -> None:
-    away = _Away()
+    away = StreamAway()
     counts = LateCounts()
     later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
     later.add(record(1))
@@ -102,7 +102,7 @@ class _DatabaseAway:
 
 @pytest.mark.timeout(30)
 async def test_with_postgresql_away_too_a_record_waits_in_memory_and_is_counted() -> None:
-    away = _Away()
+    away = StreamAway()
     counts = LateCounts()
     later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
     table = _DatabaseAway()
@@ -121,7 +121,7 @@ async def test_with_postgresql_away_too_a_record_waits_in_memory_and_is_counted(
 
 @pytest.mark.timeout(30)
 async def test_at_a_stop_records_waiting_in_memory_move_to_the_table_once_postgresql_is_back() -> None:
-    away = _Away()
+    away = StreamAway()
     counts = LateCounts()
     later = RejectedLater(cast(JetStreamPublisher, away), counts, first_delay_s=0.01, max_delay_s=0.02)
     table = _DatabaseAway()

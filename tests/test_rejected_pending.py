@@ -29,6 +29,7 @@ from tests.conftest import FixedClock, Stack, gateway_config, wait_until_answeri
 from tests.faultkit import kill9, start_gateway, stop
 from tests.servers import create_streams, wait_for
 from tests.test_gateway_faults import database_down
+from tests.test_rejected_later import StreamAway
 
 pytestmark = pytest.mark.servers
 
@@ -311,26 +312,6 @@ async def test_a_stop_that_interrupts_a_drain_deletes_the_rows_the_stream_alread
     assert (await table_rows(stack.database_url))[2] == 7  # the totals row follows
 
 
-class _StreamAway:
-    """A publisher whose stream refuses every record until ``back`` is set."""
-
-    def __init__(self) -> None:
-        self.back = False
-        self.stored: list[bytes] = []
-
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        if self.back:
-            self.stored.append(data)
-            future.set_result(Outcome(seq=len(self.stored)))
-        else:
-            future.set_result(Outcome(failure="no responders: no stream leader"))
-        return future
-
-    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
-        return [await future for future in futures]
-
-
 class _DatabaseAway(PendingTable):
     """The table, whose inserts fail while ``away`` (PostgreSQL stopped)."""
 
@@ -349,7 +330,7 @@ async def test_a_record_that_waited_in_memory_is_stored_before_the_later_ones_of
     """ANTQ_REJECTED and PostgreSQL away: refusal 0 waits in memory. PostgreSQL back, refusal 1 is kept in the
     table: refusal 0 goes there first, so the office's records are stored in the order it was refused (before,
     refusal 0 stayed in memory and came after refusal 1: moved into the table at the stop, behind it)."""
-    stream = _StreamAway()
+    stream = StreamAway()
     table = _DatabaseAway(pool)
     later = RejectedLater(stream, LateCounts(), first_delay_s=0.01, max_delay_s=0.05)  # type: ignore[arg-type]
     later.attach(table)
@@ -436,7 +417,7 @@ async def test_a_refusal_moves_a_bounded_number_of_records_from_memory_and_the_r
     them into the table before its answer (its cost is bounded, whatever waits), waits behind the rest, and the
     memory queue's retry moves those: the table holds all 21 in the order they were refused."""
     table = _CountedDatabaseAway(pool)
-    later = RejectedLater(_StreamAway(), LateCounts(), batch=5, first_delay_s=30, max_delay_s=30)  # type: ignore[arg-type]
+    later = RejectedLater(StreamAway(), LateCounts(), batch=5, first_delay_s=30, max_delay_s=30)  # type: ignore[arg-type]
     later.attach(table)
     for n in range(20):
         await later.keep(record("office-0", n))

@@ -7,7 +7,9 @@ events differ is refused and stays a finding; without acceptance the finding sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -72,6 +74,26 @@ async def seal_all(nats_url: str, database_url: str, signer: Signer) -> list[Sea
 
 async def audit_seals(env: dict[str, str], signer: Signer) -> tuple[int, str]:
     return await antq("audit", "seals", env={**env, "ANTQ_SEAL_PUBLIC_KEYS": signer.public_key})
+
+
+@contextlib.asynccontextmanager
+async def restored_on_fresh_servers(
+    tmp_path: Path, backup_dir: Path
+) -> AsyncIterator[tuple[EmbeddedNats, EmbeddedPostgres, dict[str, str]]]:
+    """A fresh nats-server and PostgreSQL with ``antq restore`` of the backup done (the sealer's seed file
+    ``tmp_path / "sealer.nk"`` in the environment), stopped afterwards."""
+    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
+    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
+    fresh_nats.start()
+    fresh_pg.start()
+    try:
+        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
+        code, out = await antq("restore", str(backup_dir), env=env)
+        assert code == 0, out
+        yield fresh_nats, fresh_pg, env
+    finally:
+        fresh_nats.stop()
+        fresh_pg.stop()
 
 
 @pytest.mark.timeout(170)
@@ -239,21 +261,11 @@ async def test_a_backup_taken_while_the_sealer_seals_restores_to_a_chain_accept_
     await backup_module.backup(stack.nc, stack.database_url, backup_dir)
     assert len(taken) == 4
 
-    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
-    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
-    fresh_nats.start()
-    fresh_pg.start()
-    try:
-        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
-        code, out = await antq("restore", str(backup_dir), env=env)
-        assert code == 0, out
+    async with restored_on_fresh_servers(tmp_path, backup_dir) as (_, _, env):
         code, out = await antq("seals", "accept-restore", env=env)
         assert code == 0, out  # a faithful restore of the backup is accepted
         code, out = await audit_seals(env, signer)
         assert code == 0 and "restored" in out, out
-    finally:
-        fresh_nats.stop()
-        fresh_pg.stop()
 
 
 @pytest.mark.timeout(90)
@@ -269,21 +281,11 @@ async def test_accept_restore_does_not_vouch_for_a_chain_another_key_signed(
     assert await seal_all(stack.servers.nats_url, stack.database_url, other)
     backup_dir = tmp_path / "backup"
     await backup_module.backup(stack.nc, stack.database_url, backup_dir)
-    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
-    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
-    fresh_nats.start()
-    fresh_pg.start()
-    try:
-        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
-        code, out = await antq("restore", str(backup_dir), env=env)
-        assert code == 0, out
+    async with restored_on_fresh_servers(tmp_path, backup_dir) as (_, _, env):
         code, out = await antq("seals", "accept-restore", env=env)
         assert code == 1 and "restore refused" in out and "untrusted_signer" in out, out
         code, out = await antq("audit", "seals", env=env)
         assert code == 1 and "stream_recreated" in out and "restored" not in out, out  # nothing appended
-    finally:
-        fresh_nats.stop()
-        fresh_pg.stop()
 
 
 @pytest.mark.timeout(60)
@@ -339,14 +341,7 @@ async def test_a_restore_seal_that_reached_only_nats_is_copied_to_postgresql_by_
     sealed = await seal_all(stack.servers.nats_url, stack.database_url, signer)
     backup_dir = tmp_path / "backup"
     await backup_module.backup(stack.nc, stack.database_url, backup_dir)
-    fresh_nats = EmbeddedNats(tmp_path / "nats2", sync_always=False)
-    fresh_pg = EmbeddedPostgres(tmp_path / "pg2", durable=False)
-    fresh_nats.start()
-    fresh_pg.start()
-    try:
-        env = env_of(fresh_nats.url, fresh_pg.url, tmp_path / "sealer.nk")
-        code, out = await antq("restore", str(backup_dir), env=env)
-        assert code == 0, out
+    async with restored_on_fresh_servers(tmp_path, backup_dir) as (fresh_nats, fresh_pg, _):
         config = sealer_config(fresh_nats.url, fresh_pg.url, signer)
         async with Sealer(config) as running:
             with pytest.raises(SealingHalted):
@@ -375,9 +370,6 @@ async def test_a_restore_seal_that_reached_only_nats_is_copied_to_postgresql_by_
         finally:
             await conn.close()
         assert numbers == list(range(1, len(sealed) + 3))  # the restore seal too
-    finally:
-        fresh_nats.stop()
-        fresh_pg.stop()
 
 
 # -- the restore seal on its own (no server) -----------------------------------------------------------------
