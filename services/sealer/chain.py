@@ -225,6 +225,11 @@ def signature_valid(seal: Seal) -> bool:
     return len(digest) == 32 and verify_signature(seal.signer, digest, signature)
 
 
+def sound(seal: Seal) -> bool:
+    """The seal's digest is that of its fields, and its signature its signer's over that digest."""
+    return recompute_digest(seal) == seal.digest and signature_valid(seal)
+
+
 def encode_seal(seal: Seal) -> bytes:
     return msgspec.json.encode(seal)
 

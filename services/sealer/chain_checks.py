@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.sealer.chain import GENESIS, Seal, recompute_digest, signature_valid
+from services.sealer.chain import GENESIS, Seal, recompute_digest, signature_valid, sound
 from services.sealer.findings import Expected, Finding, Store, about_seal
 
 
@@ -173,10 +173,6 @@ def _follows(seal: Seal, prev: Seal) -> bool:
     return seal.first_seq == prev.last_seq + 1
 
 
-def _sound(seal: Seal) -> bool:
-    return recompute_digest(seal) == seal.digest and signature_valid(seal)
-
-
 def _expected_differences(expected: Expected, seal: Seal) -> list[str]:
     recorded: tuple[tuple[str, object, object], ...] = (
         ("stream", expected.stream, seal.stream),
@@ -246,7 +242,7 @@ def check_expected(store: Store, seals: Sequence[Seal], expected: Expected) -> l
         detail = f"in {store}, the chain from the printed seal #{n} to the latest seal #{tip} breaks at #{k}: {why}"
         return [Finding(kind="expected_chain_broken", store=store, seal=k, detail=detail)]
 
-    if not _sound(match):
+    if not sound(match):
         return broken(n, "the printed seal itself does not verify")
     current = match
     for k in range(n + 1, tip + 1):
@@ -254,7 +250,7 @@ def check_expected(store: Store, seals: Sequence[Seal], expected: Expected) -> l
             (
                 s
                 for s in by_number.get(k, [])
-                if s.prev_digest == current.digest and _follows(s, current) and _sound(s)
+                if s.prev_digest == current.digest and _follows(s, current) and sound(s)
             ),
             None,
         )

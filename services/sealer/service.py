@@ -43,8 +43,7 @@ from services.sealer.chain import (
     Seal,
     encode_seal,
     make_seal,
-    recompute_digest,
-    signature_valid,
+    sound,
     utc,
 )
 from services.sealer.chain_checks import check_chain
@@ -384,9 +383,7 @@ class Sealer:
             return
         # only a sound seal of this sealer's key (accept_restore's): sealing on from a seal anyone who can write
         # to the seals stream made would chain this key's next seal onto it
-        if tip.signer != self.config.signer.public_key or not (
-            recompute_digest(tip) == tip.digest and signature_valid(tip)
-        ):
+        if tip.signer != self.config.signer.public_key or not sound(tip):
             log.error(
                 "seal #%d records %s's creation time but is not a sound seal of this sealer's key (%s): "
                 "still halted; run `antq audit seals`",
