@@ -42,6 +42,18 @@ async def stored(stack: Stack) -> list[tuple[str, bytes]]:
     return out
 
 
+async def waiting_data(database_url: str) -> list[bytes]:
+    """The payloads of the records waiting in the table, oldest first."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [
+            bytes(r["data"])
+            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
+        ]
+    finally:
+        await conn.close()
+
+
 async def table_rows(database_url: str) -> tuple[int, int, int, int]:
     """Rows and bytes in the table, counted, and as its totals row says."""
     conn = await asyncpg.connect(database_url)
@@ -300,14 +312,7 @@ async def test_a_stop_that_interrupts_a_drain_deletes_the_rows_the_stream_alread
     await wait_for(stalled, timeout=10, what="the drain to wait for the fourth record's ack")
     await later.stop(drain_timeout=0.2)
     assert len(stalls.stored) == 3
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        waiting = [
-            bytes(r["data"])
-            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
-        ]
-    finally:
-        await conn.close()
+    waiting = await waiting_data(stack.database_url)
     assert waiting == [record("office-0", n).data for n in range(3, 10)]  # the 3 stored are not sent again
     assert (await table_rows(stack.database_url))[2] == 7  # the totals row follows
 
@@ -426,13 +431,6 @@ async def test_a_refusal_moves_a_bounded_number_of_records_from_memory_and_the_r
     await later.keep(record("office-0", 20))
     assert table.puts <= 5
     await later.stop(drain_timeout=5)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        waiting = [
-            bytes(r["data"])
-            for r in await conn.fetch("SELECT data FROM gateway_rejected_pending ORDER BY id")
-        ]
-    finally:
-        await conn.close()
+    waiting = await waiting_data(stack.database_url)
     assert waiting == [record("office-0", n).data for n in range(21)]
     assert later.counts.lost == 0
