@@ -8,6 +8,7 @@ On a ``FastHeadersClient`` the acks are taken straight from the protocol parser 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 
 import msgspec
@@ -81,79 +82,157 @@ class Outcome:
     failure: str | None = None
 
 
-class JetStreamPublisher:
-    """Pipelined JetStream publishes over one connection: one reply inbox, a future per publish.
+class Pending:
+    """One publish waiting for its ack: ``outcome`` is set when the ack (or a failure) comes in."""
 
-    ``settle`` waits for a whole set of acks at once with one deadline, instead of one timer per message.
+    __slots__ = ("outcome", "token", "waiter")
+
+    def __init__(self, token: bytes, outcome: Outcome | None = None) -> None:
+        self.token = token
+        self.outcome = outcome
+        self.waiter: _Waiter | None = None
+
+
+class _Waiter:
+    """Publishes awaited together (``settle``): one future, set when the last of them has its outcome."""
+
+    __slots__ = ("future", "left")
+
+    def __init__(self, left: int, future: asyncio.Future[None]) -> None:
+        self.left = left
+        self.future = future
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""What nats-py accepts as a header name (RFC 7230 token)."""
+_NOT_IN_VALUE = re.compile(r"[\r\n]")
+_NOT_IN_SUBJECT = re.compile(r"[ \t\r\n]")
+"""What nats-py refuses in a published subject: a line break would inject protocol commands."""
+HEADER_LINE = b"NATS/1.0\r\n"
+
+
+def header_block(headers: dict[str, str]) -> bytes:
+    """Headers as the protocol carries them (``NATS/1.0``, one ``Name: value`` line each, a blank line).
+
+    A name outside RFC 7230's token characters, or a value holding a line break, is refused (``ValueError``):
+    it would end the block early and inject lines of its own."""
+    lines = [HEADER_LINE]
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name) or _NOT_IN_VALUE.search(value):
+            raise ValueError(f"header {name!r}: {value!r} cannot be sent")
+        lines.append(b"%s: %s\r\n" % (name.encode(), value.strip().encode()))
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+class JetStreamPublisher:
+    """Pipelined JetStream publishes over one connection: one reply inbox, a ``Pending`` per publish.
+
+    ``settle`` waits for a whole set of acks at once, with one future and one deadline, instead of a future and
+    a timer per message. On a ``FastHeadersClient`` each publish is one protocol frame built here and handed to
+    the client's write buffer (``FastHeadersClient.send_frame``), and each ack is taken from the parser.
     """
 
     def __init__(self, nc: Client, *, max_pending: int = 4000, ack_timeout: float = 10.0) -> None:
         self._nc = nc
+        self._fast = nc if isinstance(nc, FastHeadersClient) else None
         self._slots = asyncio.Semaphore(max_pending)
         self._ack_timeout = ack_timeout
-        self._pending: dict[str, asyncio.Future[Outcome]] = {}
+        self._pending: dict[bytes, Pending] = {}
         self._prefix = ""
+        self._reply_head = b""
         self._counter = 0
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox()
+        self._reply_head = f"{self._prefix}.".encode()
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
-        if isinstance(self._nc, FastHeadersClient):  # acks straight from the parser: no Msg, no task switch
-            self._nc.route_raw(self._sub._id, self._on_raw_reply)
+        if self._fast is not None:  # acks straight from the parser: no Msg, no task switch
+            self._fast.route_raw(self._sub._id, self._on_raw_reply)
 
     async def stop(self) -> None:
         if self._sub is not None:
-            if isinstance(self._nc, FastHeadersClient):
-                self._nc.route_raw(self._sub._id, None)
+            if self._fast is not None:
+                self._fast.route_raw(self._sub._id, None)
             await self._sub.unsubscribe()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_result(Outcome(failure="the gateway is stopping"))
+        for token in list(self._pending):
+            self._settled(token, Outcome(failure="the gateway is stopping"))
         self._pending.clear()
 
     async def _on_reply(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
-        self._settled(msg.subject.rpartition(".")[2], msg.data, status)
+        self._acked(msg.subject.rpartition(".")[2].encode(), msg.data, status)
 
     def _on_raw_reply(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        self._settled(subject.rpartition(b".")[2].decode("ascii", "replace"), data, _status_of(headers))
+        self._acked(subject.rpartition(b".")[2], data, _status_of(headers))
 
-    def _settled(self, token: str, data: bytes, status: str | None) -> None:
-        future = self._pending.pop(token, None)
-        if future is None or future.done():
+    def _acked(self, token: bytes, data: bytes, status: str | None) -> None:
+        if token in self._pending:
+            self._settled(token, _outcome(data, status))
+
+    def _settled(self, token: bytes, outcome: Outcome) -> None:
+        pending = self._pending.pop(token, None)
+        if pending is None or pending.outcome is not None:
             return
         self._slots.release()
-        future.set_result(_outcome(data, status))
+        pending.outcome = outcome
+        waiter = pending.waiter
+        if waiter is not None:
+            waiter.left -= 1
+            if not waiter.left and not waiter.future.done():
+                waiter.future.set_result(None)
 
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> Pending:
+        """Publish with these headers; the returned ``Pending`` gets its outcome when the ack comes in."""
+        return await self.publish_block(subject, data, header_block(headers))
+
+    async def publish_block(self, subject: str, data: bytes, block: bytes) -> Pending:
+        """Publish with a header block already built (``header_block``, or a fixed one with values that
+        cannot hold a line break)."""
         if self._sub is None:
             await self.start()
         await self._slots.acquire()
         self._counter += 1
-        token = str(self._counter)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending[token] = future
+        token = b"%d" % self._counter
+        pending = self._pending[token] = Pending(token)
         try:
-            await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}", headers=headers)
-        except nats.errors.Error as exc:
-            self._pending.pop(token, None)
-            self._slots.release()
-            future.set_result(Outcome(failure=f"the event log cannot be reached ({type(exc).__name__})"))
-        return future
-
-    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
-        """Wait for every ack, with one deadline; a publish not acked by then is an outage."""
-        if futures:
-            await asyncio.wait(futures, timeout=self._ack_timeout)
-        outcomes = []
-        for future in futures:
-            if future.done():
-                outcomes.append(future.result())
+            if _NOT_IN_SUBJECT.search(subject) or not subject:
+                raise nats.errors.BadSubjectError
+            if self._fast is not None:
+                frame = b"HPUB %s %s%s %d %d\r\n%s%s\r\n" % (
+                    subject.encode(),
+                    self._reply_head,
+                    token,
+                    len(block),
+                    len(block) + len(data),
+                    block,
+                    data,
+                )
+                await self._fast.send_frame(frame, len(data))
             else:
-                for token, pending in list(self._pending.items()):
-                    if pending is future:
-                        del self._pending[token]
-                        self._slots.release()
-                outcomes.append(Outcome(failure="the event log did not acknowledge in time"))
+                headers = FastHeadersClient._parse_header_lines(block[len(HEADER_LINE) :])
+                await self._nc.publish(
+                    subject, data, reply=f"{self._prefix}.{token.decode()}", headers=headers
+                )
+        except nats.errors.Error as exc:
+            self._settled(token, Outcome(failure=f"the event log cannot be reached ({type(exc).__name__})"))
+        return pending
+
+    async def settle(self, pendings: list[Pending]) -> list[Outcome]:
+        """Wait for every ack, with one deadline; a publish not acked by then is an outage."""
+        left = [p for p in pendings if p.outcome is None]
+        if left:
+            waiter = _Waiter(len(left), asyncio.get_running_loop().create_future())
+            for pending in left:
+                pending.waiter = waiter
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), self._ack_timeout)
+            except TimeoutError:
+                for pending in left:
+                    self._settled(pending.token, Outcome(failure="the event log did not acknowledge in time"))
+        outcomes = []
+        for pending in pendings:
+            assert pending.outcome is not None
+            outcomes.append(pending.outcome)
         return outcomes

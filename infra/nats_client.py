@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 _CRLF = b"\r\n"
@@ -66,6 +67,27 @@ class FastHeadersClient(Client):
             # subscription, every publish ack) while still 'connected'. Reported as nats-py reports an error
             # in a subscription's callback; the message is dropped (ordered readers notice the gap).
             await self._error_cb(exc)
+
+    async def send_frame(self, frame: bytes, payload_size: int) -> None:
+        """Queue one protocol frame built by the caller (an ``HPUB`` of ``infra.js_publisher``) as
+        ``Client.publish`` queues its own: the same refusals (closed, draining, buffer full while reconnecting,
+        payload over the server's maximum), the same statistics, the same flush. What ``publish`` does besides,
+        building the frame from a header dict with a regular expression per name, is the caller's, once."""
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if self.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        if not self.is_connected and (
+            self._max_pending_size <= 0 or payload_size + self._pending_data_size > self._max_pending_size
+        ):
+            raise nats.errors.OutboundBufferLimitError
+        if payload_size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        self.stats["out_msgs"] += 1
+        self.stats["out_bytes"] += payload_size
+        await self._send_command(frame)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

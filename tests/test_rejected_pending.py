@@ -17,7 +17,7 @@ import pytest
 
 from events.intake import IntakeResult, RejectedRecord
 from events.localities import Localities
-from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher, Outcome
+from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher, Outcome, Pending
 from infra.stream_reader import read_stream
 from infra.streams import REJECTED
 from services.client import OfficeClient
@@ -153,12 +153,12 @@ class Counting:
         self._inner = inner
         self.sends = sends
 
-    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> asyncio.Future[Outcome]:
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> Pending:
         self.sends[headers[MSG_ID]] += 1
         return await self._inner.publish(subject, data, headers)
 
-    async def settle(self, futures: list[asyncio.Future[Outcome]]) -> list[Outcome]:
-        return await self._inner.settle(futures)
+    async def settle(self, pendings: list[Pending]) -> list[Outcome]:
+        return await self._inner.settle(pendings)
 
 
 @pytest.mark.timeout(60)

@@ -7,7 +7,6 @@ failed validation). Plain values and functions; no I/O.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass, field
 
@@ -16,7 +15,7 @@ import msgspec
 from events.catalogue import Entity, EventSpec, ended_entities, spec_of
 from events.schema import Event, LegacyLocality
 from services.gateway.index import Claim, IndexRow
-from services.gateway.publisher import Outcome
+from services.gateway.publisher import Pending
 
 
 class _IdOnly(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +114,7 @@ class _Batch:
 
     known: dict[uuid.UUID, IndexRow]
     claims: dict[str, Claim]
-    inflight: list[tuple[_Candidate, asyncio.Future[Outcome], int | None]] = field(default_factory=list)
+    inflight: list[tuple[_Candidate, Pending, int | None]] = field(default_factory=list)
     inflight_keys: set[str] = field(default_factory=set)
 
 

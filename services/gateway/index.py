@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +38,24 @@ class Claim:
 
 _INSERT_ROWS = """
     INSERT INTO event_index (event_id, seq, body_hash, type, ward, subject)
-    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[], $4::text[], $5::text[], $6::text[])
+    SELECT r.event_id, r.seq, decode(r.body_hash, 'base64'), r.type, r.ward, r.subject
+    FROM json_to_recordset($1::text::json)
+         AS r(event_id uuid, seq bigint, body_hash text, type text, ward text, subject text)
     ON CONFLICT DO NOTHING"""
 
+_json = msgspec.json.Encoder()
 
-def _columns(rows: Sequence[IndexRow]) -> tuple[list[Any], ...]:
-    return (
-        [r.event_id for r in rows],
-        [r.seq for r in rows],
-        [r.body_hash for r in rows],
-        [r.type for r in rows],
-        [r.ward for r in rows],
-        [r.subject for r in rows],
-    )
+
+def _as_json(items: Iterable[Any]) -> str:
+    """Rows (dataclasses: an object each, a UUID as text, bytes as base64) or values as one JSON text.
+
+    A batch's hundreds of rows travel as one text PostgreSQL parses (``json_to_recordset``,
+    ``json_array_elements_text``) instead of six arrays asyncpg would encode item by item in Python."""
+    return _json.encode(list(items)).decode()
+
+
+_IN_IDS = "ANY(ARRAY(SELECT json_array_elements_text($1::text::json))::uuid[])"
+_IN_KEYS = "ANY(ARRAY(SELECT json_array_elements_text($1::text::json)))"
 
 
 class EventIndex:
@@ -61,8 +67,8 @@ class EventIndex:
         if not ids:
             return {}
         rows = await self._pool.fetch(
-            "SELECT event_id, seq, body_hash, type, ward, subject FROM event_index WHERE event_id = ANY($1)",
-            ids,
+            f"SELECT event_id, seq, body_hash, type, ward, subject FROM event_index WHERE event_id = {_IN_IDS}",
+            _as_json(ids),
         )
         return {r["event_id"]: IndexRow(**dict(r)) for r in rows}
 
@@ -105,9 +111,12 @@ class EventIndex:
         the catch-up may pass over a range where every sequence has its row (``covered_until``)."""
         if not rows and not released:
             return
+        if not released:  # one statement: atomic without a transaction of its own
+            await self._pool.execute(_INSERT_ROWS, _as_json(rows))
+            return
         async with self._pool.acquire() as conn, conn.transaction():
             if rows:
-                await conn.execute(_INSERT_ROWS, *_columns(rows))
+                await conn.execute(_INSERT_ROWS, _as_json(rows))
             if released:
                 await conn.execute("DELETE FROM entity_claims WHERE event_id = ANY($1)", list(released))
 
@@ -139,16 +148,14 @@ class EventIndex:
         async with self._pool.acquire() as conn:
             await conn.execute(
                 """INSERT INTO entity_claims (entity, event_id, ward, subject)
-                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
+                   SELECT r.entity, r.event_id, r.ward, r.subject
+                   FROM json_to_recordset($1::text::json) AS r(entity text, event_id uuid, ward text, subject text)
                    ON CONFLICT DO NOTHING""",
-                [c.entity for c in claims],
-                [c.event_id for c in claims],
-                [c.ward for c in claims],
-                [c.subject for c in claims],
+                _as_json(claims),
             )
             rows = await conn.fetch(
-                "SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = ANY($1)",
-                [c.entity for c in claims],
+                f"SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = {_IN_KEYS}",
+                _as_json(c.entity for c in claims),
             )
         return {r["entity"]: Claim(**dict(r)) for r in rows}
 
@@ -157,7 +164,8 @@ class EventIndex:
         if not keys:
             return {}
         rows = await self._pool.fetch(
-            "SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = ANY($1)", keys
+            f"SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = {_IN_KEYS}",
+            _as_json(keys),
         )
         return {r["entity"]: Claim(**dict(r)) for r in rows}
 
@@ -187,7 +195,7 @@ class EventIndex:
         claim, if it holds one, is released: ``release``)."""
         async with self._pool.acquire() as conn, conn.transaction():
             if rows:
-                await conn.execute(_INSERT_ROWS, *_columns(rows))
+                await conn.execute(_INSERT_ROWS, _as_json(rows))
             run: list[Claim] = []
             for change in [*claims, None]:
                 if isinstance(change, Claim):

@@ -420,8 +420,9 @@ class IntakePipeline(EntityChecks):
         # an event already in the log keeps its claim; claim only for events not yet known
         claims = await self._index.claim([c for c in new_claims if c.event_id not in known])
         claims.update(await self._index.claims(referenced - claims.keys()))
-        tip_events = {c.event_id for c in claims.values()} - known.keys()
-        known.update(await self._index.lookup(tip_events))
+        # the owners of the entities named: those not already looked up (a new entity's owner is mostly its
+        # creating event, in this very request)
+        known.update(await self._index.lookup({c.event_id for c in claims.values()} - ids))
         for mine in new_claims:
             owner = claims.get(mine.entity)
             if (

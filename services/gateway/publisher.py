@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import uuid
@@ -13,14 +12,25 @@ from events.subjects import REJECTED_PREFIX
 from infra.js_publisher import (
     EXPECTED_LAST_SUBJECT_SEQ,
     EXPECTED_STREAM,
+    HEADER_LINE,
     MSG_ID,
     JetStreamPublisher,
     Outcome,
+    Pending,
 )
 from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT
 from services.gateway.rejected_later import PendingRecord
 
-__all__ = ["MSG_ID", "IntakePublisher", "Outcome"]
+__all__ = ["MSG_ID", "IntakePublisher", "Outcome", "Pending"]
+
+
+_EVENT_HEADERS = HEADER_LINE + f"{EXPECTED_STREAM}: {EVENTS}\r\n{MSG_ID}: ".encode() + b"%s\r\n\r\n"
+_EVENT_HEADERS_EXPECTED = (
+    HEADER_LINE
+    + f"{EXPECTED_STREAM}: {EVENTS}\r\n{MSG_ID}: ".encode()
+    + f"%s\r\n{EXPECTED_LAST_SUBJECT_SEQ}: ".encode()
+    + b"%d\r\n\r\n"
+)
 
 
 class IntakePublisher(JetStreamPublisher):
@@ -28,11 +38,13 @@ class IntakePublisher(JetStreamPublisher):
 
     async def publish_event(
         self, subject: str, data: bytes, msg_id: str, expected_last: int | None
-    ) -> asyncio.Future[Outcome]:
-        headers = {MSG_ID: msg_id, EXPECTED_STREAM: EVENTS}
-        if expected_last is not None:
-            headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last)
-        return await self.publish(subject, data, headers)
+    ) -> Pending:
+        """``msg_id`` is an event_id's text (a UUID: no line break); the header block is built in one step."""
+        if expected_last is None:
+            block = _EVENT_HEADERS % msg_id.encode()
+        else:
+            block = _EVENT_HEADERS_EXPECTED % (msg_id.encode(), expected_last)
+        return await self.publish_block(subject, data, block)
 
     @staticmethod
     def rejected_record(
