@@ -237,6 +237,13 @@ def normalise(event: Event) -> Event:
 
 def decode_event(raw: bytes, *, today: dt.date) -> Event:
     """Decode and validate one event document; ``today`` is the current date in Vietnam."""
+    return decode_event_encoded(raw, today=today)[0]
+
+
+def decode_event_encoded(raw: bytes, *, today: dt.date) -> tuple[Event, bytes]:
+    """``decode_event``, with the normalised event's encoding: what ``body_hash`` hashes and the stored record
+    holds (``recorded_bytes``), made once. The same encoding tells, by counting quotes, that no key was given
+    twice (``duplicate_key``)."""
     if len(raw) > MAX_EVENT_BYTES:
         raise TooLarge(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
     _check_depth(raw)
@@ -248,7 +255,8 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
         raise Malformed(f"not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec raises it (not DecodeError) for bad UTF-8 inside a string
         raise Malformed(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
-    duplicate = duplicate_key(raw)
+    encoded = _encoder.encode(event)
+    duplicate = duplicate_key(raw, encoded)
     if duplicate is not None:
         raise Invalid("this key is given twice in the same object: give each key once", duplicate)
     _check_ids(event)
@@ -262,12 +270,26 @@ def decode_event(raw: bytes, *, today: dt.date) -> Event:
         if event.target_event_id == event.event_id:
             raise Invalid("an entry cannot correct itself", "$.target_event_id")
         _check_correction(event, today)
-    return normalise(event)
+    normalised = normalise(event)
+    if normalised is not event:
+        encoded = _encoder.encode(normalised)
+    return normalised, encoded
 
 
 def body_hash(event: Event) -> bytes:
     """SHA-256 of the normalised event: what makes a retry 'the same body'."""
     return hashlib.sha256(_encoder.encode(event)).digest()
+
+
+def hash_of_encoded(encoded: bytes) -> bytes:
+    """``body_hash`` of an event from its encoding (``decode_event_encoded``)."""
+    return hashlib.sha256(encoded).digest()
+
+
+def recorded_bytes(office: str, encoded: bytes) -> bytes:
+    """``encode_recorded(Recorded(office=office, event=event))`` from the event's encoding, without encoding
+    it again: the record's two fields in their declared order (``tests/test_codec.py`` holds them equal)."""
+    return b'{"office":%s,"event":%s}' % (_encoder.encode(office), encoded)
 
 
 def encode_recorded(record: Recorded) -> bytes:

@@ -66,7 +66,7 @@ def key_path(parent: str, key: str) -> str:
     return f"{parent}.{key}" if _NAME.fullmatch(key) else f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
 
-def duplicate_key(document: bytes) -> str | None:
+def duplicate_key(document: bytes, encoded: bytes | None = None) -> str | None:
     """The path of the first key that appears twice in one object of ``document`` (valid JSON no deeper than
     ``MAX_DEPTH``, already decoded once), e.g. ``$.items[1].kind``; None when there is none.
 
@@ -74,7 +74,19 @@ def duplicate_key(document: bytes) -> str | None:
     not escaped, and a decoder keeps one key of each duplicate pair, so the document has more such quotes than
     its decoded form encoded again exactly when a key (and its value) was dropped. Only then (or when the document
     holds an escaped backslash, which makes a backslash before a quote ambiguous) is it walked object by
-    object."""
+    object.
+
+    ``encoded``, the document decoded into its Struct and encoded again, makes the common case cheaper still: a
+    Struct that leaves its defaults out (``omit_defaults``, or no defaults at all) encodes exactly the strings
+    of the document but those of a dropped duplicate or of a field given with its default value, so equal
+    counts mean no duplicate, and any other count is decided as without it."""
+    if (
+        encoded is not None
+        and b"\\\\" not in document
+        and b"\\\\" not in encoded
+        and _quotes(document) == _quotes(encoded)
+    ):
+        return None
     if b"\\\\" not in document:
         try:
             tree = _generic.decode(document)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 
 import msgspec
 import nats.errors
@@ -72,8 +71,7 @@ def _status_of(headers: bytes | None) -> str | None:
     return headers[_STATUS_AT + 1 :].split(b"\r\n", 1)[0].strip().split(b" ", 1)[0].decode("ascii", "replace")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A publish result: a stored sequence, a 'wrong last sequence' (stale expectation), or an outage."""
 
     seq: int | None = None
@@ -136,7 +134,9 @@ class JetStreamPublisher:
     def __init__(self, nc: Client, *, max_pending: int = 4000, ack_timeout: float = 10.0) -> None:
         self._nc = nc
         self._fast = nc if isinstance(nc, FastHeadersClient) else None
-        self._slots = asyncio.Semaphore(max_pending)
+        self._max_pending = max_pending
+        self._room = asyncio.Event()
+        """Set when a publish waiting for room (``max_pending`` acks outstanding) may look again."""
         self._ack_timeout = ack_timeout
         self._pending: dict[bytes, Pending] = {}
         self._prefix = ""
@@ -175,7 +175,8 @@ class JetStreamPublisher:
         pending = self._pending.pop(token, None)
         if pending is None or pending.outcome is not None:
             return
-        self._slots.release()
+        if not self._room.is_set():
+            self._room.set()
         pending.outcome = outcome
         waiter = pending.waiter
         if waiter is not None:
@@ -192,7 +193,9 @@ class JetStreamPublisher:
         cannot hold a line break)."""
         if self._sub is None:
             await self.start()
-        await self._slots.acquire()
+        while len(self._pending) >= self._max_pending:  # at most so many acks outstanding
+            self._room.clear()
+            await self._room.wait()
         self._counter += 1
         token = b"%d" % self._counter
         pending = self._pending[token] = Pending(token)

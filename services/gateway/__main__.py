@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import math
 import sys
@@ -56,6 +57,8 @@ def main() -> None:
     except OfficesFileError as exc:
         print(f"antq gateway: {exc}", file=sys.stderr)
         sys.exit(2)
+    # the localities and offices loaded above live as long as the process: no collection need walk them again
+    gc.freeze()
     exporter = None
     if args.metrics_port is not None:
         registry = gateway_registry(gateway.counters, gateway.dropped, gateway.catch_up_counters)

@@ -96,6 +96,8 @@ class _Candidate:
     """An end of a version (retraction, correction): the last sequence expected on its subject."""
     data: bytes = b""
     """The stored record, once published."""
+    encoded: bytes = b""
+    """The normalised event's encoding (``decode_event_encoded``): hashed, and stored inside its record."""
     eid: str = ""
     """``str(event.event_id)``, formatted once (a uuid's text costs more than most checks)."""
     spec: EventSpec | None = None

@@ -25,10 +25,11 @@ from nats.js.errors import NotFoundError
 from events.catalogue import spec_of
 from events.codec import (
     body_hash,
-    decode_event,
+    decode_event_encoded,
     decode_recorded,
     encode,
-    encode_recorded,
+    hash_of_encoded,
+    recorded_bytes,
     split_body,
     vietnam_today,
 )
@@ -39,7 +40,6 @@ from events.schema import (
     EntryCorrected,
     EntryRetracted,
     LegacyLocality,
-    Recorded,
 )
 from events.stored import StoredRecords
 from events.subjects import event_subject
@@ -326,7 +326,7 @@ class IntakePipeline(EntityChecks):
         return keep
 
     def _validate(self, office: Office, raw: bytes, today: dt.date) -> _Candidate:
-        event = decode_event(raw, today=today)
+        event, encoded = decode_event_encoded(raw, today=today)
         locality = event.locality
         approximate = False
         if isinstance(locality, LegacyLocality):
@@ -356,11 +356,12 @@ class IntakePipeline(EntityChecks):
             0,
             event,
             event_subject(event, ward.province, ward.code),
-            body_hash(event),
+            hash_of_encoded(encoded),
             ward.code,
             approximate,
             eid=str(event.event_id),
             spec=spec_of(event),
+            encoded=encoded,
         )
 
     async def _process(self, office: Office, raws: list[bytes], today: dt.date) -> list[IntakeResult]:
@@ -483,7 +484,7 @@ class IntakePipeline(EntityChecks):
                 if rule.role == "creates"
                 else None
             )
-        data = cand.data = encode_recorded(Recorded(office=office.id, event=ev))
+        data = cand.data = recorded_bytes(office.id, cand.encoded)
         future = await self._publisher.publish_event(cand.subject, data, cand.eid, expected)
         batch.inflight.append((cand, future, expected))
         batch.inflight_keys.add(cand.eid)
