@@ -74,19 +74,23 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
 
 
 async def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float | None = None
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout: float | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> asyncpg.Pool:
     """A pool; with ``command_timeout``, a statement (and a new connection) that takes longer raises
-    ``TimeoutError`` instead of waiting for a database that does not answer (a lock held, a stalled disk)."""
-    if command_timeout is None:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-    else:
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            command_timeout=command_timeout,
-            timeout=command_timeout,
-        )
+    ``TimeoutError`` instead of waiting for a database that does not answer (a lock held, a stalled disk).
+    ``server_settings``: PostgreSQL settings of every connection of the pool (``synchronous_commit``, say)."""
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        server_settings=server_settings,
+        timeout=60.0 if command_timeout is None else command_timeout,  # 60 s: asyncpg's own default
+    )
     assert pool is not None
     return pool

@@ -576,3 +576,13 @@ async def test_a_claim_left_by_a_failed_publish_is_taken_over_after_a_while(
         assert other.error is not None and other.error.code == "conflict"  # now the tip is really in the log
     finally:
         await conn.close()
+
+
+async def test_only_the_index_commits_without_waiting_for_the_disk(gateway: Gateway) -> None:
+    """The index (read again from the stream after a PostgreSQL crash) commits asynchronously; the refusals that
+    wait for ANTQ_REJECTED, kept nowhere else, commit to disk before their office is answered."""
+    assert gateway._index_pool is not None and gateway._pool is not None
+    query = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
+    assert tuple(await gateway._index_pool.fetchrow(query)) == ("off", "client")  # the gateway's own setting
+    # the refusals' pool keeps the server's (the tests' server commits asynchronously itself: command line)
+    assert (await gateway._pool.fetchrow(query))["source"] != "client"

@@ -42,6 +42,15 @@ from services.replies import DroppedRequests
 log = logging.getLogger("antq.gateway")
 
 
+INDEX_COMMITS = {"synchronous_commit": "off"}
+"""The index's connections commit without waiting for PostgreSQL's disk (``synchronous_commit``): what the
+index holds is read again from the stream, and is visible to every copy at once either way. A PostgreSQL crash
+may lose the last fraction of a second of index rows and claims, never an event: the catch-up indexes them again
+from the stream (from the checkpoint, over every hole), and a create whose claim was lost is still refused by
+the stream's expected sequence. Rows of refusals waiting for ANTQ_REJECTED (``rejected_later``) are kept
+nowhere else: their pool commits as usual."""
+
+
 @dataclass
 class GatewayConfig:
     nats_url: str
@@ -73,6 +82,7 @@ class Gateway:
         self._offices = OfficeRegistry.load(config.offices_path, self._localities)  # fail early
         self._nc: Client | None = None
         self._pool: asyncpg.Pool | None = None
+        self._index_pool: asyncpg.Pool | None = None
         self._pipeline: IntakePipeline | None = None
         self._catching_up: asyncio.Task[None] | None = None
         self.counters = IntakeCounters()
@@ -102,10 +112,14 @@ class Gateway:
         )
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)
-        self._pool = await create_pool(
-            self._config.database_url, max_size=8, command_timeout=self._config.database_timeout_s
+        timeout = self._config.database_timeout_s
+        # refusals waiting for ANTQ_REJECTED are kept nowhere else: committed to disk before the office is answered
+        self._pool = await create_pool(self._config.database_url, max_size=2, command_timeout=timeout)
+        # the index is the log's, read again from the stream: a commit need not wait for the disk (INDEX_COMMITS)
+        self._index_pool = await create_pool(
+            self._config.database_url, max_size=8, command_timeout=timeout, server_settings=INDEX_COMMITS
         )
-        index = EventIndex(self._pool)
+        index = EventIndex(self._index_pool)
         await catch_up(js, index, self._stored, counters=self.catch_up_counters)
         # An event stored whose index row was lost (an ack that timed out, a copy that died between publish
         # and insert) is indexed by the next round, long before the dedup window ends.
@@ -156,7 +170,8 @@ class Gateway:
             self._catching_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._catching_up
-        if self._pool is not None:
-            await self._pool.close()
+        for pool in (self._pool, self._index_pool):
+            if pool is not None:
+                await pool.close()
         if self._nc is not None:
             await self._nc.drain()
