@@ -80,13 +80,12 @@ def duplicate_key(document: bytes, encoded: bytes | None = None) -> str | None:
     Struct that leaves its defaults out (``omit_defaults``, or no defaults at all) encodes exactly the strings
     of the document but those of a dropped duplicate or of a field given with its default value, so equal
     counts mean no duplicate, and any other count is decided as without it."""
-    if (
-        encoded is not None
-        and b"\\\\" not in document
-        and b"\\\\" not in encoded
-        and _quotes(document) == _quotes(encoded)
-    ):
-        return None
+    if encoded is not None:
+        if document.find(92) < 0 and encoded.find(92) < 0:  # no backslash, no escape: every quote delimits
+            if document.count(b'"') == encoded.count(b'"'):
+                return None
+        elif b"\\\\" not in document and b"\\\\" not in encoded and _quotes(document) == _quotes(encoded):
+            return None
     if b"\\\\" not in document:
         try:
             tree = _generic.decode(document)

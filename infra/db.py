@@ -73,6 +73,10 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pool's reset that sends nothing (asyncpg has already rolled back any open transaction)."""
+
+
 async def create_pool(
     url: str,
     *,
@@ -80,10 +84,14 @@ async def create_pool(
     max_size: int = 10,
     command_timeout: float | None = None,
     server_settings: dict[str, str] | None = None,
+    reset_session: bool = True,
 ) -> asyncpg.Pool:
     """A pool; with ``command_timeout``, a statement (and a new connection) that takes longer raises
     ``TimeoutError`` instead of waiting for a database that does not answer (a lock held, a stalled disk).
-    ``server_settings``: PostgreSQL settings of every connection of the pool (``synchronous_commit``, say)."""
+    ``server_settings``: PostgreSQL settings of every connection of the pool (``synchronous_commit``, say).
+    ``reset_session=False``: a connection goes back to the pool without asyncpg's reset statement (one round trip
+    per use: advisory locks, cursors, LISTEN and settings reset), for a pool whose statements leave none of these;
+    an open transaction is still rolled back."""
     pool = await asyncpg.create_pool(
         url,
         min_size=min_size,
@@ -91,6 +99,7 @@ async def create_pool(
         command_timeout=command_timeout,
         server_settings=server_settings,
         timeout=60.0 if command_timeout is None else command_timeout,  # 60 s: asyncpg's own default
+        reset=None if reset_session else _keep_session,
     )
     assert pool is not None
     return pool

@@ -28,6 +28,7 @@ from events.codec import (
 )
 from events.errors import EventError, Invalid
 from events.schema import EVENT_TYPES, Recorded
+from events.subjects import id_text
 from services.contract.asyncapi import example_of
 from services.contract.build import contract
 from tests.test_gateway_fuzz import valid_docs
@@ -223,3 +224,9 @@ def test_a_field_given_with_its_default_value_is_no_duplicate(doc: dict[str, Any
     with_default = dict(doc, note=None, hamlet=None)
     event = decode_event(msgspec.json.encode(with_default), today=TODAY)
     assert event == decode_event(msgspec.json.encode(doc), today=TODAY)
+
+
+@given(st.uuids() | st.text(max_size=20) | st.integers())
+def test_an_ids_text_is_what_str_writes(value: Any) -> None:
+    """``id_text`` (subjects, claim keys, Nats-Msg-Id) writes a UUID in C, exactly as ``str`` does."""
+    assert id_text(value) == str(value)

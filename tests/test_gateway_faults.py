@@ -583,6 +583,8 @@ async def test_only_the_index_commits_without_waiting_for_the_disk(gateway: Gate
     wait for ANTQ_REJECTED, kept nowhere else, commit to disk before their office is answered."""
     assert gateway._index_pool is not None and gateway._pool is not None
     query = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
-    assert tuple(await gateway._index_pool.fetchrow(query)) == ("off", "client")  # the gateway's own setting
+    index = await gateway._index_pool.fetchrow(query)
+    assert index is not None and tuple(index) == ("off", "client")  # the gateway's own setting
     # the refusals' pool keeps the server's (the tests' server commits asynchronously itself: command line)
-    assert (await gateway._pool.fetchrow(query))["source"] != "client"
+    refusals = await gateway._pool.fetchrow(query)
+    assert refusals is not None and refusals["source"] != "client"

@@ -117,7 +117,11 @@ class Gateway:
         self._pool = await create_pool(self._config.database_url, max_size=2, command_timeout=timeout)
         # the index is the log's, read again from the stream: a commit need not wait for the disk (INDEX_COMMITS)
         self._index_pool = await create_pool(
-            self._config.database_url, max_size=8, command_timeout=timeout, server_settings=INDEX_COMMITS
+            self._config.database_url,
+            max_size=8,
+            command_timeout=timeout,
+            server_settings=INDEX_COMMITS,
+            reset_session=False,  # its statements set nothing, lock nothing, listen to nothing
         )
         index = EventIndex(self._index_pool)
         await catch_up(js, index, self._stored, counters=self.catch_up_counters)

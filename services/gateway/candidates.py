@@ -14,6 +14,7 @@ import msgspec
 
 from events.catalogue import Entity, EventSpec, ended_entities, spec_of
 from events.schema import Event, LegacyLocality
+from events.subjects import id_text
 from services.gateway.index import Claim, IndexRow
 from services.gateway.publisher import Pending
 
@@ -36,7 +37,7 @@ def guess_event_id(raw: bytes) -> str | None:
 
 def claim_key(entity: Entity, event: Event) -> str:
     """The gateway index's key of an entity (``tip:<id>``)."""
-    return f"{entity.claim}:{getattr(event, entity.field)}"
+    return f"{entity.claim}:{id_text(getattr(event, entity.field))}"
 
 
 def link_keys(event: Event) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ from events.schema import (
     LegacyLocality,
 )
 from events.stored import StoredRecords
-from events.subjects import event_subject
+from events.subjects import event_subject, id_text
 from infra.streams import EVENTS, REJECTED_RAW_LIMIT
 from services.gateway.candidates import (
     _ENDS,
@@ -359,7 +359,7 @@ class IntakePipeline(EntityChecks):
             hash_of_encoded(encoded),
             ward.code,
             approximate,
-            eid=str(event.event_id),
+            eid=id_text(event.event_id),
             spec=spec_of(event),
             encoded=encoded,
         )
