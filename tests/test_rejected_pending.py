@@ -434,3 +434,51 @@ async def test_a_refusal_moves_a_bounded_number_of_records_from_memory_and_the_r
     waiting = await waiting_data(stack.database_url)
     assert waiting == [record("office-0", n).data for n in range(21)]
     assert later.counts.lost == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("headers", "'[1, 2]'::jsonb"),  # not an object
+        ("headers", """'{"Nats-Msg-Id": 5}'::jsonb"""),  # not texts
+        ("headers", """'{"Nats-Msg-Id": "a\\r\\nPUB x 1"}'::jsonb"""),  # a line break: would inject a command
+        ("headers", """'{"Nats-Msg-Id": "rejected:x"}'::jsonb"""),  # no Nats-Expected-Stream
+        ("subject", "'antq.rejected.a b'"),  # a space: nats refuses the publish
+        ("subject", "'antq.events.04.01447.session'"),  # another stream's subject
+    ],
+)
+async def test_a_row_changed_by_hand_is_sent_repaired_and_the_rows_behind_it_follow(
+    stack: Stack, pool: asyncpg.Pool, column: str, value: str
+) -> None:
+    """The oldest of three waiting rows of an office is edited by hand: every round used to fail on it, and the
+    rows behind it (and every office's after it) waited for ever. It is now sent with its subject or headers made
+    again (a Nats-Msg-Id of the row's own), and the others follow, in order."""
+    table = PendingTable(pool, owner="dead-copy")
+    for n in range(3):
+        assert await table.put(record("office-a", n), 100, 1 << 20)
+    assert await table.put(record("office-b", 0), 100, 1 << 20)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute(
+            f"UPDATE gateway_rejected_pending SET {column} = {value} "
+            "WHERE id = (SELECT min(id) FROM gateway_rejected_pending)"
+        )
+    finally:
+        await conn.close()
+    later = RejectedLater(JetStreamPublisher(stack.nc), LateCounts(), first_delay_s=0.01, max_delay_s=0.05)
+    later.attach(PendingTable(pool))
+
+    async def drained() -> bool:
+        return later.counts.kept == 4
+
+    await wait_for(drained, timeout=20, what="the four rows to be sent")
+    await later.stop(drain_timeout=1)
+    records = await stored(stack)
+    assert [data for _, data in records] == [
+        record(o, n).data for o, n in [("office-a", 0), ("office-a", 1), ("office-a", 2), ("office-b", 0)]
+    ]
+    repaired_subject = records[0][0]
+    assert repaired_subject == ("antq.rejected._invalid" if column == "subject" else "antq.rejected.office-a")
+    assert [s for s, _ in records[1:]] == ["antq.rejected.office-a"] * 2 + ["antq.rejected.office-b"]
+    assert await table_rows(stack.database_url) == (0, 0, 0, 0)

@@ -39,8 +39,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 
-from infra.js_publisher import JetStreamPublisher
+from events.subjects import REJECTED_PREFIX
+from infra.js_publisher import EXPECTED_STREAM, MSG_ID, JetStreamPublisher, header_block
+from infra.streams import REJECTED
 
 log = logging.getLogger("antq.gateway")
 
@@ -110,6 +113,38 @@ _DELETE = """
     SET records = records - (SELECT count(*) FROM gone), bytes = bytes - (SELECT coalesce(sum(n), 0) FROM gone)"""
 
 
+_headers = msgspec.json.Decoder(dict[str, str])
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _readable(row: asyncpg.Record) -> PendingRecord:
+    """A claimed row as the record to send. A row edited by hand (headers that are not names to texts a
+    publish can carry, a subject that is not ``antq.rejected.<office>``) is sent with its subject and headers
+    made again, and logged: one bad row never stops the drain of the records behind it, and its refusal is
+    still kept. The headers made again carry a ``Nats-Msg-Id`` of the row's own (a resend is a duplicate)."""
+    subject, repaired = row["subject"], []
+    head, _, office = subject.rpartition(".")
+    if head != REJECTED_PREFIX or not office or not set(office) <= _TOKEN:
+        subject = f"{REJECTED_PREFIX}._invalid"
+        repaired.append("subject")
+    try:
+        headers = _headers.decode(row["headers"])
+        header_block(headers)
+        if headers.get(EXPECTED_STREAM) != REJECTED or not headers.get(MSG_ID):
+            raise ValueError("not a record of ANTQ_REJECTED")
+    except (msgspec.MsgspecError, ValueError):
+        headers = {EXPECTED_STREAM: REJECTED, MSG_ID: f"rejected:row:{row['owner']}:{row['id']}"}
+        repaired.append("headers")
+    if repaired:
+        log.error(
+            "row %d of gateway_rejected_pending was changed by hand (%s unreadable); sent with %s made again",
+            row["id"],
+            " and ".join(repaired),
+            " and ".join(repaired),
+        )
+    return PendingRecord(subject, bytes(row["data"]), headers)
+
+
 class PendingTable:
     """The records waiting in PostgreSQL (``gateway_rejected_pending``), shared by every gateway copy."""
 
@@ -159,9 +194,7 @@ class PendingTable:
             sent: list[PendingRow] = []
             interrupted: asyncio.CancelledError | None = None
             for r in rows:
-                row = PendingRow(
-                    r["id"], r["owner"], PendingRecord(r["subject"], r["data"], json.loads(r["headers"]))
-                )
+                row = PendingRow(r["id"], r["owner"], _readable(r))
                 try:
                     ok = await send(row.record)
                 except asyncio.CancelledError as exc:  # a stop gave up waiting for an ack
