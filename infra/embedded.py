@@ -331,7 +331,7 @@ class EmbeddedPostgres:
         sock.mkdir(exist_ok=True)
         user = _prepare_root(self.data_dir)
         if not (pgdata / "PG_VERSION").exists():
-            subprocess.run(
+            made = subprocess.run(
                 [
                     str(_pg_bin() / "initdb"),
                     "-D",
@@ -342,10 +342,12 @@ class EmbeddedPostgres:
                     "-E",
                     "UTF8",
                 ],
-                check=True,
                 capture_output=True,
                 user=user,
             )
+            if made.returncode != 0:  # say why: a bare CalledProcessError hides initdb's own message
+                output = (made.stderr or made.stdout).decode(errors="replace").strip()
+                raise EmbeddedError(f"initdb of {pgdata} failed (exit {made.returncode}): {output}")
         self.port = self.port or free_port()
         args = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(self.port)]
         args += ["-k", str(sock), "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
