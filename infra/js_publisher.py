@@ -8,6 +8,7 @@ On a ``FastHeadersClient`` the acks are taken straight from the protocol parser 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import msgspec
@@ -155,7 +156,10 @@ class JetStreamPublisher:
         if self._sub is not None:
             if self._fast is not None:
                 self._fast.route_raw(self._sub._id, None)
-            await self._sub.unsubscribe()
+            with contextlib.suppress(
+                nats.errors.Error
+            ):  # a closed connection: its publishes still fail below
+                await self._sub.unsubscribe()
         for token in list(self._pending):
             self._settled(token, Outcome(failure="the gateway is stopping"))
         self._pending.clear()
@@ -212,7 +216,9 @@ class JetStreamPublisher:
                     block,
                     data,
                 )
-                await self._fast.send_frame(frame, len(data))
+                # the server counts the headers in its maximum (nats-py's own check leaves them out, and the
+                # server then closes the connection)
+                await self._fast.send_frame(frame, len(block) + len(data))
             else:
                 headers = FastHeadersClient._parse_header_lines(block[len(HEADER_LINE) :])
                 await self._nc.publish(

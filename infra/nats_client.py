@@ -72,7 +72,8 @@ class FastHeadersClient(Client):
         """Queue one protocol frame built by the caller (an ``HPUB`` of ``infra.js_publisher``) as
         ``Client.publish`` queues its own: the same refusals (closed, draining, buffer full while reconnecting,
         payload over the server's maximum), the same statistics, the same flush. What ``publish`` does besides,
-        building the frame from a header dict with a regular expression per name, is the caller's, once."""
+        building the frame from a header dict with a regular expression per name, is the caller's, once.
+        ``payload_size``: what the server holds against its maximum (an HPUB's headers and payload)."""
         if self.is_closed:
             raise nats.errors.ConnectionClosedError
         if self.is_draining_pubs:
