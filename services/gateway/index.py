@@ -142,22 +142,30 @@ class EventIndex:
         await self._pool.execute("UPDATE event_index_checkpoint SET seq = greatest(seq, $1)", seq)
 
     async def claim(self, claims: Sequence[Claim]) -> dict[str, Claim]:
-        """Claim entities for their creating events; return every entity's owner (first claim wins)."""
+        """Claim entities for their creating events; return every entity's owner (first claim wins).
+
+        The claims inserted come back from the insert itself; only the entities already claimed (a retry, a
+        create racing another) are read in a second statement, which sees the claims committed meanwhile."""
         if not claims:
             return {}
         async with self._pool.acquire() as conn:
-            await conn.execute(
+            rows = await conn.fetch(
                 """INSERT INTO entity_claims (entity, event_id, ward, subject)
                    SELECT r.entity, r.event_id, r.ward, r.subject
                    FROM json_to_recordset($1::text::json) AS r(entity text, event_id uuid, ward text, subject text)
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT DO NOTHING
+                   RETURNING entity, event_id, ward, subject""",
                 _as_json(claims),
             )
-            rows = await conn.fetch(
-                f"SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = {_IN_KEYS}",
-                _as_json(c.entity for c in claims),
-            )
-        return {r["entity"]: Claim(**dict(r)) for r in rows}
+            owners = {r["entity"]: Claim(**dict(r)) for r in rows}
+            taken = {c.entity for c in claims} - owners.keys()
+            if taken:
+                rows = await conn.fetch(
+                    f"SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = {_IN_KEYS}",
+                    _as_json(taken),
+                )
+                owners.update((r["entity"], Claim(**dict(r))) for r in rows)
+        return owners
 
     async def claims(self, entities: Iterable[str]) -> dict[str, Claim]:
         keys = list(set(entities))
