@@ -68,6 +68,7 @@ class UpdatePublisher:
         timeout: float = 10.0,
         max_in_flight: int = 2000,
         provinces: Sequence[str] | None = None,
+        max_queued_rows: int = 50_000,
     ) -> None:
         self._nc = nc
         self._key = key if key is not None else ephemeral_update_key()
@@ -77,6 +78,11 @@ class UpdatePublisher:
         self._timeout = timeout
         self._max_in_flight = max_in_flight
         self._queue: asyncio.Queue[list[OutboxRow] | None] = asyncio.Queue()
+        self._max_queued_rows = max_queued_rows
+        self._queued_rows = 0
+        self._room = asyncio.Event()
+        """Set while fewer than ``max_queued_rows`` rows wait in memory (``room``)."""
+        self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self._js = JetStreamPublisher(nc, max_pending=max_in_flight, ack_timeout=timeout)
@@ -94,12 +100,39 @@ class UpdatePublisher:
         # one commit's rows at a time, as they were submitted: a commit names each ward-year once, so a retry
         # after a partly failed publish can never store a ward-year's older figures after its newer ones
         for _, rows in itertools.groupby(leftover, key=lambda row: row.seq):
-            self._queue.put_nowait(list(rows))
+            self.submit(list(rows))
         self._task = asyncio.create_task(self._run(), name=f"stats-updates-{self._copy}")
 
     def submit(self, rows: list[OutboxRow]) -> None:
         if rows:
             self._queue.put_nowait(rows)
+            self._queued(len(rows))
+
+    def _queued(self, change: int) -> None:
+        self._queued_rows += change
+        if self._queued_rows >= self._max_queued_rows:
+            self._room.clear()
+        else:
+            self._room.set()
+
+    @property
+    def queued_rows(self) -> int:
+        """Committed rows waiting in memory to be published."""
+        return self._queued_rows
+
+    async def room(self, stop: asyncio.Event) -> None:
+        """Until fewer than ``max_queued_rows`` committed rows wait in memory, or ``stop`` is set. The runner
+        waits here before its next batch: when ANTQ_UPDATES takes updates more slowly than the fold commits
+        them, the fold slows to the feed's pace instead of queueing without bound (the rows are in the outbox,
+        committed, either way)."""
+        if self._room.is_set() or stop.is_set():
+            return
+        waits = {asyncio.create_task(self._room.wait()), asyncio.create_task(stop.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def idle(self) -> None:
         """Wait until everything submitted so far is published."""
@@ -142,6 +175,7 @@ class UpdatePublisher:
                 if rows:
                     await self._publish_until_done(conflated(rows), rows)
             finally:
+                self._queued(-sum(len(commit) for commit in taken if commit))
                 for _ in taken:
                     self._queue.task_done()
 

@@ -249,6 +249,8 @@ class StatsRunner:
                     if await self._retired(conn):
                         return
                     raise
+                if self._publisher is not None:  # the update feed behind: fold no further ahead of it
+                    await self._publisher.room(stop)
         finally:
             fetching.cancel()
             with contextlib.suppress(BaseException):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -199,6 +200,35 @@ async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones
         stored = [msgspec.json.decode(m.data)["as_of_seq"] for m in await sub.fetch(10, timeout=2)]
         assert stored == [2]  # the retry of the round was a duplicate for the one that got through
         await sub.unsubscribe()
+
+
+@pytest.mark.timeout(60)
+async def test_the_fold_waits_for_the_feed_when_too_many_updates_wait_in_memory(stack: Stack) -> None:
+    """ANTQ_UPDATES away while updates pile up: beyond ``max_queued_rows`` committed rows in memory, ``room``
+    holds the runner before its next batch (memory stays bounded); a stop ends the wait; once the feed takes
+    the rows, there is room again."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await store.open_checkpoint(conn, 1)
+        for seq in (1, 2, 3):
+            await store.write_updates(conn, 1, seq, {("01447", 2018): "04", ("01456", 2018): "04"})
+    finally:
+        await conn.close()
+    await stack.js.delete_stream(UPDATES)
+    publisher = UpdatePublisher(stack.nc, stack.database_url, 1, timeout=0.5, max_queued_rows=4)
+    await publisher.start()  # the six rows left in the outbox are queued: over the bound
+    assert publisher.queued_rows == 6
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(publisher.room(stop))
+    done, _ = await asyncio.wait({waiting}, timeout=0.5)
+    assert not done  # held: the feed takes nothing
+    stop.set()
+    await asyncio.wait_for(waiting, 5)  # a stop ends the wait
+    await create_streams(stack.js, stack.limits)
+    await asyncio.wait_for(publisher.room(asyncio.Event()), 20)  # the feed is back: room again
+    await publisher.idle()
+    assert publisher.queued_rows == 0 and await outbox_rows(stack.database_url) == 0
+    await publisher.stop()
 
 
 def test_conflated_keeps_each_ward_year_s_latest_row_in_sequence_order() -> None:
