@@ -579,8 +579,8 @@ async def test_a_claim_left_by_a_failed_publish_is_taken_over_after_a_while(
 
 
 async def test_only_the_index_commits_without_waiting_for_the_disk(gateway: Gateway) -> None:
-    """The index (read again from the stream after a PostgreSQL crash) commits asynchronously; the refusals that
-    wait for ANTQ_REJECTED, kept nowhere else, commit to disk before their office is answered."""
+    """The index's rows (read again from the stream after a PostgreSQL crash) commit asynchronously; the claims
+    and the refusals that wait for ANTQ_REJECTED, kept nowhere else, commit as the server is configured."""
     assert gateway._index_pool is not None and gateway._pool is not None
     query = "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_commit'"
     index = await gateway._index_pool.fetchrow(query)

@@ -43,12 +43,14 @@ log = logging.getLogger("antq.gateway")
 
 
 INDEX_COMMITS = {"synchronous_commit": "off"}
-"""The index's connections commit without waiting for PostgreSQL's disk (``synchronous_commit``): what the
-index holds is read again from the stream, and is visible to every copy at once either way. A PostgreSQL crash
-may lose the last fraction of a second of index rows and claims, never an event: the catch-up indexes them again
-from the stream (from the checkpoint, over every hole), and a create whose claim was lost is still refused by
-the stream's expected sequence. Rows of refusals waiting for ANTQ_REJECTED (``rejected_later``) are kept
-nowhere else: their pool commits as usual."""
+"""The index's rows and checkpoint are committed without waiting for PostgreSQL's disk (``synchronous_commit``):
+they are the stream's, read again by the catch-up (from the checkpoint, over every hole), and visible to every
+copy at once either way. A PostgreSQL crash may lose the last fraction of a second of rows, never an event: a
+retry within the dedup window is still a duplicate, and until the next catch-up round (30 s) a reference to an
+entity created in that fraction of a second may be refused ``unknown_target`` (kept in ANTQ_REJECTED; sent again
+later, it is accepted). The claims (``entity_claims``: the one guard against an id created twice, in two wards)
+and the refusals waiting for ANTQ_REJECTED (kept nowhere else) are on a pool that commits as the server is
+configured."""
 
 
 @dataclass
@@ -113,8 +115,8 @@ class Gateway:
         js = self._nc.jetstream(publish_async_max_pending=4000)
         await ensure_streams(js, self._config.limits)
         timeout = self._config.database_timeout_s
-        # refusals waiting for ANTQ_REJECTED are kept nowhere else: committed to disk before the office is answered
-        self._pool = await create_pool(self._config.database_url, max_size=2, command_timeout=timeout)
+        # claims, and refusals waiting for ANTQ_REJECTED, are kept nowhere else: on disk before an office is answered
+        self._pool = await create_pool(self._config.database_url, max_size=6, command_timeout=timeout)
         # the index is the log's, read again from the stream: a commit need not wait for the disk (INDEX_COMMITS)
         self._index_pool = await create_pool(
             self._config.database_url,
@@ -123,7 +125,7 @@ class Gateway:
             server_settings=INDEX_COMMITS,
             reset_session=False,  # its statements set nothing, lock nothing, listen to nothing
         )
-        index = EventIndex(self._index_pool)
+        index = EventIndex(self._index_pool, claims_pool=self._pool)
         await catch_up(js, index, self._stored, counters=self.catch_up_counters)
         # An event stored whose index row was lost (an ack that timed out, a copy that died between publish
         # and insert) is indexed by the next round, long before the dedup window ends.

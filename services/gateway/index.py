@@ -59,8 +59,13 @@ _IN_KEYS = "ANY(ARRAY(SELECT json_array_elements_text($1::text::json)))"
 
 
 class EventIndex:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, claims_pool: asyncpg.Pool | None = None) -> None:
+        """``claims_pool``: where the claims are made and taken over (``claim``, ``claims``, ``take_over``),
+        when it is not ``pool``. The gateway gives it a pool that commits to disk: a claim is the only thing that
+        keeps an entity's id from being created twice (in two wards), while the rows and the checkpoint (on a
+        pool that need not wait for the disk) are read again from the stream by the catch-up."""
         self._pool = pool
+        self._claims_pool = claims_pool if claims_pool is not None else pool
 
     async def lookup(self, event_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, IndexRow]:
         ids = list(set(event_ids))
@@ -148,7 +153,7 @@ class EventIndex:
         create racing another) are read in a second statement, which sees the claims committed meanwhile."""
         if not claims:
             return {}
-        async with self._pool.acquire() as conn:
+        async with self._claims_pool.acquire() as conn:
             rows = await conn.fetch(
                 """INSERT INTO entity_claims (entity, event_id, ward, subject)
                    SELECT r.entity, r.event_id, r.ward, r.subject
@@ -171,7 +176,7 @@ class EventIndex:
         keys = list(set(entities))
         if not keys:
             return {}
-        rows = await self._pool.fetch(
+        rows = await self._claims_pool.fetch(
             f"SELECT entity, event_id, ward, subject FROM entity_claims WHERE entity = {_IN_KEYS}",
             _as_json(keys),
         )
@@ -179,7 +184,7 @@ class EventIndex:
 
     async def take_over(self, orphan: Claim, claim: Claim, older_than_s: float) -> bool:
         """Give an entity to ``claim`` if ``orphan`` still holds it and has held it for long enough."""
-        done = await self._pool.execute(
+        done = await self._claims_pool.execute(
             """UPDATE entity_claims SET event_id = $3, ward = $4, subject = $5, claimed_at = now()
                WHERE entity = $1 AND event_id = $2 AND claimed_at < now() - make_interval(secs => $6)""",
             claim.entity,

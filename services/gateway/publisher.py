@@ -19,7 +19,7 @@ from infra.js_publisher import (
     Pending,
 )
 from infra.streams import EVENTS, REJECTED, REJECTED_RAW_LIMIT
-from services.gateway.rejected_later import PendingRecord
+from services.gateway.rejected_later import PendingRecord, is_office_token
 
 __all__ = ["MSG_ID", "IntakePublisher", "Outcome", "Pending"]
 
@@ -63,6 +63,6 @@ class IntakePublisher(JetStreamPublisher):
             raw=kept,
             over_quota=not keep_raw,
         )
-        token = office if office.replace("-", "").replace("_", "").isalnum() else "_invalid"
+        token = office if is_office_token(office) else "_invalid"
         headers = {EXPECTED_STREAM: REJECTED, MSG_ID: f"rejected:{uuid.uuid4()}"}
         return PendingRecord(f"{REJECTED_PREFIX}.{token}", encode(record), headers)

@@ -114,7 +114,13 @@ _DELETE = """
 
 
 _headers = msgspec.json.Decoder(dict[str, str])
-_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def is_office_token(text: str) -> bool:
+    """Whether ``antq.rejected.<text>`` is a refusal's own subject: letters and digits of any script
+    (``str.isalnum``), hyphens and underscores. ``IntakePublisher.rejected_record`` names the subject by the same
+    rule (an unknown office's token else ``_invalid``), so a row it made is never taken for one changed by hand."""
+    return text.replace("-", "").replace("_", "").isalnum()
 
 
 def _readable(row: asyncpg.Record) -> PendingRecord:
@@ -124,7 +130,7 @@ def _readable(row: asyncpg.Record) -> PendingRecord:
     still kept. The headers made again carry a ``Nats-Msg-Id`` of the row's own (a resend is a duplicate)."""
     subject, repaired = row["subject"], []
     head, _, office = subject.rpartition(".")
-    if head != REJECTED_PREFIX or not office or not set(office) <= _TOKEN:
+    if head != REJECTED_PREFIX or not is_office_token(office):
         subject = f"{REJECTED_PREFIX}._invalid"
         repaired.append("subject")
     try:
