@@ -278,7 +278,7 @@ def decode_event_encoded(raw: bytes, *, today: dt.date) -> tuple[Event, bytes]:
 
 def body_hash(event: Event) -> bytes:
     """SHA-256 of the normalised event: what makes a retry 'the same body'."""
-    return hashlib.sha256(_encoder.encode(event)).digest()
+    return hash_of_encoded(_encoder.encode(event))
 
 
 def hash_of_encoded(encoded: bytes) -> bytes:

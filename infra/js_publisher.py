@@ -172,7 +172,7 @@ class JetStreamPublisher:
         self._acked(subject.rpartition(b".")[2], data, _status_of(headers))
 
     def _acked(self, token: bytes, data: bytes, status: str | None) -> None:
-        if token in self._pending:
+        if token in self._pending:  # an answer to no publish of ours (late, or forged) is not even decoded
             self._settled(token, _outcome(data, status))
 
     def _settled(self, token: bytes, outcome: Outcome) -> None:

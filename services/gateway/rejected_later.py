@@ -143,9 +143,8 @@ def _readable(row: asyncpg.Record) -> PendingRecord:
         repaired.append("headers")
     if repaired:
         log.error(
-            "row %d of gateway_rejected_pending was changed by hand (%s unreadable); sent with %s made again",
+            "row %d of gateway_rejected_pending was changed by hand (%s unreadable); sent with them made again",
             row["id"],
-            " and ".join(repaired),
             " and ".join(repaired),
         )
     return PendingRecord(subject, bytes(row["data"]), headers)
