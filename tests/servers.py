@@ -143,9 +143,24 @@ async def create_streams(js: JetStreamContext, limits: StreamLimits) -> None:
 
 
 async def fresh_streams(js: JetStreamContext, limits: StreamLimits) -> None:
-    """Empty streams for a test: the old ones deleted, new ones created."""
-    await drop_streams(js)
-    await create_streams(js, limits)
+    """Empty streams for a test: the old ones deleted, new ones created, and seen to be empty.
+
+    nats-server removes a deleted stream's files after it answers; a stream of the same name created in that
+    moment can load the old message blocks and go on from the old sequence (CI, 2026-12-04: a test's first
+    publish was acknowledged as seq 7, the previous test's four records still before it). Such a stream is
+    deleted and created again until it starts at sequence 1.
+    """
+
+    async def empty() -> bool:
+        await drop_streams(js)
+        await create_streams(js, limits)
+        for name in (EVENTS, REJECTED, UPDATES, SEALS):
+            state = (await js.stream_info(name)).state
+            if state.messages or state.last_seq:
+                return False
+        return True
+
+    await wait_for(empty, timeout=30, what="empty streams (nats-server still removing the old files)")
 
 
 async def wait_for(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, what: str = "") -> T:
