@@ -8,8 +8,17 @@ projection, read by the query service and sealed by the sealer, every service in
 
 Printed: accepted events/s, acceptance latency (p50/p99 of a request's round trip: a batch is accepted when its
 answer comes), projection lag (p50/p99 of the time from an event's acceptance to the projection's checkpoint
-passing its sequence, sampled every 0.2 s), the RSS of every service process (and nats-server, PostgreSQL) at
-start and end, and the answers by code (``not_answered``: a request without an answer in time, sent again).
+passing its sequence, sampled every 0.2 s; and its p99 in each fifth of the run, by acceptance time, so that a lag
+that keeps growing shows), the RSS of every service process (and nats-server, PostgreSQL) sampled at ten points
+of the run (growth after the warm-up, and over the second half: a leak keeps growing there, a working set
+reached once does not), and the answers by code (``not_answered``: a request without an answer in time, sent
+again).
+
+By default every office sends its next batch as soon as the last is answered: the stack runs at saturation and
+the figures are its capacity on this machine (every service, both nats-server and PostgreSQL share its cores, so
+the projection gets only its share of them). ``--rate R`` offers R events/s in all (each office sends a batch on
+its own schedule, at once when late): the steady state below capacity, where the lag and the memory of every
+service should stay flat.
 
 ``--cluster 3`` runs a three-node JetStream cluster (``infra.embedded.EmbeddedNatsCluster``) with every stream
 at three replicas (``ANTQ_STREAM_REPLICAS``); one node is the default. ``--sync always|default``: nats-server's
@@ -81,6 +90,9 @@ class Measures:
     lags: list[float] = field(default_factory=list)
     waiting: list[tuple[int, float]] = field(default_factory=list)  # heap of (seq, accepted at)
     queries: Counter[str] = field(default_factory=Counter)
+    lag_at: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds into the run the event was accepted, its lag)."""
+    t0: float = 0.0
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -91,14 +103,19 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 async def office(
-    nc: Client, name: str, events: Iterator[Event], batch: int, until: float, m: Measures
+    nc: Client, name: str, events: Iterator[Event], batch: int, until: float, m: Measures, every: float = 0.0
 ) -> None:
-    """One office: a batch at a time until ``until``; events answered ``unavailable`` or not answered are sent
-    again with the same ids (the office client's rule), so every id ends up stored once."""
+    """One office: a batch at a time until ``until`` (with ``every`` > 0, a new batch every ``every`` seconds,
+    at once when late); events answered ``unavailable`` or not answered are sent again with the same ids (the
+    office client's rule), so every id ends up stored once."""
     client = OfficeClient(nc, name, timeout=30)
     pending: list[Event] = []
     rnd = random.Random(name)
+    due = time.monotonic() + rnd.uniform(0, every)  # the offices' schedules spread over one period
     while time.monotonic() < until:
+        if every:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))  # wait-ok: the office's pace
+            due += every
         while len(pending) < batch:
             pending.append(next(events))
         chunk, pending = pending[:batch], pending[batch:]
@@ -149,6 +166,7 @@ async def lag_sampler(database_url: str, sent: asyncio.Event, m: Measures) -> No
             while m.waiting and m.waiting[0][0] <= (seq or 0):
                 _, accepted_at = heapq.heappop(m.waiting)
                 m.lags.append(now - accepted_at)
+                m.lag_at.append((accepted_at - m.t0, now - accepted_at))
             await asyncio.sleep(0.2)  # the sampling period
     finally:
         await conn.close()
@@ -256,13 +274,19 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"stack: {mode}"
             f", PostgreSQL durable; 2 gateways, projection, query, sealer; {args.offices} offices x batches of"
-            f" {args.batch} for {args.duration:g} s",
+            f" {args.batch} for {args.duration:g} s, "
+            + (
+                f"offered {args.rate:,.0f} events/s in all"
+                if args.rate
+                else "each batch as soon as the last is answered"
+            ),
             flush=True,
         )
         start_rss = rss_table(pids)
         load_start = os.getloadavg()[0]
-        t0 = time.monotonic()
+        t0 = m.t0 = time.monotonic()
         until = t0 + args.duration
+        every = args.batch * args.offices / args.rate if args.rate else 0.0
         tasks = [
             office(
                 nc,
@@ -271,21 +295,28 @@ async def run(args: argparse.Namespace) -> None:
                 args.batch,
                 until,
                 m,
+                every,
             )
             for i in range(args.offices)
         ]
         sent = asyncio.Event()
         sampler = asyncio.create_task(lag_sampler(pg.url, sent, m))
         warm_at = min(30.0, args.duration / 4)
+        at = sorted({warm_at, *(args.duration * k / 10 for k in range(1, 10))})
 
-        async def warm_sample() -> dict[str, float]:
-            await asyncio.sleep(warm_at)  # the warm-up: caches, pools and buffers filled
-            return rss_table(pids)
+        async def rss_samples() -> list[tuple[float, dict[str, float]]]:
+            taken = []
+            for when in at:
+                await asyncio.sleep(max(0.0, t0 + when - time.monotonic()))  # wait-ok: the sampling times
+                taken.append((when, rss_table(pids)))
+            return taken
 
-        warm = asyncio.create_task(warm_sample())
+        sampling = asyncio.create_task(rss_samples())
         await asyncio.gather(*tasks, reader(nc, all_wards, until, m))
-        warm_rss = await warm
+        samples = dict(await sampling)
         end_rss = rss_table(pids)
+        warm_rss = samples[warm_at]
+        half_rss = samples[min(at, key=lambda w: abs(w - args.duration / 2))]
         sent.set()
         await sampler
         elapsed = time.monotonic() - t0
@@ -303,15 +334,25 @@ async def run(args: argparse.Namespace) -> None:
             + (f"; {len(m.waiting):,} not folded 60 s after the offices stopped" if m.waiting else "")
             + ")"
         )
+        fifths = [
+            [lag for when, lag in m.lag_at if k * args.duration / 5 <= when < (k + 1) * args.duration / 5]
+            for k in range(5)
+        ]
+        print(
+            "projection lag p99 by fifth of the run (events accepted then): "
+            + ", ".join(f"{percentile(part, 99):.2f} s" for part in fifths)
+        )
         print(f"answers by code: {dict(sorted(m.codes.items()))}; queries: {dict(m.queries)}")
         print(
-            f"RSS (MB; PostgreSQL: PSS of all its processes) at the load's start -> after {warm_at:g} s -> end"
-            " (growth after the warm-up):"
+            "RSS (MB; PostgreSQL: PSS of all its processes) at the load's start, then at "
+            + ", ".join(f"{w:g}" for w in at)
+            + f" s, and at the end; growth after the warm-up ({warm_at:g} s) and over the second half:"
         )
         for name in pids:
+            series = " ".join(f"{samples[w][name]:.0f}" for w in at)
             print(
-                f"  {name:12} {start_rss[name]:8.0f} -> {warm_rss[name]:8.0f} -> {end_rss[name]:8.0f}"
-                f"  ({end_rss[name] - warm_rss[name]:+.0f})"
+                f"  {name:12} {start_rss[name]:5.0f} | {series} | {end_rss[name]:5.0f}"
+                f"  ({end_rss[name] - warm_rss[name]:+.0f}, {end_rss[name] - half_rss[name]:+.0f})"
             )
         print(
             f"load average (1 min): {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
@@ -354,6 +395,9 @@ def cli() -> None:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
     parser.add_argument("--offices", type=int, default=20, help="office clients sending at once")
     parser.add_argument("--batch", type=int, default=50, help="events per request")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="events/s offered in all (default: as fast as answered)"
+    )
     parser.add_argument("--cluster", type=int, default=1, help="JetStream nodes (3: every stream at R3)")
     parser.add_argument(
         "--sync", choices=("always", "default"), default=None, help="one node's sync_interval"
