@@ -1,18 +1,21 @@
 """Publishes outbox rows to ANTQ_UPDATES after their commit, then deletes them.
 
-All rows of a commit are published pipelined over one reply inbox (``infra.js_publisher``) and settled with
-one deadline. Each update is signed, and its ``Nats-Msg-Id`` is its natural id (ward:year:seq:copy) tagged
-under the projection's key (``infra.update_signing``): a re-publish after a crash is harmless, and nobody
-without the key can store a message with that id first to have the real update dropped as a duplicate. Rows of
-one commit are published, and settled, before those of the next (rows left in the outbox by a crash included),
-so a subject's updates are stored in order.
+What waits in memory is each ward-year's latest committed row, no more: a row that a later commit of the same
+ward-year replaces before it was sent is never sent (the feed promises each ward-year's latest figures, in order
+per subject), so however far the feed falls behind the fold, the memory it takes is bounded by the ward-years
+that changed, not by the commits. Whatever waits is taken together as one round, published pipelined over one
+reply inbox (``infra.js_publisher``) in sequence order and settled with one deadline; then the outbox rows the
+round makes obsolete (each ward-year's, up to the sequence sent) are deleted. Rows submitted meanwhile wait for
+the next round, whose sequences are all higher: a subject's updates are stored in order (rows left in the outbox
+by a crash included). Each update is signed, and its ``Nats-Msg-Id`` is its natural id (ward:year:seq:copy)
+tagged under the projection's key (``infra.update_signing``): a re-publish after a crash is harmless, and nobody
+without the key can store a message with that id first to have the real update dropped as a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Sequence
 
@@ -35,28 +38,11 @@ class PublishFailed(ProjectionError):
     """ANTQ_UPDATES did not store an update."""
 
 
-def conflated(rows: list[OutboxRow]) -> list[OutboxRow]:
-    """Each (ward, year) once, with its latest row (highest seq), in the order of those rows' sequences.
-
-    The feed's promise is the latest figures of every ward-year, in order per subject: an update that a later
-    one of the same ward-year replaces before it was sent need not be sent (what a subscriber keeping the
-    latest update per ward-year holds is the same, and so is the query)."""
-    latest: dict[tuple[str, int], OutboxRow] = {}
-    for row in rows:
-        key = (row.ward, row.year)
-        found = latest.get(key)
-        if found is None or row.seq > found.seq:
-            latest[key] = row
-    return sorted(latest.values(), key=lambda row: (row.seq, row.ward, row.year))
-
-
 class UpdatePublisher:
-    """A background task that drains a queue of committed outbox rows; rows left by a crash come first.
+    """A background task that publishes the latest committed row of every ward-year waiting; rows left by a
+    crash come first.
 
     ``key`` signs the updates and tags their ids; without one, an ephemeral key (with a warning)."""
-
-    CONFLATE_ROWS = 100_000
-    """At most about this many committed rows are taken together (``conflated``)."""
 
     def __init__(
         self,
@@ -77,11 +63,17 @@ class UpdatePublisher:
         self._provinces = provinces  # a partition's runner publishes the leftover rows of its provinces only
         self._timeout = timeout
         self._max_in_flight = max_in_flight
-        self._queue: asyncio.Queue[list[OutboxRow] | None] = asyncio.Queue()
+        self._waiting: dict[tuple[str, int], OutboxRow] = {}
+        """The latest committed row of each ward-year not yet taken by a round."""
+        self._wake = asyncio.Event()
+        """Set when rows wait, or the publisher is to stop."""
+        self._stopping = False
+        self._idle = asyncio.Event()
+        """Set while nothing waits and no round is being published (``idle``)."""
+        self._idle.set()
         self._max_queued_rows = max_queued_rows
-        self._queued_rows = 0
         self._room = asyncio.Event()
-        """Set while fewer than ``max_queued_rows`` rows wait in memory (``room``)."""
+        """Set while fewer than ``max_queued_rows`` ward-years wait in memory (``room``)."""
         self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
@@ -94,37 +86,47 @@ class UpdatePublisher:
         """Connect and queue the rows a previous run committed but did not publish."""
         self._conn = await asyncpg.connect(self._database_url)
         await self._js.start()
-        leftover = await store.pending_outbox(self._conn, self._copy, self._provinces)
+        leftover, older = await store.pending_outbox(self._conn, self._copy, self._provinces)
         if leftover:
-            log.info("publishing %d updates left in the outbox", len(leftover))
-        # one commit's rows at a time, as they were submitted: a commit names each ward-year once, so a retry
-        # after a partly failed publish can never store a ward-year's older figures after its newer ones
-        for _, rows in itertools.groupby(leftover, key=lambda row: row.seq):
-            self.submit(list(rows))
+            log.info(
+                "publishing %d updates left in the outbox (%d older ones superseded)", len(leftover), older
+            )
+        self.superseded += older
+        self.submit(leftover)
         self._task = asyncio.create_task(self._run(), name=f"stats-updates-{self._copy}")
 
     def submit(self, rows: list[OutboxRow]) -> None:
-        if rows:
-            self._queue.put_nowait(rows)
-            self._queued(len(rows))
+        """Rows of commits in sequence order (one commit's, or the outbox's latest per ward-year)."""
+        if not rows:
+            return
+        waiting = self._waiting
+        for row in rows:
+            key = (row.ward, row.year)
+            if key in waiting:
+                self.superseded += 1
+            waiting[key] = row
+        self._idle.clear()
+        self._wake.set()
+        self._sized()
 
-    def _queued(self, change: int) -> None:
-        self._queued_rows += change
-        if self._queued_rows >= self._max_queued_rows:
+    def _sized(self) -> None:
+        if len(self._waiting) >= self._max_queued_rows:
             self._room.clear()
         else:
             self._room.set()
 
     @property
     def queued_rows(self) -> int:
-        """Committed rows waiting in memory to be published."""
-        return self._queued_rows
+        """Ward-years whose latest committed row waits in memory to be published (the round being published
+        not counted)."""
+        return len(self._waiting)
 
     async def room(self, stop: asyncio.Event) -> None:
-        """Until fewer than ``max_queued_rows`` committed rows wait in memory, or ``stop`` is set. The runner
-        waits here before its next batch: when ANTQ_UPDATES takes updates more slowly than the fold commits
-        them, the fold slows to the feed's pace instead of queueing without bound (the rows are in the outbox,
-        committed, either way)."""
+        """Until fewer than ``max_queued_rows`` ward-years wait in memory, or ``stop`` is set. The runner waits
+        here before its next batch. Rows waiting are one per ward-year, so this bound is reached only by a fold
+        that changes more ward-years than it allows while the feed takes nothing (ANTQ_UPDATES away): the fold
+        then waits for the feed instead of holding them all (the rows are in the outbox, committed, either
+        way)."""
         if self._room.is_set() or stop.is_set():
             return
         waits = {asyncio.create_task(self._room.wait()), asyncio.create_task(stop.wait())}
@@ -136,13 +138,14 @@ class UpdatePublisher:
 
     async def idle(self) -> None:
         """Wait until everything submitted so far is published."""
-        await self._queue.join()
+        await self._idle.wait()
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Publish what is queued, then stop; after ``drain_timeout`` seconds (NATS or PostgreSQL away) stop
         anyway: what is left stays in the outbox, committed, and the next start publishes it."""
         if self._task is not None:
-            self._queue.put_nowait(None)
+            self._stopping = True
+            self._wake.set()
             done, _ = await asyncio.wait({self._task}, timeout=drain_timeout)
             if not done:
                 log.warning(
@@ -162,34 +165,31 @@ class UpdatePublisher:
             self._conn = None
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            taken = [await self._queue.get()]
-            # commits queued meanwhile (the publisher is behind: a catch-up, a rebuild's switch) go together,
-            # each ward-year once, with its latest figures (``conflated``)
-            while not self._queue.empty() and sum(len(r) for r in taken if r) < self.CONFLATE_ROWS:
-                taken.append(self._queue.get_nowait())
-            try:
-                stopping = None in taken
-                rows = [row for commit in taken if commit for row in commit]
-                if rows:
-                    await self._publish_until_done(conflated(rows), rows)
-            finally:
-                self._queued(-sum(len(commit) for commit in taken if commit))
-                for _ in taken:
-                    self._queue.task_done()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._waiting:
+                self._idle.set()
+                if self._stopping:
+                    return
+                continue
+            # everything waiting goes as one round (the publisher is behind: a catch-up, a rebuild's switch),
+            # each ward-year once, with its latest figures, in sequence order
+            taken, self._waiting = self._waiting, {}
+            self._sized()
+            self._wake.set()  # look again after the round: rows submitted meanwhile, or the stop
+            await self._publish_until_done(sorted(taken.values(), key=lambda r: (r.seq, r.ward, r.year)))
 
-    async def _publish_until_done(self, rows: list[OutboxRow], done: list[OutboxRow]) -> None:
-        """Publish ``rows``, then delete ``done`` (``rows`` and the older rows they supersede) from the outbox."""
+    async def _publish_until_done(self, rows: list[OutboxRow]) -> None:
+        """Publish ``rows``, then delete them and the older rows of their ward-years from the outbox."""
         delay = 0.1
         while True:
             try:
                 for start in range(0, len(rows), self._max_in_flight):
                     await self._publish_chunk(rows[start : start + self._max_in_flight])
                 assert self._conn is not None
-                await store.delete_outbox(self._conn, self._copy, done)
+                await store.delete_outbox(self._conn, self._copy, rows)
                 self.published += len(rows)
-                self.superseded += len(done) - len(rows)
                 return
             except (PublishFailed, nats.errors.Error, TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("publishing %d updates failed (%s); retrying in %.1fs", len(rows), exc, delay)

@@ -492,15 +492,21 @@ async def mark_halted(conn: asyncpg.Connection, copy: int, seq: int, reason: str
 
 async def pending_outbox(
     conn: asyncpg.Connection, copy: int, provinces: Sequence[str] | None = None
-) -> list[OutboxRow]:
-    """The copy's unpublished rows (of ``provinces`` only, for a partition's runner)."""
+) -> tuple[list[OutboxRow], int]:
+    """The copy's unpublished rows (of ``provinces`` only, for a partition's runner): the latest of each
+    ward-year, in sequence order, and how many older ones those supersede."""
     rows = await conn.fetch(
-        """SELECT province, ward, year, seq, payload FROM stats_outbox
-           WHERE copy = $1 AND ($2::text[] IS NULL OR province = ANY($2::text[])) ORDER BY seq, ward, year""",
+        """SELECT province, ward, year, seq, payload, older FROM (
+               SELECT DISTINCT ON (ward, year) province, ward, year, seq, payload,
+                      count(*) OVER (PARTITION BY ward, year) - 1 AS older
+               FROM stats_outbox
+               WHERE copy = $1 AND ($2::text[] IS NULL OR province = ANY($2::text[]))
+               ORDER BY ward, year, seq DESC) AS latest
+           ORDER BY seq, ward, year""",
         copy,
         None if provinces is None else list(provinces),
     )
-    return [
+    latest = [
         OutboxRow(
             copy=copy,
             province=r["province"],
@@ -511,17 +517,20 @@ async def pending_outbox(
         )
         for r in rows
     ]
+    return latest, sum(r["older"] for r in rows)
 
 
 async def delete_outbox(conn: asyncpg.Connection, copy: int, rows: Sequence[OutboxRow]) -> None:
+    """Delete ``rows`` (published) and every older row of their ward-years (superseded by them)."""
     if rows:
         await conn.execute(
             """DELETE FROM stats_outbox o USING unnest($2::bigint[], $3::text[], $4::int[]) AS d(seq, ward, year)
-               WHERE o.copy = $1 AND o.seq = d.seq AND o.ward = d.ward AND o.year = d.year""",
+               WHERE o.copy = $1 AND o.seq <= $5 AND o.ward = d.ward AND o.year = d.year AND o.seq <= d.seq""",
             copy,
             [r.seq for r in rows],
             [r.ward for r in rows],
             [r.year for r in rows],
+            max(r.seq for r in rows),
         )
 
 

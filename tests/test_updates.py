@@ -14,7 +14,7 @@ from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
 from projections.metrics import FOLD_VERSION
-from projections.publisher import PublishFailed, UpdatePublisher, conflated
+from projections.publisher import PublishFailed, UpdatePublisher
 from projections.runner import RunnerConfig
 from projections.service import Projector
 from services.client import OfficeClient
@@ -203,41 +203,81 @@ async def test_a_retry_never_stores_a_ward_year_s_older_figures_after_newer_ones
 
 
 @pytest.mark.timeout(60)
-async def test_the_fold_waits_for_the_feed_when_too_many_updates_wait_in_memory(stack: Stack) -> None:
-    """ANTQ_UPDATES away while updates pile up: beyond ``max_queued_rows`` committed rows in memory, ``room``
-    holds the runner before its next batch (memory stays bounded); a stop ends the wait; once the feed takes
-    the rows, there is room again."""
+async def test_the_feed_far_behind_holds_one_row_per_ward_year_and_the_fold_waits_beyond_the_bound(
+    stack: Stack,
+) -> None:
+    """ANTQ_UPDATES away while commits pile up: what waits in memory is each ward-year's latest row (three
+    commits of two ward-years: two rows); beyond ``max_queued_rows`` ward-years, ``room`` holds the runner
+    before its next batch; a stop ends the wait; once the feed takes the rows, there is room again, the feed
+    holds each ward-year's latest figures once and the outbox is empty (the superseded rows deleted with them)."""
     conn = await asyncpg.connect(stack.database_url)
     try:
         await store.open_checkpoint(conn, 1)
-        for seq in (1, 2, 3):
-            await store.write_updates(conn, 1, seq, {("01447", 2018): "04", ("01456", 2018): "04"})
+        await store.write_updates(conn, 1, 1, {("01447", 2018): "04"})  # left by a crash: the first round
+        await stack.js.delete_stream(UPDATES)
+        publisher = UpdatePublisher(stack.nc, stack.database_url, 1, timeout=0.5, max_queued_rows=2)
+        await publisher.start()  # its round is taken, and retried while the feed is away
+        await wait_for(lambda: _async(publisher.queued_rows == 0), what="the leftover round taken")
+        for seq in (2, 3, 4):
+            publisher.submit(
+                await store.write_updates(conn, 1, seq, {("01447", 2018): "04", ("01456", 2018): "04"})
+            )
+        assert publisher.queued_rows == 2 and publisher.superseded == 4  # seqs 2 and 3 replaced by 4
+        stop = asyncio.Event()
+        waiting = asyncio.create_task(publisher.room(stop))
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done  # held: two ward-years wait, the bound
+        stop.set()
+        await asyncio.wait_for(waiting, 5)  # a stop ends the wait
+        await create_streams(stack.js, stack.limits)
+        await asyncio.wait_for(publisher.room(asyncio.Event()), 20)  # the feed is back: room again
+        await publisher.idle()
+        assert publisher.queued_rows == 0 and await outbox_rows(stack.database_url) == 0
+        assert publisher.published == 3  # 01447 as of 1, then 01447 and 01456 as of 4
+        await publisher.stop()
     finally:
         await conn.close()
-    await stack.js.delete_stream(UPDATES)
-    publisher = UpdatePublisher(stack.nc, stack.database_url, 1, timeout=0.5, max_queued_rows=4)
-    await publisher.start()  # the six rows left in the outbox are queued: over the bound
-    assert publisher.queued_rows == 6
-    stop = asyncio.Event()
-    waiting = asyncio.create_task(publisher.room(stop))
-    done, _ = await asyncio.wait({waiting}, timeout=0.5)
-    assert not done  # held: the feed takes nothing
-    stop.set()
-    await asyncio.wait_for(waiting, 5)  # a stop ends the wait
-    await create_streams(stack.js, stack.limits)
-    await asyncio.wait_for(publisher.room(asyncio.Event()), 20)  # the feed is back: room again
-    await publisher.idle()
-    assert publisher.queued_rows == 0 and await outbox_rows(stack.database_url) == 0
-    await publisher.stop()
+    for ward, seqs in (("01447", [1, 4]), ("01456", [4])):
+        sub = await stack.js.pull_subscribe(f"antq.updates.stats.04.{ward}.2018", stream=UPDATES)
+        stored = [msgspec.json.decode(m.data)["as_of_seq"] for m in await sub.fetch(10, timeout=2)]
+        assert stored == seqs
+        await sub.unsubscribe()
 
 
-def test_conflated_keeps_each_ward_year_s_latest_row_in_sequence_order() -> None:
+async def _async(value: bool) -> bool:
+    return value
+
+
+@pytest.mark.timeout(60)
+async def test_a_round_goes_in_sequence_order_each_ward_year_once_with_its_latest_row(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows submitted while a round is out wait for the next; the next round holds each ward-year once, its
+    latest row, in sequence order (the order a subscriber of every subject sees)."""
+    rounds: list[list[tuple[str, int, int]]] = []
+    release = asyncio.Event()
+
+    async def recording(self: UpdatePublisher, rows: list[store.OutboxRow]) -> None:
+        rounds.append([(r.ward, r.year, r.seq) for r in rows])
+        await release.wait()
+
+    monkeypatch.setattr(UpdatePublisher, "_publish_chunk", recording)
+
     def row(ward: str, year: int, seq: int) -> store.OutboxRow:
         return store.OutboxRow(province="04", ward=ward, year=year, seq=seq, payload=b"{}", copy=1)
 
-    rows = [row("a", 2018, 3), row("b", 2018, 3), row("a", 2018, 5), row("a", 2019, 4), row("b", 2018, 1)]
-    assert [(r.ward, r.year, r.seq) for r in conflated(rows)] == [
-        ("b", 2018, 3),
-        ("a", 2019, 4),
-        ("a", 2018, 5),
+    publisher = UpdatePublisher(stack.nc, stack.database_url, 1)
+    await publisher.start()
+    publisher.submit([row("a", 2018, 1)])
+    await wait_for(lambda: _async(len(rounds) == 1), what="the first round out")
+    publisher.submit([row("a", 2018, 3), row("b", 2018, 3)])
+    publisher.submit([row("a", 2019, 4)])
+    publisher.submit([row("a", 2018, 5), row("c", 2018, 5)])
+    release.set()
+    await publisher.idle()
+    await publisher.stop()
+    assert rounds == [
+        [("a", 2018, 1)],
+        [("b", 2018, 3), ("a", 2019, 4), ("a", 2018, 5), ("c", 2018, 5)],
     ]
+    assert (publisher.published, publisher.superseded) == (5, 1)
