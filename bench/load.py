@@ -20,6 +20,11 @@ the projection gets only its share of them). ``--rate R`` offers R events/s in a
 its own schedule, at once when late): the steady state below capacity, where the lag and the memory of every
 service should stay flat.
 
+nats-server keeps the id of every event stored within ANTQ_EVENTS' dedup window in memory (24 h by default,
+``ANTQ_DEDUP_WINDOW_S``), so its RSS grows with the events of the window until the window is full: at a
+saturating load, for the whole of a run shorter than the window. ``--dedup-window S`` sets the window of the run
+(the streams and the gateways': ``ANTQ_DEDUP_WINDOW_S``) to see nats-server's memory once its window is full.
+
 ``--cluster 3`` runs a three-node JetStream cluster (``infra.embedded.EmbeddedNatsCluster``) with every stream
 at three replicas (``ANTQ_STREAM_REPLICAS``); one node is the default. ``--sync always|default``: nats-server's
 ``sync_interval`` on one node (default ``always``, the single-node production setting; a cluster runs at the
@@ -274,7 +279,8 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"stack: {mode}"
             f", PostgreSQL durable; 2 gateways, projection, query, sealer; {args.offices} offices x batches of"
-            f" {args.batch} for {args.duration:g} s, "
+            f" {args.batch} for {args.duration:g} s, dedup window"
+            f" {float(os.environ.get('ANTQ_DEDUP_WINDOW_S') or 86_400.0):g} s, "
             + (
                 f"offered {args.rate:,.0f} events/s in all"
                 if args.rate
@@ -377,7 +383,11 @@ async def prepare(nats_url: str, pg: EmbeddedPostgres, base: Path, offices: int)
     nc = await nats.connect(servers=nats_url.split(","))
     try:
         await ensure_streams(
-            nc.jetstream(), StreamLimits(replicas=int(os.environ.get("ANTQ_STREAM_REPLICAS", "1")))
+            nc.jetstream(),
+            StreamLimits(
+                replicas=int(os.environ.get("ANTQ_STREAM_REPLICAS", "1")),
+                dedup_window_s=float(os.environ.get("ANTQ_DEDUP_WINDOW_S") or 86_400.0),
+            ),
         )
     finally:
         await nc.close()
@@ -402,7 +412,15 @@ def cli() -> None:
     parser.add_argument(
         "--sync", choices=("always", "default"), default=None, help="one node's sync_interval"
     )
+    parser.add_argument(
+        "--dedup-window",
+        type=float,
+        default=None,
+        help="seconds of ANTQ_EVENTS' dedup window (default: the setting's, 24 h)",
+    )
     args = parser.parse_args()
+    if args.dedup_window is not None:
+        os.environ["ANTQ_DEDUP_WINDOW_S"] = str(args.dedup_window)
     if args.sync is None:
         args.sync = "default" if args.cluster > 1 else "always"
     asyncio.run(run(args))
