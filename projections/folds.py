@@ -55,10 +55,10 @@ from projections.fold_lifecycles import (
     _LIFE_BY_STATE,
     _entity_key_of,
     _figures_of,
-    _last_figures,
     _mark_of,
     _what,
     entity_figures,
+    remember,
 )
 from projections.fold_state import (
     CREATES,
@@ -409,7 +409,7 @@ class _Folder:
         """Store the entity and add the change of what it contributes (its figures before and after)."""
         old = _figures_of(life, key, before)
         new = entity_figures(life, after)
-        _last_figures[key] = (after, new)
+        remember(key, after, new)
         ward = after.ward
         for k in old.keys() | new.keys():
             change = new.get(k, 0) - old.get(k, 0)

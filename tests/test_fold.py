@@ -7,6 +7,7 @@ import itertools
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from unittest import mock
 
 import msgspec
 import pytest
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.schema import Event, Recorded, TipReceived
-from projections import folds
+from projections import fold_lifecycles, folds
 from projections.errors import DuplicateEntity, FoldError, UnknownTarget, UnknownTip, WardMismatch
+from projections.fold_state import EntityState
 from tests.test_fold_model import Figures, _assess, _retract, _tip, histories, recorded, reference
 
 
@@ -50,6 +52,32 @@ def test_fold_equals_reference_whatever_the_batches(events: list[folds.Event], c
         for e in events
         if type(e).__name__ in ("TipReceived", "ModelEstablished", "YouthEnrolled", "SafetyRegistered")
     )
+
+
+@settings(max_examples=100)
+@given(histories(max_size=60), st.lists(st.integers(0, 60), max_size=8))
+def test_the_entity_memo_stays_within_its_bound_and_changes_no_figure(
+    events: list[Event], cuts: list[int]
+) -> None:
+    """The memo of an entity's last figures (``fold_lifecycles.remember``) keeps the most recently changed
+    entities only: at a bound of 2 most entities' next change misses it, and every figure is still the
+    reference's; the memo never holds more than its bound (it was the projection's slow memory growth)."""
+    fold_lifecycles._last_figures.clear()
+    with mock.patch.object(fold_lifecycles, "_LAST_FIGURES_MAX", 2):
+        _, figures = fold_all(recorded(events), cuts)
+        assert len(fold_lifecycles._last_figures) <= 2
+    assert figures == reference(events)
+
+
+def test_the_entity_memo_keeps_the_most_recently_changed_entities() -> None:
+    fold_lifecycles._last_figures.clear()
+    states = [EntityState(ward="00004", marks=()) for _ in range(4)]
+    with mock.patch.object(fold_lifecycles, "_LAST_FIGURES_MAX", 3):
+        for key, state in enumerate(states[:3]):
+            fold_lifecycles.remember(key, state, {})
+        fold_lifecycles.remember(0, states[0], {})  # 0 changed again: now the most recent
+        fold_lifecycles.remember(3, states[3], {})  # 1, the least recently changed, goes
+        assert list(fold_lifecycles._last_figures) == [2, 0, 3]
 
 
 def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
