@@ -35,12 +35,19 @@ class StreamLimits:
     which JetStream reads as "as many as its stream": the consumers follow the streams' setting (see
     ``consumer_replicas``). ``placement_cluster`` / ``placement_tags``: which cluster, and which tagged
     servers, hold the streams (None / empty: wherever the server puts them). ``max_payload``: the largest
-    stored event record (bytes). ``dedup_window_s``: how long a resent event id is recognised as a duplicate.
+    stored event record (bytes). ``dedup_window_s``: how long a resent event id is recognised as a duplicate
+    (ANTQ_EVENTS; ANTQ_UPDATES recognises a re-published update for as long, at most an hour:
+    ``updates_dedup_window_s``). ``updates_per_subject``: the updates ANTQ_UPDATES keeps of each ward-year.
+
+    nats-server keeps in memory every message id of a stream's dedup window (about 240 bytes each, measured on
+    2.15.1), and the blocks it reads to take a subject's oldest update out once the subject is full: a window as
+    long as the operator needs, and a short per-subject history, bound its memory. Each update carries every
+    figure of its ward-year, so a subscriber needs the latest one only (see README, the update feed).
     """
 
     dedup_window_s: float = 86_400.0
     rejected_max_bytes: int = 4 * GIB
-    updates_per_subject: int = 100
+    updates_per_subject: int = 10
     replicas: int = 1
     placement_cluster: str | None = None
     placement_tags: tuple[str, ...] = ()
@@ -55,6 +62,11 @@ class StreamLimits:
         if self.placement_cluster is None and not self.placement_tags:
             return None
         return Placement(cluster=self.placement_cluster, tags=list(self.placement_tags) or None)
+
+    @property
+    def updates_dedup_window_s(self) -> float:
+        """ANTQ_UPDATES' dedup window: a re-publish after an outage (the outbox sent again) is recognised."""
+        return min(3600.0, self.dedup_window_s)
 
     @property
     def consumer_replicas(self) -> int:
@@ -117,7 +129,9 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
     # The feed promises the last ``updates_per_subject`` messages of every subject. That per-subject cap is
     # the only limit: a stream-wide byte or message cap with discard-old would, once reached, drop a
     # subject's oldest messages below that count. It bounds the stream by itself, since subjects are
-    # ward x year (about 3,300 wards): 100 updates of well under 2 KiB each is under 700 MB per year.
+    # ward x year (about 3,300 wards): 10 updates of well under 2 KiB each is under 70 MB per year. (At 100,
+    # a 10-minute load at 1,000 events/s grew each nats-server by 600 MB in its second half: the blocks read
+    # to take out each full subject's oldest update, spread over the whole stream.)
     updates = StreamConfig(
         name=UPDATES,
         subjects=[f"{UPDATES_PREFIX}.>"],
@@ -128,7 +142,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         max_bytes=-1,
         max_age=0,
         discard=DiscardPolicy.OLD,  # per subject: the 101st message replaces that subject's oldest
-        duplicate_window=3600.0,  # a re-publish after an outage of up to an hour is recognised
+        duplicate_window=limits.updates_dedup_window_s,  # a re-publish after an outage is recognised
         num_replicas=limits.replicas,
         placement=limits.placement,
     )

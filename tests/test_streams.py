@@ -137,42 +137,55 @@ UPDATES_SUBJECT = updates_subject("04", "01447", 2018)
 async def test_updates_stream_keeps_per_subject_history_with_no_stream_wide_cap(stack: Stack) -> None:
     cfg = await config_of(stack, UPDATES)
     assert cfg.subjects == [f"{UPDATES_PREFIX}.>"]
-    assert cfg.max_msgs_per_subject == stack.limits.updates_per_subject == 100
-    # nothing stream-wide that could discard a subject's messages below its 100
+    assert cfg.max_msgs_per_subject == stack.limits.updates_per_subject == 10
+    # nothing stream-wide that could discard a subject's messages below its 10
     assert cfg.max_bytes == -1 and cfg.max_msgs == -1 and cfg.max_age == 0
-    assert cfg.discard == DiscardPolicy.OLD  # the 101st update replaces its subject's oldest
+    assert cfg.discard == DiscardPolicy.OLD  # the 11th update replaces its subject's oldest
+    # a re-published update is recognised as long as a resent event, at most an hour
+    assert cfg.duplicate_window == pytest.approx(min(3600.0, stack.limits.dedup_window_s))
 
 
 @pytest.mark.timeout(60)
 async def test_ensure_streams_lifts_the_byte_cap_of_an_existing_updates_stream(stack: Stack) -> None:
-    deployed = dataclasses.replace(await config_of(stack, UPDATES), max_bytes=4 * 1024**3)
-    await stack.js.update_stream(deployed)  # the stream as an earlier version created it
+    deployed = dataclasses.replace(
+        await config_of(stack, UPDATES),
+        max_bytes=4 * 1024**3,
+        max_msgs_per_subject=100,
+        duplicate_window=3600.0,
+    )
+    await stack.js.update_stream(deployed)  # the stream as earlier versions created it
     assert (await config_of(stack, UPDATES)).max_bytes == 4 * 1024**3
+    for i in range(12):  # 12 updates of one ward-year, all kept at the former 100 per subject
+        await stack.js.publish(UPDATES_SUBJECT, b'{"n": %d}' % i, headers={"Nats-Msg-Id": f"01447:2018:{i}"})
     await ensure_streams(stack.js, stack.limits)
     cfg = await config_of(stack, UPDATES)
-    assert cfg.max_bytes == -1 and cfg.max_msgs_per_subject == 100
+    assert cfg.max_bytes == -1 and cfg.max_msgs_per_subject == 10
+    assert cfg.duplicate_window == pytest.approx(min(3600.0, stack.limits.dedup_window_s))
+    # the server takes the subject down to its last 10 at once
+    info = await stack.js.stream_info(UPDATES, subjects_filter=UPDATES_SUBJECT)
+    assert info.state.subjects == {UPDATES_SUBJECT: 10}
 
 
 @pytest.mark.timeout(60)
-async def test_updates_stream_keeps_exactly_the_last_100_messages_of_a_subject(stack: Stack) -> None:
+async def test_updates_stream_keeps_exactly_the_last_10_messages_of_a_subject(stack: Stack) -> None:
     other = updates_subject("04", "01273", 2018)
     first = await stack.js.publish(other, b'{"n": -1}', headers={"Nats-Msg-Id": "01273:2018:0"})
     acks = [
         await stack.js.publish(
             UPDATES_SUBJECT, f'{{"n": {i}}}'.encode(), headers={"Nats-Msg-Id": f"01447:2018:{i}"}
         )
-        for i in range(101)
+        for i in range(11)
     ]
-    assert not any(ack.duplicate for ack in acks)  # distinct msg ids: 101 stored messages
+    assert not any(ack.duplicate for ack in acks)  # distinct msg ids: 11 stored messages
     seqs = [ack.seq for ack in acks]
-    assert seqs == list(range(first.seq + 1, first.seq + 102))
+    assert seqs == list(range(first.seq + 1, first.seq + 12))
 
     with pytest.raises(NotFoundError):
         await stack.js.get_msg(UPDATES, seqs[0])  # the oldest of the subject is gone
     kept = [await stack.js.get_msg(UPDATES, seq) for seq in seqs[1:]]
-    assert [msg.subject for msg in kept] == [UPDATES_SUBJECT] * 100
-    assert [msgspec.json.decode(msg.data or b"")["n"] for msg in kept] == list(range(1, 101))
+    assert [msg.subject for msg in kept] == [UPDATES_SUBJECT] * 10
+    assert [msgspec.json.decode(msg.data or b"")["n"] for msg in kept] == list(range(1, 11))
     info = await stack.js.stream_info(UPDATES, subjects_filter=f"{UPDATES_PREFIX}.>")
-    assert info.state.subjects == {UPDATES_SUBJECT: 100, other: 1}  # the limit is per subject
-    assert info.state.messages == 101
+    assert info.state.subjects == {UPDATES_SUBJECT: 10, other: 1}  # the limit is per subject
+    assert info.state.messages == 11
     assert (await stack.js.get_msg(UPDATES, first.seq)).subject == other

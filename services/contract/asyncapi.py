@@ -19,6 +19,7 @@ from events.intake import MAX_MESSAGE
 from events.jsonscan import MAX_DEPTH
 from events.schema import DATED_VALUES, EVENT_TYPES, Event
 from infra import update_signing
+from infra.streams import StreamLimits
 from services.contract.codes import INTAKE_CODES, QUERY_CODES
 from services.contract.payloads import links_rule
 from services.contract.schemas import MAX_UUID, NIL_UUID, SCHEMAS, Components, dated_value_text, event_tag
@@ -245,8 +246,9 @@ subject's last three tokens."""
         "updates": {
             "address": f"{subjects.UPDATES_PREFIX}.{{province}}.{{ward}}.{{year}}",
             "title": "Update feed (stream ANTQ_UPDATES)",
-            "description": "Every committed change of a ward-year (calendar year), signed; at least the last "
-            "100 messages per subject are kept. Attach a durable consumer filtered by province or ward.",
+            "description": "Every committed change of a ward-year (calendar year), signed, with every figure of "
+            f"the ward-year; at least the last {StreamLimits().updates_per_subject} messages per subject are kept "
+            "(a subscriber needs the latest). Attach a durable consumer filtered by province or ward.",
             "parameters": {
                 "province": param("2-digit 2025 GSO province code"),
                 "ward": param("5-digit 2025 GSO ward code"),
