@@ -37,7 +37,7 @@ class StreamLimits:
     servers, hold the streams (None / empty: wherever the server puts them). ``max_payload``: the largest
     stored event record (bytes). ``dedup_window_s``: how long a resent event id is recognised as a duplicate
     (ANTQ_EVENTS; ANTQ_UPDATES recognises a re-published update for as long, at most an hour:
-    ``updates_dedup_window_s``). ``updates_per_subject``: the updates ANTQ_UPDATES keeps of each ward-year.
+    ``updates_dedup_window_s``). ``updates_per_subject``: the updates ANTQ_UPDATES keeps of each ward-year (its latest).
 
     nats-server keeps in memory every message id of a stream's dedup window (about 240 bytes each, measured on
     2.15.1), and the blocks it reads to take a subject's oldest update out once the subject is full: a window as
@@ -47,7 +47,7 @@ class StreamLimits:
 
     dedup_window_s: float = 86_400.0
     rejected_max_bytes: int = 4 * GIB
-    updates_per_subject: int = 10
+    updates_per_subject: int = 1
     replicas: int = 1
     placement_cluster: str | None = None
     placement_tags: tuple[str, ...] = ()
@@ -129,9 +129,11 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
     # The feed promises the last ``updates_per_subject`` messages of every subject. That per-subject cap is
     # the only limit: a stream-wide byte or message cap with discard-old would, once reached, drop a
     # subject's oldest messages below that count. It bounds the stream by itself, since subjects are
-    # ward x year (about 3,300 wards): 10 updates of well under 2 KiB each is under 70 MB per year. (At 100,
-    # a 10-minute load at 1,000 events/s grew each nats-server by 600 MB in its second half: the blocks read
-    # to take out each full subject's oldest update, spread over the whole stream.)
+    # ward x year (about 3,300 wards): one update of well under 2 KiB each is under 7 MB per year. nats-server
+    # reads into memory the block that holds a subject's previous update to take it out, so under a steady
+    # flow of updates it holds about every block of the stream: keeping 100 per subject, a 10-minute load
+    # at 1,000 events/s grew each nats-server's heap by 300 MB in its second half; keeping 10, it levelled
+    # at 220-290 MB of blocks (2.5-3x the stream's 89 MB).
     updates = StreamConfig(
         name=UPDATES,
         subjects=[f"{UPDATES_PREFIX}.>"],

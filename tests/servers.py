@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -136,6 +137,12 @@ async def until_store_created(create: Callable[[], Awaitable[object]]) -> None:
         return True
 
     await wait_for(created, timeout=15, what="nats-server to create the stream again")
+
+
+def keeping_update_history(limits: StreamLimits, per_subject: int = 100) -> StreamLimits:
+    """The limits with ANTQ_UPDATES keeping many updates per ward-year, for a test that reads back every update
+    the projection published (the stream keeps only the latest: ``StreamLimits.updates_per_subject``)."""
+    return dataclasses.replace(limits, updates_per_subject=per_subject)
 
 
 async def create_streams(js: JetStreamContext, limits: StreamLimits) -> None:

@@ -23,7 +23,7 @@ from services.audit.replay import ReplayScope, replay
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import settle, wait_for
+from tests.servers import create_streams, keeping_update_history, settle, wait_for
 from tests.test_projection import InjectedCrash, run_until
 
 pytestmark = pytest.mark.servers
@@ -157,6 +157,7 @@ async def test_rebuild_switches_atomically_while_queries_and_writes_go_on(
 async def test_a_rebuild_that_changes_figures_publishes_them(
     stack: Stack, office: OfficeClient, localities: Localities
 ) -> None:
+    await create_streams(stack.js, keeping_update_history(stack.limits))  # every update kept, to compare
     # the last event is in 01447: the live copy's update of 01447 and the rebuild's correction both come at
     # the switch sequence, and the correction must not be taken for a re-publish of the live copy's update
     last = await publish(office, [f.pledge(ward="01456"), f.session(ward="01447", attendance=40)])
@@ -320,6 +321,7 @@ async def test_a_halted_projection_follows_the_rebuild_that_replaces_its_copy(
 async def test_updates_a_crashed_copy_left_unpublished_are_superseded_at_the_switch_never_sent_late(
     stack: Stack, office: OfficeClient, localities: Localities
 ) -> None:
+    await create_streams(stack.js, keeping_update_history(stack.limits))  # every update kept, to compare
     last = await publish(
         office, [f.session(ward="01447", attendance=5), f.session(ward="01447", attendance=6)]
     )

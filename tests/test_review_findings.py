@@ -179,8 +179,8 @@ async def test_a_forged_record_of_an_unknown_type_does_not_stop_the_gateway_star
 
 @pytest.mark.xfail(
     strict=True,
-    reason="ANTQ_UPDATES keeps the last 10 messages of each subject (discard old): on the open stack 10 "
-    "forged messages on a ward's subject evict the projection's signed update, which a subscriber can then "
+    reason="ANTQ_UPDATES keeps the latest message of each subject (discard old): on the open stack one "
+    "forged message on a ward's subject evicts the projection's signed update, which a subscriber can then "
     "never read, though it could tell the forgeries apart",
 )
 @pytest.mark.servers

@@ -6,7 +6,14 @@ import dataclasses
 
 import msgspec
 import pytest
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import APIError, NotFoundError
 
 from events.subjects import UPDATES_PREFIX, updates_subject
@@ -137,10 +144,10 @@ UPDATES_SUBJECT = updates_subject("04", "01447", 2018)
 async def test_updates_stream_keeps_per_subject_history_with_no_stream_wide_cap(stack: Stack) -> None:
     cfg = await config_of(stack, UPDATES)
     assert cfg.subjects == [f"{UPDATES_PREFIX}.>"]
-    assert cfg.max_msgs_per_subject == stack.limits.updates_per_subject == 10
-    # nothing stream-wide that could discard a subject's messages below its 10
+    assert cfg.max_msgs_per_subject == stack.limits.updates_per_subject == 1
+    # nothing stream-wide that could discard a subject's latest message
     assert cfg.max_bytes == -1 and cfg.max_msgs == -1 and cfg.max_age == 0
-    assert cfg.discard == DiscardPolicy.OLD  # the 11th update replaces its subject's oldest
+    assert cfg.discard == DiscardPolicy.OLD  # a ward-year's next update replaces its last
     # a re-published update is recognised as long as a resent event, at most an hour
     assert cfg.duplicate_window == pytest.approx(min(3600.0, stack.limits.dedup_window_s))
 
@@ -159,33 +166,53 @@ async def test_ensure_streams_lifts_the_byte_cap_of_an_existing_updates_stream(s
         await stack.js.publish(UPDATES_SUBJECT, b'{"n": %d}' % i, headers={"Nats-Msg-Id": f"01447:2018:{i}"})
     await ensure_streams(stack.js, stack.limits)
     cfg = await config_of(stack, UPDATES)
-    assert cfg.max_bytes == -1 and cfg.max_msgs_per_subject == 10
+    assert cfg.max_bytes == -1 and cfg.max_msgs_per_subject == 1
     assert cfg.duplicate_window == pytest.approx(min(3600.0, stack.limits.dedup_window_s))
-    # the server takes the subject down to its last 10 at once
+    # the server takes the subject down to its latest update at once
     info = await stack.js.stream_info(UPDATES, subjects_filter=UPDATES_SUBJECT)
-    assert info.state.subjects == {UPDATES_SUBJECT: 10}
+    assert info.state.subjects == {UPDATES_SUBJECT: 1}
 
 
 @pytest.mark.timeout(60)
-async def test_updates_stream_keeps_exactly_the_last_10_messages_of_a_subject(stack: Stack) -> None:
+async def test_updates_stream_keeps_exactly_the_latest_message_of_a_subject(stack: Stack) -> None:
+    kept_n = stack.limits.updates_per_subject
     other = updates_subject("04", "01273", 2018)
     first = await stack.js.publish(other, b'{"n": -1}', headers={"Nats-Msg-Id": "01273:2018:0"})
     acks = [
         await stack.js.publish(
             UPDATES_SUBJECT, f'{{"n": {i}}}'.encode(), headers={"Nats-Msg-Id": f"01447:2018:{i}"}
         )
-        for i in range(11)
+        for i in range(kept_n + 2)
     ]
-    assert not any(ack.duplicate for ack in acks)  # distinct msg ids: 11 stored messages
+    assert not any(ack.duplicate for ack in acks)  # distinct msg ids: every one stored
     seqs = [ack.seq for ack in acks]
-    assert seqs == list(range(first.seq + 1, first.seq + 12))
+    assert seqs == list(range(first.seq + 1, first.seq + kept_n + 3))
 
-    with pytest.raises(NotFoundError):
-        await stack.js.get_msg(UPDATES, seqs[0])  # the oldest of the subject is gone
-    kept = [await stack.js.get_msg(UPDATES, seq) for seq in seqs[1:]]
-    assert [msg.subject for msg in kept] == [UPDATES_SUBJECT] * 10
-    assert [msgspec.json.decode(msg.data or b"")["n"] for msg in kept] == list(range(1, 11))
+    for gone in seqs[:2]:
+        with pytest.raises(NotFoundError):
+            await stack.js.get_msg(UPDATES, gone)  # the subject's older updates are gone
+    kept = [await stack.js.get_msg(UPDATES, seq) for seq in seqs[2:]]
+    assert [msg.subject for msg in kept] == [UPDATES_SUBJECT] * kept_n
+    assert [msgspec.json.decode(msg.data or b"")["n"] for msg in kept] == list(range(2, kept_n + 2))
     info = await stack.js.stream_info(UPDATES, subjects_filter=f"{UPDATES_PREFIX}.>")
-    assert info.state.subjects == {UPDATES_SUBJECT: 10, other: 1}  # the limit is per subject
-    assert info.state.messages == 11
+    assert info.state.subjects == {UPDATES_SUBJECT: kept_n, other: 1}  # the limit is per subject
+    assert info.state.messages == kept_n + 1
     assert (await stack.js.get_msg(UPDATES, first.seq)).subject == other
+
+
+@pytest.mark.timeout(60)
+async def test_a_consumer_delivering_the_last_per_subject_reads_every_ward_year_s_current_update(
+    stack: Stack,
+) -> None:
+    """What the contract tells a subscriber: deliver-last-per-subject gives the current figures of each ward-year."""
+    other = updates_subject("04", "01273", 2018)
+    for subject, count in ((UPDATES_SUBJECT, 3), (other, 2)):
+        for i in range(count):
+            await stack.js.publish(subject, b'{"n": %d}' % i, headers={"Nats-Msg-Id": f"{subject}:{i}"})
+    sub = await stack.js.pull_subscribe(
+        f"{UPDATES_PREFIX}.04.>", config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    )
+    msgs = await sub.fetch(10, timeout=2)
+    assert {m.subject: msgspec.json.decode(m.data)["n"] for m in msgs} == {UPDATES_SUBJECT: 2, other: 1}
+    assert len(msgs) == 2
+    await sub.unsubscribe()

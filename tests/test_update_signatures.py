@@ -30,7 +30,7 @@ from projections.publisher import UpdatePublisher
 from projections.runner import RunnerConfig
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import wait_for
+from tests.servers import create_streams, keeping_update_history, wait_for
 from tests.test_projection import as_event, publish_events, run_until
 
 pytestmark = pytest.mark.servers
@@ -140,6 +140,7 @@ async def test_a_forged_message_with_the_natural_id_does_not_suppress_the_real_u
 ) -> None:
     """The defect: anyone on the open stack stores a message with the id the projection will use
     (``ward:year:seq:copy``) first, and ANTQ_UPDATES' dedup drops the real update."""
+    await create_streams(stack.js, keeping_update_history(stack.limits))  # the forgery kept beside the update
     last = await publish_events(stack.nc, localities, [as_event(f.session(attendance=5)) for _ in range(3)])
     forged = msgspec.json.encode({"ward": "01447", "year": 2018, "metrics": {"sessions_held": 999}})
     ack = await stack.js.publish(SUBJECT, forged, headers={"Nats-Msg-Id": f"01447:2018:{last}:1"})

@@ -20,7 +20,7 @@ from projections.service import Projector
 from services.client import OfficeClient
 from tests import factories as f
 from tests.conftest import Stack
-from tests.servers import create_streams, wait_for
+from tests.servers import create_streams, keeping_update_history, wait_for
 from tests.test_projection import InjectedCrash, as_event, publish_events, run_until
 
 pytestmark = pytest.mark.servers
@@ -37,6 +37,7 @@ async def outbox_rows(database_url: str) -> int:
 async def test_a_late_durable_subscriber_receives_every_change_of_its_province(
     stack: Stack, office: OfficeClient, localities: Localities
 ) -> None:
+    await create_streams(stack.js, keeping_update_history(stack.limits))  # every update kept, to compare
     projector = Projector(
         nats_url=stack.servers.nats_url, database_url=stack.database_url, localities=localities
     )
@@ -229,7 +230,7 @@ async def test_the_feed_far_behind_holds_one_row_per_ward_year_and_the_fold_wait
         assert not done  # held: two ward-years wait, the bound
         stop.set()
         await asyncio.wait_for(waiting, 5)  # a stop ends the wait
-        await create_streams(stack.js, stack.limits)
+        await create_streams(stack.js, keeping_update_history(stack.limits))
         await asyncio.wait_for(publisher.room(asyncio.Event()), 20)  # the feed is back: room again
         await publisher.idle()
         assert publisher.queued_rows == 0 and await outbox_rows(stack.database_url) == 0

@@ -247,8 +247,9 @@ subject's last three tokens."""
             "address": f"{subjects.UPDATES_PREFIX}.{{province}}.{{ward}}.{{year}}",
             "title": "Update feed (stream ANTQ_UPDATES)",
             "description": "Every committed change of a ward-year (calendar year), signed, with every figure of "
-            f"the ward-year; at least the last {StreamLimits().updates_per_subject} messages per subject are kept "
-            "(a subscriber needs the latest). Attach a durable consumer filtered by province or ward.",
+            "the ward-year. The stream keeps the latest update of each subject (max_msgs_per_subject "
+            f"{StreamLimits().updates_per_subject}): deliver-last-per-subject reads the current figures of every "
+            "ward-year, then follows. Attach a durable consumer filtered by province or ward.",
             "parameters": {
                 "province": param("2-digit 2025 GSO province code"),
                 "ward": param("5-digit 2025 GSO ward code"),
