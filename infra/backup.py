@@ -36,6 +36,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -174,6 +175,32 @@ async def snapshot_stream(nc: Client, stream: str, out: Path, *, timeout: float 
         config=body.get("config", {}),
         state=state,
     )
+
+
+JETSTREAM_READY_S = 60.0
+"""How long a restore waits for the target's JetStream to answer (a cluster just started, electing its leader)."""
+
+
+async def jetstream_ready(nc: Client, timeout: float = JETSTREAM_READY_S, *, api: str = "$JS.API") -> None:
+    """Wait until JetStream answers its account information request, up to ``timeout`` seconds.
+
+    A cluster started moments ago, or loaded enough to lose its meta leader for a while, answers "no responders"
+    (or nothing) until a leader is elected; a restore onto it would fail on its first request."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            info = await _api(nc, f"{api}.INFO", {}, timeout=2.0)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            info = None
+        if info is not None and _api_error(info) is None:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            problem = "no answer" if info is None else _api_error(info)
+            raise RestoreFailed(
+                f"JetStream on the target did not answer within {timeout:g} s ({problem}): is every node up, "
+                "with a meta leader? (nothing was changed)"
+            )
+        await asyncio.sleep(0.5)
 
 
 async def _held(nc: Client, stream: str) -> int | None:
@@ -337,6 +364,7 @@ async def restore(
     Checked first, before anything changes: the backup's files, no target stream holding messages, no events or
     figures in the target database."""
     manifest = await asyncio.to_thread(read_manifest, directory)
+    await jetstream_ready(nc)
     for entry in manifest.streams:
         await _held(nc, entry.name)
     await _database_unused(database_url)

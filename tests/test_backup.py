@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from bench.projection import realistic_events
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
+from infra.backup import RestoreFailed, jetstream_ready
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.highwayhash import highwayhash64
 from infra.seal_keys import generate_seed, signer_from_seed
@@ -356,3 +357,15 @@ async def test_backup_and_restore_run_as_the_admin_identity_on_the_secure_stack(
             await nc.close()
         source.server.stop()
         target_nats.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_restore_waits_for_jetstream_to_answer_and_says_so_when_it_never_does(stack: Stack) -> None:
+    """A cluster just started (or one electing a new meta leader) answers 'no responders': the restore waits for
+    JetStream, bounded, instead of failing on its first request (CI, 2026-12-04: a fresh target cluster, busy
+    beside a second one, answered 'no responders' to the restore's first request)."""
+    await jetstream_ready(stack.nc, timeout=5.0)  # a stack that answers: at once
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RestoreFailed, match="did not answer within 1 s"):
+        await jetstream_ready(stack.nc, timeout=1.0, api="$JS.nodomain.API")  # nothing answers there
+    assert asyncio.get_running_loop().time() - started >= 1.0  # it waited before saying so
