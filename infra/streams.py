@@ -143,7 +143,7 @@ def stream_configs(limits: StreamLimits) -> list[StreamConfig]:
         max_msgs=-1,
         max_bytes=-1,
         max_age=0,
-        discard=DiscardPolicy.OLD,  # per subject: the 101st message replaces that subject's oldest
+        discard=DiscardPolicy.OLD,  # per subject: a ward-year's next update replaces its oldest kept
         duplicate_window=limits.updates_dedup_window_s,  # a re-publish after an outage is recognised
         num_replicas=limits.replicas,
         placement=limits.placement,
