@@ -2,7 +2,9 @@
 
 Both on the same nats-server in the same run, once with ``sync_interval: always`` (the production setting:
 an acknowledged event survives a power cut) and once with the server's default, to show what durability costs.
-The gateway runs as two copies in their own processes (queue group); several publishers send batches of 500.
+The gateway runs as two copies in their own processes (queue group); 8 publishers (office clients) send
+batches of 500, each waiting for its answer before the next. Both sides get the same window of unacknowledged
+events: raw ``publish_async`` may have publishers × batch (4,000) pending, as many as the 8 batches in flight.
 
 ``--cluster 3``: the same ingest on a three-node JetStream cluster (every stream at 3 replicas, the servers'
 default sync) against one node (1 replica, default sync), both up at once, rounds alternated (R1, R3, R1, …):
@@ -87,10 +89,12 @@ async def raw_publish_async(
     stream: str = "BENCH_RAW",
     seed: int = 2,
     meter: CpuMeter | None = None,
+    window: int = 4000,
 ) -> float:
-    """The floor: pre-encoded records straight into a stream configured like ANTQ_EVENTS."""
+    """The floor: pre-encoded records straight into a stream configured like ANTQ_EVENTS, at most ``window``
+    unacknowledged at once (the gateway path's window is its publishers × batch: the same by default)."""
     nc = await nats.connect(server_urls(url))
-    js = nc.jetstream(publish_async_max_pending=4000)
+    js = nc.jetstream(publish_async_max_pending=window)
     await js.add_stream(events_config(limits or StreamLimits(), name=stream, subjects=["bench.raw.>"]))
     payloads = []
     for doc in simple_events(n, seed=seed):
@@ -196,7 +200,9 @@ async def one_mode(
         measured: list[tuple[float, float]] = []
         for i in range(max(1, rounds)):
             raw_cpu, gateway_cpu = CpuMeter(groups), CpuMeter(groups)  # each over its timed window only
-            raw = await raw_publish_async(nats_srv.url, n, seed=2 + 2 * i, meter=raw_cpu)
+            raw = await raw_publish_async(
+                nats_srv.url, n, seed=2 + 2 * i, meter=raw_cpu, window=publishers * batch
+            )
             project = await through_gateway(
                 nats_srv.url, n, publishers, batch, seed=1 + 2 * i, meter=gateway_cpu
             )
@@ -295,6 +301,7 @@ async def replicated(size: int, n: int, publishers: int, batch: int, copies: int
                     stream=f"BENCH_RAW_{r}",
                     seed=seed + 1,
                     meter=floor_cpu,
+                    window=publishers * batch,
                 )
                 measured[replicas] = (through, floor)
                 print(
@@ -325,7 +332,12 @@ async def replicated(size: int, n: int, publishers: int, batch: int, copies: int
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--events", type=int, default=40_000)
-    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=8,
+        help="concurrent office clients, one batch in flight each; publishers × batch is also raw's window",
+    )
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument(

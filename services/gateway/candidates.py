@@ -83,7 +83,7 @@ def _ward_path(event: Event) -> str:
     return "$.locality.ward"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     slot: int
     event: Event

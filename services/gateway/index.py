@@ -11,15 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
+class IndexRow(msgspec.Struct, frozen=True):
+    """One event's row (a Struct: built in C, 10 times faster than a frozen dataclass, once per event)."""
+
     event_id: uuid.UUID
     seq: int
     body_hash: bytes
@@ -28,8 +28,7 @@ class IndexRow:
     subject: str
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     entity: str
     event_id: uuid.UUID
     ward: str
@@ -47,7 +46,7 @@ _json = msgspec.json.Encoder()
 
 
 def _as_json(items: Iterable[Any]) -> str:
-    """Rows (dataclasses: an object each, a UUID as text, bytes as base64) or values as one JSON text.
+    """Rows (Structs: an object each, a UUID as text, bytes as base64) or values as one JSON text.
 
     A batch's hundreds of rows travel as one text PostgreSQL parses (``json_to_recordset``,
     ``json_array_elements_text``) instead of six arrays asyncpg would encode item by item in Python."""
