@@ -31,9 +31,10 @@ from infra.db import create_pool
 from infra.nats_client import connect
 from infra.streams import StreamLimits, ensure_streams
 from services.gateway.catch_up import CatchUpCounters, catch_up
+from services.gateway.counters import IntakeCounters
 from services.gateway.index import EventIndex
 from services.gateway.offices import OfficeRegistry
-from services.gateway.pipeline import Clock, IntakeCounters, IntakePipeline, utc_now
+from services.gateway.pipeline import Clock, IntakePipeline, utc_now
 from services.gateway.publisher import IntakePublisher
 from services.gateway.rejected_later import PendingTable
 from services.nats_broker import nats_broker, raw_responder

@@ -13,8 +13,8 @@ from events.schema import EntryRetracted
 from events.stored import Foreign, StoredRecords, UnknownEventType
 from infra.stream_reader import last_sequence, read_stream
 from infra.streams import EVENTS
+from services.gateway.candidates import entity_of, event_type
 from services.gateway.index import Claim, EventIndex, IndexRow
-from services.gateway.pipeline import entity_of, event_type
 
 log = logging.getLogger("antq.gateway")
 

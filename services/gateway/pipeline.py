@@ -4,10 +4,12 @@ Events of one request are published with ``publish_async`` and awaited together;
 one still in flight (same entity subject, a retraction of it, the same event_id) waits for it first, so a
 request is processed as if its events came one by one.
 
-This module holds the batch flow (``handle``, ``submit``, ``_process``, ``_prefetch``, ``_publish``,
-``_drain``) and the resolution of a 'wrong last sequence'; the entity and claim checks are in
-``services.gateway.checks`` (a mixin), what is known of one event and one request in
-``services.gateway.candidates``.
+This module holds the request's admission (``handle``: per-office gates), the batch flow (``submit``,
+``_validate``, ``_process``, ``_prefetch``, ``_publish``, ``_drain``). Three mixins hold the rest: the entity
+and claim checks (``services.gateway.checks``), the refusals and their records in ANTQ_REJECTED
+(``services.gateway.refusals``), the resolution of a 'wrong last sequence' (``services.gateway.conflicts``);
+what is known of one event and one request is in ``services.gateway.candidates``, the answers' counters in
+``services.gateway.counters``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,15 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from events.catalogue import spec_of
 from events.codec import (
-    body_hash,
     decode_event_encoded,
-    decode_recorded,
     encode,
     hash_of_encoded,
     recorded_bytes,
@@ -43,7 +43,7 @@ from events.schema import (
 )
 from events.stored import StoredRecords
 from events.subjects import event_subject, id_text
-from infra.streams import EVENTS, REJECTED_RAW_LIMIT
+from infra.streams import EVENTS
 from services.gateway.candidates import (
     _ENDS,
     MAX_CORRECTIONS,
@@ -57,20 +57,21 @@ from services.gateway.candidates import (
     link_keys,
     may_be_ended,
 )
+from services.gateway.catch_up import catch_up
 from services.gateway.checks import EntityChecks
+from services.gateway.conflicts import WrongLastResolution
+from services.gateway.counters import IntakeCounters
 from services.gateway.errors import (
-    Conflict,
     GatewayError,
-    IdReused,
     OutOfJurisdiction,
-    RateLimited,
     Unavailable,
     UnknownOffice,
 )
 from services.gateway.index import Claim, EventIndex, IndexRow
 from services.gateway.offices import UNKNOWN_OFFICE, Office, OfficeRegistry, RateLimiter
-from services.gateway.publisher import MSG_ID, IntakePublisher
-from services.gateway.rejected_later import LateCounts, RejectedLater
+from services.gateway.publisher import IntakePublisher
+from services.gateway.refusals import Refusals
+from services.gateway.rejected_later import RejectedLater
 
 __all__ = [  # the pipeline, and the names others import from here (per-event rules: candidates)
     "BUSY_RETRY_MS",
@@ -78,7 +79,6 @@ __all__ = [  # the pipeline, and the names others import from here (per-event ru
     "ORPHAN_AFTER_S",
     "CatchUp",
     "Clock",
-    "IntakeCounters",
     "IntakePipeline",
     "claim_key",
     "entity_of",
@@ -116,40 +116,7 @@ BUSY_RETRY_MS = 100
 """``retry_after_ms`` of a request refused because its office has too many requests in progress here."""
 
 
-@dataclass
-class IntakeCounters:
-    """Answers given, per event (read at scrape time by ``services/gateway/telemetry.py``)."""
-
-    requests: int = 0
-    accepted: int = 0
-    duplicate: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    """Per error code."""
-    rate_limited: int = 0
-    """Events answered ``unavailable`` by the office's rate limit (also counted in ``rejected``)."""
-    rejected_raw_dropped: int = 0
-    """Refusals recorded in ANTQ_REJECTED without their raw body: the office's daily quota was used up."""
-    index_catch_ups: int = 0
-    """Index catch-ups run to decide a 'wrong last sequence' (the entity's last event was beyond the index)."""
-    office_busy: int = 0
-    """Requests answered ``unavailable`` at once: their office had too many requests in progress here."""
-    rejected_late: LateCounts = field(default_factory=LateCounts)
-    """Refusals' records ANTQ_REJECTED took only on a later try, or never (``rejected_later``)."""
-
-    def record(self, results: Sequence[IntakeResult]) -> None:
-        self.requests += 1
-        for result in results:
-            if result.ok:
-                if result.duplicate:
-                    self.duplicate += 1
-                else:
-                    self.accepted += 1
-            else:
-                code = result.error.code if result.error is not None else "unknown"
-                self.rejected[code] = self.rejected.get(code, 0) + 1
-
-
-class IntakePipeline(EntityChecks):
+class IntakePipeline(EntityChecks, Refusals, WrongLastResolution):
     def __init__(
         self,
         js: JetStreamContext,
@@ -183,8 +150,6 @@ class IntakePipeline(EntityChecks):
         """Refusals' records ANTQ_REJECTED could not take at once, sent again until stored."""
 
     async def _catch_up_index(self) -> int:
-        from services.gateway.catch_up import catch_up  # catch_up imports this module
-
         return await catch_up(self._js, self._index, self._stored)
 
     async def handle(self, office_id: str | None, body: bytes) -> bytes:
@@ -274,56 +239,6 @@ class IntakePipeline(EntityChecks):
         await self._keep_rejected(office_name, refused_items, now)
         # events beyond the rate are not examined and not kept in ANTQ_REJECTED (a flood would write there)
         return results + limited, is_array
-
-    def _rate_limited(self, office: Office, raws: list[bytes], retry_after_ms: int) -> list[IntakeResult]:
-        rate = office.rate
-        err = RateLimited(
-            f"office {office.id} sent more events than its rate ({rate.events_per_second:g} events/s, "
-            f"burst {rate.burst}); send these again in {retry_after_ms} ms",
-            retry_after_ms,
-        )
-        self.counters.rate_limited += len(raws)
-        detail = ErrorDetail(code=err.code, message=err.message, path=None, retry_after_ms=retry_after_ms)
-        return [IntakeResult(ok=False, event_id=guess_event_id(raw), error=detail) for raw in raws]
-
-    @staticmethod
-    def _refuse(exc: EventError | GatewayError, event_id: str | None) -> IntakeResult:
-        return refused(exc.code, exc.message, exc.path, event_id)
-
-    async def _keep_rejected(
-        self, office: str, items: list[tuple[bytes, IntakeResult]], now: dt.datetime
-    ) -> None:
-        if not items:
-            return
-        keep_raw = await self._within_quota(office, [raw for raw, _ in items], now)
-        records = []
-        for (raw, result), keep in zip(items, keep_raw, strict=True):
-            assert result.error is not None
-            records.append(self._publisher.rejected_record(office, raw, result.error, now, keep_raw=keep))
-        futures = [await self._publisher.publish(r.subject, r.data, r.headers) for r in records]
-        for record, outcome in zip(records, await self._publisher.settle(futures), strict=True):
-            if outcome.seq is None:  # no stream leader (an election), the stream away: kept later
-                log.warning("could not keep a rejected submission yet: %s", outcome.failure)
-                await self.rejected_later.keep(record)
-
-    async def _within_quota(self, office: str, raws: list[bytes], now: dt.datetime) -> list[bool]:
-        """Which refusals keep their raw body: those within the office's daily quota of ANTQ_REJECTED bytes.
-
-        Counted in PostgreSQL (shared by every copy, kept across restarts). When it cannot be counted (the
-        database is down) the bodies are kept: nothing is lost, and the stream's own byte limit still holds."""
-        key, quota = self._offices.rejected_quota(office)
-        sizes = [min(len(raw), REJECTED_RAW_LIMIT) for raw in raws]
-        try:
-            used = await self._index.count_rejected_bytes(key, now.astimezone(dt.UTC).date(), sum(sizes))
-        except Exception:
-            log.warning("could not count ANTQ_REJECTED bytes of %s; keeping the bodies", key, exc_info=True)
-            return [True] * len(raws)
-        keep = []
-        for size in sizes:
-            used += size
-            keep.append(used <= quota)
-        self.counters.rejected_raw_dropped += keep.count(False)
-        return keep
 
     def _validate(self, office: Office, raw: bytes, today: dt.date) -> _Candidate:
         event, encoded = decode_event_encoded(raw, today=today)
@@ -526,100 +441,3 @@ class IntakePipeline(EntityChecks):
         # a retracted creating event frees its entity's id (only creating events hold claims); rows and
         # releases in one transaction (the catch-up passes over what has its rows)
         await self._index.record(new_rows, [r.event_id for r in map(batch.known.get, ended) if r is not None])
-
-    async def _publish_after(self, cand: _Candidate, last_seq: int) -> int:
-        """Publish a creating event whose freed id's subject ends at ``last_seq``; its sequence."""
-        ev = cand.event
-        future = await self._publisher.publish_event(cand.subject, cand.data, cand.eid, last_seq)
-        (outcome,) = await self._publisher.settle([future])
-        if outcome.seq is not None:
-            if outcome.duplicate:
-                await self._check_stored_hash(outcome.seq, cand)
-            return outcome.seq
-        if outcome.wrong_last_seq:
-            raise Conflict(f"{ev.event_id}: its entity changed concurrently; retry the same request")
-        raise Unavailable(outcome.failure or "the event log is unavailable; retry the same request")
-
-    async def _check_stored_hash(self, seq: int, cand: _Candidate) -> None:
-        stored = await self._js.get_msg(EVENTS, seq)
-        self._same_body(stored.data or b"", seq, cand)
-
-    @staticmethod
-    def _same_body(data: bytes, seq: int, cand: _Candidate) -> None:
-        if body_hash(decode_recorded(data).event) != cand.hash:
-            raise IdReused(
-                f"event_id {cand.event.event_id} was already used for a different event (seq {seq})",
-                "$.event_id",
-            )
-
-    async def _caught_up_to(self, seq: int) -> None:
-        """Until the index's checkpoint reaches ``seq``: one catch-up at a time; a request that waited for
-        another's finds the checkpoint there and reads nothing."""
-        async with self._catching_up:
-            if await self._index.checkpoint() >= seq:
-                return
-            self.counters.index_catch_ups += 1
-            try:
-                reached = await self._catch_up()
-            except Exception as exc:
-                log.exception("index catch-up failed while deciding a conflict")
-                raise Unavailable("the gateway's index is behind the log; retry the same request") from exc
-            if reached < seq:
-                raise Unavailable("the gateway's index is behind the log; retry the same request")
-
-    async def _resolve_wrong_last(self, cand: _Candidate, expected: int | None) -> int:
-        """'Wrong last sequence': a retry of our own earlier publish (a duplicate), or a real conflict.
-
-        JetStream checks the expected subject sequence before its dedup window, so a retry of an entity event
-        lands here, not on 'duplicate'. Decided with a bounded number of reads, whatever the entity's history:
-        the index row with its checkpoint (one PostgreSQL statement), the subject's last message (one direct
-        get). The event can only be ours without an index row if its row was lost (a crash between the ack and
-        the insert) and it lies beyond the checkpoint; then, and only when the subject's last message is
-        beyond the checkpoint, the index is caught up first (once, shared by concurrent requests)."""
-        ev = cand.event
-        row, checkpoint = await self._index.find(ev.event_id)
-        last_seq = 0
-        if row is None:
-            try:
-                last = await self._js.get_last_msg(EVENTS, cand.subject)
-            except NotFoundError:
-                last = None
-            if last is not None and last.seq is not None:
-                last_seq = int(last.seq)
-                if last.headers and last.headers.get(MSG_ID) == str(ev.event_id):
-                    self._same_body(last.data or b"", last_seq, cand)
-                    return last_seq
-            if last_seq > checkpoint:
-                await self._caught_up_to(last_seq)
-                row, checkpoint = await self._index.find(ev.event_id)
-        if row is not None:
-            if row.body_hash != cand.hash:
-                raise IdReused(f"event_id {ev.event_id} was already used for a different event", "$.event_id")
-            return row.seq
-        rule = spec_of(ev).entity
-        if rule is None:  # pragma: no cover: only entity subjects carry an expected sequence
-            raise Conflict("the entity changed concurrently; retry")
-        value = getattr(ev, rule.field)
-        if rule.versioned and getattr(ev, "expected_version", None) is not None:
-            raise Conflict(
-                f"{rule.name} {value} is at version {last_seq}, not {expected}: read it again and resubmit",
-                "$.expected_version",
-            )
-        if rule.role == "creates" and last_seq:
-            claim = (await self._index.claims([claim_key(rule, ev)])).get(claim_key(rule, ev))
-            if claim is not None and claim.event_id == ev.event_id:
-                # the id was freed (its creating event retracted): its subject holds the ended entity's events
-                return await self._publish_after(cand, last_seq)
-        if rule.role in ("refers", "ends"):
-            raise Conflict(
-                f"{rule.name} {value} changed while this event was checked (another update or end of it was "
-                "stored): read it again and resubmit",
-                rule.error_path,
-            )
-        if rule.role == "retracts":
-            raise Conflict(
-                f"event {value} was already retracted or corrected (by another request): read the entry again "
-                "and end its latest version",
-                rule.error_path,
-            )
-        raise Conflict(f"{rule.name} {value} was already {rule.past}", rule.error_path)

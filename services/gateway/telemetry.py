@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from services.gateway.catch_up import CatchUpCounters
-from services.gateway.pipeline import IntakeCounters
+from services.gateway.counters import IntakeCounters
 from services.replies import DroppedRequests
 
 REQUESTS = "antq_gateway_requests"  # exposed as ..._total
