@@ -2,7 +2,8 @@
 
 ``ANTQ_READ_MODE`` (``Settings.read_mode``): ``consumer`` (the default: an ephemeral consumer, or the named one of
 ``ANTQ_READ_CONSUMER`` / the nkey seed) or ``direct`` (no consumer at all: what the generated auditor identity
-may do, ``infra/auth.py``). ``audit_reader(settings)`` is called once by a composition root and handed down.
+may do, ``infra/auth/permissions.py``). ``audit_reader(settings)`` is called once by a composition root and
+handed down.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
-from infra.auth import read_consumer
+from infra.auth.identities import read_consumer
 from infra.direct_reader import DIRECT_BATCH, read_direct_columns, stored
 from infra.settings import ReadMode, Settings
 from infra.stream_reader import Columns, StoredMsg, read_columns, to_stored

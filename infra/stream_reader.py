@@ -6,8 +6,8 @@ deliveries missing (a connection that died and came back while requests were ope
 (inactivity, a server restart) goes on from the message after the last one it handed out, with a new consumer;
 after ``MAX_RESETS`` such resets in a row without a message handed out it raises ``StreamReadError``
 (``resuming``, shared with the direct-get reader). With ``consumer_name`` (an auditor, whose permissions allow
-that one name: ``infra/auth.py``) the consumer is created under that name, only if no consumer of that name
-exists (one read at a time per name), and deleted at the end.
+that one name: ``infra/auth/permissions.py``) the consumer is created under that name, only if no consumer of
+that name exists (one read at a time per name), and deleted at the end.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from events.catalogue import metric_names
-from events.localities import mapping_version
+from events.locality_files import mapping_version
 
 FOLD_LOGIC: Final = 6
 """Bump when the fold's output or its stored state changes meaning: a rebuild is then due. v2: a plain event's
@@ -21,7 +21,7 @@ a tip keeps its source (``tips_received.<source>``, ``tips_valuable.<source>``),
 ``TipLink``; a tip keeps the sequence it was received at and the versions of ``cases.cleared`` that name it
 (``tips_leading_to_cases``), and such a version's ``Part`` its tips and sequence."""
 MAPPING_DIGITS: Final = int(mapping_version(), 16) % 1_000_000
-"""Six decimal digits of the locality mapping's version (``events.localities.mapping_version``)."""
+"""Six decimal digits of the locality mapping's version (``events.locality_files.mapping_version``)."""
 FOLD_VERSION: Final = FOLD_LOGIC * 1_000_000 + MAPPING_DIGITS
 """The fold's version: ``FOLD_LOGIC`` followed by six digits of the mapping's version, so that correcting the
 mapping (any byte of the three locality files) is a new fold version: a rebuild, never a rewrite of the log.

@@ -25,7 +25,8 @@ from functools import cache, lru_cache
 from typing import Final, Literal, NamedTuple
 
 from events.errors import EventError
-from events.localities import REFORM_EVE, Localities
+from events.legacy_localities import REFORM_EVE
+from events.localities import Localities
 from events.schema import EntryCorrected, Event, LegacyLocality, Locality
 
 UNIT_PREFIX: Final = "pre2025:"

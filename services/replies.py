@@ -4,8 +4,8 @@ A request names the subject its answer goes to. A service that answered on any s
 whoever asks: ``reply="antq.events.01.00004.session"`` made the gateway store its own error reply in
 ``ANTQ_EVENTS``. So the gateway and the query service process a request only when its reply subject is an
 inbox, ``_INBOX.`` followed by tokens (an identity's own is ``_INBOX.<public key>``, see
-``infra.auth.inbox_prefix``; nats-py's default is ``_INBOX.<random>``), with no wildcard and no empty token.
-Any other request, and one with no reply subject at all, is dropped unprocessed: counted, and logged as a
+``infra.auth.permissions.inbox_prefix``; nats-py's default is ``_INBOX.<random>``), with no wildcard and no
+empty token. Any other request, and one with no reply subject at all, is dropped unprocessed: counted, and logged as a
 warning at most once per ``LOG_EVERY_S`` seconds (with the number dropped since).
 """
 

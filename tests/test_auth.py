@@ -35,16 +35,10 @@ from events.codec import decode_event, encode_recorded
 from events.localities import Localities
 from events.schema import Recorded
 from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT, event_subject
-from infra.auth import (
-    PG_AUDITOR_ROLE,
-    AuthError,
-    Generated,
-    auditor_sql,
-    generate,
-    nats_connect_options,
-    read_consumer_name,
-    scram_verifier,
-)
+from infra.auth import AuthError, nats_connect_options
+from infra.auth.credentials import Generated, generate
+from infra.auth.permissions import read_consumer_name
+from infra.auth.pg_roles import PG_AUDITOR_ROLE, auditor_sql, scram_verifier
 from infra.direct_reader import read_direct
 from infra.embedded import EmbeddedNats
 from infra.reading import StreamReader

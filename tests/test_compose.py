@@ -32,7 +32,8 @@ from typer.testing import CliRunner
 
 from events.localities import Localities
 from infra import settings as settings_module
-from infra.auth import PG_OWNER, PG_SERVICE_ROLE, SERVICE_ROLES
+from infra.auth.permissions import SERVICE_ROLES
+from infra.auth.pg_roles import PG_OWNER, PG_SERVICE_ROLE
 from infra.embedded import _nats_binary
 from infra.settings import ENV_NAMES, Settings, SettingsError
 from services.cli.main import app

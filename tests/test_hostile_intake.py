@@ -33,7 +33,8 @@ from events.jsonscan import MAX_DEPTH, duplicate_key, nesting_depth, too_deep
 from events.localities import Localities
 from events.schema import EVENT_TYPES, FREE_TEXT_FIELDS, ID_FIELDS, ID_LIST_FIELDS
 from events.text import text_problem
-from infra.auth import generate, nats_connect_options
+from infra.auth import nats_connect_options
+from infra.auth.credentials import generate
 from infra.embedded import EmbeddedNats
 from infra.settings import Settings
 from infra.streams import EVENTS, REJECTED, SEALS, UPDATES, StreamLimits, ensure_streams

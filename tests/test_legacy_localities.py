@@ -22,18 +22,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import events.localities as localities_module
+import events.locality_files as locality_files
 from events.errors import EventError, Invalid, UnknownLocality
-from events.localities import (
+from events.legacy_localities import (
     REFORM_EVE,
     LegacyAfterReform,
     LegacyMismatch,
     LegacyResolution,
     LegacyWardNotSuccessor,
-    Localities,
     UnknownLegacyCommune,
-    mapping_version,
 )
+from events.localities import Localities
+from events.locality_files import mapping_version
 
 MERGER = date(2020, 3, 1)  # NQ 897/NQ-UBTVQH14 in force
 EVE_OF_MERGER = date(2020, 2, 29)
@@ -481,13 +481,13 @@ def test_mapping_version(loc: Localities) -> None:
 
 
 def test_mapping_version_changes_with_the_lineage(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = localities_module._read
+    real = locality_files.read_file
 
     def edited(name: str) -> bytes:
         data = real(name)
         return data.replace("Xã Cô Mười".encode(), "Xã Cô Muời".encode()) if name == "lineage.tsv" else data
 
-    monkeypatch.setattr(localities_module, "_read", edited)
+    monkeypatch.setattr(locality_files, "read_file", edited)
     assert Localities.load().version != mapping_version()
 
 
@@ -507,7 +507,7 @@ def test_mapping_version_changes_with_the_lineage(monkeypatch: pytest.MonkeyPatc
 def test_loader_refuses_a_broken_lineage(
     monkeypatch: pytest.MonkeyPatch, edit: Callable[[str], str], message: str
 ) -> None:
-    real = localities_module._read
+    real = locality_files.read_file
 
     def edited(name: str) -> bytes:
         data = real(name)
@@ -515,7 +515,7 @@ def test_loader_refuses_a_broken_lineage(
             return data
         return edit(data.decode()).encode()
 
-    monkeypatch.setattr(localities_module, "_read", edited)
+    monkeypatch.setattr(locality_files, "read_file", edited)
     with pytest.raises(ValueError, match=message):
         Localities.load()
 

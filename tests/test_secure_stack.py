@@ -32,16 +32,10 @@ from typer.testing import CliRunner
 
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT, SEALS_SUBJECT, query_subject
-from infra.auth import (
-    PG_ROLES,
-    Generated,
-    generate,
-    public_key_of,
-    read_consumer_name,
-    role_database_url,
-    roles_sql,
-    subscriber_consumer,
-)
+from infra.auth.credentials import Generated, generate
+from infra.auth.identities import public_key_of
+from infra.auth.permissions import read_consumer_name, subscriber_consumer
+from infra.auth.pg_roles import PG_ROLES, role_database_url, roles_sql
 from infra.embedded import EmbeddedNats, free_port
 from infra.metrics import Exporter
 from infra.reading import audit_reader

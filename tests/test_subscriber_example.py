@@ -22,7 +22,7 @@ from nats.aio.client import Client
 
 from events.localities import Localities
 from examples.subscriber import Subscriber, Table
-from infra.auth import generate
+from infra.auth.credentials import generate
 from infra.embedded import EmbeddedNats
 from infra.streams import UPDATES
 from projections import store

@@ -26,7 +26,8 @@ from nats.js.errors import APIError
 from typer.testing import CliRunner
 
 from events.localities import Localities
-from infra.auth import AuthError, Generated, generate, nats_connect_options
+from infra.auth import AuthError, nats_connect_options
+from infra.auth.credentials import Generated, generate
 from infra.embedded import EmbeddedNats, free_port
 from infra.settings import Settings, SettingsError
 from infra.streams import StreamLimits, ensure_streams

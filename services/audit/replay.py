@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 
 from events.codec import vietnam_today
-from events.localities import LEGACY_SCHEME, Localities
+from events.legacy_localities import LEGACY_SCHEME
+from events.localities import Localities
 from events.subjects import ward_filter
 from infra.reading import StreamReader
 from infra.stream_reader import last_sequence

@@ -1,7 +1,7 @@
 """``antq auth generate``: the deployment's NATS identities (nkeys), the PostgreSQL roles, the CA and TLS
 certificates of the NATS nodes, and the projection's and the sealer's signing keys.
 
-The logic lives in ``infra/auth.py`` and ``infra/tls.py``; this module reads the options, writes the directory
+The logic lives in ``infra/auth/`` and ``infra/tls.py``; this module reads the options, writes the directory
 and says what to do with each file. Seeds and private keys are never printed.
 """
 
@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from infra.auth import AuthError, Generated, generate, revoke, rotate
+from infra.auth import AuthError
+from infra.auth.credentials import Generated, generate, revoke, rotate
 from infra.embedded import PID_FILE, EmbeddedError, reload_nats
 from infra.seal_keys import SealKeyError, load_or_create
 from infra.settings import Settings

@@ -20,13 +20,9 @@ import asyncpg
 import nats
 
 from events.localities import Localities
-from infra.auth import (
-    PG_SERVICE_ROLE,
-    generate,
-    nats_connect_options,
-    pg_password,
-    role_database_url,
-)
+from infra.auth import nats_connect_options
+from infra.auth.credentials import generate
+from infra.auth.pg_roles import PG_SERVICE_ROLE, pg_password, role_database_url
 from infra.db import migrate
 from infra.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres
 from infra.metrics import Exporter

@@ -325,7 +325,7 @@ def stats(
 def _projector_database(settings: Settings, url: str) -> str:
     """With a credentials directory holding the projector's PostgreSQL password, the rebuild connects as the
     projector's role (the new copy's tables are then the projection's own, as the live runner's are)."""
-    from infra.auth import PG_SERVICE_ROLE, pg_password, role_database_url
+    from infra.auth.pg_roles import PG_SERVICE_ROLE, pg_password, role_database_url
 
     role = PG_SERVICE_ROLE["projector"]
     if (

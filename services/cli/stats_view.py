@@ -20,8 +20,9 @@ class QueryFailed(CliError):
 
 def query_subject_of(nc: Client) -> str:
     """The query subject of the connection's identity: its public key is its inbox prefix's second token
-    (``_INBOX.<public key>``, ``infra.auth.inbox_prefix``); a connection without an identity asks on the plain
-    subject. (nats-py keeps the prefix in ``Client._inbox_prefix``: nats-py is pinned, see pyproject.toml.)"""
+    (``_INBOX.<public key>``, ``infra.auth.permissions.inbox_prefix``); a connection without an identity asks on
+    the plain subject. (nats-py keeps the prefix in ``Client._inbox_prefix``: nats-py is pinned, see
+    pyproject.toml.)"""
     prefix = bytes(getattr(nc, "_inbox_prefix", b"_INBOX")).decode()
     head, _, key = prefix.partition(".")
     return query_subject(key if head == "_INBOX" and key and "." not in key else None)

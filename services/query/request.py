@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from events.jsonscan import MAX_DEPTH, duplicate_key, key_path, too_deep
-from events.localities import LEGACY_SCHEME, Localities
+from events.legacy_localities import LEGACY_SCHEME
+from events.localities import Localities
 from projections.places import UnitKind, unit_key
 from services.query.errors import BadRequest, UnknownLocality
 

@@ -81,7 +81,7 @@ class SealerConfig:
     before_publish: Callable[[Seal], Awaitable[None]] | None = None  # test hook: make two sealers race
     reader: StreamReader = field(default_factory=lambda: StreamReader("direct"))
     """How both streams are read: batched direct gets by default, so that the sealer identity needs no consumer
-    right (``infra/auth.py``); both streams need ``allow_direct``, which ``ensure_streams`` sets."""
+    right (``infra/auth/permissions.py``); both streams need ``allow_direct``, which ``ensure_streams`` sets."""
 
 
 @dataclass(frozen=True, kw_only=True)
