@@ -6,8 +6,8 @@ contributes. Everything else derives from here:
 
 - ``events.subjects.rest_of``: the last tokens of its subject;
 - the gateway's entity rules (claims, references, expected sequences, versions; ``services/gateway/checks.py``);
-- the fold (``projections/folds.py``): how each type is applied, and what a plain event adds (and a retraction
-  of it takes away) by its declared figures;
+- the fold (``projections/folds.py``, its rules in ``projections/fold_*.py``): how each type is applied, and
+  what a plain event adds (and a retraction of it takes away) by its declared figures;
 - the list of metrics (``projections/metrics.py``) and the README's figure table (``events.figure_table``);
 - the JSON Schemas and the AsyncAPI document (``antq contract export``).
 

@@ -124,7 +124,7 @@ class EventSpec:
     fold: FoldRule = "plain"
     figures: tuple[Figure, ...] = ()
     counts: tuple[str, ...] = ()
-    """Figures a ``tip`` rule counts (documented here; ``projections/folds.py`` keeps the tip's state)."""
+    """Figures a ``tip`` rule counts (documented here; ``projections/fold_tips.py`` keeps the tip's state)."""
     counts_by: tuple[str, tuple[str, ...]] | None = None
     """The tip's field whose value names a breakdown of each of ``counts`` (``tips_received.<source>``), and its
     values."""

@@ -10,7 +10,8 @@ from events.localities import Localities
 from events.schema import Recorded
 from projections import store
 from projections.errors import UnknownWard
-from projections.folds import Figures, Key, StateUpdate, Value, by_period, fold, keys_needed
+from projections.fold_state import Figures, Key, StateUpdate, Value, by_period
+from projections.folds import fold, keys_needed
 from projections.places import UNIT_PROVINCE, is_unit_key
 
 

@@ -1,25 +1,36 @@
 """Lifecycle entities in the fold (models, persons under management): an event's entity key and its mark
 (role, day, values of ``Lifecycle.fields``), the entity named in error messages, and the figures an entity
 contributes as a pure function of its history (``entity_figures``), with the memo of the figures last
-computed per entity (``_last_figures``) the fold starts the next change from. Pure; no I/O.
+computed per entity (``_last_figures``) the fold starts the next change from; and the fold's rules for
+lifecycle events (``EntityFolding``: an entity's creation, updates and end, a mark retracted). Pure; no I/O.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Final
 
+import msgspec
+
 from events.catalogue import CATALOGUE, LIFECYCLES, Contribution, Lifecycle
-from events.schema import Event
+from events.schema import Event, Locality
+from projections import metrics as m
+from projections.errors import DuplicateEntity, UnknownEntity, WardMismatch
+from projections.fold_parts import FolderBase, _other_ward, _place
 from projections.fold_state import (
     CREATES,
     ENDS,
+    EVENT_BIT,
     REFERS,
     STATE_SHIFT,
+    EntityLink,
     EntityState,
     Key,
     Mark,
     YearKey,
+    key_bytes,
+    key_of,
     year_key,
 )
 
@@ -73,7 +84,8 @@ def entity_figures(life: Lifecycle, state: EntityState | None) -> dict[tuple[Yea
     The creation's flows and its stocks in the year of its day; each update (in order of day, then of the
     stream) changes the stocks from its day on; the first end takes the stocks away and adds its own flows in
     its year. A mark dated before the creation counts on the creation's day. Stocks are stored as the change in
-    each year: what stands at the end of a year is the sum of the changes up to it (``projections.store``)."""
+    each year: what stands at the end of a year is the sum of the changes up to it (``projections.reads``,
+    ``projections.calendar_figures``)."""
     out: dict[tuple[YearKey, str], int] = {}
     if state is None:
         return out
@@ -143,3 +155,81 @@ def remember(key: Key, state: EntityState, figures: dict[tuple[YearKey, str], in
 
 
 _LIFE_BY_STATE: Final = {life.state: life for life in LIFECYCLES.values()}
+
+
+class EntityFolding(FolderBase):
+    """The rules of lifecycle events, and a lifecycle mark retracted."""
+
+    def set_entity(self, life: Lifecycle, key: Key, before: EntityState | None, after: EntityState) -> None:
+        """Store the entity and add the change of what it contributes (its figures before and after)."""
+        old = _figures_of(life, key, before)
+        new = entity_figures(life, after)
+        remember(key, after, new)
+        ward = after.ward
+        for k in old.keys() | new.keys():
+            change = new.get(k, 0) - old.get(k, 0)
+            if change:
+                self.add(ward, k[0], k[1], change)
+                if after.units:  # a pre-2025 place: also under its units as recorded, and ~ when approximate
+                    if after.approx:
+                        self.add(ward, k[0], m.APPROXIMATE + k[1], change)
+                    for unit in after.units:
+                        self.add(unit, k[0], k[1], change)
+        self._written[key] = after
+
+    def _lifecycle(self, seq: int, event: Event) -> None:
+        life = LIFECYCLES[type(event)]
+        key = _entity_key_of(event)
+        state = self.get(key)
+        before = state if isinstance(state, EntityState) else None
+        mark = _mark_of(event, event.event_id.bytes)
+        if mark[1] == CREATES:
+            if before is not None and before.marks:
+                raise DuplicateEntity(
+                    f"{_what(life, event)} already exists", seq=seq, event_id=event.event_id
+                )
+            locality = event.locality
+            if type(locality) is Locality:
+                after = EntityState(ward=sys.intern(locality.ward), marks=(mark,))
+            else:
+                place = _place(event, seq)
+                after = EntityState(
+                    ward=place.ward, marks=(mark,), units=place.units, approx=place.approximate
+                )
+        else:
+            if before is None or not before.marks:
+                raise UnknownEntity(f"{_what(life, event)} is unknown", seq=seq, event_id=event.event_id)
+            if _other_ward(before.ward, before.units, event):
+                raise WardMismatch(
+                    f"{_what(life, event)} is in ward {before.ward}", seq=seq, event_id=event.event_id
+                )
+            after = msgspec.structs.replace(before, marks=(*before.marks, mark))
+        self.set_entity(life, key, before, after)
+        self._written[event.event_id.int | EVENT_BIT] = EntityLink(entity=key_bytes(key), mark=mark)
+
+    def _entity_of(
+        self, link: EntityLink, mark_id: bytes, seq: int, event: Event
+    ) -> tuple[Lifecycle, Key, EntityState] | None:
+        """The entity of a version's mark, or None when the mark is of an earlier entity of this id (its
+        creation retracted, the id used again, maybe in another ward): nothing of the present one changes."""
+        key = key_of(link.entity)
+        state = self.get(key)
+        if not isinstance(state, EntityState):
+            raise UnknownEntity("the entry's entity is unknown", seq=seq, event_id=event.event_id)
+        if not any(m[0] == mark_id for m in state.marks):
+            return None
+        if _other_ward(state.ward, state.units, event):
+            raise WardMismatch(f"the entry is in ward {state.ward}", seq=seq, event_id=event.event_id)
+        return _LIFE_BY_STATE[key >> STATE_SHIFT], key, state
+
+    def _retract_mark(self, seq: int, event: Event, link: EntityLink) -> None:
+        mark_id = link.mark[0]
+        found = self._entity_of(link, mark_id, seq, event)
+        if found is None:
+            return  # an event of an earlier entity of this id (its creation retracted, the id used again)
+        life, key, state = found
+        if link.mark[1] == CREATES:
+            marks: tuple[Mark, ...] = ()  # the entity is gone, its id freed
+        else:
+            marks = tuple(m for m in state.marks if m[0] != mark_id)
+        self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))

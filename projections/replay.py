@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from events.catalogue import stock_metrics
 from events.schema import Recorded
 from projections import metrics as m
-from projections.folds import Deltas, Figures, Key, Value, by_period, fold_into
+from projections.fold_state import Deltas, Figures, Key, Value, by_period
+from projections.folds import fold_into
 from projections.periods import Period
 from projections.places import is_unit_key
 

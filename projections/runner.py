@@ -39,7 +39,7 @@ from infra.update_signing import UpdateKey
 from projections import copies, partitions, store
 from projections.batch import fold_batch
 from projections.errors import FoldError, ProjectionError
-from projections.folds import Figures, StateUpdate
+from projections.fold_state import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
 from projections.partitions import Part
 from projections.publisher import UpdatePublisher

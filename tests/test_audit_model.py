@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from events.schema import EntryCorrected, EntryRetracted, Event, TipAssessed, TipReceived
 from projections.asof import OccurredOnOrBefore
-from projections.folds import Key, Value, apply_update, by_period, fold
+from projections.fold_state import Key, Value, by_period
+from projections.folds import apply_update, fold
 from projections.replay import InMemoryReplay
 from tests.test_fold_model import DAYS, histories, recorded, reference, tip_owners
 

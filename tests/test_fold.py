@@ -17,27 +17,36 @@ from hypothesis import strategies as st
 from events.schema import Event, Recorded, TipReceived
 from projections import fold_lifecycles, folds
 from projections.errors import DuplicateEntity, FoldError, UnknownTarget, UnknownTip, WardMismatch
-from projections.fold_state import EntityState
+from projections.fold_state import (
+    EntityState,
+    Key,
+    Value,
+    by_period,
+    encode_value,
+    event_key,
+    key_bytes,
+    key_of,
+    tip_key,
+    year_key,
+)
 from tests.test_fold_model import Figures, _assess, _retract, _tip, histories, recorded, reference
 
 
-def fold_all(
-    events: list[tuple[int, Recorded]], cuts: list[int]
-) -> tuple[dict[folds.Key, folds.Value], Figures]:
+def fold_all(events: list[tuple[int, Recorded]], cuts: list[int]) -> tuple[dict[Key, Value], Figures]:
     """Fold in batches split at ``cuts``, as a runner would: each batch sees only the keys it asks for."""
-    state: dict[folds.Key, folds.Value] = {}
+    state: dict[Key, Value] = {}
     totals: Counter[tuple[str, str, int, str]] = Counter()
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         batch = events[lo:hi]
-        view: dict[folds.Key, folds.Value] = {}
-        asked: set[folds.Key] = set()
+        view: dict[Key, Value] = {}
+        asked: set[Key] = set()
         while need := folds.keys_needed(batch, view) - asked:
             view.update({k: state[k] for k in need if k in state})
             asked |= need
         update, deltas = folds.fold(view, batch)
         folds.apply_update(state, update)
-        totals.update(folds.by_period(deltas))
+        totals.update(by_period(deltas))
     return state, {k: v for k, v in totals.items() if v}
 
 
@@ -82,7 +91,7 @@ def test_the_entity_memo_keeps_the_most_recently_changed_entities() -> None:
 
 def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
     tip = _tip()
-    state: dict[folds.Key, folds.Value] = {}
+    state: dict[Key, Value] = {}
     update, deltas = folds.fold(state, recorded([tip]))
     assert state == {}
     folds.apply_update(state, update)
@@ -92,12 +101,10 @@ def test_fold_does_not_mutate_its_input_and_drops_zero_deltas() -> None:
     assert (
         deltas == {k: 1 for k in deltas2}
         and all(v == -1 for v in deltas2.values())
-        and len(folds.by_period(deltas2)) == 4  # tips_received and tips_received.resident, both kinds of year
+        and len(by_period(deltas2)) == 4  # tips_received and tips_received.resident, both kinds of year
     )
-    assert update2[folds.event_key(tip.event_id.bytes)] is None
-    assert folds.key_of(folds.key_bytes(folds.event_key(tip.event_id.bytes))) == folds.event_key(
-        tip.event_id.bytes
-    )
+    assert update2[event_key(tip.event_id.bytes)] is None
+    assert key_of(key_bytes(event_key(tip.event_id.bytes))) == event_key(tip.event_id.bytes)
     _, nothing = folds.fold(state, [(2, Recorded(office="x", event=_assess(tip, False)))])
     assert nothing == {}  # a tip never assessed valuable: the 'not valuable' assessment changes no figure
 
@@ -128,7 +135,7 @@ def test_fold_refuses_what_the_gateway_should_not_have_let_in(
 
 def test_reporting_year_runs_from_15_december() -> None:
     def years(day: dt.date) -> set[tuple[str, int]]:
-        return {(p, y) for p, _, y, _ in folds.by_period({("w", folds.year_key(day.toordinal()), "m"): 1})}
+        return {(p, y) for p, _, y, _ in by_period({("w", year_key(day.toordinal()), "m"): 1})}
 
     assert years(dt.date(2018, 12, 14)) == {("calendar", 2018), ("reporting", 2018)}
     assert years(dt.date(2018, 12, 15)) == {("calendar", 2018), ("reporting", 2019)}
@@ -138,8 +145,8 @@ def test_reporting_year_runs_from_15_december() -> None:
 def test_state_values_are_small() -> None:
     tip = _tip()
     update, _ = folds.fold({}, recorded([tip, _assess(tip, True), _assess(tip, False)]))
-    assert all(v is not None and len(folds.encode_value(v)) < 80 for v in update.values())
-    assert len(folds.key_bytes(folds.tip_key(uuid.uuid4().bytes))) == 17
+    assert all(v is not None and len(encode_value(v)) < 80 for v in update.values())
+    assert len(key_bytes(tip_key(uuid.uuid4().bytes))) == 17
 
 
 def test_a_pre2025_tip_and_the_case_naming_it_count_source_and_lead_under_its_units_too() -> None:
@@ -157,12 +164,12 @@ def test_a_pre2025_tip_and_the_case_naming_it_count_source_and_lead_under_its_un
         tip_ids=(tip.tip_id,),
     )
     _, deltas = folds.fold({}, recorded([tip, case, _retract(case)])[:2])
-    figures = folds.by_period(deltas)
+    figures = by_period(deltas)
     for where in ("01447", "pre2025:commune:01471", "pre2025:district:046", "pre2025:province:04"):
         for metric in ("tips_received.institution", "tips_leading_to_cases", "cases_cleared.drugs"):
             assert figures[("calendar", where, 2018, metric)] == 1, (where, metric)
     _, deltas = folds.fold({}, recorded([tip, case, _retract(case)]))
-    assert not any(k[3] == "tips_leading_to_cases" for k in folds.by_period(deltas))
+    assert not any(k[3] == "tips_leading_to_cases" for k in by_period(deltas))
 
 
 def test_retracting_an_event_of_an_earlier_entity_of_the_same_id_in_another_ward_changes_nothing() -> None:
@@ -213,4 +220,4 @@ def test_retracting_an_event_of_an_earlier_entity_of_the_same_id_in_another_ward
     )
     events: list[Event] = [first, assessed, retract(first), again, retract(assessed)]
     _, deltas = folds.fold({}, recorded(events))
-    assert folds.by_period(deltas) == reference(events)
+    assert by_period(deltas) == reference(events)

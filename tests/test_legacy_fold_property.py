@@ -37,7 +37,8 @@ from events.schema import (
     TipReceived,
 )
 from events.stored import Foreign, StoredRecords, UnknownEventType
-from projections.folds import by_period, fold
+from projections.fold_state import by_period
+from projections.folds import fold
 from projections.places import Place, legacy_place
 
 EVE = dt.date(2025, 6, 30)

@@ -14,7 +14,7 @@ from events.localities import Localities
 from infra.streams import UPDATES
 from projections import store
 from projections.errors import FoldError
-from projections.folds import Figures, StateUpdate
+from projections.fold_state import Figures, StateUpdate
 from projections.metrics import FOLD_VERSION
 from projections.rebuild import Rebuild, RebuildError
 from projections.runner import RunnerConfig, StatsRunner

@@ -26,7 +26,7 @@ from events.stored import Foreign, StoredRecords, UnknownEventType
 from events.subjects import EVENTS_PREFIX
 from projections.asof import OccurredOnOrBefore
 from projections.errors import FoldError
-from projections.folds import Deltas
+from projections.fold_state import Deltas
 from projections.replay import InMemoryReplay
 from services.audit.errors import AuditError, UnfoldableHistory
 

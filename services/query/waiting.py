@@ -41,7 +41,7 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
 
 ReadHead = Callable[[], Awaitable[Head]]
 
-# The same pointer and checkpoint a snapshot reads (``projections.store.read_stats``): a copy without a
+# The same pointer and checkpoint a snapshot reads (``projections.reads.read_stats``): a copy without a
 # checkpoint yet is at 0.
 _HEAD_SQL = """
 SELECT coalesce(c.seq, 0) AS seq, c.halted IS NOT NULL AS halted
