@@ -114,8 +114,44 @@ def _api_error(body: dict[str, Any]) -> str | None:
     return f"{error.get('description', error)} (err_code {error.get('err_code', '?')})"
 
 
-async def _api(nc: Client, subject: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    reply = await nc.request(subject, json.dumps(request).encode(), timeout=timeout)
+NO_RESPONDERS_PATIENCE_S = 10.0
+"""How long a request answered 'no responders' is sent again (``request_patiently``)."""
+
+
+async def request_patiently(
+    nc: Client, subject: str, data: bytes, *, timeout: float, patience: float = NO_RESPONDERS_PATIENCE_S
+) -> Msg:
+    """``nc.request``, sent again (backing off from 50 ms to 1 s) while it is answered 'no responders', for up
+    to ``patience`` seconds; then that error.
+
+    A request no one received is safe to send again. On a cluster, a subject a server has just subscribed to
+    (the restore's deliver subject, the JetStream API of a node still starting) can be without responders for a
+    moment on the node this client is connected to (CI, 2026-12-04, twice: a fresh target cluster answered 'no
+    responders' during ``antq restore``). A timeout is not retried: that request may have been received."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.05
+    while True:
+        try:
+            return await nc.request(subject, data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise
+            await asyncio.sleep(min(delay, left))  # the last try at the deadline
+            delay = min(2 * delay, 1.0)
+
+
+async def _api(
+    nc: Client,
+    subject: str,
+    request: dict[str, Any],
+    timeout: float = 10.0,
+    patience: float = NO_RESPONDERS_PATIENCE_S,
+) -> dict[str, Any]:
+    reply = await request_patiently(
+        nc, subject, json.dumps(request).encode(), timeout=timeout, patience=patience
+    )
     body: dict[str, Any] = json.loads(reply.data or b"{}")
     return body
 
@@ -189,7 +225,7 @@ async def jetstream_ready(nc: Client, timeout: float = JETSTREAM_READY_S, *, api
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            info = await _api(nc, f"{api}.INFO", {}, timeout=2.0)
+            info = await _api(nc, f"{api}.INFO", {}, timeout=2.0, patience=0)  # this loop waits
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             info = None
         if info is not None and _api_error(info) is None:
@@ -254,10 +290,10 @@ async def restore_stream(
     deliver = body["deliver_subject"]
     with data.open("rb") as file:
         for block in iter(lambda: file.read(CHUNK), b""):
-            ack = await nc.request(deliver, block, timeout=timeout)
+            ack = await request_patiently(nc, deliver, block, timeout=timeout)
             if ack.data and (problem := _api_error(json.loads(ack.data))) is not None:
                 raise RestoreFailed(f"{entry.name}: {problem}")
-    final = await nc.request(deliver, b"", timeout=timeout)
+    final = await request_patiently(nc, deliver, b"", timeout=timeout)
     result: dict[str, Any] = json.loads(final.data or b"{}")
     if (problem := _api_error(result)) is not None:
         raise RestoreFailed(f"{entry.name}: {problem}")

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import hashlib
 import random
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,15 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from bench.projection import realistic_events
 from events.localities import Localities
 from events.subjects import QUERY_SUBJECT
-from infra.backup import RestoreFailed, jetstream_ready
+from infra.backup import RestoreFailed, jetstream_ready, request_patiently
 from infra.embedded import EmbeddedNats, EmbeddedPostgres
 from infra.highwayhash import highwayhash64
 from infra.seal_keys import generate_seed, signer_from_seed
@@ -369,3 +372,37 @@ async def test_a_restore_waits_for_jetstream_to_answer_and_says_so_when_it_never
     with pytest.raises(RestoreFailed, match="did not answer within 1 s"):
         await jetstream_ready(stack.nc, timeout=1.0, api="$JS.nodomain.API")  # nothing answers there
     assert asyncio.get_running_loop().time() - started >= 1.0  # it waited before saying so
+
+
+@pytest.mark.timeout(60)
+async def test_a_request_answered_no_responders_is_sent_again_until_someone_answers_within_its_patience(
+    stack: Stack,
+) -> None:
+    """The restore's requests (the JetStream API, the chunks to the deliver subject) are sent again while the
+    subject has no responders: a subscriber that appears 0.5 s late still gets the request, once; without one,
+    the error comes back after the patience, not before."""
+    subject = f"test.patience.{uuid.uuid4().hex}"
+    received: list[bytes] = []
+
+    async def late_responder() -> None:
+        await asyncio.sleep(0.5)
+
+        async def answer(msg: Msg) -> None:
+            received.append(msg.data)
+            await msg.respond(b"ok")
+
+        await stack.nc.subscribe(subject, cb=answer)
+        await stack.nc.flush()
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    responder = asyncio.create_task(late_responder())
+    reply = await request_patiently(stack.nc, subject, b"chunk", timeout=2.0, patience=10.0)
+    await responder
+    assert reply.data == b"ok" and received == [b"chunk"]
+    assert loop.time() - started >= 0.5  # it did meet 'no responders' first
+
+    started = loop.time()
+    with pytest.raises(nats.errors.NoRespondersError):
+        await request_patiently(stack.nc, f"{subject}.nobody", b"x", timeout=2.0, patience=1.0)
+    assert 1.0 <= loop.time() - started < 5.0  # sent again up to its patience, then the error
