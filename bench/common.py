@@ -90,12 +90,15 @@ def report(title: str, project: float, raw: float, unit: str = "events/s") -> No
     print(f"{title}: project {project:,.0f} {unit} | raw {raw:,.0f} {unit} | ratio {ratio:.2f}", flush=True)
 
 
+BENCH_OFFICE_COUNT = 64
+"""Offices ``bench-0`` … ``bench-63``: as many concurrent publishers as a bench may run."""
+
 BENCH_OFFICES = (
     # the benchmarks measure throughput, not the per-office rate limit (bench/fairness.py measures that)
     "rate = { events_per_second = 1_000_000, burst = 1_000_000 }\n\n"
 ) + "".join(
     f'[[office]]\nid = "bench-{i}"\nname = "Bench {i}"\njurisdiction = ["province:04", "province:24"]\n\n'
-    for i in range(8)
+    for i in range(BENCH_OFFICE_COUNT)
 )
 
 

@@ -31,6 +31,7 @@ import nats
 import nats.errors
 
 from bench.common import (
+    BENCH_OFFICE_COUNT,
     BENCH_OFFICES,
     discard,
     prepare_stack,
@@ -179,7 +180,13 @@ class CpuMeter:
 
 
 async def one_mode(
-    sync_always: bool, n: int, publishers: int, batch: int, copies: int, rounds: int = 3
+    sync_always: bool,
+    n: int,
+    publishers: int,
+    batch: int,
+    copies: int,
+    rounds: int = 3,
+    raw_window: int | None = None,
 ) -> None:
     """Raw and gateway alternated over ``rounds`` rounds on one server (each round its own event ids): each
     round's figures and CPU per event, then the median ratio and its spread."""
@@ -196,13 +203,15 @@ async def one_mode(
             "gateways": [p.pid for p in procs],
         }
         mode = "sync_interval=always" if sync_always else "sync default"
-        title = f"ingest ({mode}, {copies} gateway copies, {publishers} publishers, batches of {batch}, {n} events)"
+        window = raw_window or publishers * batch
+        title = (
+            f"ingest ({mode}, {copies} gateway copies, {publishers} publishers, batches of {batch}, {n} events, "
+            f"raw window {window})"
+        )
         measured: list[tuple[float, float]] = []
         for i in range(max(1, rounds)):
             raw_cpu, gateway_cpu = CpuMeter(groups), CpuMeter(groups)  # each over its timed window only
-            raw = await raw_publish_async(
-                nats_srv.url, n, seed=2 + 2 * i, meter=raw_cpu, window=publishers * batch
-            )
+            raw = await raw_publish_async(nats_srv.url, n, seed=2 + 2 * i, meter=raw_cpu, window=window)
             project = await through_gateway(
                 nats_srv.url, n, publishers, batch, seed=1 + 2 * i, meter=gateway_cpu
             )
@@ -261,7 +270,9 @@ async def prepare_replicated(
     }
 
 
-async def replicated(size: int, n: int, publishers: int, batch: int, copies: int, rounds: int) -> None:
+async def replicated(
+    size: int, n: int, publishers: int, batch: int, copies: int, rounds: int, raw_window: int | None = None
+) -> None:
     """R``size`` on a cluster of ``size`` nodes against R1 on one node, both at the servers' default sync,
     rounds alternated."""
     base = Path(tempfile.mkdtemp(prefix="antq-bench-"))
@@ -301,7 +312,7 @@ async def replicated(size: int, n: int, publishers: int, batch: int, copies: int
                     stream=f"BENCH_RAW_{r}",
                     seed=seed + 1,
                     meter=floor_cpu,
-                    window=publishers * batch,
+                    window=raw_window or publishers * batch,
                 )
                 measured[replicas] = (through, floor)
                 print(
@@ -349,14 +360,40 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="raw and gateway (or R1 and R3) alternated rounds"
     )
+    parser.add_argument(
+        "--raw-window",
+        type=int,
+        default=None,
+        help="raw publish_async's most unacknowledged events (default: publishers × batch, the gateway path's)",
+    )
     args = parser.parse_args()
+    if not 1 <= args.publishers <= BENCH_OFFICE_COUNT:
+        parser.error(f"--publishers must be 1 to {BENCH_OFFICE_COUNT} (the bench's offices)")
     if args.cluster > 1:
         asyncio.run(
-            replicated(args.cluster, args.events, args.publishers, args.batch, args.copies, args.rounds)
+            replicated(
+                args.cluster,
+                args.events,
+                args.publishers,
+                args.batch,
+                args.copies,
+                args.rounds,
+                args.raw_window,
+            )
         )
         return
     for sync_always in (True, False):
-        asyncio.run(one_mode(sync_always, args.events, args.publishers, args.batch, args.copies, args.rounds))
+        asyncio.run(
+            one_mode(
+                sync_always,
+                args.events,
+                args.publishers,
+                args.batch,
+                args.copies,
+                args.rounds,
+                args.raw_window,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The calendar figures of ward-years as the update feed publishes them: flows in their year, stocks as they
-stand at a year's end (stored as each year's change, summed up to it: ``_standing``), read from the copy's
-rows (``_calendar_figures``) or from the runner's write-through cache of what it committed (``CalendarCache``).
+stand at a year's end (stored as each year's change, summed up to it: ``standing_figures``), read from the copy's
+rows (``read_calendar_figures``) or from the runner's write-through cache of what it committed (``CalendarCache``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from projections.metrics import APPROXIMATE
 from projections.periods import CALENDAR
 from projections.places import is_unit_key
 
-_STOCKS: Final = sorted({*stock_metrics(), *(APPROXIMATE + name for name in stock_metrics())})
+STOCKS: Final = sorted({*stock_metrics(), *(APPROXIMATE + name for name in stock_metrics())})
 """Stock metrics, and their approximate parts (``~<metric>``, ``projections.places``): both stored as each
 year's change and read as what stands at a year's end."""
-_STOCK_SET: Final = frozenset(_STOCKS)
+_STOCK_SET: Final = frozenset(STOCKS)
 Figures2: TypeAlias = dict[tuple[str, int], dict[str, int]]
 """Figures of (ward, year) pairs: metric → value."""
 
@@ -69,14 +69,16 @@ async def _stock_rows(conn: asyncpg.Connection, copy: int, wards: Collection[str
            AND ward = ANY($2::text[]) AND metric = ANY($3::text[])""",
         copy,
         sorted(out),
-        _STOCKS,
+        STOCKS,
     )
     for r in rows:
         out[r["ward"]].setdefault(r["year"], {})[r["metric"]] = r["value"]
     return out
 
 
-def _standing(rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[str, StockRows]) -> Figures2:
+def standing_figures(
+    rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[str, StockRows]
+) -> Figures2:
     """The figures of each (ward, year): its flows, and its stocks as they stand at the year's end.
 
     Each ward's stock changes are summed once, in year order; a (ward, year) then takes the running sums of
@@ -108,12 +110,12 @@ def _standing(rows: Mapping[tuple[str, int], dict[str, int]], stocks: Mapping[st
     return out
 
 
-async def _calendar_figures(
+async def read_calendar_figures(
     conn: asyncpg.Connection, copy: int, pairs: Collection[tuple[str, int]]
 ) -> Figures2:
     """The calendar figures of some (ward, year) pairs, stocks as they stand at each year's end."""
     rows = await _calendar_rows(conn, copy, pairs)
-    return _standing(rows, await _stock_rows(conn, copy, {w for w, _ in pairs}))
+    return standing_figures(rows, await _stock_rows(conn, copy, {w for w, _ in pairs}))
 
 
 class CalendarCache:

@@ -17,7 +17,7 @@ from events.catalogue import CATALOGUE, LIFECYCLES, Contribution, Lifecycle
 from events.schema import Event, Locality
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownEntity, WardMismatch
-from projections.fold_parts import FolderBase, _other_ward, _place
+from projections.fold_parts import FolderBase, _place, other_ward
 from projections.fold_state import (
     CREATES,
     ENDS,
@@ -56,13 +56,13 @@ _ENTITY_BASE: Final = {
 """Per lifecycle type: the high bits of its entity's key (``entity_key``) and the field naming the entity."""
 
 
-def _entity_key_of(event: Event) -> Key:
+def entity_key_of(event: Event) -> Key:
     base, field = _ENTITY_BASE[type(event)]
     entity_id: uuid.UUID = getattr(event, field)
     return base | entity_id.int
 
 
-def _mark_of(event: Event, mark_id: bytes) -> Mark:
+def mark_of(event: Event, mark_id: bytes) -> Mark:
     life = LIFECYCLES[type(event)]
     role = _ROLE_CODES[life.roles[type(event)]]
     values = life.values_of(event) if role != ENDS else ()
@@ -179,10 +179,10 @@ class EntityFolding(FolderBase):
 
     def _lifecycle(self, seq: int, event: Event) -> None:
         life = LIFECYCLES[type(event)]
-        key = _entity_key_of(event)
+        key = entity_key_of(event)
         state = self.get(key)
         before = state if isinstance(state, EntityState) else None
-        mark = _mark_of(event, event.event_id.bytes)
+        mark = mark_of(event, event.event_id.bytes)
         if mark[1] == CREATES:
             if before is not None and before.marks:
                 raise DuplicateEntity(
@@ -199,7 +199,7 @@ class EntityFolding(FolderBase):
         else:
             if before is None or not before.marks:
                 raise UnknownEntity(f"{_what(life, event)} is unknown", seq=seq, event_id=event.event_id)
-            if _other_ward(before.ward, before.units, event):
+            if other_ward(before.ward, before.units, event):
                 raise WardMismatch(
                     f"{_what(life, event)} is in ward {before.ward}", seq=seq, event_id=event.event_id
                 )
@@ -218,7 +218,7 @@ class EntityFolding(FolderBase):
             raise UnknownEntity("the entry's entity is unknown", seq=seq, event_id=event.event_id)
         if not any(m[0] == mark_id for m in state.marks):
             return None
-        if _other_ward(state.ward, state.units, event):
+        if other_ward(state.ward, state.units, event):
             raise WardMismatch(f"the entry is in ward {state.ward}", seq=seq, event_id=event.event_id)
         return _LIFE_BY_STATE[key >> STATE_SHIFT], key, state
 

@@ -1,9 +1,9 @@
 """What one event brings to the fold, read without any state, and the base every fold rule writes through.
 
 - a plain event's ``Part`` (``part_of``: the figures its catalogue entry declares, the tips it names, a
-  pre-2025 event's place), and a received tip's ``TipLink`` (``_received``);
+  pre-2025 event's place), and a received tip's ``TipLink`` (``received_link``);
 - the 2025 place of a pre-2025 event (``_place``) and the check that an event about an entry is filed in the
-  entry's ward (``_other_ward``);
+  entry's ward (``other_ward``);
 - ``FolderBase``: the fold's view of the state (what the batch wrote first, then what was loaded) and the
   changes of figures it adds up (``add``; ``spread`` for a pre-2025 place's extra figures).
 
@@ -39,7 +39,7 @@ def part_of(event: Event, seq: int = 0) -> Part:
     # interned: a long replay keeps one of these per event, and a ward's code is the same few bytes each time
     amounts = CONTRIBUTIONS[type(event)](event)
     locality = event.locality
-    links = _LINKS.get(type(event))
+    links = LINKS.get(type(event))
     tips = tuple(t.bytes for t in getattr(event, links)) if links is not None else ()
     if type(locality) is Locality and not tips:  # the common case first, as cheaply as it can be told
         return Part(ward=sys.intern(locality.ward), day=event.occurred_on.toordinal(), amounts=amounts)
@@ -71,7 +71,7 @@ def _place(event: Event, seq: int) -> Place:
     return place
 
 
-def _other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
+def other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
     """An event about an entry (assessment, retraction, correction) filed in another ward than the entry's.
     Checked between two ``gso-2025`` localities only: a pre-2025 one resolves through the mapping, which a
     later correction may change (the gateway checked it on the mapping of its day); its figures go where the
@@ -80,11 +80,11 @@ def _other_ward(ward: str, units: tuple[str, ...], event: Event) -> bool:
     return not units and isinstance(locality, Locality) and locality.ward != ward
 
 
-_LINKS: Final[dict[type, str]] = {s.struct: s.links.field for s in CATALOGUE if s.links is not None}
+LINKS: Final[dict[type, str]] = {s.struct: s.links.field for s in CATALOGUE if s.links is not None}
 """Per type naming tips (``EventSpec.links``), the list field naming them."""
 
 
-def _received(event: TipReceived, seq: int) -> TipLink:
+def received_link(event: TipReceived, seq: int) -> TipLink:
     """A received tip's link: its day, and a pre-2025 tip's place on that day."""
     day = event.occurred_on.toordinal()
     source = sys.intern(event.source)

@@ -16,7 +16,7 @@ import msgspec
 from events.schema import TIP_SOURCES, Event, Locality, TipAssessed, TipReceived
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownTip, WardMismatch
-from projections.fold_parts import FolderBase, _other_ward, _received
+from projections.fold_parts import FolderBase, other_ward, received_link
 from projections.fold_state import EVENT_BIT, Key, Part, TipLink, TipState, YearKey, tip_key, year_key
 
 _RECEIVED_BY: Final[dict[str, tuple[str, str]]] = {
@@ -111,7 +111,7 @@ class TipFolding(FolderBase):
             )
         # a retracted tip's id was freed: received again, it is a new tip (the old one's assessments stay
         # with the old one)
-        link = _received(event, seq)
+        link = received_link(event, seq)
         tip = TipState(
             ward=sys.intern(event.locality.ward) if isinstance(event.locality, Locality) else link.ward,
             day=link.day,
@@ -131,7 +131,7 @@ class TipFolding(FolderBase):
         tip = self.get(key)
         if not isinstance(tip, TipState):
             raise UnknownTip(f"tip {event.tip_id} is unknown", seq=seq, event_id=event.event_id)
-        if _other_ward(tip.ward, tip.units, event):
+        if other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"tip {event.tip_id} is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         assessed = (*tip.assessments, (event.event_id.bytes, event.valuable))
         self.set_tip(key, tip, msgspec.structs.replace(tip, assessments=assessed))

@@ -14,8 +14,8 @@ import msgspec
 from events.catalogue import LIFECYCLES
 from events.schema import EntryCorrected, EntryRetracted, Event, TipAssessed, TipReceived
 from projections.errors import UnknownTarget, WardMismatch
-from projections.fold_lifecycles import EntityFolding, _entity_key_of, _mark_of
-from projections.fold_parts import _other_ward, _received, part_of
+from projections.fold_lifecycles import EntityFolding, entity_key_of, mark_of
+from projections.fold_parts import other_ward, part_of, received_link
 from projections.fold_state import (
     EVENT_BIT,
     EntityLink,
@@ -64,7 +64,7 @@ class VersionFolding(TipFolding, EntityFolding):
             tip = self._tip(key, seq, event, "the retracted entry's tip is unknown")
             if value.assessment and not _assessed(tip, target.bytes):
                 pass  # an assessment of an earlier tip of this id (retracted, its id received again)
-            elif _other_ward(tip.ward, tip.units, event):
+            elif other_ward(tip.ward, tip.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {tip.ward}", seq=seq, event_id=event.event_id
                 )
@@ -74,7 +74,7 @@ class VersionFolding(TipFolding, EntityFolding):
             else:
                 self.set_tip(key, tip, msgspec.structs.replace(tip, retracted=True))
         else:
-            if _other_ward(value.ward, value.units, event):
+            if other_ward(value.ward, value.units, event):
                 raise WardMismatch(
                     f"the retracted entry is in ward {value.ward}", seq=seq, event_id=event.event_id
                 )
@@ -101,11 +101,9 @@ class VersionFolding(TipFolding, EntityFolding):
         copy = event.corrected
         new: Part | TipLink | EntityLink
         if type(copy) in LIFECYCLES:
-            new = EntityLink(
-                entity=key_bytes(_entity_key_of(copy)), mark=_mark_of(copy, event.event_id.bytes)
-            )
+            new = EntityLink(entity=key_bytes(entity_key_of(copy)), mark=mark_of(copy, event.event_id.bytes))
         elif isinstance(copy, TipReceived):
-            new = _received(copy, seq)
+            new = received_link(copy, seq)
         elif isinstance(copy, TipAssessed):
             new = TipLink(tip=copy.tip_id.bytes, assessment=True, valuable=copy.valuable)
         else:
@@ -137,7 +135,7 @@ class VersionFolding(TipFolding, EntityFolding):
             self.set_entity(life, key, state, msgspec.structs.replace(state, marks=marks))
             return
         if isinstance(old, Part) and isinstance(new, Part):
-            if _other_ward(old.ward, old.units, event) or _other_ward(new.ward, new.units, event):
+            if other_ward(old.ward, old.units, event) or other_ward(new.ward, new.units, event):
                 raise WardMismatch(
                     f"the corrected entry is in ward {old.ward}", seq=seq, event_id=event.event_id
                 )
@@ -169,7 +167,7 @@ class VersionFolding(TipFolding, EntityFolding):
         tip = self._tip(key, seq, event, "the corrected entry's tip is unknown")
         if new.assessment and not _assessed(tip, old_id):
             return  # an assessment of an earlier tip of this id (retracted, its id received again)
-        if _other_ward(tip.ward, tip.units, event):
+        if other_ward(tip.ward, tip.units, event):
             raise WardMismatch(f"the corrected entry is in ward {tip.ward}", seq=seq, event_id=event.event_id)
         if not new.assessment:
             after = msgspec.structs.replace(tip, day=new.day, source=new.source)

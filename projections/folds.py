@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 
 from events.catalogue import CATALOGUE, CONTRIBUTIONS, LIFECYCLES, FoldRule
 from events.schema import EntryCorrected, EntryRetracted, Event, Locality, Recorded, TipAssessed, TipReceived
-from projections.fold_lifecycles import _entity_key_of
-from projections.fold_parts import _LINKS, part_of
+from projections.fold_lifecycles import entity_key_of
+from projections.fold_parts import LINKS, part_of
 from projections.fold_state import (
     EVENT_BIT,
     Deltas,
@@ -77,10 +77,10 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
         event = recorded.event
         if isinstance(event, TipReceived | TipAssessed):
             keys.add(event.tip_id.int)
-        elif type(event) in _LINKS:
-            keys.update(t.int for t in getattr(event, _LINKS[type(event)]))
+        elif type(event) in LINKS:
+            keys.update(t.int for t in getattr(event, LINKS[type(event)]))
         elif type(event) in LIFECYCLES:
-            keys.add(_entity_key_of(event))
+            keys.add(entity_key_of(event))
         elif isinstance(event, EntryRetracted | EntryCorrected):
             target = event.target_event_id.int | EVENT_BIT
             keys.add(target)
@@ -103,10 +103,10 @@ def keys_needed(events: Iterable[tuple[int, Recorded]], state: State) -> set[Key
                 keys.add(key_of(value.entity))
             if isinstance(event, EntryCorrected) and isinstance(event.corrected, TipReceived | TipAssessed):
                 keys.add(event.corrected.tip_id.int)
-            if isinstance(event, EntryCorrected) and type(event.corrected) in _LINKS:
-                keys.update(t.int for t in getattr(event.corrected, _LINKS[type(event.corrected)]))
+            if isinstance(event, EntryCorrected) and type(event.corrected) in LINKS:
+                keys.update(t.int for t in getattr(event.corrected, LINKS[type(event.corrected)]))
             if isinstance(event, EntryCorrected) and type(event.corrected) in LIFECYCLES:
-                keys.add(_entity_key_of(event.corrected))
+                keys.add(entity_key_of(event.corrected))
     return keys
 
 
@@ -133,7 +133,7 @@ class _Folder(VersionFolding):
 
     def _part(self, seq: int, event: Event) -> None:
         locality = event.locality
-        if type(locality) is Locality and type(event) not in _LINKS:  # the common case, kept cheap
+        if type(locality) is Locality and type(event) not in LINKS:  # the common case, kept cheap
             ward = sys.intern(locality.ward)
             day = event.occurred_on.toordinal()
             amounts = CONTRIBUTIONS[type(event)](event)

@@ -1,5 +1,5 @@
 """The outbox of the update feed (ANTQ_UPDATES): the payload of one ward-year (``StatsUpdate``), the rows a
-batch writes in its transaction (``_write_outbox``, ``write_updates``), and the publisher's reading and
+batch writes in its transaction (``write_outbox``, ``write_updates``), and the publisher's reading and
 deleting of the rows not yet published (``pending_outbox``, ``delete_outbox``).
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 import msgspec
 
-from projections.calendar_figures import _calendar_figures
+from projections.calendar_figures import read_calendar_figures
 from projections.metrics import FOLD_VERSION, approximate, complete
 from projections.periods import CALENDAR, Period
 
@@ -48,7 +48,7 @@ class OutboxRow(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.ward}:{self.year}:{self.seq}:{self.copy}"
 
 
-async def _write_outbox(
+async def write_outbox(
     conn: asyncpg.Connection,
     copy: int,
     seq: int,
@@ -95,8 +95,8 @@ async def write_updates(
     conn: asyncpg.Connection, copy: int, seq: int, ward_years: Mapping[tuple[str, int], str]
 ) -> list[OutboxRow]:
     """Outbox rows with the current figures of the given (ward, year) → province, as of ``seq``."""
-    figures = await _calendar_figures(conn, copy, list(ward_years))
-    return await _write_outbox(conn, copy, seq, figures, {ward: p for (ward, _), p in ward_years.items()})
+    figures = await read_calendar_figures(conn, copy, list(ward_years))
+    return await write_outbox(conn, copy, seq, figures, {ward: p for (ward, _), p in ward_years.items()})
 
 
 async def pending_outbox(

@@ -12,7 +12,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from projections.calendar_figures import _STOCKS
+from projections.calendar_figures import STOCKS
 from projections.checkpoints import NAME, hold_copies
 from projections.metrics import FOLD_VERSION, approximate, complete
 from projections.periods import PERIODS
@@ -105,7 +105,7 @@ async def read_stats(
         period,
         year if from_year is None else from_year,
         year,
-        _STOCKS,
+        STOCKS,
         list(wards),
         pause=pause,
         by_ward_sql=f"""SELECT ward, metric, sum(value) AS value FROM stats
@@ -127,7 +127,7 @@ async def read_province_stats(
         period,
         year if from_year is None else from_year,
         year,
-        _STOCKS,
+        STOCKS,
         province,
     )
 

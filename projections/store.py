@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from projections.calendar_figures import CalendarCache, _standing, this_year
+from projections.calendar_figures import CalendarCache, standing_figures, this_year
 from projections.checkpoints import (
     NAME,
     Checkpoint,
@@ -41,15 +41,16 @@ from projections.fold_state import (
 from projections.outbox import (
     OutboxRow,
     StatsUpdate,
-    _write_outbox,
     delete_outbox,
     pending_outbox,
+    write_outbox,
     write_updates,
 )
 from projections.reads import StatsSnapshot, all_figures, read_province_stats, read_stats
 
-# Re-exported: some 40 modules (the runner, rebuilds, the publisher, services, tests and the benchmarks) use the
-# PostgreSQL side of the projection as ``store.<name>``; they keep one import whichever module holds the name.
+# Re-exported: 22 of the 36 modules that import ``projections.store`` (the runner, rebuilds, the publisher,
+# services, tests and the benchmarks) use these names as ``store.<name>``: the PostgreSQL side of the projection
+# stays one import for them, whichever module holds the name.
 __all__ = [
     "NAME",
     "CalendarCache",
@@ -195,6 +196,6 @@ async def commit_batch(
         if outbox is None:
             return []
         after, stocks = outbox.after(changed, deltas)
-        rows = await _write_outbox(conn, copy, to_seq, _standing(after, stocks), provinces)
+        rows = await write_outbox(conn, copy, to_seq, standing_figures(after, stocks), provinces)
     outbox.committed(after, stocks)
     return rows

@@ -46,14 +46,11 @@ from events.subjects import event_subject, id_text
 from infra.streams import EVENTS
 from services.gateway.candidates import (
     _ENDS,
-    MAX_CORRECTIONS,
     _Batch,
     _Candidate,
     claim_key,
     entity_of,
-    event_type,
     guess_event_id,
-    is_lifecycle,
     link_keys,
     may_be_ended,
 )
@@ -73,20 +70,12 @@ from services.gateway.publisher import IntakePublisher
 from services.gateway.refusals import Refusals
 from services.gateway.rejected_later import RejectedLater
 
-__all__ = [  # the pipeline, and the names others import from here (per-event rules: candidates)
+__all__ = [  # the pipeline and what it is given (the per-event rules are in candidates)
     "BUSY_RETRY_MS",
-    "MAX_CORRECTIONS",
     "ORPHAN_AFTER_S",
     "CatchUp",
     "Clock",
     "IntakePipeline",
-    "claim_key",
-    "entity_of",
-    "event_type",
-    "guess_event_id",
-    "is_lifecycle",
-    "link_keys",
-    "may_be_ended",
     "utc_now",
 ]
 
