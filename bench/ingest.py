@@ -369,31 +369,12 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.publishers <= BENCH_OFFICE_COUNT:
         parser.error(f"--publishers must be 1 to {BENCH_OFFICE_COUNT} (the bench's offices)")
+    shape = (args.events, args.publishers, args.batch, args.copies, args.rounds, args.raw_window)
     if args.cluster > 1:
-        asyncio.run(
-            replicated(
-                args.cluster,
-                args.events,
-                args.publishers,
-                args.batch,
-                args.copies,
-                args.rounds,
-                args.raw_window,
-            )
-        )
+        asyncio.run(replicated(args.cluster, *shape))
         return
     for sync_always in (True, False):
-        asyncio.run(
-            one_mode(
-                sync_always,
-                args.events,
-                args.publishers,
-                args.batch,
-                args.copies,
-                args.rounds,
-                args.raw_window,
-            )
-        )
+        asyncio.run(one_mode(sync_always, *shape))
 
 
 if __name__ == "__main__":
