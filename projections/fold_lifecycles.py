@@ -17,7 +17,7 @@ from events.catalogue import CATALOGUE, LIFECYCLES, Contribution, Lifecycle
 from events.schema import Event, Locality
 from projections import metrics as m
 from projections.errors import DuplicateEntity, UnknownEntity, WardMismatch
-from projections.fold_parts import FolderBase, _place, other_ward
+from projections.fold_parts import FolderBase, other_ward, resolved_place
 from projections.fold_state import (
     CREATES,
     ENDS,
@@ -192,7 +192,7 @@ class EntityFolding(FolderBase):
             if type(locality) is Locality:
                 after = EntityState(ward=sys.intern(locality.ward), marks=(mark,))
             else:
-                place = _place(event, seq)
+                place = resolved_place(event, seq)
                 after = EntityState(
                     ward=place.ward, marks=(mark,), units=place.units, approx=place.approximate
                 )

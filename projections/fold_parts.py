@@ -2,8 +2,8 @@
 
 - a plain event's ``Part`` (``part_of``: the figures its catalogue entry declares, the tips it names, a
   pre-2025 event's place), and a received tip's ``TipLink`` (``received_link``);
-- the 2025 place of a pre-2025 event (``_place``) and the check that an event about an entry is filed in the
-  entry's ward (``other_ward``);
+- the 2025 place of a pre-2025 event (``resolved_place``) and the check that an event about an entry is filed
+  in the entry's ward (``other_ward``);
 - ``FolderBase``: the fold's view of the state (what the batch wrote first, then what was loaded) and the
   changes of figures it adds up (``add``; ``spread`` for a pre-2025 place's extra figures).
 
@@ -47,7 +47,7 @@ def part_of(event: Event, seq: int = 0) -> Part:
     if type(locality) is Locality:
         ward, approx = sys.intern(locality.ward), False
     else:
-        place = _place(event, seq)
+        place = resolved_place(event, seq)
         ward, units, approx = place.ward, place.units, place.approximate
     return Part(
         ward=ward,
@@ -60,7 +60,8 @@ def part_of(event: Event, seq: int = 0) -> Part:
     )
 
 
-def _place(event: Event, seq: int) -> Place:
+def resolved_place(event: Event, seq: int) -> Place:
+    """The event's 2025 place (``place_of``), or ``UnknownWard`` for a pre-2025 locality the mapping lacks."""
     place = place_of(event)
     if place is None:
         raise UnknownWard(
@@ -90,7 +91,7 @@ def received_link(event: TipReceived, seq: int) -> TipLink:
     source = sys.intern(event.source)
     if isinstance(event.locality, Locality):
         return TipLink(tip=event.tip_id.bytes, assessment=False, day=day, source=source)
-    place = _place(event, seq)
+    place = resolved_place(event, seq)
     return TipLink(
         tip=event.tip_id.bytes,
         assessment=False,

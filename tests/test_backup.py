@@ -385,7 +385,7 @@ async def test_a_request_answered_no_responders_is_sent_again_until_someone_answ
     received: list[bytes] = []
 
     async def late_responder() -> None:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # wait-ok: the responder must come late, so the first sends meet no one
 
         async def answer(msg: Msg) -> None:
             received.append(msg.data)
